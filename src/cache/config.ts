@@ -1,0 +1,93 @@
+// Validation of PagedKVCache options against each other and against the device. Invariants: a config
+// that passes resolveConfig() fits the device (buffer sizes, bindings, workgroup storage) and every
+// field is a positive integer where one is required; everything that fails gets a ConfigError that
+// names the field and what would work.
+import { ConfigError } from '../errors';
+import { MAX_HEAD_DIM, type KvDtype, type KvLayout } from '../pool/kv-layout';
+import { maxChunkBytes, planPool } from '../pool/kv-pool';
+
+export interface PagedKVCacheOptions {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Query heads; a multiple of numKvHeads (GQA/MQA). Defaults to numKvHeads. */
+  numQueryHeads?: number;
+  /** Tokens per block (default 16). */
+  blockSize?: number;
+  /** Give numBlocks or memoryBudgetBytes (KV bytes over all layers; never exceeded). */
+  numBlocks?: number;
+  memoryBudgetBytes?: number;
+  /** Storage type of K and V (default 'f16', stored packed in u32 words). */
+  kvDtype?: KvDtype;
+  /** Most sequences alive at once (default 1024). */
+  maxSequences?: number;
+  /** Longest sequence in tokens (default: the whole pool, at most 131072). */
+  maxSequenceLength?: number;
+  /** Use subgroup operations in kernels when the device has them (default true). */
+  useSubgroups?: boolean;
+  /** Cap on one KV buffer's size, below the device's binding limit (tests use it to force splitting). */
+  maxBufferBytes?: number;
+  /** How long a lock may be waited for before LockTimeoutError (ms, default 5000). */
+  lockTimeoutMs?: number;
+}
+
+export interface ResolvedConfig {
+  layout: KvLayout;
+  numQueryHeads: number;
+  maxSequences: number;
+  maxBlocksPerSequence: number;
+  maxSequenceLength: number;
+  useSubgroups: boolean;
+  lockTimeoutMs: number;
+}
+
+function positiveInt(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new ConfigError(`${name} must be a positive integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, hasSubgroups: boolean): ResolvedConfig {
+  if (!options || typeof options !== 'object') throw new ConfigError('options are required');
+  const numLayers = positiveInt('numLayers', options.numLayers);
+  const numKvHeads = positiveInt('numKvHeads', options.numKvHeads);
+  const headDim = positiveInt('headDim', options.headDim);
+  const numQueryHeads = positiveInt('numQueryHeads', options.numQueryHeads ?? numKvHeads);
+  const blockSize = positiveInt('blockSize', options.blockSize ?? 16);
+  const kvDtype = options.kvDtype ?? 'f16';
+  if (numQueryHeads % numKvHeads !== 0) {
+    throw new ConfigError(`numQueryHeads (${numQueryHeads}) must be a multiple of numKvHeads (${numKvHeads})`);
+  }
+  if (headDim % 8 !== 0 || headDim > MAX_HEAD_DIM) {
+    throw new ConfigError(`headDim must be a multiple of 8 between 8 and ${MAX_HEAD_DIM} (got ${headDim})`);
+  }
+  if (blockSize > 256) throw new ConfigError(`blockSize must be at most 256 (got ${blockSize})`);
+  const chunkLimit = maxChunkBytes(device.limits, options.maxBufferBytes);
+  const layout = planPool(
+    { numLayers, numKvHeads, headDim, blockSize, kvDtype, numBlocks: options.numBlocks, memoryBudgetBytes: options.memoryBudgetBytes },
+    chunkLimit,
+  );
+  const maxSequences = positiveInt('maxSequences', options.maxSequences ?? 1024);
+  const defaultMaxLength = Math.min(layout.numBlocks * blockSize, 131072);
+  const maxSequenceLength = positiveInt('maxSequenceLength', options.maxSequenceLength ?? defaultMaxLength);
+  const maxBlocksPerSequence = Math.ceil(maxSequenceLength / blockSize);
+  const tableBytes = maxSequences * maxBlocksPerSequence * 4;
+  if (tableBytes > device.limits.maxStorageBufferBindingSize) {
+    throw new ConfigError(
+      `the block table (${maxSequences} sequences × ${maxBlocksPerSequence} blocks) needs ${tableBytes} bytes, more than one ` +
+        `GPU binding allows (${device.limits.maxStorageBufferBindingSize}); lower maxSequences or maxSequenceLength`,
+    );
+  }
+  const lockTimeoutMs = options.lockTimeoutMs ?? 5000;
+  if (!(lockTimeoutMs > 0)) throw new ConfigError(`lockTimeoutMs must be positive (got ${lockTimeoutMs})`);
+  return {
+    layout,
+    numQueryHeads,
+    maxSequences,
+    maxBlocksPerSequence,
+    maxSequenceLength: maxBlocksPerSequence * blockSize,
+    useSubgroups: (options.useSubgroups ?? true) && hasSubgroups,
+    lockTimeoutMs,
+  };
+}

@@ -1,0 +1,53 @@
+// Argument checks for the public cache API. Invariants: each check either returns the validated value or
+// throws InvalidArgumentError naming the argument, the value received and what would be accepted; none
+// of them touches cache state, so they run before anything is changed.
+import { InvalidArgumentError } from '../errors';
+
+export function checkLayer(layer: unknown, numLayers: number): number {
+  if (typeof layer !== 'number' || !Number.isInteger(layer) || layer < 0 || layer >= numLayers) {
+    throw new InvalidArgumentError(`layer must be an integer in 0..${numLayers - 1} (got ${String(layer)})`);
+  }
+  return layer;
+}
+
+export function checkPosition(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new InvalidArgumentError(`${name} must be a non-negative integer (got ${String(value)})`);
+  }
+  return value;
+}
+
+/** Number of rows in a Float32Array laid out [rows][rowElements]; rows ≥ minRows. */
+export function rowsOf(name: string, array: unknown, rowElements: number, shape: string, minRows = 0): number {
+  if (!(array instanceof Float32Array)) {
+    throw new InvalidArgumentError(`${name} must be a Float32Array laid out ${shape} (got ${describe(array)})`);
+  }
+  if (array.length % rowElements !== 0 || array.length / rowElements < minRows) {
+    throw new InvalidArgumentError(
+      `${name} has ${array.length} elements, which is not a whole number${minRows ? ` (≥ ${minRows})` : ''} of rows of ${shape} ` +
+        `(${rowElements} elements per row)`,
+    );
+  }
+  return array.length / rowElements;
+}
+
+/** Checks a caller-provided GPUBuffer: usage flags and size. */
+export function checkGpuBuffer(name: string, buffer: unknown, minBytes: number, usage: number, usageName: string): GPUBuffer {
+  if (typeof buffer !== 'object' || buffer === null || typeof (buffer as GPUBuffer).usage !== 'number') {
+    throw new InvalidArgumentError(`${name} must be a GPUBuffer (got ${describe(buffer)})`);
+  }
+  const b = buffer as GPUBuffer;
+  if ((b.usage & usage) !== usage) {
+    throw new InvalidArgumentError(`${name} needs GPUBufferUsage ${usageName} (its usage is 0x${b.usage.toString(16)})`);
+  }
+  if (b.size < minBytes) {
+    throw new InvalidArgumentError(`${name} has ${b.size} bytes but ${minBytes} are needed`);
+  }
+  return b;
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value !== 'object') return typeof value;
+  return (value as object).constructor?.name ?? 'object';
+}

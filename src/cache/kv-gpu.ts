@@ -1,0 +1,283 @@
+// The GPU side of a PagedKVCache: kernels, the GPU block table, staging and readback buffers.
+// Invariants:
+//   - Every method that records GPU work also submits it before returning (except encodeAttention,
+//     which records into the caller's encoder), so queue order equals bookkeeping order.
+//   - Staging buffers (k, v, slots, copy pairs, q, out) are reused across calls and grow only inside
+//     ensureStaging/ensureQueryScratch, which run under error scopes (GPU out-of-memory → typed error,
+//     nothing half-made). A steady-state step allocates no GPU object except readback buffers, which
+//     are pooled and reused once unmapped.
+//   - Reusing a staging buffer is safe without waiting: queue.writeBuffer into it is ordered after the
+//     submissions that read its previous contents.
+import type { DeviceGuard } from '../gpu/device-guard';
+import type { KvPool } from '../pool/kv-pool';
+import type { KvLayout } from '../pool/kv-layout';
+import type { AttentionEntry } from '../kernels/attention-types';
+import { CopyBlocksKernel } from '../kernels/copy-blocks';
+import { GatherKvKernel } from '../kernels/gather-kv';
+import { PagedAttentionKernel } from '../kernels/paged-attention';
+import { WriteKvKernel } from '../kernels/write-kv';
+import type { BlockCopy } from '../table/block-table';
+import type { ResolvedConfig } from './config';
+import { GrowableBuffer } from './growable-buffer';
+import { ReadbackPool } from './readback-pool';
+import { TableUpload } from './table-upload';
+
+// GPUBufferUsage is a global only once a WebGPU implementation is loaded, so these are functions.
+const STORAGE_IN = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+const STORAGE_OUT = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+
+export class KvGpu {
+  private readonly device: GPUDevice;
+  private readonly layout: KvLayout;
+  private readonly pool: KvPool;
+  private readonly rowElements: number;
+  private readonly queryRowElements: number;
+  private readonly config: ResolvedConfig;
+  private readonly rowStride: number;
+  // Kernels are built on first use: building a pipeline is slow on some drivers (seconds on SwiftShader).
+  private writeKernelOrUndefined: WriteKvKernel | undefined;
+  private gatherKernelOrUndefined: GatherKvKernel | undefined;
+  private copyKernelOrUndefined: CopyBlocksKernel | undefined;
+  private attentionOrUndefined: PagedAttentionKernel | undefined;
+  private readonly tableUpload: TableUpload;
+  private readonly kStage: GrowableBuffer;
+  private readonly vStage: GrowableBuffer;
+  private readonly slotStage: GrowableBuffer;
+  private readonly pairStage: GrowableBuffer;
+  private readonly qStage: GrowableBuffer;
+  private readonly outStage: GrowableBuffer;
+  private readonly readbacks: ReadbackPool;
+  private slotWords = new Uint32Array(64);
+
+  private constructor(private readonly guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number) {
+    const device = guard.device;
+    this.device = device;
+    this.layout = config.layout;
+    this.pool = pool;
+    this.rowElements = this.layout.numKvHeads * this.layout.headDim;
+    this.queryRowElements = config.numQueryHeads * this.layout.headDim;
+    this.config = config;
+    this.rowStride = rowStride;
+    this.tableUpload = new TableUpload(device, config.maxSequences, rowStride);
+    this.kStage = new GrowableBuffer(device, STORAGE_IN(), 'k-staging');
+    this.vStage = new GrowableBuffer(device, STORAGE_IN(), 'v-staging');
+    this.slotStage = new GrowableBuffer(device, STORAGE_IN(), 'slot-staging');
+    this.pairStage = new GrowableBuffer(device, STORAGE_IN(), 'copy-pairs');
+    this.qStage = new GrowableBuffer(device, STORAGE_IN(), 'q-staging');
+    this.outStage = new GrowableBuffer(device, STORAGE_OUT(), 'out-staging');
+    this.readbacks = new ReadbackPool(device);
+  }
+
+  static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
+    return guard.scoped('kernels and scratch buffers', () => new KvGpu(guard, pool, config, rowStride));
+  }
+
+  private get writeKernel(): WriteKvKernel {
+    return (this.writeKernelOrUndefined ??= new WriteKvKernel(this.device, this.layout));
+  }
+
+  private get gatherKernel(): GatherKvKernel {
+    return (this.gatherKernelOrUndefined ??= new GatherKvKernel(this.device, this.layout));
+  }
+
+  private get copyKernel(): CopyBlocksKernel {
+    return (this.copyKernelOrUndefined ??= new CopyBlocksKernel(this.device, this.layout));
+  }
+
+  private get attention(): PagedAttentionKernel {
+    return (this.attentionOrUndefined ??= new PagedAttentionKernel(this.device, this.layout, {
+      numQueryHeads: this.config.numQueryHeads,
+      rowStride: this.rowStride,
+      subgroups: this.config.useSubgroups,
+    }));
+  }
+
+  get tableEntriesUploaded(): number {
+    return this.tableUpload.uploadedEntries;
+  }
+
+  // ---- scratch sizing (async: may allocate, under error scopes) -----------------------------------
+
+  async ensureStaging(tokens: number): Promise<void> {
+    const bytes = tokens * this.rowElements * 4;
+    const have = this.kStage.buffer && this.kStage.buffer.size >= bytes && this.slotStage.buffer!.size >= tokens * 4;
+    if (have) return;
+    await this.guard.scoped(
+      'K/V staging buffers',
+      () => {
+        this.kStage.ensure(bytes);
+        this.vStage.ensure(bytes);
+        this.slotStage.ensure(tokens * 4);
+      },
+      2 * bytes,
+    );
+  }
+
+  async ensureQueryScratch(rows: number): Promise<void> {
+    const bytes = rows * this.queryRowElements * 4;
+    if (this.qStage.buffer && this.qStage.buffer.size >= bytes && this.outStage.buffer!.size >= bytes) return;
+    await this.guard.scoped(
+      'query staging buffers',
+      () => {
+        this.qStage.ensure(bytes);
+        this.outStage.ensure(bytes);
+      },
+      2 * bytes,
+    );
+  }
+
+  // ---- synchronous recording + submission (called under the table lock) --------------------------
+
+  syncTableRow(view: Int32Array, slot: number, numBlocks: number): void {
+    this.tableUpload.syncRow(view, slot, numBlocks);
+  }
+
+  /** Copies whole blocks (copy-on-write) in every layer; one submission. */
+  copyBlocksAllLayers(copies: readonly BlockCopy[]): void {
+    if (copies.length === 0) return;
+    const encoder = this.device.createCommandEncoder({ label: 'copy-on-write' });
+    this.recordCopies(encoder, copies, undefined);
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  /**
+   * Writes K/V rows [startPos, startPos + n) of a sequence whose blocks are `blocks` into `layer`,
+   * after performing `copies` (copy-on-write of shared blocks in the range) in every layer.
+   */
+  writeKv(
+    layer: number,
+    blocks: Int32Array,
+    startPos: number,
+    n: number,
+    k: Float32Array | GPUBuffer,
+    v: Float32Array | GPUBuffer,
+    copies: readonly BlockCopy[],
+  ): void {
+    const bs = this.layout.blockSize;
+    if (this.slotWords.length < n) this.slotWords = new Uint32Array(Math.max(n, this.slotWords.length * 2));
+    const slots = this.slotWords;
+    for (let i = 0; i < n; i++) {
+      const pos = startPos + i;
+      slots[i] = blocks[Math.floor(pos / bs)]! * bs + (pos % bs);
+    }
+    const queue = this.device.queue;
+    const slotBuffer = this.slotStage.ensure(n * 4);
+    queue.writeBuffer(slotBuffer, 0, slots, 0, n);
+    const kBuffer = k instanceof Float32Array ? this.upload(this.kStage, k) : k;
+    const vBuffer = v instanceof Float32Array ? this.upload(this.vStage, v) : v;
+    const encoder = this.device.createCommandEncoder({ label: 'write-kv' });
+    this.recordCopies(encoder, copies, undefined);
+    this.writeKernel.encode(encoder, { chunks: this.pool.chunks[layer]!, k: kBuffer, v: vBuffer, slots: slotBuffer, numTokens: n });
+    queue.submit([encoder.finish()]);
+  }
+
+  /** Gathers K/V of positions [0, end) from the sequence in table row `slot` (row already synced). */
+  readKv(layer: number, slot: number, rowStride: number, start: number, end: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    const bytes = end * this.rowElements * 4;
+    const kOut = this.device.createBuffer({ label: 'read-k', size: Math.max(16, bytes), usage: STORAGE_OUT() });
+    const vOut = this.device.createBuffer({ label: 'read-v', size: Math.max(16, bytes), usage: STORAGE_OUT() });
+    const readback = this.readbacks.acquire(2 * Math.max(16, bytes));
+    const encoder = this.device.createCommandEncoder({ label: 'read-kv' });
+    if (end > 0) {
+      this.gatherKernel.encode(encoder, {
+        chunks: this.pool.chunks[layer]!,
+        blockTable: this.tableUpload.buffer,
+        tableOffset: slot * rowStride,
+        length: end,
+        k: kOut,
+        v: vOut,
+      });
+      encoder.copyBufferToBuffer(kOut, 0, readback, 0, bytes);
+      encoder.copyBufferToBuffer(vOut, 0, readback, Math.max(16, bytes), bytes);
+    }
+    this.device.queue.submit([encoder.finish()]);
+    kOut.destroy();
+    vOut.destroy();
+    return this.readbacks.read(readback, (data) => {
+      const all = new Float32Array(data);
+      const offset = Math.max(16, bytes) / 4;
+      return {
+        k: all.slice(start * this.rowElements, end * this.rowElements),
+        v: all.slice(offset + start * this.rowElements, offset + end * this.rowElements),
+      };
+    });
+  }
+
+  /** Uploads each entry's q to its rows, runs attention, reads the output back. */
+  attendFromHost(
+    layer: number,
+    entries: readonly AttentionEntry[],
+    qs: readonly Float32Array[],
+    totalRows: number,
+    scale: number,
+  ): Promise<Float32Array> {
+    const q = this.qStage.ensure(totalRows * this.queryRowElements * 4);
+    const out = this.outStage.ensure(totalRows * this.queryRowElements * 4);
+    entries.forEach((e, i) => {
+      const data = qs[i]!;
+      this.device.queue.writeBuffer(q, e.qRow * this.queryRowElements * 4, data.buffer, data.byteOffset, data.byteLength);
+    });
+    const bytes = totalRows * this.queryRowElements * 4;
+    const readback = this.readbacks.acquire(bytes);
+    const encoder = this.device.createCommandEncoder({ label: 'attend' });
+    this.attention.encode(encoder, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
+    encoder.copyBufferToBuffer(out, 0, readback, 0, bytes);
+    this.device.queue.submit([encoder.finish()]);
+    return this.readbacks.read(readback, (data) => new Float32Array(data, 0, bytes / 4).slice());
+  }
+
+  encodeAttention(
+    encoder: GPUCommandEncoder,
+    layer: number,
+    entries: readonly AttentionEntry[],
+    q: GPUBuffer,
+    out: GPUBuffer,
+    scale: number,
+  ): void {
+    this.attention.encode(encoder, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
+  }
+
+  /** The blocks the entries read (their rows up to each context length), for pinning. */
+  blocksRead(entries: readonly AttentionEntry[], view: Int32Array, rowStride: number): number[] {
+    const blocks: number[] = [];
+    for (const e of entries) {
+      const row = e.seqSlot * rowStride;
+      const count = Math.ceil(e.contextLength / this.layout.blockSize);
+      for (let i = 0; i < count; i++) blocks.push(view[row + i]!);
+    }
+    return blocks;
+  }
+
+  destroy(): void {
+    this.writeKernelOrUndefined?.destroy();
+    this.gatherKernelOrUndefined?.destroy();
+    this.copyKernelOrUndefined?.destroy();
+    this.attentionOrUndefined?.destroy();
+    this.tableUpload.destroy();
+    for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage]) b.destroy();
+    this.readbacks.destroy();
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------------
+
+  private upload(stage: GrowableBuffer, data: Float32Array): GPUBuffer {
+    const buffer = stage.ensure(data.byteLength);
+    this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+
+  private recordCopies(encoder: GPUCommandEncoder, copies: readonly BlockCopy[], onlyLayer: number | undefined): void {
+    if (copies.length === 0) return;
+    const words = new Uint32Array(copies.length * 2);
+    copies.forEach((c, i) => {
+      words[2 * i] = c.src;
+      words[2 * i + 1] = c.dst;
+    });
+    const pairs = this.pairStage.ensure(words.byteLength);
+    this.device.queue.writeBuffer(pairs, 0, words);
+    const layers = onlyLayer === undefined ? this.pool.chunks.map((_, l) => l) : [onlyLayer];
+    for (const layer of layers) {
+      this.copyKernel.encode(encoder, { chunks: this.pool.chunks[layer]!, pairs, numPairs: copies.length });
+    }
+  }
+}

@@ -1,0 +1,479 @@
+// PagedKVCache: the public facade composing the block table (shared CPU bookkeeping), the KV pool (GPU
+// memory) and the kernels. Invariants:
+//   - Bookkeeping changes happen in synchronous critical sections of the table's one lock
+//     (BlockTable.batch); nothing is decided before an await and acted upon after it.
+//   - A call that throws a typed error has changed nothing (arguments are checked first; the table
+//     validates before it mutates).
+//   - GPU work is submitted in the order the bookkeeping happened; WebGPU's single in-order queue then
+//     guarantees that copy-on-write copies run before the writes that follow them, and that a block
+//     freed and reused is written only after every read submitted before the free. Work the caller
+//     encodes itself (encodeAttention) pins its blocks until its submission has completed.
+//   - Attention and readKV only read positions whose K/V were written for that layer (isolation: a
+//     reused block never exposes a freed sequence's data).
+//   - After destroy() or device loss every call throws (CacheDestroyedError / DeviceLostError).
+import { CacheDestroyedError, InvalidArgumentError, PagedAttentionError } from '../errors';
+import { DeviceGuard } from '../gpu/device-guard';
+import { KvPool } from '../pool/kv-pool';
+import type { KvLayout } from '../pool/kv-layout';
+import { BlockTable } from '../table/block-table';
+import type { LockStats } from '../table/spin-lock';
+import { BlockWaiters, type WaitOptions } from './block-waiters';
+import { resolveConfig, type PagedKVCacheOptions, type ResolvedConfig } from './config';
+import { GpuPins } from './gpu-pins';
+import { checkGpuBuffer, checkLayer, checkPosition, rowsOf } from './input-checks';
+import { KvGpu } from './kv-gpu';
+import { WrittenState } from './written-state';
+
+export interface SequenceInfo {
+  id: number;
+  length: number;
+  /** Leading tokens whose K/V are already cached (prefix reuse); compute K/V only from here on. */
+  cachedTokens: number;
+}
+
+export interface CreateSequenceOptions {
+  tokens: ArrayLike<number>;
+  /** Prefix-reuse namespace (tenant, adapter); prefixes are never shared across namespaces. */
+  namespace?: string;
+}
+
+export interface AttendEntry {
+  seqId: number;
+  /** Queries, Float32Array [n][numQueryHeads][headDim]. */
+  q: Float32Array;
+  /** Position of the first query (default: length − n, i.e. the last n tokens). */
+  queryStart?: number;
+}
+
+export interface AttendOptions {
+  /** Softmax scale (default 1/sqrt(headDim)). */
+  scale?: number;
+}
+
+export interface EncodedAttentionEntry {
+  seqId: number;
+  /** Query rows of this entry (default 1: decode). */
+  numQueries?: number;
+  /** Position of the first query (default: length − numQueries). */
+  queryStart?: number;
+  /** First row of q/out used by this entry (default: packed after the previous entry). */
+  qRow?: number;
+}
+
+export interface EncodeAttentionArgs {
+  layer: number;
+  entries: EncodedAttentionEntry[];
+  /** f32 [rows][numQueryHeads][headDim], usage STORAGE. */
+  q: GPUBuffer;
+  /** f32 [rows][numQueryHeads][headDim], usage STORAGE. */
+  out: GPUBuffer;
+  scale?: number;
+}
+
+export interface CacheStats {
+  blocksTotal: number;
+  blocksFree: number;
+  blocksUsed: number;
+  /** Cached prefix blocks no sequence references (reclaimable). */
+  blocksEvictable: number;
+  blockSize: number;
+  bytes: number;
+  bytesPerBlock: number;
+  sequences: number;
+  cowCopies: number;
+  allocations: number;
+  evictions: number;
+  forks: number;
+  pinnedBlocks: number;
+  waiters: number;
+  tableEntriesUploaded: number;
+  lock: LockStats;
+}
+
+export interface BlockMap {
+  /** Per block: 0 free, 1 used, 2 evictable (cached, unreferenced). */
+  state: Uint8Array;
+  refCount: Int32Array;
+  /** Per block: the id of one sequence using it, or -1. */
+  owner: Float64Array;
+}
+
+export class PagedKVCache {
+  readonly layout: KvLayout;
+  readonly numQueryHeads: number;
+  readonly maxSequences: number;
+  readonly maxSequenceLength: number;
+  readonly table: BlockTable;
+
+  private readonly guard: DeviceGuard;
+  private readonly pool: KvPool;
+  private readonly gpu: KvGpu;
+  private readonly written: WrittenState;
+  private readonly waiters = new BlockWaiters();
+  private readonly pins: GpuPins;
+  private destroyed = false;
+
+  private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, table: BlockTable, gpu: KvGpu) {
+    this.guard = guard;
+    this.layout = config.layout;
+    this.numQueryHeads = config.numQueryHeads;
+    this.maxSequences = config.maxSequences;
+    this.maxSequenceLength = config.maxSequenceLength;
+    this.pool = pool;
+    this.table = table;
+    this.gpu = gpu;
+    this.written = WrittenState.create(config.maxSequences, config.layout.numLayers);
+    this.pins = new GpuPins(
+      guard.device,
+      config.layout.numBlocks,
+      (blocks) => table.retainBlocks(blocks),
+      (blocks) => {
+        if (!this.destroyed) table.releaseBlocks(blocks);
+        this.waiters.notify();
+      },
+    );
+    guard.onLost((error) => {
+      this.waiters.rejectAll(() => error);
+      this.pins.releaseAll();
+    });
+  }
+
+  /** Creates the pool on `device`. Throws ConfigError, GpuOutOfMemoryError (nothing leaked) or DeviceLostError. */
+  static async create(device: GPUDevice, options: PagedKVCacheOptions): Promise<PagedKVCache> {
+    const guard = new DeviceGuard(device);
+    const config = resolveConfig(device, options, device.features.has('subgroups'));
+    const pool = await KvPool.create(guard, config.layout);
+    try {
+      const table = BlockTable.create(
+        {
+          numBlocks: config.layout.numBlocks,
+          blockSize: config.layout.blockSize,
+          maxSequences: config.maxSequences,
+          maxBlocksPerSequence: config.maxBlocksPerSequence,
+        },
+        { timeoutMs: config.lockTimeoutMs },
+      );
+      const gpu = await KvGpu.create(guard, pool, config, table.rowStride);
+      return new PagedKVCache(guard, config, pool, table, gpu);
+    } catch (error) {
+      pool.destroy();
+      throw error;
+    }
+  }
+
+  get device(): GPUDevice {
+    return this.guard.device;
+  }
+
+  // ---- sequences (synchronous bookkeeping) -------------------------------------------------------
+
+  createSequence(options: CreateSequenceOptions): SequenceInfo {
+    this.checkUsable();
+    if (!options || typeof options !== 'object') throw new InvalidArgumentError('createSequence needs { tokens }');
+    const { tokens } = options;
+    return this.table.batch(() => {
+      const { id, length } = this.table.createSequence(tokens);
+      this.written.reset(this.table.rowOf(id), id, 0);
+      return { id, length, cachedTokens: 0 };
+    });
+  }
+
+  /** Appends tokens; returns the position of the first. Throws OutOfBlocksError (nothing changed) when full. */
+  appendTokens(id: number, tokens: ArrayLike<number>): number {
+    this.checkUsable();
+    const result = this.table.appendTokens(id, tokens);
+    if (result.copies.length > 0) this.gpu.copyBlocksAllLayers(result.copies);
+    return result.firstPosition;
+  }
+
+  /** appendTokens that waits (FIFO, retrying) for blocks to be freed instead of throwing OutOfBlocksError. */
+  appendTokensAsync(id: number, tokens: ArrayLike<number>, options?: WaitOptions): Promise<number> {
+    return this.waiters.run(() => this.appendTokens(id, tokens), options);
+  }
+
+  /** createSequence that waits for blocks instead of throwing OutOfBlocksError. */
+  createSequenceAsync(options: CreateSequenceOptions, wait?: WaitOptions): Promise<SequenceInfo> {
+    return this.waiters.run(() => this.createSequence(options), wait);
+  }
+
+  /** A new sequence sharing every block (and the written K/V) of `id`; later writes copy on write. */
+  fork(id: number): number {
+    this.checkUsable();
+    return this.table.batch(() => {
+      const child = this.table.fork(id);
+      this.written.copy(this.table.rowOf(id), id, this.table.rowOf(child), child);
+      return child;
+    });
+  }
+
+  free(id: number): void {
+    this.checkUsable();
+    this.table.batch(() => {
+      const slot = this.table.rowOf(id);
+      this.table.free(id);
+      this.written.release(slot);
+    });
+    this.waiters.notify();
+  }
+
+  length(id: number): number {
+    this.checkUsable();
+    return this.table.length(id);
+  }
+
+  tokens(id: number): Uint32Array {
+    this.checkUsable();
+    return this.table.tokensOf(id);
+  }
+
+  /** Positions of `layer` whose K/V have been written (attention may read below this). */
+  writtenLength(id: number, layer: number): number {
+    this.checkUsable();
+    checkLayer(layer, this.layout.numLayers);
+    return this.table.batch(() => this.written.get(this.table.rowOf(id), id, layer));
+  }
+
+  // ---- K/V ----------------------------------------------------------------------------------------
+
+  /**
+   * Writes K and V rows for positions [startPos, startPos + n) of sequence `id` in `layer`. k and v are
+   * Float32Array [n][numKvHeads][headDim], or f32 GPUBuffers of that layout (then n = numTokens, default
+   * length − startPos). Shared blocks in the range are copied first (copy-on-write).
+   */
+  async writeKV(
+    layer: number,
+    id: number,
+    startPos: number,
+    k: Float32Array | GPUBuffer,
+    v: Float32Array | GPUBuffer,
+    options: { numTokens?: number } = {},
+  ): Promise<void> {
+    this.checkUsable();
+    checkLayer(layer, this.layout.numLayers);
+    checkPosition('startPos', startPos);
+    const rowElements = this.layout.numKvHeads * this.layout.headDim;
+    const shape = `[n][numKvHeads=${this.layout.numKvHeads}][headDim=${this.layout.headDim}]`;
+    const length = this.table.length(id);
+    let n: number;
+    if (k instanceof Float32Array || v instanceof Float32Array) {
+      n = rowsOf('k', k, rowElements, shape);
+      const nv = rowsOf('v', v, rowElements, shape);
+      if (n !== nv) throw new InvalidArgumentError(`k has ${n} rows but v has ${nv}; give both the same rows`);
+    } else {
+      n = options.numTokens ?? length - startPos;
+      checkPosition('numTokens', n);
+      checkGpuBuffer('k', k, n * rowElements * 4, GPUBufferUsage.STORAGE, 'STORAGE');
+      checkGpuBuffer('v', v, n * rowElements * 4, GPUBufferUsage.STORAGE, 'STORAGE');
+    }
+    if (startPos + n > length) {
+      throw new InvalidArgumentError(
+        `writeKV positions ${startPos}..${startPos + n - 1} go past the sequence length ${length}; appendTokens first`,
+      );
+    }
+    if (n === 0) return;
+    await this.gpu.ensureStaging(n);
+    this.checkUsable();
+    await this.guard.scoped('writeKV', () =>
+      this.table.batch(() => {
+        // Re-read under the lock: the sequence may have changed while the staging buffers grew.
+        if (startPos + n > this.table.length(id)) {
+          throw new InvalidArgumentError(`sequence ${id} became shorter than position ${startPos + n - 1} while writing`);
+        }
+        const copies = this.table.makeExclusive(id, startPos, startPos + n);
+        const blocks = this.table.blocksOf(id);
+        this.gpu.writeKv(layer, blocks, startPos, n, k, v, copies);
+        this.written.markWritten(this.table.rowOf(id), id, layer, startPos, startPos + n);
+      }),
+    );
+  }
+
+  /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */
+  async readKV(layer: number, id: number, range: { start?: number; end?: number } = {}): Promise<{ k: Float32Array; v: Float32Array }> {
+    this.checkUsable();
+    checkLayer(layer, this.layout.numLayers);
+    const result = this.table.batch(() => {
+      const length = this.table.length(id);
+      const written = this.written.get(this.table.rowOf(id), id, layer);
+      const start = checkPosition('range.start', range.start ?? 0);
+      const end = checkPosition('range.end', range.end ?? length);
+      if (start > end || end > length) {
+        throw new InvalidArgumentError(`readKV range [${start}, ${end}) must lie within [0, ${length})`);
+      }
+      if (end > written) {
+        throw new InvalidArgumentError(
+          `positions ${written}..${end - 1} of sequence ${id} have no K/V written in layer ${layer}; write them before reading`,
+        );
+      }
+      const slot = this.table.rowOf(id);
+      this.gpu.syncTableRow(this.table.blockTableView, slot, Math.ceil(end / this.layout.blockSize));
+      return this.gpu.readKv(layer, slot, this.table.rowStride, start, end);
+    });
+    return this.guard.guard(result);
+  }
+
+  // ---- attention ----------------------------------------------------------------------------------
+
+  /**
+   * Paged attention for a batch of sequences: decode entries (one query) and prefill entries (many
+   * queries starting at queryStart, causal) mixed. Returns one Float32Array [n][numQueryHeads][headDim]
+   * per entry.
+   */
+  async attend(layer: number, entries: AttendEntry[], options: AttendOptions = {}): Promise<Float32Array[]> {
+    this.checkUsable();
+    checkLayer(layer, this.layout.numLayers);
+    if (!Array.isArray(entries) || entries.length === 0) throw new InvalidArgumentError('attend needs a non-empty array of entries');
+    const rowElements = this.numQueryHeads * this.layout.headDim;
+    const shape = `[n][numQueryHeads=${this.numQueryHeads}][headDim=${this.layout.headDim}]`;
+    const numQueries = entries.map((e, i) => rowsOf(`entries[${i}].q`, e?.q, rowElements, shape, 1));
+    const totalRows = numQueries.reduce((a, b) => a + b, 0);
+    const scale = this.checkScale(options.scale);
+    await this.gpu.ensureQueryScratch(totalRows);
+    this.checkUsable();
+    const encoded = entries.map((e, i) => ({ seqId: e.seqId, numQueries: numQueries[i]!, queryStart: e.queryStart }));
+    const result = this.table.batch(() => {
+      const kernelEntries = this.resolveEntries(layer, encoded);
+      return this.gpu.attendFromHost(layer, kernelEntries, entries.map((e) => e.q), totalRows, scale);
+    });
+    const out = await this.guard.guard(result);
+    const outputs: Float32Array[] = [];
+    let row = 0;
+    for (const n of numQueries) {
+      outputs.push(out.slice(row * rowElements, (row + n) * rowElements));
+      row += n;
+    }
+    return outputs;
+  }
+
+  /**
+   * Encodes paged attention into the caller's encoder with no readback: q and out are GPU buffers.
+   * Many layers and steps may go into one submission. The blocks read are pinned until the work has
+   * completed: submit with cache.submit(), or call cache.markSubmitted() right after queue.submit().
+   */
+  encodeAttention(encoder: GPUCommandEncoder, args: EncodeAttentionArgs): void {
+    this.checkUsable();
+    const layer = checkLayer(args?.layer, this.layout.numLayers);
+    if (!Array.isArray(args.entries) || args.entries.length === 0) {
+      throw new InvalidArgumentError('encodeAttention needs a non-empty array of entries');
+    }
+    const scale = this.checkScale(args.scale);
+    const rowBytes = this.numQueryHeads * this.layout.headDim * 4;
+    this.table.batch(() => {
+      const kernelEntries = this.resolveEntries(layer, args.entries);
+      const rows = kernelEntries.reduce((m, e) => Math.max(m, e.qRow + e.numQueries), 0);
+      const q = checkGpuBuffer('q', args.q, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      const out = checkGpuBuffer('out', args.out, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      this.pins.pin(this.gpu.blocksRead(kernelEntries, this.table.blockTableView, this.table.rowStride));
+      this.gpu.encodeAttention(encoder, layer, kernelEntries, q, out, scale);
+    });
+  }
+
+  /** Submits command buffers containing encodeAttention work and releases its pins when it completes. */
+  submit(commandBuffers: Iterable<GPUCommandBuffer>): Promise<void> {
+    this.checkUsable();
+    this.guard.device.queue.submit(commandBuffers);
+    return this.markSubmitted();
+  }
+
+  /** Tells the cache that work encoded with encodeAttention was submitted; resolves when it is done. */
+  markSubmitted(): Promise<void> {
+    return this.pins.submitted();
+  }
+
+  // ---- observation ----------------------------------------------------------------------------------
+
+  stats(): CacheStats {
+    this.checkUsable();
+    const t = this.table.stats();
+    return {
+      blocksTotal: t.blocksTotal,
+      blocksFree: t.blocksFree,
+      blocksUsed: t.blocksUsed,
+      blocksEvictable: t.blocksCached,
+      blockSize: this.layout.blockSize,
+      bytes: this.pool.bytes,
+      bytesPerBlock: this.layout.bytesPerBlock * this.layout.numLayers,
+      sequences: t.sequences,
+      cowCopies: t.cowCopies,
+      allocations: t.allocations,
+      evictions: t.evictions,
+      forks: t.forks,
+      pinnedBlocks: this.pins.pendingCount,
+      waiters: this.waiters.size,
+      tableEntriesUploaded: this.gpu.tableEntriesUploaded,
+      lock: this.table.lockStats(),
+    };
+  }
+
+  /** Throws InvariantError (or another typed error) describing the first broken invariant. */
+  checkInvariants(): void {
+    this.checkUsable();
+    this.table.checkInvariants();
+    this.table.batch(() => {
+      for (const id of this.table.sequenceIds()) {
+        const slot = this.table.rowOf(id);
+        const length = this.table.length(id);
+        for (let l = 0; l < this.layout.numLayers; l++) {
+          const w = this.written.get(slot, id, l);
+          if (w > length) throw new PagedAttentionError('INVARIANT', `sequence ${id} layer ${l}: written ${w} > length ${length}`);
+        }
+      }
+    });
+  }
+
+  /** Frees GPU memory; every later call throws CacheDestroyedError. Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.waiters.rejectAll(() => new CacheDestroyedError());
+    this.pins.releaseAll();
+    this.gpu.destroy();
+    this.pool.destroy();
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------
+
+  private checkUsable(): void {
+    this.guard.throwIfLost();
+    if (this.destroyed) throw new CacheDestroyedError();
+  }
+
+  private checkScale(scale: number | undefined): number {
+    if (scale === undefined) return 1 / Math.sqrt(this.layout.headDim);
+    if (typeof scale !== 'number' || !Number.isFinite(scale)) {
+      throw new InvalidArgumentError(`scale must be a finite number (got ${String(scale)})`);
+    }
+    return scale;
+  }
+
+  /** Under the table lock: validated kernel entries, with their block-table rows uploaded. */
+  private resolveEntries(layer: number, entries: EncodedAttentionEntry[]) {
+    let nextRow = 0;
+    return entries.map((e, i) => {
+      const at = `entries[${i}]`;
+      if (!e || typeof e !== 'object') throw new InvalidArgumentError(`${at} must be an object`);
+      const slot = this.table.rowOf(e.seqId);
+      const length = this.table.length(e.seqId);
+      const numQueries = checkPosition(`${at}.numQueries`, e.numQueries ?? 1);
+      if (numQueries < 1) throw new InvalidArgumentError(`${at} needs at least one query`);
+      const queryStart = e.queryStart === undefined ? length - numQueries : checkPosition(`${at}.queryStart`, e.queryStart);
+      const contextLength = queryStart + numQueries;
+      if (queryStart < 0 || contextLength > length) {
+        throw new InvalidArgumentError(
+          `${at}: queries at positions ${queryStart}..${contextLength - 1} go past sequence ${e.seqId}'s length ${length}`,
+        );
+      }
+      const written = this.written.get(slot, e.seqId, layer);
+      if (contextLength > written) {
+        throw new InvalidArgumentError(
+          `${at}: positions ${written}..${contextLength - 1} of sequence ${e.seqId} have no K/V written in layer ${layer}; ` +
+            'writeKV them before attention',
+        );
+      }
+      const qRow = e.qRow === undefined ? nextRow : checkPosition(`${at}.qRow`, e.qRow);
+      nextRow = qRow + numQueries;
+      const numBlocks = Math.ceil(contextLength / this.layout.blockSize);
+      this.gpu.syncTableRow(this.table.blockTableView, slot, numBlocks);
+      return { seqSlot: slot, contextLength, queryStart, numQueries, qRow };
+    });
+  }
+}

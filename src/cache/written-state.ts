@@ -1,0 +1,84 @@
+// How many leading positions of each sequence have K/V written, per layer, in shared memory next to the
+// block table so every thread sees the same answer. Invariants: row `slot` belongs to the sequence whose
+// id is stored in owner[slot]; a row whose owner is not the live sequence of that slot reads as 0
+// (a reused slot never inherits a freed sequence's progress); written[l] ≤ the sequence's length; it is
+// only read or changed inside the block table's critical section (BlockTable.batch), so it always
+// agrees with the table. Attention may read a position only if it is < written[layer].
+
+export interface WrittenStateHandle {
+  readonly buffer: SharedArrayBuffer;
+  readonly maxSequences: number;
+  readonly numLayers: number;
+}
+
+export class WrittenState {
+  readonly handle: WrittenStateHandle;
+  private readonly owner: Float64Array;
+  private readonly written: Int32Array;
+  private readonly numLayers: number;
+
+  static create(maxSequences: number, numLayers: number): WrittenState {
+    const bytes = maxSequences * 8 + maxSequences * numLayers * 4;
+    const buffer = new SharedArrayBuffer(bytes);
+    const state = new WrittenState({ buffer, maxSequences, numLayers });
+    state.owner.fill(-1);
+    return state;
+  }
+
+  static attach(handle: WrittenStateHandle): WrittenState {
+    return new WrittenState(handle);
+  }
+
+  private constructor(handle: WrittenStateHandle) {
+    this.handle = handle;
+    this.numLayers = handle.numLayers;
+    this.owner = new Float64Array(handle.buffer, 0, handle.maxSequences);
+    this.written = new Int32Array(handle.buffer, handle.maxSequences * 8, handle.maxSequences * handle.numLayers);
+  }
+
+  /** Written length of `layer` for sequence `id` living in row `slot`. */
+  get(slot: number, id: number, layer: number): number {
+    return this.owner[slot] === id ? this.written[slot * this.numLayers + layer]! : 0;
+  }
+
+  /** The smallest written length over all layers (positions complete in every layer). */
+  minOverLayers(slot: number, id: number): number {
+    if (this.owner[slot] !== id) return 0;
+    let min = Infinity;
+    const base = slot * this.numLayers;
+    for (let l = 0; l < this.numLayers; l++) min = Math.min(min, this.written[base + l]!);
+    return min;
+  }
+
+  /** Claims row `slot` for a new sequence `id` with `length` positions already written in every layer. */
+  reset(slot: number, id: number, length: number): void {
+    this.owner[slot] = id;
+    this.written.fill(length, slot * this.numLayers, (slot + 1) * this.numLayers);
+  }
+
+  /** Row `childSlot` becomes a copy of row `parentSlot` (fork: the child shares the parent's K/V). */
+  copy(parentSlot: number, parentId: number, childSlot: number, childId: number): void {
+    this.owner[childSlot] = childId;
+    for (let l = 0; l < this.numLayers; l++) {
+      this.written[childSlot * this.numLayers + l] = this.get(parentSlot, parentId, l);
+    }
+  }
+
+  /** Records that positions [start, end) of `layer` were written; the written prefix grows only if contiguous. */
+  markWritten(slot: number, id: number, layer: number, start: number, end: number): void {
+    const i = slot * this.numLayers + layer;
+    if (this.owner[slot] !== id) this.reset(slot, id, 0);
+    if (start <= this.written[i]! && end > this.written[i]!) this.written[i] = end;
+  }
+
+  /** Cuts every layer's written length to at most `length` (the sequence was truncated). */
+  clamp(slot: number, id: number, length: number): void {
+    if (this.owner[slot] !== id) return;
+    const base = slot * this.numLayers;
+    for (let l = 0; l < this.numLayers; l++) this.written[base + l] = Math.min(this.written[base + l]!, length);
+  }
+
+  release(slot: number): void {
+    this.owner[slot] = -1;
+  }
+}

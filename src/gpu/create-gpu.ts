@@ -1,0 +1,192 @@
+// Acquires a WebGPU adapter and device on Node (Dawn, npm `webgpu`) or in the browser (navigator.gpu).
+// Invariants: the device is created with the adapter's real limits for everything this runtime uses
+// (WebGPU defaults are far lower), and with every optional feature the runtime can use that the adapter
+// has. On Node without a hardware adapter it retries with Chromium's SwiftShader Vulkan driver and says
+// so through `isFallback`; with no adapter at all it throws NoAdapterError naming what to install.
+import { NoAdapterError } from '../errors';
+
+export interface CreateGpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Ask Dawn for subgroup matrices (tensor cores); needs Dawn's allow_unsafe_apis. Node only. */
+  subgroupMatrix?: boolean;
+  /** Skip hardware adapters and use the software (SwiftShader) one. */
+  forceFallback?: boolean;
+  /** Extra Dawn toggles (Node only), e.g. 'enable-dawn-features=...'. */
+  dawnOptions?: string[];
+}
+
+export interface GpuFeatures {
+  subgroups: boolean;
+  shaderF16: boolean;
+  timestampQuery: boolean;
+  subgroupMatrix: boolean;
+}
+
+export interface GpuInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: 'dawn-node' | 'browser';
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxStorageBuffersPerShaderStage: number;
+    maxComputeWorkgroupsPerDimension: number;
+  };
+}
+
+export interface Gpu {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  info: GpuInfo;
+  features: GpuFeatures;
+  /** True when running on a software adapter (SwiftShader): correct, but far slower than a GPU. */
+  isFallback: boolean;
+}
+
+/** Where Debian/Ubuntu's chromium package puts SwiftShader's Vulkan ICD manifest. */
+export const SWIFTSHADER_ICD_CANDIDATES = [
+  '/usr/lib/chromium/vk_swiftshader_icd.json',
+  '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
+];
+
+const INSTALL_HINT =
+  'No WebGPU adapter found. On Linux install a Vulkan driver (a GPU driver, or the software one: ' +
+  '`apt-get install -y libvulkan1 chromium`, whose SwiftShader this package finds by itself); ' +
+  'in a browser, use a WebGPU-enabled browser (Chrome/Edge 113+, or start Chromium with --enable-unsafe-webgpu).';
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
+interface DawnModule {
+  create(options: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+let dawnModule: Promise<DawnModule> | undefined;
+async function loadDawn(): Promise<DawnModule> {
+  const name = 'webgpu';
+  dawnModule ??= import(/* @vite-ignore */ name).then((m: DawnModule & { default?: DawnModule }) => {
+    const mod = typeof m.create === 'function' ? m : (m.default as DawnModule);
+    // Dawn's globals (GPUBufferUsage, GPUMapMode, …) are needed by code written for the browser.
+    for (const [k, v] of Object.entries(mod.globals)) {
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    }
+    return mod;
+  });
+  return dawnModule;
+}
+
+async function findSwiftShaderIcd(): Promise<string | undefined> {
+  const fsName = 'node:fs';
+  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
+  return SWIFTSHADER_ICD_CANDIDATES.find((p) => fs.existsSync(p));
+}
+
+// Dawn instances are kept alive for the life of the process: letting the garbage collector destroy an
+// instance (e.g. the first one, created before SwiftShader was configured) can abort the process.
+const liveInstances: GPU[] = [];
+function dawnInstance(dawn: DawnModule, options: string[]): GPU {
+  const instance = dawn.create(options);
+  liveInstances.push(instance);
+  return instance;
+}
+
+async function requestNodeAdapter(options: CreateGpuOptions): Promise<GPUAdapter> {
+  const dawn = await loadDawn();
+  const toggles = ['vulkan_enable_f16_on_nvidia'];
+  if (options.subgroupMatrix) toggles.push('allow_unsafe_apis');
+  const dawnOptions = [`enable-dawn-features=${toggles.join(',')}`, ...(options.dawnOptions ?? [])];
+  const request: GPURequestAdapterOptions = { powerPreference: options.powerPreference ?? 'high-performance' };
+  if (!options.forceFallback) {
+    const adapter = await dawnInstance(dawn, dawnOptions).requestAdapter(request);
+    if (adapter) return adapter;
+  }
+  const icd = await findSwiftShaderIcd();
+  if (icd && !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES) {
+    process.env.VK_ICD_FILENAMES = icd;
+  }
+  const fallback = await dawnInstance(dawn, dawnOptions).requestAdapter(request);
+  if (fallback) return fallback;
+  throw new NoAdapterError(
+    icd ? `${INSTALL_HINT} (SwiftShader at ${icd} was tried; is libvulkan1 installed?)` : INSTALL_HINT,
+  );
+}
+
+async function requestBrowserAdapter(options: CreateGpuOptions): Promise<GPUAdapter> {
+  const gpu = (globalThis as { navigator?: Navigator }).navigator?.gpu;
+  if (!gpu) throw new NoAdapterError(INSTALL_HINT);
+  const adapter = await gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? 'high-performance',
+    forceFallbackAdapter: options.forceFallback ?? false,
+  });
+  if (!adapter) throw new NoAdapterError(INSTALL_HINT);
+  return adapter;
+}
+
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupsPerDimension',
+  'maxUniformBufferBindingSize',
+  'maxBindGroups',
+] as const;
+
+export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
+  const backend = isNode ? 'dawn-node' : 'browser';
+  const adapter = backend === 'dawn-node' ? await requestNodeAdapter(options) : await requestBrowserAdapter(options);
+  const wanted: GPUFeatureName[] = [];
+  const want = (name: string): boolean => {
+    if (!adapter.features.has(name)) return false;
+    wanted.push(name as GPUFeatureName);
+    return true;
+  };
+  const subgroups = want('subgroups');
+  const shaderF16 = want('shader-f16');
+  const timestampQuery = want('timestamp-query');
+  const subgroupMatrix = !!options.subgroupMatrix && want('chromium-experimental-subgroup-matrix');
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) {
+    const value = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof value === 'number') requiredLimits[name] = value;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+  const a = adapter.info;
+  const info: GpuInfo = {
+    vendor: a.vendor,
+    architecture: a.architecture,
+    device: a.device,
+    description: a.description,
+    backend,
+    subgroupMinSize: (a as { subgroupMinSize?: number }).subgroupMinSize ?? 0,
+    subgroupMaxSize: (a as { subgroupMaxSize?: number }).subgroupMaxSize ?? 0,
+    limits: {
+      maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+      maxBufferSize: device.limits.maxBufferSize,
+      maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+      maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    },
+  };
+  const isFallback = !!(a as { isFallbackAdapter?: boolean }).isFallbackAdapter || /swiftshader/i.test(`${a.vendor} ${a.architecture} ${a.description}`);
+  return { device, adapter, info, features: { subgroups, shaderF16, timestampQuery, subgroupMatrix }, isFallback };
+}
+
+/** One-line human description of the adapter. */
+export function describeGpu(gpu: Gpu): string {
+  const i = gpu.info;
+  const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
+  const feats = Object.entries(gpu.features).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none';
+  return `${name || 'unknown adapter'} [${i.backend}${gpu.isFallback ? ', software fallback' : ''}] features: ${feats}`;
+}

@@ -1,0 +1,33 @@
+// Test helper: one GPU device per test file (SwiftShader where there is no GPU), and a check that no
+// uncaptured WebGPU error happened during a test.
+import { afterEach } from 'vitest';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
+
+let shared: Promise<Gpu> | undefined;
+const uncaptured: string[] = [];
+
+export function testGpu(): Promise<Gpu> {
+  shared ??= createGpu().then((gpu) => {
+    // Dawn's Node binding supports the handler property (addEventListener aborts the process).
+    gpu.device.onuncapturederror = (event) => {
+      uncaptured.push(event.error.message);
+    };
+    return gpu;
+  });
+  return shared;
+}
+
+/** Call once at the top of a GPU test file: fails any test after which WebGPU reported an error. */
+export function failOnUncapturedGpuErrors(): void {
+  afterEach(() => {
+    if (uncaptured.length > 0) {
+      const messages = uncaptured.splice(0).join('\n');
+      throw new Error(`uncaptured WebGPU error(s):\n${messages}`);
+    }
+  });
+}
+
+/** True where the suite runs on a real GPU (GPU-scale test shapes are enabled there). */
+export async function onRealGpu(): Promise<boolean> {
+  return !(await testGpu()).isFallback;
+}

@@ -1,0 +1,49 @@
+// Vite configuration for three jobs:
+//   - `vite` / `vite build`     : the browser demo in examples/browser (cross-origin isolated, so
+//                                 SharedArrayBuffer and worker threads are available);
+//   - `vite build --mode lib`   : the Node library + CLI bundle in dist/ (WGSL inlined with ?raw);
+//   - `vitest`                  : the test suite (Node environment, GPU tests on Dawn).
+import { defineConfig } from 'vite';
+
+const isolationHeaders = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig(({ mode }) => {
+  if (mode === 'lib') {
+    return {
+      build: {
+        outDir: 'dist',
+        emptyOutDir: false,
+        target: 'node20',
+        ssr: true,
+        minify: false,
+        sourcemap: true,
+        rollupOptions: {
+          input: { index: 'src/index.ts', cli: 'src/cli/main.ts' },
+          output: { format: 'es', entryFileNames: '[name].js', chunkFileNames: 'chunks/[name]-[hash].js' },
+          external: [/^node:/, 'webgpu'],
+        },
+      },
+    };
+  }
+  if (process.env.VITEST) {
+    return {
+      test: {
+        include: ['test/**/*.test.ts'],
+        environment: 'node',
+        testTimeout: 120_000,
+        hookTimeout: 120_000,
+        pool: 'forks',
+      },
+    };
+  }
+  return {
+    root: 'examples/browser',
+    server: { headers: isolationHeaders },
+    preview: { headers: isolationHeaders },
+    worker: { format: 'es' },
+    build: { outDir: '../../dist-demo', emptyOutDir: true, target: 'es2022' },
+  };
+});
