@@ -404,6 +404,12 @@ export class PagedKVCache {
     };
   }
 
+  /** Per-block state, reference count and an owning sequence, for visualisation and diagnostics. */
+  blockMap(): BlockMap {
+    this.checkUsable();
+    return this.table.blockSnapshot();
+  }
+
   /** Throws InvariantError (or another typed error) describing the first broken invariant. */
   checkInvariants(): void {
     this.checkUsable();

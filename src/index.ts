@@ -1,0 +1,35 @@
+// Public entry point of webgpu-paged-attention.
+export { PagedKVCache } from './cache/paged-kv-cache';
+export type {
+  AttendEntry,
+  AttendOptions,
+  BlockMap,
+  CacheStats,
+  CreateSequenceOptions,
+  EncodeAttentionArgs,
+  EncodedAttentionEntry,
+  SequenceInfo,
+} from './cache/paged-kv-cache';
+export type { PagedKVCacheOptions } from './cache/config';
+export type { WaitOptions } from './cache/block-waiters';
+export { createGpu, describeGpu } from './gpu/create-gpu';
+export type { CreateGpuOptions, Gpu, GpuFeatures, GpuInfo } from './gpu/create-gpu';
+export * from './errors';
+export {
+  InvalidBlockError,
+  InvalidTokenError,
+  InvariantError,
+  LockNotHeldError,
+  LockTimeoutError,
+  OutOfBlocksError,
+  ReentrantLockError,
+  SequenceTooLongError,
+  TooManySequencesError,
+  UnknownSequenceError,
+} from './table/errors';
+export { BlockTable } from './table/block-table';
+export type { BlockTableHandle, BlockTableStats } from './table/block-table';
+export { computeKvLayout, MAX_KV_CHUNKS } from './pool/kv-layout';
+export type { KvDtype, KvLayout } from './pool/kv-layout';
+export { pagedAttentionRef, attentionRef } from './kernels/attention.ref';
+export { f32ToF16Bits, f16BitsToF32, roundToF16 } from './kernels/f16';

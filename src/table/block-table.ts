@@ -1,0 +1,617 @@
+// The paged KV-cache block table: which blocks each sequence owns, in order, plus the tokens stored in
+// them, all in one SharedArrayBuffer that several threads attach (BlockTable.attach(table.handle)).
+// Invariants (checked by checkInvariants()):
+//   - every public call is one synchronous critical section under the table's single lock;
+//   - a call that throws a typed error has changed nothing: it validates input and counts every block
+//     it needs (copy-on-write copies included) before mutating anything;
+//   - a block is written only while this sequence is its sole owner (refCount 1); a shared block is
+//     first copied (tokens and fill level) and the {src, dst} pair returned so the GPU copies its K/V;
+//   - row `slot` of blockTableView lists the sequence's blocks in order, then -1s.
+import { ConfigError, InvalidArgumentError } from '../errors';
+import { BlockPool } from './block-pool';
+import { validateConfig, type BlockTableConfig } from './config';
+import { InvalidBlockError, InvariantError, ReentrantLockError, SequenceTooLongError, TooManySequencesError } from './errors';
+import type { Evictor, ReleaseHook } from './hooks';
+import { checkTableInvariants } from './invariants';
+import { BlockState, Counter, Ctrl, createViews, initializeViews, tableByteLength, verifyHeader, type TableViews } from './layout';
+import { SequenceSlots } from './sequence-slots';
+import { SpinLock, type LockStats, type SpinLockOptions } from './spin-lock';
+import { checkTokens } from './tokens';
+
+/** What another thread needs to attach the same table; structured-cloneable (postMessage it). */
+export interface BlockTableHandle {
+  readonly buffer: SharedArrayBuffer;
+  readonly config: BlockTableConfig;
+}
+
+export interface BlockTableOptions extends SpinLockOptions {
+  /** Reclaims CACHED blocks when the free list runs short. Default: none (cached blocks are never reclaimed). */
+  readonly evictor?: Evictor;
+  /** Decides whether a block whose refCount reaches 0 is kept CACHED. Default: every such block is freed. */
+  readonly onRelease?: ReleaseHook;
+}
+
+/** A copy the GPU must perform (K/V of block src into block dst) before writing to dst. */
+export interface BlockCopy {
+  readonly src: number;
+  readonly dst: number;
+}
+
+export interface AppendResult {
+  /** Position of the first appended token (the sequence length before the call). */
+  readonly firstPosition: number;
+  /** Blocks newly added to the end of the sequence. */
+  readonly newBlocks: number[];
+  /** Copy-on-write copies made before writing (at most one: the shared partial last block). */
+  readonly copies: BlockCopy[];
+}
+
+export interface BlockTableStats {
+  readonly blocksTotal: number;
+  readonly blocksFree: number;
+  readonly blocksUsed: number;
+  readonly blocksCached: number;
+  readonly sequences: number;
+  readonly maxSequences: number;
+  readonly cowCopies: number;
+  /** Blocks taken from the free list. */
+  readonly allocations: number;
+  /** Blocks whose refCount dropped to 0. */
+  readonly releases: number;
+  /** Cached blocks reclaimed through the evictor. */
+  readonly evictions: number;
+  /** Cached blocks brought back into use by retainBlocks. */
+  readonly cachedRevivals: number;
+  readonly sequencesCreated: number;
+  readonly forks: number;
+  readonly sequencesFreed: number;
+}
+
+export class BlockTable {
+  readonly config: BlockTableConfig;
+  readonly handle: BlockTableHandle;
+  /** The raw block table, maxSequences rows × rowStride columns, -1 = no block. Upload as is. */
+  readonly blockTableView: Int32Array;
+  /** Columns per row (= maxBlocksPerSequence). */
+  readonly rowStride: number;
+  /** Longest sequence in tokens (= maxBlocksPerSequence × blockSize). */
+  readonly maxSequenceLength: number;
+
+  private readonly views: TableViews;
+  private readonly lock: SpinLock;
+  private readonly pool: BlockPool;
+  private readonly slots: SequenceSlots;
+  private readonly blockSize: number;
+  private readonly tokenSlots: Uint32Array;
+  private readonly refCount: Int32Array;
+  private readonly filled: Int32Array;
+  private readonly seqLength: Int32Array;
+  private readonly seqNumBlocks: Int32Array;
+  private readonly counters: Float64Array;
+  private inOperation = false;
+  private inBatch = false;
+
+  /** Allocates and initializes a new table in a fresh SharedArrayBuffer. */
+  static create(config: BlockTableConfig, options: BlockTableOptions = {}): BlockTable {
+    const c = validateConfig(config);
+    const bytes = tableByteLength(c);
+    let buffer: SharedArrayBuffer;
+    try {
+      buffer = new SharedArrayBuffer(bytes);
+    } catch {
+      throw new ConfigError(
+        `Could not allocate a ${bytes}-byte SharedArrayBuffer for the block table; lower numBlocks, blockSize ` +
+          'or maxSequences × maxBlocksPerSequence (in a browser, the page must be cross-origin isolated).',
+      );
+    }
+    const views = createViews(buffer, c);
+    initializeViews(views, c);
+    return new BlockTable(c, views, options);
+  }
+
+  /** Opens a table created elsewhere (another thread) from its handle. */
+  static attach(handle: BlockTableHandle, options: BlockTableOptions = {}): BlockTable {
+    if (typeof handle !== 'object' || handle === null || !(handle.buffer instanceof SharedArrayBuffer)) {
+      throw new ConfigError('BlockTable.attach needs the { buffer: SharedArrayBuffer, config } handle of a table.');
+    }
+    const c = validateConfig(handle.config);
+    const views = createViews(handle.buffer, c);
+    verifyHeader(views, c);
+    return new BlockTable(c, views, options);
+  }
+
+  private constructor(config: BlockTableConfig, views: TableViews, options: BlockTableOptions) {
+    if (options.evictor !== undefined && typeof options.evictor?.evictOne !== 'function') {
+      throw new ConfigError('BlockTable option evictor must be an object with an evictOne() method.');
+    }
+    if (options.onRelease !== undefined && typeof options.onRelease !== 'function') {
+      throw new ConfigError('BlockTable option onRelease must be a function (blockId) => boolean.');
+    }
+    this.config = config;
+    this.handle = Object.freeze({ buffer: views.buffer, config });
+    this.views = views;
+    this.lock = new SpinLock(views.lockWords, views.lockStats, options);
+    this.pool = new BlockPool(views, config, options.evictor, options.onRelease);
+    this.slots = new SequenceSlots(views, config);
+    this.blockSize = config.blockSize;
+    this.rowStride = config.maxBlocksPerSequence;
+    this.maxSequenceLength = config.maxBlocksPerSequence * config.blockSize;
+    this.blockTableView = views.blockTable;
+    this.tokenSlots = views.tokens;
+    this.refCount = views.refCount;
+    this.filled = views.filled;
+    this.seqLength = views.seqLength;
+    this.seqNumBlocks = views.seqNumBlocks;
+    this.counters = views.counters;
+  }
+
+  // ---- sequences -------------------------------------------------------------------------------
+
+  /** Creates a sequence holding `tokens` in ceil(n / blockSize) new blocks (none when n = 0). */
+  createSequence(tokens: ArrayLike<number>): { id: number; length: number } {
+    const n = checkTokens(tokens);
+    if (n > this.maxSequenceLength) throw new SequenceTooLongError(n, this.maxSequenceLength);
+    this.enter();
+    try {
+      if (!this.slots.hasFree()) throw new TooManySequencesError(this.config.maxSequences);
+      const blocks = Math.ceil(n / this.blockSize);
+      this.pool.ensureFree(blocks);
+      const slot = this.slots.acquire();
+      const row = slot * this.rowStride;
+      for (let i = 0; i < blocks; i++) {
+        const b = this.pool.allocate();
+        this.blockTableView[row + i] = b;
+        const count = Math.min(this.blockSize, n - i * this.blockSize);
+        this.writeTokens(b, 0, tokens, i * this.blockSize, count);
+      }
+      this.seqLength[slot] = n;
+      this.seqNumBlocks[slot] = blocks;
+      this.counters[Counter.SEQUENCES_CREATED] += 1;
+      return { id: this.slots.idOf(slot), length: n };
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * Appends tokens at the end of the sequence. A shared partial last block is copied first (its
+   * {src, dst} returned); new blocks are added as needed.
+   */
+  appendTokens(id: number, tokens: ArrayLike<number>): AppendResult {
+    const k = checkTokens(tokens);
+    this.enter();
+    try {
+      return this.appendLocked(id, tokens, k);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** A new sequence sharing every block of `id` (refcounts + 1), with the same tokens and length. */
+  fork(id: number): number {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      if (!this.slots.hasFree()) throw new TooManySequencesError(this.config.maxSequences);
+      const child = this.slots.acquire();
+      const blocks = this.seqNumBlocks[slot];
+      const row = slot * this.rowStride;
+      const childRow = child * this.rowStride;
+      for (let i = 0; i < blocks; i++) {
+        const b = this.blockTableView[row + i];
+        this.blockTableView[childRow + i] = b;
+        this.refCount[b]++;
+      }
+      this.seqLength[child] = this.seqLength[slot];
+      this.seqNumBlocks[child] = blocks;
+      this.counters[Counter.FORKS] += 1;
+      return this.slots.idOf(child);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * Copies every shared block covering positions [fromPosition, toPosition) so the caller may write K/V
+   * there; returns the copies for the GPU. Requires 0 ≤ fromPosition ≤ toPosition ≤ length(id).
+   */
+  makeExclusive(id: number, fromPosition: number, toPosition: number): BlockCopy[] {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      const length = this.seqLength[slot];
+      if (
+        !Number.isInteger(fromPosition) || !Number.isInteger(toPosition) ||
+        fromPosition < 0 || fromPosition > toPosition || toPosition > length
+      ) {
+        throw new InvalidArgumentError(
+          `makeExclusive range [${String(fromPosition)}, ${String(toPosition)}) must be integers with ` +
+            `0 ≤ from ≤ to ≤ the sequence length ${length}.`,
+        );
+      }
+      const copies: BlockCopy[] = [];
+      if (fromPosition === toPosition) return copies;
+      const row = slot * this.rowStride;
+      const first = Math.floor(fromPosition / this.blockSize);
+      const last = Math.floor((toPosition - 1) / this.blockSize);
+      let shared = 0;
+      for (let i = first; i <= last; i++) if (this.refCount[this.blockTableView[row + i]] > 1) shared++;
+      if (shared === 0) return copies;
+      this.pool.ensureFree(shared);
+      for (let i = first; i <= last; i++) {
+        const src = this.blockTableView[row + i];
+        if (this.refCount[src] > 1) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
+      }
+      return copies;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Frees the sequence; returns the blocks whose refCount reached 0 (now free, or cached by the hook). */
+  free(id: number): number[] {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      const row = slot * this.rowStride;
+      const blocks = this.seqNumBlocks[slot];
+      const table = this.blockTableView;
+      let lastReferences = 0;
+      for (let i = 0; i < blocks; i++) {
+        const rc = this.refCount[table[row + i]];
+        if (rc < 1) throw new InvariantError(`sequence ${id} references block ${table[row + i]} with refCount ${rc}`);
+        if (rc === 1) lastReferences++;
+      }
+      const released = new Array<number>(lastReferences);
+      for (let i = 0, n = 0; i < blocks; i++) {
+        const b = table[row + i];
+        table[row + i] = -1;
+        if (this.pool.dropRef(b)) released[n++] = b;
+      }
+      this.slots.release(slot);
+      this.counters[Counter.SEQUENCES_FREED] += 1;
+      return released;
+    } finally {
+      this.exit();
+    }
+  }
+
+  // ---- pins ------------------------------------------------------------------------------------
+
+  /**
+   * Adds one reference per listed block (duplicates count), e.g. while submitted GPU work still reads
+   * them. Blocks must be in use or cached (a cached block comes back into use).
+   */
+  retainBlocks(blockIds: ArrayLike<number>): void {
+    const count = this.checkBlockIds(blockIds);
+    this.enter();
+    try {
+      const state = this.views.state;
+      for (let i = 0; i < count; i++) {
+        const b = blockIds[i];
+        if (state[b] === BlockState.FREE) throw new InvalidBlockError(b, 'is free; only blocks in use or cached can be retained');
+      }
+      for (let i = 0; i < count; i++) this.pool.retain(blockIds[i]);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Drops references taken by retainBlocks; returns the blocks whose refCount reached 0. */
+  releaseBlocks(blockIds: ArrayLike<number>): number[] {
+    const count = this.checkBlockIds(blockIds);
+    this.enter();
+    try {
+      const retains = this.views.retainCount;
+      for (let i = 0; i < count; i++) {
+        const b = blockIds[i];
+        if (retains[b] > 0) {
+          retains[b]--;
+          continue;
+        }
+        for (let j = 0; j < i; j++) retains[blockIds[j]]++; // undo: a failed call changes nothing
+        throw new InvariantError(`block ${b} released more times than it was retained`);
+      }
+      const released: number[] = [];
+      for (let i = 0; i < count; i++) {
+        const b = blockIds[i];
+        if (this.pool.dropRef(b)) released.push(b);
+      }
+      return released;
+    } finally {
+      this.exit();
+    }
+  }
+
+  // ---- queries ---------------------------------------------------------------------------------
+
+  length(id: number): number {
+    this.enter();
+    try {
+      return this.seqLength[this.slots.resolve(id)];
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Row of blockTableView that holds the sequence's blocks (valid until it is freed). */
+  rowOf(id: number): number {
+    this.enter();
+    try {
+      return this.slots.resolve(id);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** A copy of the sequence's block ids, in order. */
+  blocksOf(id: number): Int32Array {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      const row = slot * this.rowStride;
+      return this.blockTableView.slice(row, row + this.seqNumBlocks[slot]);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** A copy of the sequence's tokens. */
+  tokensOf(id: number): Uint32Array {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      const length = this.seqLength[slot];
+      const out = new Uint32Array(length);
+      const row = slot * this.rowStride;
+      const bs = this.blockSize;
+      for (let i = 0, pos = 0; pos < length; i++, pos += bs) {
+        const start = this.blockTableView[row + i] * bs;
+        out.set(this.tokenSlots.subarray(start, start + Math.min(bs, length - pos)), pos);
+      }
+      return out;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * A consistent copy of every block's state (BlockState: 0 free, 1 used, 2 cached), reference count
+   * and one owning sequence id (-1 when no sequence references it), taken under the lock.
+   */
+  blockSnapshot(): { state: Uint8Array; refCount: Int32Array; owner: Float64Array } {
+    this.enter();
+    try {
+      const owner = new Float64Array(this.config.numBlocks).fill(-1);
+      for (let slot = 0; slot < this.config.maxSequences; slot++) {
+        if (this.views.seqLive[slot] !== 1) continue;
+        const id = this.slots.idOf(slot);
+        const row = slot * this.rowStride;
+        for (let i = 0, n = this.seqNumBlocks[slot]; i < n; i++) owner[this.blockTableView[row + i]] = id;
+      }
+      return { state: this.views.state.slice(), refCount: this.refCount.slice(), owner };
+    } finally {
+      this.exit();
+    }
+  }
+
+  has(id: number): boolean {
+    this.enter();
+    try {
+      return this.slots.isLive(id);
+    } finally {
+      this.exit();
+    }
+  }
+
+  sequenceIds(): number[] {
+    this.enter();
+    try {
+      const ids: number[] = [];
+      for (let slot = 0; slot < this.config.maxSequences; slot++) {
+        if (this.views.seqLive[slot] === 1) ids.push(this.slots.idOf(slot));
+      }
+      return ids;
+    } finally {
+      this.exit();
+    }
+  }
+
+  stats(): BlockTableStats {
+    this.enter();
+    try {
+      const ctl = this.views.control;
+      const k = this.counters;
+      const free = ctl[Ctrl.FREE_COUNT];
+      const cached = ctl[Ctrl.CACHED_COUNT];
+      return {
+        blocksTotal: this.config.numBlocks,
+        blocksFree: free,
+        blocksUsed: this.config.numBlocks - free - cached,
+        blocksCached: cached,
+        sequences: ctl[Ctrl.SEQUENCE_COUNT],
+        maxSequences: this.config.maxSequences,
+        cowCopies: k[Counter.COW_COPIES],
+        allocations: k[Counter.BLOCK_ALLOCATIONS],
+        releases: k[Counter.BLOCK_RELEASES],
+        evictions: k[Counter.EVICTIONS],
+        cachedRevivals: k[Counter.CACHED_REVIVALS],
+        sequencesCreated: k[Counter.SEQUENCES_CREATED],
+        forks: k[Counter.FORKS],
+        sequencesFreed: k[Counter.SEQUENCES_FREED],
+      };
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Lock statistics, read without taking the lock (usable while it is stuck). */
+  lockStats(): LockStats {
+    return this.lock.stats();
+  }
+
+  /** Throws InvariantError describing the first inconsistency in the shared state. */
+  checkInvariants(): void {
+    this.enter();
+    try {
+      checkTableInvariants(this.views, this.config);
+    } finally {
+      this.exit();
+    }
+  }
+
+  // ---- critical sections -----------------------------------------------------------------------
+
+  /**
+   * Runs `body` (synchronous) holding the table lock; table calls inside it do not relock, so several
+   * operations — e.g. a prefix-cache lookup plus fork — happen atomically with respect to other threads.
+   */
+  batch<T>(body: () => T): T {
+    if (this.inBatch || this.inOperation) throw new ReentrantLockError(this.lock.agentId);
+    this.lock.lock();
+    this.inBatch = true;
+    try {
+      return body();
+    } finally {
+      this.inBatch = false;
+      this.lock.unlock();
+    }
+  }
+
+  /**
+   * batch() that waits for the lock without blocking the thread (for a browser main thread). `body`
+   * runs in the same job that acquires the lock, so no other task of this agent interleaves with it.
+   */
+  async batchAsync<T>(body: () => T): Promise<T> {
+    if (this.inBatch || this.inOperation) throw new ReentrantLockError(this.lock.agentId);
+    return this.lock.withLockAsync(() => {
+      this.inBatch = true;
+      try {
+        return body();
+      } finally {
+        this.inBatch = false;
+      }
+    });
+  }
+
+  private enter(): void {
+    if (this.inOperation) throw new ReentrantLockError(this.lock.agentId);
+    if (!this.inBatch) this.lock.lock();
+    this.inOperation = true;
+  }
+
+  private exit(): void {
+    this.inOperation = false;
+    if (!this.inBatch) this.lock.unlock();
+    if (this.pool.onRelease !== undefined) this.rethrowHookError();
+  }
+
+  private rethrowHookError(): void {
+    const failure = this.pool.takeHookError();
+    if (failure !== undefined) throw failure.error;
+  }
+
+  // ---- helpers (lock held) ---------------------------------------------------------------------
+
+  private appendLocked(id: number, tokens: ArrayLike<number>, k: number): AppendResult {
+    const slot = this.slots.resolve(id);
+    const bs = this.blockSize;
+    const length = this.seqLength[slot];
+    const blocks = this.seqNumBlocks[slot];
+    const copies: BlockCopy[] = [];
+    if (k === 0) return { firstPosition: length, newBlocks: [], copies };
+    const newLength = length + k;
+    if (newLength > this.maxSequenceLength) throw new SequenceTooLongError(newLength, this.maxSequenceLength);
+    const row = slot * this.rowStride;
+    const room = blocks * bs - length; // free slots in the last block
+    const added = k > room ? Math.ceil((k - room) / bs) : 0;
+    let tail = room > 0 ? this.blockTableView[row + blocks - 1] : -1;
+    const copyTail = tail >= 0 && this.refCount[tail] > 1;
+    this.pool.ensureFree(copyTail ? added + 1 : added);
+
+    let consumed = 0;
+    if (tail >= 0) {
+      const partial = bs - room;
+      if (copyTail) {
+        const dst = this.copyOnWrite(row + blocks - 1, tail, partial);
+        copies.push({ src: tail, dst });
+        tail = dst;
+      }
+      consumed = k < room ? k : room;
+      this.writeTokens(tail, partial, tokens, 0, consumed);
+    }
+    const newBlocks = new Array<number>(added);
+    for (let i = 0; i < added; i++) {
+      const b = this.pool.allocate();
+      this.blockTableView[row + blocks + i] = b;
+      const left = k - consumed;
+      const count = left < bs ? left : bs;
+      this.writeTokens(b, 0, tokens, consumed, count);
+      consumed += count;
+      newBlocks[i] = b;
+    }
+    this.seqLength[slot] = newLength;
+    this.seqNumBlocks[slot] = blocks + added;
+    return { firstPosition: length, newBlocks, copies };
+  }
+
+  /** Replaces shared block `src` at table index `entry` by a private copy of its first `count` tokens. */
+  private copyOnWrite(entry: number, src: number, count: number): number {
+    const dst = this.pool.allocate();
+    const bs = this.blockSize;
+    this.tokenSlots.copyWithin(dst * bs, src * bs, src * bs + count);
+    this.filled[dst] = count;
+    this.refCount[src]--; // was > 1, so src stays in use
+    this.blockTableView[entry] = dst;
+    this.counters[Counter.COW_COPIES] += 1;
+    return dst;
+  }
+
+  /** Writes `count` tokens from `source[from…]` into block `b` at `offset`, and sets its fill level. */
+  private writeTokens(b: number, offset: number, source: ArrayLike<number>, from: number, count: number): void {
+    const base = b * this.blockSize + offset;
+    // One copy loop per source kind keeps each loop's element access monomorphic (fast).
+    if (source instanceof Uint32Array) copyFromUint32(this.tokenSlots, base, source, from, count);
+    else if (Array.isArray(source)) copyFromArray(this.tokenSlots, base, source, from, count);
+    else copyFromArrayLike(this.tokenSlots, base, source, from, count);
+    this.filled[b] = offset + count;
+  }
+
+  /** Checks that `ids` is an array-like of in-range block ids; returns its length. */
+  private checkBlockIds(ids: ArrayLike<number>): number {
+    if (typeof ids !== 'object' || ids === null || !Number.isSafeInteger(ids.length) || ids.length < 0) {
+      throw new InvalidArgumentError('Block ids must be an array-like of integers.');
+    }
+    const n = this.config.numBlocks;
+    for (let i = 0; i < ids.length; i++) {
+      const b = ids[i];
+      if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= n) {
+        throw new InvalidBlockError(b, `is not a block id (integers 0..${n - 1})`);
+      }
+    }
+    return ids.length;
+  }
+}
+
+function copyFromUint32(dst: Uint32Array, at: number, src: Uint32Array, from: number, count: number): void {
+  let j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const t0 = src[from + j];
+    const t1 = src[from + j + 1];
+    const t2 = src[from + j + 2];
+    const t3 = src[from + j + 3];
+    dst[at + j] = t0;
+    dst[at + j + 1] = t1;
+    dst[at + j + 2] = t2;
+    dst[at + j + 3] = t3;
+  }
+  for (; j < count; j++) dst[at + j] = src[from + j];
+}
+
+function copyFromArray(dst: Uint32Array, at: number, src: readonly number[], from: number, count: number): void {
+  for (let j = 0; j < count; j++) dst[at + j] = src[from + j];
+}
+
+function copyFromArrayLike(dst: Uint32Array, at: number, src: ArrayLike<number>, from: number, count: number): void {
+  for (let j = 0; j < count; j++) dst[at + j] = src[from + j];
+}
