@@ -1,4 +1,6 @@
-// IEEE 754 binary16 conversion on the CPU, matching WGSL's pack2x16float / unpack2x16float.
+// IEEE 754 binary16 conversion on the CPU. unpack2x16float matches f16BitsToF32 exactly; the GPU's
+// pack2x16float may round subnormal ties differently, so write-kv packs with integer arithmetic that
+// ports f32ToF16Bits, keeping GPU and CPU bit-identical.
 // Invariants: f32ToF16Bits rounds to nearest, ties to even; overflow gives ±Infinity; NaN stays NaN;
 // f16BitsToF32(f32ToF16Bits(x)) is the f16 value the GPU stores for x. Pairs pack low half first.
 

@@ -12,7 +12,7 @@ import { ConfigError } from '../errors';
 
 export type KvDtype = 'f16' | 'f32';
 
-/** Kernels bind this many chunk buffers per layer (unused slots repeat chunk 0). */
+/** Kernels bind this many chunk buffers per layer (unused slots get small spare buffers). */
 export const MAX_KV_CHUNKS = 4;
 export const MAX_HEAD_DIM = 256;
 

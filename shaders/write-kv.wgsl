@@ -1,0 +1,117 @@
+// write-kv: stores the K and V rows of `numTokens` tokens into the paged cache (vLLM's
+// reshape_and_cache). Invariants:
+//   - One invocation per cache word of one token and head: it writes that word in the K half and in
+//     the V half of the token's slot. slot = block * BLOCK_SIZE + offsetInBlock with a global block id;
+//     slot 0xffffffff (padding) and blocks >= NUM_BLOCKS are skipped.
+//   - Inputs are f32 [token][head][headDim] at `kOffset` / `vOffset` elements with `tokenStride`
+//     elements between tokens. f32 caches copy the bits; f16 caches pack two elements per word (low
+//     half = even element) converted by f16Bits, bit-identical to the CPU's f32ToF16Bits on every
+//     device. pack2x16float is not used: WGSL leaves its rounding direction to the implementation and
+//     its result outside the f16 range indeterminate (SwiftShader, for one, drops the sticky bit when
+//     rounding to f16 subnormals).
+//   - Chunk c holds blocks [c*BLOCKS_PER_CHUNK, (c+1)*BLOCKS_PER_CHUNK); a block is [K | V], each
+//     [NUM_KV_HEADS][BLOCK_SIZE][WORDS_PER_ROW] words.
+//   - The grid is 2D (x * y workgroups); invocation index = (wg.y * num_workgroups.x + wg.x) * 64 + local.
+
+override BLOCK_SIZE: u32;
+override NUM_KV_HEADS: u32;
+override WORDS_PER_ROW: u32;
+override BLOCKS_PER_CHUNK: u32;
+override NUM_BLOCKS: u32;
+override F16: bool;
+
+override WORDS_PER_HEAD_BLOCK: u32 = WORDS_PER_ROW * BLOCK_SIZE;
+override WORDS_PER_HALF: u32 = WORDS_PER_HEAD_BLOCK * NUM_KV_HEADS;
+override WORDS_PER_BLOCK: u32 = 2u * WORDS_PER_HALF;
+override HEAD_DIM: u32 = select(WORDS_PER_ROW, 2u * WORDS_PER_ROW, F16);
+
+const PADDING_SLOT: u32 = 0xffffffffu;
+
+struct Params {
+  numTokens: u32,
+  kOffset: u32,
+  vOffset: u32,
+  tokenStride: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> slots: array<u32>;
+@group(0) @binding(2) var<storage, read> kIn: array<u32>;
+@group(0) @binding(3) var<storage, read> vIn: array<u32>;
+@group(0) @binding(4) var<storage, read_write> chunk0: array<u32>;
+@group(0) @binding(5) var<storage, read_write> chunk1: array<u32>;
+@group(0) @binding(6) var<storage, read_write> chunk2: array<u32>;
+@group(0) @binding(7) var<storage, read_write> chunk3: array<u32>;
+
+fn storeWord(chunk: u32, index: u32, word: u32) {
+  switch chunk {
+    case 0u: { chunk0[index] = word; }
+    case 1u: { chunk1[index] = word; }
+    case 2u: { chunk2[index] = word; }
+    default: { chunk3[index] = word; }
+  }
+}
+
+// f32 bits -> f16 bits in integer arithmetic, exactly like f32ToF16Bits: round to nearest even
+// (subnormal results included), ±Inf beyond the f16 range, quiet NaN for NaN.
+fn f16Bits(bits: u32) -> u32 {
+  let sign = (bits >> 16u) & 0x8000u;
+  let exponent = (bits >> 23u) & 0xffu;
+  let mantissa = bits & 0x7fffffu;
+  if (exponent == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u, mantissa != 0u); }
+  let e = i32(exponent) - 112; // rebias 127 -> 15
+  if (e >= 31) { return sign | 0x7c00u; }
+  if (e <= 0) {
+    if (e < -10) { return sign; }
+    let full = mantissa | 0x800000u;
+    let shift = u32(14 - e);
+    let rest = full & ((1u << shift) - 1u);
+    let halfway = 1u << (shift - 1u);
+    var half = full >> shift;
+    if (rest > halfway || (rest == halfway && (half & 1u) == 1u)) { half += 1u; }
+    return sign | half;
+  }
+  var half = (u32(e) << 10u) | (mantissa >> 13u);
+  let rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u) == 1u)) { half += 1u; } // may carry into Inf: correct
+  return sign | half;
+}
+
+fn inputWord(isV: bool, element: u32) -> u32 {
+  if (isV) { return vIn[element]; }
+  return kIn[element];
+}
+
+// The cache word holding input elements [element, element + HEAD_DIM / WORDS_PER_ROW).
+fn cacheWord(isV: bool, element: u32) -> u32 {
+  if (F16) {
+    return f16Bits(inputWord(isV, element)) | (f16Bits(inputWord(isV, element + 1u)) << 16u);
+  }
+  return inputWord(isV, element);
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) workgroup: vec3<u32>,
+  @builtin(num_workgroups) workgroups: vec3<u32>,
+  @builtin(local_invocation_index) local: u32,
+) {
+  let index = (workgroup.y * workgroups.x + workgroup.x) * 64u + local;
+  let wordsPerToken = NUM_KV_HEADS * WORDS_PER_ROW;
+  let token = index / wordsPerToken;
+  if (token >= params.numTokens) { return; }
+  let head = (index % wordsPerToken) / WORDS_PER_ROW;
+  let word = index % WORDS_PER_ROW;
+
+  let slot = slots[token];
+  if (slot == PADDING_SLOT) { return; }
+  let block = slot / BLOCK_SIZE;
+  if (block >= NUM_BLOCKS) { return; }
+  let chunk = block / BLOCKS_PER_CHUNK;
+  let kWord = (block % BLOCKS_PER_CHUNK) * WORDS_PER_BLOCK + head * WORDS_PER_HEAD_BLOCK
+    + (slot % BLOCK_SIZE) * WORDS_PER_ROW + word;
+
+  let element = token * params.tokenStride + head * HEAD_DIM + word * (HEAD_DIM / WORDS_PER_ROW);
+  storeWord(chunk, kWord, cacheWord(false, params.kOffset + element));
+  storeWord(chunk, kWord + WORDS_PER_HALF, cacheWord(true, params.vOffset + element));
+}
