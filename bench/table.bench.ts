@@ -1,143 +1,157 @@
-// Single-thread (uncontended lock) throughput of the block table. Run: npx tsx bench/table.bench.ts
-// Every public call counts as one op; each line prints the best and the median rate of several short windows.
+// Single-thread (uncontended lock) throughput of the block table: every public call counts as one op;
+// each figure is the best and the median rate of several short windows (the machine may be shared).
+// Run alone: npx tsx bench/table.bench.ts — or through the bench suite (runTableBench).
 import { BlockTable } from '../src/table/block-table';
 import { SpinLock } from '../src/table/spin-lock';
+
+export interface RateResult {
+  name: string;
+  bestMops: number;
+  medianMops: number;
+}
 
 const BLOCK_SIZE = 16;
 const SEQUENCES = 64;
 const BLOCKS_PER_SEQUENCE = 64;
-const WINDOWS = 7;
-const WINDOW_MS = 250;
 
-const table = BlockTable.create({
-  numBlocks: SEQUENCES * BLOCKS_PER_SEQUENCE,
-  blockSize: BLOCK_SIZE,
-  maxSequences: 2 * SEQUENCES,
-  maxBlocksPerSequence: BLOCKS_PER_SEQUENCE,
-});
-const oneBlock = new Uint32Array(BLOCK_SIZE).map((_, i) => 1000 + i);
-const oneToken = [42];
+export function runTableBench(options: { windows?: number; windowMs?: number; print?: boolean } = {}): RateResult[] {
+  const WINDOWS = options.windows ?? 7;
+  const WINDOW_MS = options.windowMs ?? 250;
+  const results: RateResult[] = [];
+  const table = BlockTable.create({
+    numBlocks: SEQUENCES * BLOCKS_PER_SEQUENCE,
+    blockSize: BLOCK_SIZE,
+    maxSequences: 2 * SEQUENCES,
+    maxBlocksPerSequence: BLOCKS_PER_SEQUENCE,
+  });
+  const oneBlock = new Uint32Array(BLOCK_SIZE).map((_, i) => 1000 + i);
+  const oneToken = [42];
 
-/** Prints the best and the median rate over the windows (the machine may be shared). */
-function report(name: string, rates: number[]): void {
-  const sorted = [...rates].sort((a, b) => b - a);
-  const best = sorted[0] / 1e6;
-  const median = sorted[Math.floor(sorted.length / 2)] / 1e6;
-  console.log(`${name.padEnd(64)} best ${best.toFixed(2).padStart(6)}  median ${median.toFixed(2).padStart(6)}  M ops/s`);
-}
-
-/** Runs `cycle` (returning the ops it did) in WINDOWS windows of WINDOW_MS after a warm-up. */
-function measure(name: string, cycle: () => number): void {
-  for (let i = 0; i < 100_000; i++) cycle();
-  const rates: number[] = [];
-  for (let w = 0; w < WINDOWS; w++) {
-    let ops = 0;
-    const start = performance.now();
-    let elapsed = 0;
-    while (elapsed < WINDOW_MS) {
-      for (let i = 0; i < 1000; i++) ops += cycle();
-      elapsed = performance.now() - start;
-    }
-    rates.push((ops / elapsed) * 1000);
+  /** Records (and optionally prints) the best and the median rate over the windows. */
+  function report(name: string, rates: number[]): void {
+    const sorted = [...rates].sort((a, b) => b - a);
+    const best = sorted[0]! / 1e6;
+    const median = sorted[Math.floor(sorted.length / 2)]! / 1e6;
+    results.push({ name, bestMops: best, medianMops: median });
+    if (options.print) console.log(`${name.padEnd(64)} best ${best.toFixed(2).padStart(6)}  median ${median.toFixed(2).padStart(6)}  M ops/s`);
   }
-  report(name, rates);
-}
 
-// Append one block per call until the pool is full, then free every sequence (each frees 64 blocks);
-// the two phases are timed separately. Both walk single blocks through the allocator.
-{
-  const ids = new Array<number>(SEQUENCES);
-  const appendRates: number[] = [];
-  const releaseRates: number[] = [];
-  const freeCallRates: number[] = [];
-  let appendOps = 0, appendMs = 0, freeCalls = 0, blocksFreed = 0, freeMs = 0;
-  const round = (): void => {
-    for (let s = 0; s < SEQUENCES; s++) ids[s] = table.createSequence([]).id;
-    let t = performance.now();
-    for (let b = 0; b < BLOCKS_PER_SEQUENCE; b++) {
-      for (let s = 0; s < SEQUENCES; s++) table.appendTokens(ids[s], oneBlock);
+  /** Runs `cycle` (returning the ops it did) in WINDOWS windows of WINDOW_MS after a warm-up. */
+  function measure(name: string, cycle: () => number): void {
+    for (let i = 0; i < 100_000; i++) cycle();
+    const rates: number[] = [];
+    for (let w = 0; w < WINDOWS; w++) {
+      let ops = 0;
+      const start = performance.now();
+      let elapsed = 0;
+      while (elapsed < WINDOW_MS) {
+        for (let i = 0; i < 1000; i++) ops += cycle();
+        elapsed = performance.now() - start;
+      }
+      rates.push((ops / elapsed) * 1000);
     }
-    appendMs += performance.now() - t;
-    appendOps += SEQUENCES * BLOCKS_PER_SEQUENCE;
-    t = performance.now();
-    for (let s = 0; s < SEQUENCES; s++) blocksFreed += table.free(ids[s]).length;
-    freeMs += performance.now() - t;
-    freeCalls += SEQUENCES;
-  };
-  for (let i = 0; i < 50; i++) round();
-  for (let w = 0; w < WINDOWS; w++) {
-    appendOps = appendMs = freeCalls = blocksFreed = freeMs = 0;
-    const start = performance.now();
-    while (performance.now() - start < WINDOW_MS) round();
-    appendRates.push((appendOps / appendMs) * 1000);
-    releaseRates.push((blocksFreed / freeMs) * 1000);
-    freeCallRates.push((freeCalls / freeMs) * 1000);
+    report(name, rates);
   }
-  report('appendTokens, 16 tokens = one new block per call', appendRates);
-  report('free of 64-block sequences: blocks released per second', releaseRates);
-  report('free of 64-block sequences: calls per second', freeCallRates);
-}
 
-{
-  let id = table.createSequence([]).id;
-  measure('cycle: appendTokens (one new block) + free + createSequence([])', () => {
-    table.appendTokens(id, oneBlock);
+  // Append one block per call until the pool is full, then free every sequence (each frees 64 blocks);
+  // the two phases are timed separately. Both walk single blocks through the allocator.
+  {
+    const ids = new Array<number>(SEQUENCES);
+    const appendRates: number[] = [];
+    const releaseRates: number[] = [];
+    const freeCallRates: number[] = [];
+    let appendOps = 0, appendMs = 0, freeCalls = 0, blocksFreed = 0, freeMs = 0;
+    const round = (): void => {
+      for (let s = 0; s < SEQUENCES; s++) ids[s] = table.createSequence([]).id;
+      let t = performance.now();
+      for (let b = 0; b < BLOCKS_PER_SEQUENCE; b++) {
+        for (let s = 0; s < SEQUENCES; s++) table.appendTokens(ids[s], oneBlock);
+      }
+      appendMs += performance.now() - t;
+      appendOps += SEQUENCES * BLOCKS_PER_SEQUENCE;
+      t = performance.now();
+      for (let s = 0; s < SEQUENCES; s++) blocksFreed += table.free(ids[s]).length;
+      freeMs += performance.now() - t;
+      freeCalls += SEQUENCES;
+    };
+    for (let i = 0; i < 50; i++) round();
+    for (let w = 0; w < WINDOWS; w++) {
+      appendOps = appendMs = freeCalls = blocksFreed = freeMs = 0;
+      const start = performance.now();
+      while (performance.now() - start < WINDOW_MS) round();
+      appendRates.push((appendOps / appendMs) * 1000);
+      releaseRates.push((blocksFreed / freeMs) * 1000);
+      freeCallRates.push((freeCalls / freeMs) * 1000);
+    }
+    report('appendTokens, 16 tokens = one new block per call', appendRates);
+    report('free of 64-block sequences: blocks released per second', releaseRates);
+    report('free of 64-block sequences: calls per second', freeCallRates);
+  }
+
+  {
+    let id = table.createSequence([]).id;
+    measure('cycle: appendTokens (one new block) + free + createSequence([])', () => {
+      table.appendTokens(id, oneBlock);
+      table.free(id);
+      id = table.createSequence([]).id;
+      return 3;
+    });
     table.free(id);
-    id = table.createSequence([]).id;
-    return 3;
-  });
-  table.free(id);
-}
+  }
 
-measure('cycle: createSequence (one block) + free', () => {
-  table.free(table.createSequence(oneBlock).id);
-  return 2;
-});
-
-{
-  const base = table.createSequence(new Uint32Array(4 * BLOCK_SIZE + 3)).id;
-  measure('cycle: createSequence (one block) + fork + free + free', () => {
-    const parent = table.createSequence(oneBlock).id;
-    const child = table.fork(parent);
-    table.free(child);
-    table.free(parent);
-    return 4;
-  });
-  measure('cycle: fork (5 shared blocks) + free', () => {
-    table.free(table.fork(base));
+  measure('cycle: createSequence (one block) + free', () => {
+    table.free(table.createSequence(oneBlock).id);
     return 2;
   });
-  measure('cycle: fork + appendTokens 1 token (copy-on-write) + free', () => {
-    const child = table.fork(base);
-    table.appendTokens(child, oneToken);
-    table.free(child);
-    return 3;
-  });
-  const pinned = table.blocksOf(base).subarray(0, 1);
-  measure('cycle: retainBlocks([b]) + releaseBlocks([b])', () => {
-    table.retainBlocks(pinned);
-    table.releaseBlocks(pinned);
-    return 2;
-  });
-  measure('length(id)', () => (table.length(base), 1));
-  table.free(base);
+
+  {
+    const base = table.createSequence(new Uint32Array(4 * BLOCK_SIZE + 3)).id;
+    measure('cycle: createSequence (one block) + fork + free + free', () => {
+      const parent = table.createSequence(oneBlock).id;
+      const child = table.fork(parent);
+      table.free(child);
+      table.free(parent);
+      return 4;
+    });
+    measure('cycle: fork (5 shared blocks) + free', () => {
+      table.free(table.fork(base));
+      return 2;
+    });
+    measure('cycle: fork + appendTokens 1 token (copy-on-write) + free', () => {
+      const child = table.fork(base);
+      table.appendTokens(child, oneToken);
+      table.free(child);
+      return 3;
+    });
+    const pinned = table.blocksOf(base).subarray(0, 1);
+    measure('cycle: retainBlocks([b]) + releaseBlocks([b])', () => {
+      table.retainBlocks(pinned);
+      table.releaseBlocks(pinned);
+      return 2;
+    });
+    measure('length(id)', () => (table.length(base), 1));
+    table.free(base);
+  }
+
+  {
+    const sab = new SharedArrayBuffer(256);
+    const lock = new SpinLock(new Int32Array(sab, 0, 16), new Float64Array(sab, 64, 8));
+    measure('raw SpinLock lock() + unlock() pairs', () => {
+      lock.lock();
+      lock.unlock();
+      return 1;
+    });
+  }
+
+  table.checkInvariants();
+  const s = table.stats();
+  if (s.blocksFree !== s.blocksTotal || s.sequences !== 0) throw new Error('bench leaked blocks or sequences');
+  const l = table.lockStats();
+  if (options.print) console.log(
+    `lock: ${l.acquisitions.toExponential(2)} acquisitions, ${l.contended} contended, ` +
+      `sampled hold time mean ${(l.holdMeanMs * 1e6).toFixed(0)} ns (max ${(l.holdMaxMs * 1e3).toFixed(1)} µs)`,
+  );
+  return results;
 }
 
-{
-  const sab = new SharedArrayBuffer(256);
-  const lock = new SpinLock(new Int32Array(sab, 0, 16), new Float64Array(sab, 64, 8));
-  measure('raw SpinLock lock() + unlock() pairs', () => {
-    lock.lock();
-    lock.unlock();
-    return 1;
-  });
-}
-
-table.checkInvariants();
-const s = table.stats();
-if (s.blocksFree !== s.blocksTotal || s.sequences !== 0) throw new Error('bench leaked blocks or sequences');
-const l = table.lockStats();
-console.log(
-  `lock: ${l.acquisitions.toExponential(2)} acquisitions, ${l.contended} contended, ` +
-    `sampled hold time mean ${(l.holdMeanMs * 1e6).toFixed(0)} ns (max ${(l.holdMaxMs * 1e3).toFixed(1)} µs)`,
-);
+if (import.meta.url === `file://${process.argv[1]}`) runTableBench({ print: true });

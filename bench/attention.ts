@@ -1,0 +1,320 @@
+// Paged-attention benchmark: decode (split-K) over several batch × context shapes with the block table
+// in identity and random physical order, and causal prefill, on 32 query heads / 8 KV heads, head dim
+// 128, f16 KV, block size 16. Invariants: every measurement runs `warmup` unmeasured iterations, then
+// `iterations` measured ones, and reports the median; GPU time comes from timestamp queries around the
+// kernel's compute pass when the device has 'timestamp-query', else wall time to onSubmittedWorkDone
+// averaged over the iterations. Decode reports KV GB/s (K and V bytes of every attended key, once) and
+// its ratio to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size,
+// measured in the same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
+// Run (prints a table and the JSON):
+//   node --input-type=module -e "import {createServer} from 'vite'; const s = await createServer({configFile: false, server: {middlewareMode: true}, appType: 'custom', logLevel: 'error'}); await (await s.ssrLoadModule('/bench/attention.ts')).main(process.argv.slice(1)); process.exit(0)" -- --quick
+import readCode from '../shaders/bench-read.wgsl?raw';
+import { createGpu, describeGpu, type Gpu } from '../src/gpu/create-gpu';
+import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
+import { PagedAttentionKernel, type AttentionEntry } from '../src/kernels/paged-attention';
+import { getPipeline } from '../src/kernels/pipeline-cache';
+
+export interface AttentionBenchOptions {
+  /** SwiftShader-sized shapes (about a minute there) instead of GPU-sized ones. */
+  quick?: boolean;
+  /** Multiplies every context and prefill length (after `quick`), e.g. 0.25. */
+  scale?: number;
+  iterations?: number;
+  warmup?: number;
+  /** Subgroup reductions (default: when the device has them). */
+  subgroups?: boolean;
+  /** Print a table (default true). */
+  print?: boolean;
+}
+
+export interface DecodeBenchResult {
+  batch: number;
+  context: number;
+  tableOrder: 'identity' | 'random';
+  /** Largest split-K count the kernel chose. */
+  splits: number;
+  ms: number;
+  kvBytes: number;
+  kvGBps: number;
+  baselineGBps: number;
+  ratioToBaseline: number;
+}
+
+export interface PrefillBenchResult {
+  sequences: number;
+  tokens: number;
+  ms: number;
+  tflops: number;
+}
+
+export interface AttentionBenchResult {
+  device: string;
+  timing: 'timestamp' | 'wall';
+  subgroups: boolean;
+  numQueryHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  kvDtype: 'f16';
+  blockSize: number;
+  decode: DecodeBenchResult[];
+  prefill: PrefillBenchResult[];
+}
+
+const NUM_QUERY_HEADS = 32;
+const NUM_KV_HEADS = 8;
+const HEAD_DIM = 128;
+const BLOCK_SIZE = 16;
+const DECODE_SHAPES = [
+  { batch: 64, context: 2048 },
+  { batch: 16, context: 8192 },
+  { batch: 256, context: 512 },
+  { batch: 1, context: 32768 },
+];
+const QUICK_DECODE_SHAPES = [
+  { batch: 4, context: 256 },
+  { batch: 2, context: 1024 },
+  { batch: 16, context: 64 },
+  { batch: 1, context: 2048 },
+];
+const PREFILL = { sequences: 8, tokens: 2048 };
+const QUICK_PREFILL = { sequences: 2, tokens: 128 };
+
+type Encode = (encoder: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites) => void;
+
+/** Median seconds per iteration of `encode` (one compute pass per iteration). */
+async function timeIterations(device: GPUDevice, encode: Encode, iterations: number, warmup: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) {
+    const encoder = device.createCommandEncoder();
+    encode(encoder);
+    device.queue.submit([encoder.finish()]);
+  }
+  await device.queue.onSubmittedWorkDone();
+  if (!device.features.has('timestamp-query')) {
+    const start = performance.now();
+    for (let i = 0; i < iterations; i++) {
+      const encoder = device.createCommandEncoder();
+      encode(encoder);
+      device.queue.submit([encoder.finish()]);
+    }
+    await device.queue.onSubmittedWorkDone();
+    return (performance.now() - start) / 1000 / iterations;
+  }
+  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * iterations });
+  const resolve = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  for (let i = 0; i < iterations; i++) {
+    encode(encoder, { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 });
+  }
+  encoder.resolveQuerySet(querySet, 0, 2 * iterations, resolve, 0);
+  encoder.copyBufferToBuffer(resolve, 0, read, 0, 16 * iterations);
+  device.queue.submit([encoder.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const stamps = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  const samples = Array.from({ length: iterations }, (_, i) => Number(stamps[2 * i + 1]! - stamps[2 * i]!) / 1e9);
+  querySet.destroy();
+  resolve.destroy();
+  read.destroy();
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)]!;
+}
+
+/** Read bandwidth (bytes/s) of the baseline kernel over a buffer of `bytes` bytes (capped by the device). */
+async function measureReadBaseline(device: GPUDevice, bytes: number, iterations: number, warmup: number): Promise<number> {
+  const size = Math.min(bytes, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) & ~15;
+  const src = device.createBuffer({ label: 'bench-read-src', size, usage: GPUBufferUsage.STORAGE });
+  const sink = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+  const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(params, 0, new Uint32Array([size / 16, 0x9e3779b9, 0, 0]));
+  const wgSize = 256;
+  const pipeline = getPipeline(device, { name: 'bench-read', code: readCode, entryPoint: 'read_main', constants: { WG_SIZE: wgSize } });
+  const group = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [src, sink, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const workgroups = Math.min(device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(size / 16 / wgSize / 8));
+  const seconds = await timeIterations(
+    device,
+    (encoder, timestampWrites) => {
+      const pass = encoder.beginComputePass({ timestampWrites });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(workgroups);
+      pass.end();
+    },
+    iterations,
+    warmup,
+  );
+  for (const b of [src, sink, params]) b.destroy();
+  return size / seconds;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Workload {
+  layout: KvLayout;
+  chunks: GPUBuffer[];
+  table: GPUBuffer;
+  q: GPUBuffer;
+  out: GPUBuffer;
+  entries: AttentionEntry[];
+  rowStride: number;
+  destroy(): void;
+}
+
+/** `batch` sequences of `context` tokens with `numQueries` queries each at the end of the context. */
+function createWorkload(device: GPUDevice, batch: number, context: number, numQueries: number, order: 'identity' | 'random'): Workload {
+  const rowStride = Math.ceil(context / BLOCK_SIZE);
+  const numBlocks = batch * rowStride;
+  const maxChunk = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const layout = computeKvLayout(
+    { numLayers: 1, numKvHeads: NUM_KV_HEADS, headDim: HEAD_DIM, blockSize: BLOCK_SIZE, numBlocks, kvDtype: 'f16' },
+    maxChunk,
+  );
+  const chunks = layout.chunkBytes.map((size, c) => device.createBuffer({ label: `bench-kv-${c}`, size, usage: GPUBufferUsage.STORAGE }));
+  const ids = Int32Array.from({ length: numBlocks }, (_, i) => i);
+  if (order === 'random') {
+    const rand = mulberry32(7);
+    for (let i = ids.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
+  }
+  const table = device.createBuffer({ size: ids.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(table, 0, ids);
+  const rowBytes = NUM_QUERY_HEADS * HEAD_DIM * 4;
+  const rows = batch * numQueries;
+  const rand = mulberry32(3);
+  const qData = Float32Array.from({ length: rows * NUM_QUERY_HEADS * HEAD_DIM }, () => rand() * 2 - 1);
+  const q = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(q, 0, qData);
+  const out = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });
+  const entries = Array.from({ length: batch }, (_, s) => ({
+    seqSlot: s,
+    contextLength: context,
+    queryStart: context - numQueries,
+    numQueries,
+    qRow: s * numQueries,
+  }));
+  return {
+    layout,
+    chunks,
+    table,
+    q,
+    out,
+    entries,
+    rowStride,
+    destroy: () => [...chunks, table, q, out].forEach((b) => b.destroy()),
+  };
+}
+
+async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, iterations: number, warmup: number) {
+  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups });
+  const seconds = await timeIterations(
+    gpu.device,
+    (encoder, timestampWrites) =>
+      kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM), timestampWrites }),
+    iterations,
+    warmup,
+  );
+  const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
+  kernel.destroy();
+  return { seconds, splits };
+}
+
+export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = {}): Promise<AttentionBenchResult> {
+  const quick = opts.quick ?? false;
+  const scale = opts.scale ?? 1;
+  const iterations = opts.iterations ?? (quick ? 3 : 10);
+  const warmup = opts.warmup ?? (quick ? 1 : 2);
+  const subgroups = opts.subgroups ?? gpu.features.subgroups;
+  const device = gpu.device;
+  const result: AttentionBenchResult = {
+    device: describeGpu(gpu),
+    timing: device.features.has('timestamp-query') ? 'timestamp' : 'wall',
+    subgroups,
+    numQueryHeads: NUM_QUERY_HEADS,
+    numKvHeads: NUM_KV_HEADS,
+    headDim: HEAD_DIM,
+    kvDtype: 'f16',
+    blockSize: BLOCK_SIZE,
+    decode: [],
+    prefill: [],
+  };
+  const baselines = new Map<number, number>();
+  for (const shape of quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
+    const context = Math.max(1, Math.round(shape.context * scale));
+    const kvBytes = shape.batch * context * NUM_KV_HEADS * HEAD_DIM * 2 * 2;
+    if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, iterations, warmup));
+    const baseline = baselines.get(kvBytes)!;
+    for (const tableOrder of ['identity', 'random'] as const) {
+      const w = createWorkload(device, shape.batch, context, 1, tableOrder);
+      const { seconds, splits } = await timeAttention(gpu, w, subgroups, iterations, warmup);
+      w.destroy();
+      const gbps = kvBytes / seconds / 1e9;
+      result.decode.push({
+        batch: shape.batch,
+        context,
+        tableOrder,
+        splits,
+        ms: seconds * 1e3,
+        kvBytes,
+        kvGBps: gbps,
+        baselineGBps: baseline / 1e9,
+        ratioToBaseline: gbps / (baseline / 1e9),
+      });
+    }
+  }
+  const prefill = quick ? QUICK_PREFILL : PREFILL;
+  const tokens = Math.max(2, Math.round(prefill.tokens * scale));
+  const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
+  const { seconds } = await timeAttention(gpu, w, subgroups, iterations, warmup);
+  w.destroy();
+  const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
+  result.prefill.push({ sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
+  if (opts.print ?? true) printAttentionBench(result);
+  return result;
+}
+
+export function printAttentionBench(r: AttentionBenchResult): void {
+  const lines = [
+    `paged attention on ${r.device}`,
+    `  ${r.numQueryHeads}/${r.numKvHeads} heads, head dim ${r.headDim}, ${r.kvDtype} KV, block ${r.blockSize}, ` +
+      `subgroups ${r.subgroups}, ${r.timing} timing`,
+    '  decode  batch × context   table     splits        ms     KV GB/s   read GB/s   ratio',
+  ];
+  for (const d of r.decode) {
+    lines.push(
+      `          ${`${d.batch} × ${d.context}`.padEnd(16)}  ${d.tableOrder.padEnd(8)}  ${String(d.splits).padStart(6)}  ` +
+        `${d.ms.toFixed(3).padStart(8)}  ${d.kvGBps.toFixed(3).padStart(10)}  ${d.baselineGBps.toFixed(3).padStart(10)}  ` +
+        `${d.ratioToBaseline.toFixed(2).padStart(6)}`,
+    );
+  }
+  for (const p of r.prefill) {
+    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
+  }
+  console.log(lines.join('\n'));
+}
+
+/** Command-line entry: `--quick`, `--scale=x`, `--iterations=n`, `--no-subgroups`; prints the table and JSON. */
+export async function main(argv: readonly string[]): Promise<AttentionBenchResult> {
+  const value = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  const gpu = await createGpu();
+  const result = await runAttentionBench(gpu, {
+    quick: argv.includes('--quick'),
+    scale: value('scale') ? Number(value('scale')) : undefined,
+    iterations: value('iterations') ? Number(value('iterations')) : undefined,
+    subgroups: argv.includes('--no-subgroups') ? false : undefined,
+  });
+  console.log(JSON.stringify(result));
+  return result;
+}

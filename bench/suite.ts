@@ -1,0 +1,34 @@
+// The benchmark suite behind `npm run bench` / `webgpu-paged-attention bench`. Invariants: every GPU
+// figure is printed next to a baseline measured in the same run on the same device (the device's own
+// read bandwidth for decode, its own f32 FMA rate for prefill), so figures from different machines are
+// comparable as ratios; nothing here is asserted — tests never depend on timings.
+import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
+import { runAttentionBench } from './attention';
+import { measureFmaRate } from './fma';
+import { runTableBench } from './table.bench';
+
+export interface SuiteOptions {
+  json: boolean;
+  /** Smaller shapes and fewer repetitions (the default on a software adapter). */
+  quick: boolean;
+}
+
+export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<void> {
+  const quick = options.quick || gpu.isFallback;
+  const log = (line: string): void => {
+    if (!options.json) console.log(line);
+  };
+  log(`device: ${describeGpu(gpu)}${quick ? ' (quick shapes)' : ''}`);
+  const fma = await measureFmaRate(gpu.device, quick ? { workgroups: 64, iterations: 256 } : {});
+  log(`f32 FMA rate: ${fma.tflops.toFixed(3)} TFLOP/s (${fma.timing.method} timing)`);
+  const attention = await runAttentionBench(gpu, { quick, print: !options.json });
+  const prefillVsFma = attention.prefill.map((p) => ({ ...p, ratioToFma: p.tflops / fma.tflops }));
+  for (const p of prefillVsFma) {
+    log(`  prefill ${p.sequences} × ${p.tokens}: ${(100 * p.ratioToFma).toFixed(1)} % of the device's f32 FMA rate`);
+  }
+  const table = runTableBench({ windows: quick ? 3 : 7, windowMs: quick ? 100 : 250 });
+  log('\nbookkeeping (CPU, uncontended), M ops/s:');
+  for (const r of table) log(`  ${r.name.padEnd(64)} best ${r.bestMops.toFixed(2).padStart(7)}  median ${r.medianMops.toFixed(2).padStart(7)}`);
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table };
+  if (options.json) console.log(JSON.stringify(results, null, 2));
+}

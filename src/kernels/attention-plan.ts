@@ -1,0 +1,152 @@
+// Turns a batch of attention entries into the work lists the kernels read.
+// Invariants:
+//   - Entries with numQueries = 1 go to the decode kernel, the others to the prefill kernel.
+//   - A decode entry attends L = queryStart + 1 keys, cut into `splits` non-empty consecutive ranges
+//     (split-K); prefill entries are cut into tiles of queriesPerWorkgroup queries, each attending keys
+//     [0, last query position + 1).
+//   - Work items are 8 u32 words (see WorkItem in the WGSL): decode items, then prefill items, then
+//     merge items (one per decode entry) when any decode entry has more than one split. With merging,
+//     decode item i writes partial slots i × numQueryHeads + head; the partial buffer holds `partialSlots`
+//     accumulators of headDim floats followed by one (max, sum, 0, 0) vec4 per slot.
+//   - Split heuristic (when not forced): base = decode items × kvHeads × headTiles + prefill workgroups;
+//     if base < TARGET_WORKGROUPS each decode entry gets
+//         splits = clamp(min(ceil(TARGET_WORKGROUPS / base), floor(L / MIN_KEYS_PER_SPLIT)), 1, MAX_SPLITS)
+//     with split length rounded up to whole key tiles (so splits = ceil(L / length) may shrink). The target
+//     is 2 × 132 workgroups: two resident workgroups per SM of a 132-SM GPU (H100 SXM), which also fills
+//     smaller GPUs; MIN_KEYS_PER_SPLIT keeps each split long enough to amortise its partial write and merge.
+import { InvalidArgumentError } from '../errors';
+import type { AttentionEntry } from './attention-types';
+
+export const TARGET_WORKGROUPS = 2 * 132;
+export const MIN_KEYS_PER_SPLIT = 256;
+export const MAX_SPLITS = 128;
+export const WORK_ITEM_WORDS = 8;
+
+export interface PlanShape {
+  numKvHeads: number;
+  numQueryHeads: number;
+  /** Query-head tiles per kv head (groupSize / headsPerWorkgroup), per kernel kind. */
+  decodeHeadTiles: number;
+  prefillHeadTiles: number;
+  decodeKeyTile: number;
+  prefillQueriesPerWorkgroup: number;
+}
+
+export interface DispatchRange {
+  /** First work item (index into the whole list) and count. */
+  base: number;
+  count: number;
+}
+
+export interface BatchPlan {
+  /** Work items, WORK_ITEM_WORDS u32 each; only the first `words` entries are meaningful. */
+  items: Uint32Array<ArrayBuffer>;
+  words: number;
+  decode: DispatchRange;
+  prefill: DispatchRange;
+  merge: DispatchRange;
+  /** True when decode writes partials and a merge pass follows. */
+  split: boolean;
+  partialSlots: number;
+  /** Splits per decode entry, in decode-entry order (for tests and diagnostics). */
+  splitsPerEntry: number[];
+}
+
+/** Keys per split for decode entries of `keys` keys each (splits = ceil(keys / length), never empty). */
+export function chooseSplitLengths(
+  keys: readonly number[],
+  workgroupsPerItem: number,
+  otherWorkgroups: number,
+  keyTile: number,
+  forceSplits?: number,
+): number[] {
+  if (forceSplits !== undefined) {
+    if (!Number.isInteger(forceSplits) || forceSplits < 1 || forceSplits > MAX_SPLITS) {
+      throw new InvalidArgumentError(`forceSplits must be an integer in [1, ${MAX_SPLITS}] (got ${forceSplits})`);
+    }
+    return keys.map((l) => Math.ceil(l / Math.min(forceSplits, l)));
+  }
+  const base = keys.length * workgroupsPerItem + otherWorkgroups;
+  const wanted = base >= TARGET_WORKGROUPS ? 1 : Math.ceil(TARGET_WORKGROUPS / base);
+  return keys.map((l) => {
+    const splits = Math.max(1, Math.min(wanted, Math.floor(l / MIN_KEYS_PER_SPLIT), MAX_SPLITS));
+    return splits === 1 ? l : Math.ceil(Math.ceil(l / splits) / keyTile) * keyTile;
+  });
+}
+
+function growWords(items: Uint32Array<ArrayBuffer>, words: number): Uint32Array<ArrayBuffer> {
+  if (items.length >= words) return items;
+  const grown = new Uint32Array(Math.max(words, 2 * items.length));
+  grown.set(items);
+  return grown;
+}
+
+/** Builds the plan into `scratch` (grown and returned through plan.items when too small). */
+export function planBatch(
+  entries: readonly AttentionEntry[],
+  shape: PlanShape,
+  scratch: Uint32Array<ArrayBuffer>,
+  forceSplits?: number,
+): BatchPlan {
+  const decodeEntries = entries.filter((e) => e.numQueries === 1);
+  const prefillEntries = entries.filter((e) => e.numQueries > 1);
+  const qpw = shape.prefillQueriesPerWorkgroup;
+  const prefillItems = prefillEntries.reduce((n, e) => n + Math.ceil(e.numQueries / qpw), 0);
+  const decodeKeys = decodeEntries.map((e) => e.queryStart + 1);
+  const splitLengths = chooseSplitLengths(
+    decodeKeys,
+    shape.numKvHeads * shape.decodeHeadTiles,
+    prefillItems * shape.numKvHeads * shape.prefillHeadTiles,
+    shape.decodeKeyTile,
+    forceSplits,
+  );
+  const splitsPerEntry = decodeKeys.map((l, i) => Math.ceil(l / splitLengths[i]!));
+  const decodeItems = splitsPerEntry.reduce((a, b) => a + b, 0);
+  const split = splitsPerEntry.some((s) => s > 1);
+  const mergeItems = split ? decodeEntries.length : 0;
+  const total = decodeItems + prefillItems + mergeItems;
+  const items = growWords(scratch, total * WORK_ITEM_WORDS);
+  let n = 0;
+  const put = (seqSlot: number, qRow: number, numQ: number, qPos: number, keyStart: number, keyEnd: number, aux: number) => {
+    const o = n++ * WORK_ITEM_WORDS;
+    items[o] = seqSlot;
+    items[o + 1] = qRow;
+    items[o + 2] = numQ;
+    items[o + 3] = qPos;
+    items[o + 4] = keyStart;
+    items[o + 5] = keyEnd;
+    items[o + 6] = aux;
+    items[o + 7] = 0;
+  };
+  decodeEntries.forEach((e, i) => {
+    const keys = decodeKeys[i]!;
+    const splits = splitsPerEntry[i]!;
+    const length = splitLengths[i]!;
+    for (let s = 0; s < splits; s++) {
+      put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads);
+    }
+  });
+  for (const e of prefillEntries) {
+    for (let first = 0; first < e.numQueries; first += qpw) {
+      const numQ = Math.min(qpw, e.numQueries - first);
+      const qPos = e.queryStart + first;
+      put(e.seqSlot, e.qRow + first, numQ, qPos, 0, qPos + numQ, 0);
+    }
+  }
+  let firstSplitItem = 0;
+  decodeEntries.forEach((e, i) => {
+    if (!split) return;
+    put(e.seqSlot, e.qRow, splitsPerEntry[i]!, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads);
+    firstSplitItem += splitsPerEntry[i]!;
+  });
+  return {
+    items,
+    words: total * WORK_ITEM_WORDS,
+    decode: { base: 0, count: decodeItems },
+    prefill: { base: decodeItems, count: prefillItems },
+    merge: { base: decodeItems + prefillItems, count: mergeItems },
+    split,
+    partialSlots: split ? decodeItems * shape.numQueryHeads : 0,
+    splitsPerEntry,
+  };
+}

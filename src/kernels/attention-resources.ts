@@ -1,0 +1,151 @@
+// GPU scratch owned by a PagedAttentionKernel: upload slots for work lists and parameters, the split-K
+// partial buffer, and a bind-group cache.
+// Invariants / allocation policy:
+//   - An upload slot holds one batch's work list (storage) and three 256-byte-aligned parameter blocks
+//     (uniform: decode, prefill, merge). Slots are created lazily, at most UPLOAD_SLOTS of them; a slot's
+//     work-list buffer grows by doubling and never shrinks. Nothing is allocated once the largest
+//     batch has been seen.
+//   - `upload` reuses the slot whose contents already equal the batch (the same batch encoded for every
+//     layer costs one write); otherwise it overwrites the least recently used slot with
+//     queue.writeBuffer. Because writes take effect in queue order, up to UPLOAD_SLOTS different
+//     batches may be encoded before one submit; more would overwrite a slot still waiting to run.
+//   - The partial buffer grows by doubling; every encode binds whichever buffer is current, and
+//     dispatches run in queue order, so layers and batches may share it.
+//   - Bind groups are cached by pipeline and buffer identity (LRU, BIND_GROUP_CACHE_SIZE entries); a
+//     grown buffer is a new identity, so stale groups simply age out.
+
+export const UPLOAD_SLOTS = 8;
+export const PARAMS_STRIDE = 256;
+/** u32 words of one parameter block (the WGSL Params struct). */
+export const PARAMS_WORDS = 16;
+const BIND_GROUP_CACHE_SIZE = 256;
+
+export interface UploadSlot {
+  items: GPUBuffer;
+  params: GPUBuffer;
+  contents: Uint32Array;
+  lastUse: number;
+}
+
+let nextBufferId = 1;
+const bufferIds = new WeakMap<GPUBuffer, number>();
+function bufferId(buffer: GPUBuffer): number {
+  let id = bufferIds.get(buffer);
+  if (id === undefined) bufferIds.set(buffer, (id = nextBufferId++));
+  return id;
+}
+
+function equalPrefix(a: Uint32Array, b: Uint32Array, length: number): boolean {
+  if (a.length !== length) return false;
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export class AttentionResources {
+  private readonly device: GPUDevice;
+  private readonly slots: UploadSlot[] = [];
+  private partials: GPUBuffer | undefined;
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private useCounter = 0;
+
+  constructor(device: GPUDevice) {
+    this.device = device;
+  }
+
+  /**
+   * Returns a slot holding `items[0..itemWords)` and `params` (3 blocks of PARAMS_WORDS words, stored at
+   * PARAMS_STRIDE-byte strides). The
+   * comparison key is items + params together.
+   */
+  upload(items: Uint32Array<ArrayBuffer>, itemWords: number, params: Uint32Array<ArrayBuffer>): UploadSlot {
+    const key = new Uint32Array(itemWords + params.length);
+    key.set(items.subarray(0, itemWords));
+    key.set(params, itemWords);
+    const use = ++this.useCounter;
+    for (const slot of this.slots) {
+      if (equalPrefix(slot.contents, key, key.length)) {
+        slot.lastUse = use;
+        return slot;
+      }
+    }
+    const itemBytes = Math.max(32, itemWords * 4);
+    let slot: UploadSlot;
+    if (this.slots.length < UPLOAD_SLOTS) {
+      slot = {
+        items: this.createItems(itemBytes),
+        params: this.device.createBuffer({
+          label: 'paged-attention-params',
+          size: 3 * PARAMS_STRIDE,
+          usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+        }),
+        contents: key,
+        lastUse: use,
+      };
+      this.slots.push(slot);
+    } else {
+      slot = this.slots.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b));
+      slot.contents = key;
+      slot.lastUse = use;
+      if (slot.items.size < itemBytes) slot.items = this.createItems(Math.max(itemBytes, 2 * slot.items.size));
+    }
+    if (itemWords > 0) this.device.queue.writeBuffer(slot.items, 0, items, 0, itemWords);
+    for (let k = 0; k < 3; k++) {
+      this.device.queue.writeBuffer(slot.params, k * PARAMS_STRIDE, params, k * PARAMS_WORDS, PARAMS_WORDS);
+    }
+    return slot;
+  }
+
+  private createItems(bytes: number): GPUBuffer {
+    return this.device.createBuffer({
+      label: 'paged-attention-work-items',
+      size: Math.ceil(bytes / 256) * 256,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** A partial buffer of at least `bytes` bytes. */
+  partialBuffer(bytes: number): GPUBuffer {
+    if (!this.partials || this.partials.size < bytes) {
+      const size = Math.max(Math.ceil(bytes / 256) * 256, 2 * (this.partials?.size ?? 0));
+      this.partials = this.device.createBuffer({ label: 'paged-attention-partials', size, usage: GPUBufferUsage.STORAGE });
+    }
+    return this.partials;
+  }
+
+  /** Cached bind group of `pipeline` binding `entries` in order (binding i = entries[i]). */
+  bindGroup(pipeline: GPUComputePipeline, pipelineKey: string, entries: readonly GPUBufferBinding[]): GPUBindGroup {
+    const key = `${pipelineKey}|${entries.map((e) => `${bufferId(e.buffer)}@${e.offset ?? 0}`).join(',')}`;
+    let group = this.bindGroups.get(key);
+    if (group) {
+      this.bindGroups.delete(key);
+    } else {
+      group = this.device.createBindGroup({
+        label: 'paged-attention',
+        layout: pipeline.getBindGroupLayout(0),
+        entries: entries.map((resource, binding) => ({ binding, resource })),
+      });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) {
+        this.bindGroups.delete(this.bindGroups.keys().next().value!);
+      }
+    }
+    this.bindGroups.set(key, group);
+    return group;
+  }
+
+  /** Number of cached bind groups (tests use it to prove reuse). */
+  get bindGroupCount(): number {
+    return this.bindGroups.size;
+  }
+
+  /** Destroys the scratch buffers; the owner must not encode afterwards. */
+  destroy(): void {
+    for (const slot of this.slots) {
+      slot.items.destroy();
+      slot.params.destroy();
+    }
+    this.slots.length = 0;
+    this.partials?.destroy();
+    this.partials = undefined;
+    this.bindGroups.clear();
+  }
+}

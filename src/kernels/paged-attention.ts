@@ -1,0 +1,286 @@
+// Paged attention over the paged KV cache: decode (split-K + merge) and prefill in one encode.
+// Invariants:
+//   - Pipelines (decode, prefill, merge) come from getPipeline, created at a kernel's first use of each
+//     (or by warmUp) and shared by every kernel with the same tile shape, so after warm-up encode creates
+//     none; the table/pool geometry travels in the uniform block, so block size, pool size, chunking,
+//     row stride and head counts never cause a new pipeline. GPU scratch is owned by AttentionResources
+//     (see its header for what is allocated when); bind groups are cached by buffer identity.
+//   - encode validates everything it can check on the host and throws InvalidArgumentError before
+//     recording anything; block ids inside the table are not checked on the host (an id outside
+//     [0, numBlocks) reads as zeros).
+//   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
+//     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
+//   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
+//     (encoding the same batch for every layer reuses one slot).
+//   - Bindings: ≤ 8 storage buffers per stage (4 KV chunks, table, q, work items, output) plus one
+//     uniform block.
+import { ConfigError, InvalidArgumentError } from '../errors';
+import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
+import { dummyStorageBuffer, getPipeline, pipelineKey, type PipelineSpec } from './pipeline-cache';
+import { tileConfig, tileConstants, MERGE_WORKGROUP_SIZE, type TileConfig } from './attention-config';
+import { planBatch, type BatchPlan, type DispatchRange } from './attention-plan';
+import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
+import { attentionShader, mergeShader } from './attention-shaders';
+import { validateEntries, type AttentionEntry } from './attention-types';
+
+export type { AttentionEntry } from './attention-types';
+
+export interface PagedAttentionOptions {
+  numQueryHeads: number;
+  /** Entries per block-table row. */
+  rowStride: number;
+  /** Use subgroup operations for reductions (needs the 'subgroups' feature); false = portable path. */
+  subgroups: boolean;
+}
+
+export interface PagedAttentionArgs {
+  /** This layer's KV chunk buffers (layout.numChunks of them). */
+  chunks: readonly GPUBuffer[];
+  /** Int32 block table, maxSequences × rowStride, -1 = no block. */
+  blockTable: GPUBuffer;
+  /** f32 [rows][numQueryHeads][headDim]. */
+  q: GPUBuffer;
+  /** f32, same shape as q; rows of the entries are overwritten, others untouched. */
+  out: GPUBuffer;
+  entries: readonly AttentionEntry[];
+  /** Softmax scale applied to q·k (usually 1 / sqrt(headDim)). */
+  scale: number;
+  /** Force this many split-K splits per decode entry (capped at its key count); for tests and tuning. */
+  forceSplits?: number;
+  /** Timestamps around the kernel's compute pass (benchmarks; needs 'timestamp-query'). */
+  timestampWrites?: GPUComputePassTimestampWrites;
+}
+
+interface KernelPipeline {
+  pipeline: GPUComputePipeline;
+  key: string;
+}
+
+const EMPTY_WORK_LIST: Uint32Array<ArrayBuffer> = new Uint32Array(0);
+
+export class PagedAttentionKernel {
+  readonly device: GPUDevice;
+  readonly layout: KvLayout;
+  readonly numQueryHeads: number;
+  readonly rowStride: number;
+  readonly subgroups: boolean;
+  readonly groupSize: number;
+  readonly decodeConfig: TileConfig;
+  readonly prefillConfig: TileConfig;
+  /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
+  lastPlan: BatchPlan | undefined;
+  private decodePipeline: KernelPipeline | undefined;
+  private prefillPipeline: KernelPipeline | undefined;
+  private mergePipeline: KernelPipeline | undefined;
+  private readonly resources: AttentionResources;
+  private planScratch = EMPTY_WORK_LIST;
+  private readonly params = new Uint32Array(3 * PARAMS_WORDS);
+  private readonly paramsFloat = new Float32Array(this.params.buffer);
+
+  constructor(device: GPUDevice, layout: KvLayout, opts: PagedAttentionOptions) {
+    const { numQueryHeads, rowStride } = opts;
+    if (!Number.isInteger(numQueryHeads) || numQueryHeads < 1 || numQueryHeads % layout.numKvHeads !== 0) {
+      throw new ConfigError(`numQueryHeads (${numQueryHeads}) must be a positive multiple of numKvHeads (${layout.numKvHeads})`);
+    }
+    if (!Number.isInteger(rowStride) || rowStride < 1) {
+      throw new ConfigError(`rowStride must be a positive integer (got ${rowStride})`);
+    }
+    if (opts.subgroups && !device.features.has('subgroups')) {
+      throw new ConfigError("subgroups: true needs a device created with the 'subgroups' feature");
+    }
+    this.device = device;
+    this.layout = layout;
+    this.numQueryHeads = numQueryHeads;
+    this.rowStride = rowStride;
+    this.subgroups = opts.subgroups;
+    this.groupSize = numQueryHeads / layout.numKvHeads;
+    const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
+    this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
+    this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
+    this.resources = new AttentionResources(device);
+  }
+
+  private get decode(): KernelPipeline {
+    return (this.decodePipeline ??= this.tilePipeline(this.decodeConfig));
+  }
+
+  private get prefill(): KernelPipeline {
+    return (this.prefillPipeline ??= this.tilePipeline(this.prefillConfig));
+  }
+
+  private get merge(): KernelPipeline {
+    return (this.mergePipeline ??= this.pipeline({
+      ...mergeShader(),
+      constants: { WG_SIZE: MERGE_WORKGROUP_SIZE, HEAD_DIM: this.layout.headDim },
+    }));
+  }
+
+  /**
+   * Creates the pipelines `kinds` will use now instead of at their first encode (on software
+   * adapters a pipeline takes seconds to compile).
+   */
+  warmUp(kinds: ReadonlyArray<'decode' | 'prefill' | 'merge'> = ['decode', 'prefill', 'merge']): void {
+    for (const kind of kinds) void this[kind];
+  }
+
+  private tilePipeline(config: TileConfig): KernelPipeline {
+    const shader = attentionShader(config.kind, this.subgroups);
+    return this.pipeline({ ...shader, constants: tileConstants(config, this.layout) });
+  }
+
+  private pipeline(spec: PipelineSpec): KernelPipeline {
+    return { pipeline: getPipeline(this.device, spec), key: pipelineKey(spec) };
+  }
+
+  /** Records the attention of `args.entries` into `encoder`. */
+  encode(encoder: GPUCommandEncoder, args: PagedAttentionArgs): void {
+    this.validate(args);
+    if (args.entries.length === 0) return;
+    const hd = this.layout.headDim;
+    const plan = planBatch(
+      args.entries,
+      {
+        numKvHeads: this.layout.numKvHeads,
+        numQueryHeads: this.numQueryHeads,
+        decodeHeadTiles: this.groupSize / this.decodeConfig.headsPerWorkgroup,
+        prefillHeadTiles: this.groupSize / this.prefillConfig.headsPerWorkgroup,
+        decodeKeyTile: this.decodeConfig.keyTile,
+        prefillQueriesPerWorkgroup: this.prefillConfig.queriesPerWorkgroup,
+      },
+      this.planScratch,
+      args.forceSplits,
+    );
+    this.planScratch = plan.items;
+    this.lastPlan = plan;
+    const statsBase = (plan.partialSlots * hd) / 4;
+    this.setParams(0, plan.decode, statsBase, args.scale, plan.split);
+    this.setParams(1, plan.prefill, 0, args.scale, false);
+    this.setParams(2, plan.merge, statsBase, args.scale, false);
+    const slot = this.resources.upload(plan.items, plan.words, this.params);
+    const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
+
+    const pass = encoder.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites });
+    const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / this.decodeConfig.headsPerWorkgroup);
+    const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / this.prefillConfig.headsPerWorkgroup);
+    if (plan.decode.count > 0) {
+      this.dispatchTile(pass, this.decode, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem);
+    }
+    if (plan.split && partials) {
+      const group = this.resources.bindGroup(this.merge.pipeline, this.merge.key, [
+        { buffer: slot.params, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 },
+        { buffer: partials },
+        { buffer: slot.items },
+        { buffer: args.out },
+      ]);
+      pass.setPipeline(this.merge.pipeline);
+      pass.setBindGroup(0, group);
+      this.dispatch(pass, plan.merge.count * this.numQueryHeads);
+    }
+    if (plan.prefill.count > 0) {
+      this.dispatchTile(pass, this.prefill, args, slot, 1, args.out, plan.prefill.count * prefillWorkgroupsPerItem);
+    }
+    pass.end();
+  }
+
+  private setParams(block: number, range: DispatchRange, statsBase: number, scale: number, writePartials: boolean): void {
+    const layout = this.layout;
+    const vecsPerRow = layout.wordsPerRow / 4;
+    const at = block * PARAMS_WORDS;
+    this.params.set(
+      [
+        range.base,
+        range.count,
+        statsBase,
+        0,
+        writePartials ? 1 : 0,
+        layout.blockSize,
+        layout.numBlocks,
+        layout.blocksPerChunk,
+        this.rowStride,
+        layout.numKvHeads,
+        this.groupSize,
+        this.numQueryHeads,
+        vecsPerRow * layout.blockSize,
+        vecsPerRow * layout.blockSize * layout.numKvHeads,
+        2 * vecsPerRow * layout.blockSize * layout.numKvHeads,
+        Number.isInteger(Math.log2(layout.blockSize)) ? Math.log2(layout.blockSize) : 32,
+      ],
+      at,
+    );
+    this.paramsFloat[at + 3] = scale;
+  }
+
+  private dispatchTile(
+    pass: GPUComputePassEncoder,
+    kernel: KernelPipeline,
+    args: PagedAttentionArgs,
+    slot: UploadSlot,
+    paramsBlock: number,
+    results: GPUBuffer,
+    workgroups: number,
+  ): void {
+    const dummy = dummyStorageBuffer(this.device);
+    const chunks: GPUBufferBinding[] = [];
+    for (let c = 0; c < MAX_KV_CHUNKS; c++) chunks.push({ buffer: args.chunks[c] ?? dummy });
+    const group = this.resources.bindGroup(kernel.pipeline, kernel.key, [
+      { buffer: slot.params, offset: paramsBlock * PARAMS_STRIDE, size: PARAMS_WORDS * 4 },
+      ...chunks,
+      { buffer: args.blockTable },
+      { buffer: args.q },
+      { buffer: slot.items },
+      { buffer: results },
+    ]);
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, group);
+    this.dispatch(pass, workgroups);
+  }
+
+  private dispatch(pass: GPUComputePassEncoder, workgroups: number): void {
+    const maxX = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.min(workgroups, maxX);
+    const y = Math.ceil(workgroups / x);
+    if (y > maxX) throw new InvalidArgumentError(`batch needs ${workgroups} workgroups, more than ${maxX}² per dispatch`);
+    pass.dispatchWorkgroups(x, y);
+  }
+
+  private validate(args: PagedAttentionArgs): void {
+    const layout = this.layout;
+    if (args.chunks.length !== layout.numChunks) {
+      throw new InvalidArgumentError(`expected ${layout.numChunks} KV chunk buffers for this layer, got ${args.chunks.length}`);
+    }
+    args.chunks.forEach((chunk, c) => {
+      requireStorage(`chunks[${c}]`, chunk);
+      if (chunk.size < layout.chunkBytes[c]!) {
+        throw new InvalidArgumentError(`chunks[${c}] holds ${chunk.size} bytes; the layout needs ${layout.chunkBytes[c]}`);
+      }
+    });
+    requireStorage('blockTable', args.blockTable);
+    requireStorage('q', args.q);
+    requireStorage('out', args.out);
+    if (args.q === args.out) throw new InvalidArgumentError('q and out must be different buffers');
+    if (!Number.isFinite(args.scale)) throw new InvalidArgumentError(`scale must be finite (got ${args.scale})`);
+    const rowBytes = this.numQueryHeads * layout.headDim * 4;
+    validateEntries(args.entries, {
+      blockSize: layout.blockSize,
+      rowStride: this.rowStride,
+      maxSequences: Math.floor(args.blockTable.size / (this.rowStride * 4)),
+      queryRows: Math.floor(Math.min(args.q.size, args.out.size) / rowBytes),
+    });
+  }
+
+  /** Bind groups currently cached (tests use it to prove reuse). */
+  get cachedBindGroups(): number {
+    return this.resources.bindGroupCount;
+  }
+
+  /** Frees the kernel's scratch buffers (pipelines stay cached per device). */
+  destroy(): void {
+    this.resources.destroy();
+  }
+}
+
+function requireStorage(name: string, buffer: GPUBuffer): void {
+  if (!(buffer.usage & GPUBufferUsage.STORAGE)) {
+    throw new InvalidArgumentError(`${name} must be created with GPUBufferUsage.STORAGE`);
+  }
+}

@@ -1,0 +1,228 @@
+// Host side of paged attention: split heuristic, work lists, tile shapes, argument validation and the
+// CPU reference itself. No pipeline is compiled here (validation runs before pipelines are created).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testGpu } from '../helpers/gpu';
+import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
+import { chooseSplitLengths, planBatch, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { tileConfig, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
+import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
+import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
+import { computeKvLayout, rowWordOffset } from '../../src/pool/kv-layout';
+import { ConfigError, InvalidArgumentError } from '../../src/errors';
+import type { Gpu } from '../../src/gpu/create-gpu';
+
+const splitsOf = (keys: number[], lengths: number[]) => keys.map((l, i) => Math.ceil(l / lengths[i]!));
+
+describe('split-K heuristic', () => {
+  // Benchmark shapes: 8 kv heads, one head tile per kv head, key tile 32.
+  const decode = (batch: number, context: number) =>
+    splitsOf(Array(batch).fill(context), chooseSplitLengths(Array(batch).fill(context), 8, 0, 32))[0];
+
+  it('splits only when the batch leaves the GPU under-filled', () => {
+    expect(decode(64, 2048)).toBe(1); // 512 workgroups ≥ 264
+    expect(decode(256, 512)).toBe(1);
+    expect(decode(16, 8192)).toBe(3); // 128 workgroups → ×3
+    expect(decode(1, 32768)).toBe(32); // 8 workgroups → 33 wanted, 1024-key splits
+    expect(decode(1, 300)).toBe(1); // too short to split
+    expect(decode(1, 600)).toBe(2);
+    expect(TARGET_WORKGROUPS).toBe(264);
+  });
+
+  it('counts prefill workgroups as filling the GPU', () => {
+    expect(splitsOf([8192], chooseSplitLengths([8192], 8, 300, 32))).toEqual([1]);
+  });
+
+  it('forced splits never produce an empty split', () => {
+    for (const l of [1, 2, 5, 17, 100, 1000]) {
+      for (const f of [1, 2, 3, 7, 64, 128]) {
+        const [length] = chooseSplitLengths([l], 8, 0, 32, f);
+        const splits = Math.ceil(l / length!);
+        expect(splits).toBeLessThanOrEqual(Math.min(f, l));
+        expect((splits - 1) * length!).toBeLessThan(l);
+      }
+    }
+    for (const bad of [0, 129, 1.5, NaN]) {
+      expect(() => chooseSplitLengths([10], 8, 0, 32, bad)).toThrow(InvalidArgumentError);
+    }
+  });
+});
+
+describe('work lists', () => {
+  it('decode splits cover [0, queryStart + 1), prefill tiles cover every query, merges follow', () => {
+    const entries = [
+      { seqSlot: 0, contextLength: 100, queryStart: 99, numQueries: 1, qRow: 0 },
+      { seqSlot: 1, contextLength: 50, queryStart: 10, numQueries: 40, qRow: 1 },
+      { seqSlot: 2, contextLength: 7, queryStart: 6, numQueries: 1, qRow: 41 },
+    ];
+    const shape = { numKvHeads: 2, numQueryHeads: 8, decodeHeadTiles: 1, prefillHeadTiles: 1, decodeKeyTile: 32, prefillQueriesPerWorkgroup: 16 };
+    const plan = planBatch(entries, shape, new Uint32Array(0), 3);
+    const item = (i: number) => Array.from(plan.items.subarray(i * WORK_ITEM_WORDS, (i + 1) * WORK_ITEM_WORDS));
+    expect(plan.splitsPerEntry).toEqual([3, 3]);
+    expect(plan.decode).toEqual({ base: 0, count: 6 });
+    expect(plan.prefill).toEqual({ base: 6, count: 3 });
+    expect(plan.merge).toEqual({ base: 9, count: 2 });
+    expect(plan.partialSlots).toBe(6 * 8);
+    // [seq, qRow, numQ, qPos, keyStart, keyEnd, aux]
+    expect([0, 1, 2].map((i) => item(i).slice(4, 6))).toEqual([[0, 34], [34, 68], [68, 100]]);
+    expect(item(3).slice(0, 7)).toEqual([2, 41, 1, 6, 0, 3, 24]);
+    expect(item(6).slice(0, 6)).toEqual([1, 1, 16, 10, 0, 26]);
+    expect(item(8).slice(0, 6)).toEqual([1, 33, 8, 42, 0, 50]);
+    expect(item(9).slice(0, 7)).toEqual([0, 0, 3, 99, 0, 0, 0]);
+    expect(item(10).slice(0, 7)).toEqual([2, 41, 3, 6, 0, 0, 24]);
+  });
+});
+
+describe('tile shapes', () => {
+  it('fit 32 KiB and 16 KiB of workgroup memory with the WGSL invariants, for every head dim and group', () => {
+    for (const limit of [32768, 16384]) {
+      for (let headDim = 8; headDim <= 256; headDim += 8) {
+        for (const kvDtype of ['f16', 'f32'] as const) {
+          const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
+          for (const groupSize of [1, 2, 3, 4, 6, 7, 8, 12, 16, 32]) {
+            for (const kind of ['decode', 'prefill'] as const) {
+              const c = tileConfig(kind, layout, groupSize, limit);
+              const where = `${kind} hd ${headDim} ${kvDtype} G ${groupSize} limit ${limit}`;
+              expect(c.workgroupBytes, where).toBeLessThanOrEqual(limit);
+              expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
+              expect(c.rows * (c.keyTile / c.keysPerThread) * c.dotSplit, where).toBeLessThanOrEqual(WORKGROUP_SIZE);
+              expect(c.keysPerThread, where).toBeLessThanOrEqual(16);
+              expect(c.pvSlots, where).toBeLessThanOrEqual(8);
+              expect(c.rows * c.vecsPerRow * c.pvLanes, where).toBeLessThanOrEqual(c.pvSlots * WORKGROUP_SIZE);
+              if (c.pvLanes > 1) expect(c.pvSlots, where).toBe(1);
+              if (kind === 'decode') expect(c.queriesPerWorkgroup).toBe(1);
+            }
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('argument validation', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await testGpu();
+  });
+
+  it('rejects malformed batches and buffers before recording anything', () => {
+    const fx = buildKvFixture(gpu.device, {
+      numKvHeads: 2, groupSize: 2, headDim: 16, blockSize: 4, kvDtype: 'f32',
+      sequences: [{ contextLength: 9 }, { contextLength: 6, numQueries: 3 }], blocksPerChunk: 4,
+    });
+    try {
+      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: 4, rowStride: fx.rowStride, subgroups: false });
+      const args: PagedAttentionArgs = { chunks: fx.chunks, blockTable: fx.blockTableBuffer, q: fx.qBuffer, out: fx.outBuffer, entries: fx.entries, scale: 0.25 };
+      const e0 = fx.entries[0]!;
+      const rows = fx.q.length / (4 * 16);
+      const tiny = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
+      const bad: Array<[string, Partial<PagedAttentionArgs>, RegExp]> = [
+        ['chunk count', { chunks: fx.chunks.slice(1) }, /expected 2 KV chunk buffers/],
+        ['chunk size', { chunks: [fx.chunks[0]!, tiny] }, /chunks\[1\] holds 64 bytes/],
+        ['q and out alias', { out: fx.qBuffer }, /different buffers/],
+        ['scale', { scale: NaN }, /scale must be finite/],
+        ['rows past q/out', { entries: [{ ...e0, qRow: rows - 0.5 }] }, /qRow must be an integer/],
+        ['rows past q/out', { entries: [{ ...e0, qRow: rows }] }, /q and out hold/],
+        ['context beyond the table row', { entries: [{ ...e0, contextLength: fx.rowStride * 4 + 1, queryStart: fx.rowStride * 4 }] }, /exceeds one block-table row/],
+        ['queries beyond the context', { entries: [{ ...e0, queryStart: 9 }] }, /contextLength is 9/],
+        ['sequence slot', { entries: [{ ...e0, seqSlot: 99 }] }, /outside the block table/],
+        ['zero queries', { entries: [{ ...e0, numQueries: 0 }] }, /numQueries must be an integer ≥ 1/],
+        ['overlapping rows', { entries: [e0, { ...fx.entries[1]!, qRow: e0.qRow }] }, /same q\/out row/],
+        ['forceSplits', { forceSplits: 0 }, /forceSplits/],
+      ];
+      for (const [what, patch, message] of bad) {
+        const encoder = gpu.device.createCommandEncoder();
+        expect(() => kernel.encode(encoder, { ...args, ...patch }), what).toThrow(InvalidArgumentError);
+        expect(() => kernel.encode(encoder, { ...args, ...patch }), what).toThrow(message);
+        gpu.device.queue.submit([encoder.finish()]);
+      }
+      const small = gpu.device.createBuffer({ size: 64, usage: GPUBufferUsage.STORAGE });
+      expect(() => kernel.encode(gpu.device.createCommandEncoder(), { ...args, out: small })).toThrow(/q and out hold 0 rows/);
+      const noStorage = gpu.device.createBuffer({ size: fx.qBuffer.size, usage: GPUBufferUsage.COPY_DST });
+      expect(() => kernel.encode(gpu.device.createCommandEncoder(), { ...args, q: noStorage })).toThrow(/GPUBufferUsage.STORAGE/);
+      small.destroy();
+      tiny.destroy();
+      noStorage.destroy();
+    } finally {
+      fx.destroy();
+    }
+  });
+
+  it('rejects impossible configurations', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 16, blockSize: 4, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+    expect(() => new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 3, rowStride: 4, subgroups: false })).toThrow(ConfigError);
+    expect(() => new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 4, rowStride: 0, subgroups: false })).toThrow(ConfigError);
+    const noSubgroups = { features: new Set<string>(), limits: gpu.device.limits } as unknown as GPUDevice;
+    expect(() => new PagedAttentionKernel(noSubgroups, layout, { numQueryHeads: 4, rowStride: 4, subgroups: true })).toThrow(/subgroups/);
+  });
+});
+
+describe('dispatch', () => {
+  it('wraps workgroups past maxComputeWorkgroupsPerDimension into a second dimension', async () => {
+    const gpu = await testGpu();
+    // The same device with a limit of 7 workgroups per dimension (the kernel reads limits at encode).
+    const limits = new Proxy(gpu.device.limits, {
+      get: (target, prop) => (prop === 'maxComputeWorkgroupsPerDimension' ? 7 : Reflect.get(target, prop, target)),
+    });
+    const device = new Proxy(gpu.device, {
+      get(target, prop) {
+        if (prop === 'limits') return limits;
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const fx = buildKvFixture(gpu.device, {
+      numKvHeads: 2, groupSize: 2, headDim: 16, blockSize: 4, kvDtype: 'f32', shuffleBlocks: true,
+      sequences: [{ contextLength: 9 }, { contextLength: 30 }, { contextLength: 21, numQueries: 20 }],
+    });
+    try {
+      const kernel = new PagedAttentionKernel(device, fx.layout, { numQueryHeads: 4, rowStride: fx.rowStride, subgroups: false });
+      expect(kernel.device.limits.maxComputeWorkgroupsPerDimension).toBe(7);
+      // 2 decode entries × 5 splits × 2 kv heads = 20 decode workgroups → 7 × 3.
+      const r = await checkAttention(gpu.device, kernel, fx, { atol: 2e-5, rtol: 1e-4 }, { forceSplits: 5 });
+      expect(r.count, r.lines.join('\n')).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+});
+
+describe('CPU reference', () => {
+  it('matches hand-computed attention through a permuted block table', () => {
+    // 1 kv head, 2 query heads (GQA 2), head dim 8, f32, block size 2; logical blocks → physical 3, 1.
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 8, blockSize: 2, numBlocks: 4, kvDtype: 'f32' }, 1 << 20);
+    const words = new Uint32Array(layout.chunkBytes[0]! / 4);
+    const floats = new Float32Array(words.buffer);
+    const k = [[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0], [0, 0, 2, 0, 0, 0, 0, 0]];
+    const v = [[1, 1, 1, 1, 1, 1, 1, 1], [2, 2, 2, 2, 2, 2, 2, 2], [4, 4, 4, 4, 4, 4, 4, 4]];
+    const table = new Int32Array([3, 1]);
+    for (let pos = 0; pos < 3; pos++) {
+      const block = table[pos >> 1]!;
+      floats.set(k[pos]!, rowWordOffset(layout, block, 0, 0, pos & 1));
+      floats.set(v[pos]!, rowWordOffset(layout, block, 1, 0, pos & 1));
+    }
+    const q = new Float32Array(2 * 2 * 8);
+    q.set([0, 0, 1, 0, 0, 0, 0, 0], 0); // query 0 (position 1), head 0: scores 0, 0 over keys 0..1
+    q.set([1, 0, 0, 0, 0, 0, 0, 0], 8); // query 0, head 1: scores 1, 0
+    q.set([0, 0, 1, 0, 0, 0, 0, 0], 16); // query 1 (position 2), head 0: scores 0, 0, 2
+    const out = pagedAttentionRef({
+      layout, chunkWords: [words], blockTable: table, rowStride: 2, numQueryHeads: 2, q,
+      entries: [{ seqSlot: 0, contextLength: 3, queryStart: 1, numQueries: 2, qRow: 0 }], scale: 1,
+    });
+    const e = Math.E;
+    expect(out[0]).toBeCloseTo(1.5, 12);
+    expect(out[8]).toBeCloseTo((e * 1 + 1 * 2) / (e + 1), 6);
+    expect(out[16]).toBeCloseTo((1 + 2 + 4 * e * e) / (2 + e * e), 6);
+    expect(out[24]).toBeCloseTo(7 / 3, 6);
+  });
+
+  it('is shift-invariant in the scores (stable softmax) and causal', () => {
+    const hd = 8;
+    const k = [Float64Array.from({ length: 4 * hd }, (_, i) => Math.sin(i))];
+    const v = [Float64Array.from({ length: 4 * hd }, (_, i) => Math.cos(i))];
+    const q = Float32Array.from({ length: 2 * hd }, (_, i) => 500 * Math.sin(3 * i));
+    const out = attentionRef({ q, k, v, numQueries: 2, queryStart: 2, numQueryHeads: 1, headDim: hd, scale: 1 });
+    expect(out.every(Number.isFinite)).toBe(true);
+    const truncated = attentionRef({ q: q.subarray(0, hd), k: [k[0]!.subarray(0, 3 * hd)], v: [v[0]!.subarray(0, 3 * hd)], numQueries: 1, queryStart: 2, numQueryHeads: 1, headDim: hd, scale: 1 });
+    expect(Array.from(out.subarray(0, hd))).toEqual(Array.from(truncated));
+  });
+});
