@@ -1,0 +1,134 @@
+// Attention through the public cache API equals the CPU reference on the logical K/V that were written:
+// chunked prefill (queryStart > 0), decode, forked sequences sharing blocks, GQA, in mixed batches; and
+// encodeAttention (no readback) pins the blocks it reads until its submission completes.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { attentionRef } from '../../src/kernels/attention.ref';
+import { roundToF16 } from '../../src/kernels/f16';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+
+failOnUncapturedGpuErrors();
+
+const KV_HEADS = 2, Q_HEADS = 8, DIM = 32, BLOCK = 4;
+const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
+// The reference sees the same f16-rounded K/V; only summation order and exp differ (≈1e-7 observed).
+const ATOL = 2e-5, RTOL = 1e-4;
+
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sin(seed * 7.31 + i * 0.618) * 0.9;
+  return out;
+}
+
+/** Logical K/V of a sequence as the reference wants them: per kv head, [keys][headDim]. */
+class LogicalKv {
+  k: number[][] = [[], []];
+  v: number[][] = [[], []];
+  set(pos: number, k: Float32Array, v: Float32Array): void {
+    const kr = roundToF16(k), vr = roundToF16(v);
+    for (let h = 0; h < KV_HEADS; h++) {
+      for (let d = 0; d < DIM; d++) {
+        this.k[h]![pos * DIM + d] = kr[h * DIM + d]!;
+        this.v[h]![pos * DIM + d] = vr[h * DIM + d]!;
+      }
+    }
+  }
+  clone(): LogicalKv {
+    const c = new LogicalKv();
+    c.k = this.k.map((r) => [...r]);
+    c.v = this.v.map((r) => [...r]);
+    return c;
+  }
+}
+
+function expectClose(actual: Float32Array, expected: Float64Array): void {
+  expect(actual.length).toBe(expected.length);
+  const bad: string[] = [];
+  for (let i = 0; i < expected.length; i++) {
+    if (!(Math.abs(actual[i]! - expected[i]!) <= ATOL + RTOL * Math.abs(expected[i]!))) bad.push(`[${i}] ${actual[i]} vs ${expected[i]}`);
+  }
+  expect(bad.slice(0, 5)).toEqual([]);
+}
+
+describe('attend', () => {
+  let cache: PagedKVCache;
+  beforeAll(async () => {
+    const { device } = await testGpu();
+    cache = await PagedKVCache.create(device, {
+      numLayers: 1, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64,
+    });
+  });
+
+  async function write(id: number, logical: LogicalKv, start: number, n: number, seed: number): Promise<void> {
+    const k = values(n * KV_ROW, seed), v = values(n * KV_ROW, seed + 100);
+    await cache.writeKV(0, id, start, k, v);
+    for (let i = 0; i < n; i++) logical.set(start + i, k.subarray(i * KV_ROW, (i + 1) * KV_ROW), v.subarray(i * KV_ROW, (i + 1) * KV_ROW));
+  }
+
+  const ref = (logical: LogicalKv, q: Float32Array, queryStart: number) =>
+    attentionRef({ q, k: logical.k, v: logical.v, numQueries: q.length / Q_ROW, queryStart, numQueryHeads: Q_HEADS, headDim: DIM, scale: 1 / Math.sqrt(DIM) });
+
+  it('matches the reference for chunked prefill, decode and forks in mixed batches', async () => {
+    const a = cache.createSequence({ tokens: Array.from({ length: 13 }, (_, i) => i) }).id;
+    const la = new LogicalKv();
+    // Chunk 1: positions 0..7, attended causally.
+    await write(a, la, 0, 8, 1);
+    const q1 = values(8 * Q_ROW, 2);
+    const [o1] = await cache.attend(0, [{ seqId: a, q: q1, queryStart: 0 }]);
+    expectClose(o1!, ref(la, q1, 0));
+    // Chunk 2: positions 8..12 over the cached prefix.
+    await write(a, la, 8, 5, 3);
+    const b = cache.fork(a);
+    const lb = la.clone();
+    cache.appendTokens(b, [99]);
+    await write(b, lb, 13, 1, 4); // copy-on-write of the shared partial block
+    const c = cache.createSequence({ tokens: [5, 6, 7] }).id;
+    const lc = new LogicalKv();
+    await write(c, lc, 0, 3, 5);
+    const q2 = values(5 * Q_ROW, 6), qb = values(Q_ROW, 7), qc = values(Q_ROW, 8);
+    const [o2, ob, oc] = await cache.attend(0, [
+      { seqId: a, q: q2, queryStart: 8 },
+      { seqId: b, q: qb },
+      { seqId: c, q: qc },
+    ]);
+    expectClose(o2!, ref(la, q2, 8));
+    expectClose(ob!, ref(lb, qb, 13));
+    expectClose(oc!, ref(lc, qc, 2));
+    // The parent still sees its own K/V after the child's copy-on-write.
+    const qa = values(Q_ROW, 9);
+    const [oa] = await cache.attend(0, [{ seqId: a, q: qa }]);
+    expectClose(oa!, ref(la, qa, 12));
+    for (const id of [a, b, c]) cache.free(id);
+    cache.checkInvariants();
+  });
+
+  it('encodeAttention reads through GPU buffers and pins blocks until the submission completes', async () => {
+    const { device } = await testGpu();
+    const a = cache.createSequence({ tokens: [1, 2, 3, 4, 5, 6] }).id;
+    const la = new LogicalKv();
+    await write(a, la, 0, 6, 11);
+    const q = values(Q_ROW, 12);
+    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(qBuffer, 0, q);
+    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // Released blocks go to the free list, or stay cached (evictable) when the prefix cache holds them.
+    const reclaimable = () => cache.stats().blocksFree + cache.stats().blocksEvictable;
+    const free0 = reclaimable();
+    const encoder = device.createCommandEncoder();
+    cache.encodeAttention(encoder, { layer: 0, entries: [{ seqId: a }], q: qBuffer, out });
+    expect(cache.stats().pinnedBlocks).toBe(2);
+    // Freeing the sequence before submission must not free its blocks: the encoded work still reads them.
+    cache.free(a);
+    expect(reclaimable()).toBe(free0);
+    encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+    await cache.submit([encoder.finish()]);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    expect(reclaimable()).toBe(free0 + 2);
+    await read.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
+    read.unmap();
+    for (const buffer of [qBuffer, out, read]) buffer.destroy();
+    cache.checkInvariants();
+  });
+});
