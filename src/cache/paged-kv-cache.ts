@@ -11,12 +11,22 @@
 //   - Attention and readKV only read positions whose K/V were written for that layer (isolation: a
 //     reused block never exposes a freed sequence's data).
 //   - After destroy() or device loss every call throws (CacheDestroyedError / DeviceLostError).
+//   - Prefix cache (src/prefix): a new sequence reuses the longest cached chain of full blocks of its
+//     prompt (never the whole prompt) and starts with those positions written in every layer; a block is
+//     registered for reuse inside writeKV's critical section once it is full and written in every layer,
+//     and is immutable from then on (writes copy it first). The prefix index shares the table's one lock.
+//   - Coalescing (createSequenceAsync) is per cache object: in-flight prompt blocks are tracked on the
+//     thread that owns this object; a waiting request reuses what the first one registers, or computes
+//     the prefix itself after its timeout or when the first request is freed or stops registering.
 import { CacheDestroyedError, InvalidArgumentError, PagedAttentionError } from '../errors';
 import { DeviceGuard } from '../gpu/device-guard';
 import { KvPool } from '../pool/kv-pool';
 import type { KvLayout } from '../pool/kv-layout';
-import { BlockTable } from '../table/block-table';
+import { InflightPrefixes } from '../prefix/inflight-prefixes';
+import { PrefixCache } from '../prefix/prefix-cache';
+import type { BlockTable } from '../table/block-table';
 import type { LockStats } from '../table/spin-lock';
+import { checkTokens } from '../table/tokens';
 import { BlockWaiters, type WaitOptions } from './block-waiters';
 import { resolveConfig, type PagedKVCacheOptions, type ResolvedConfig } from './config';
 import { GpuPins } from './gpu-pins';
@@ -36,6 +46,17 @@ export interface CreateSequenceOptions {
   /** Prefix-reuse namespace (tenant, adapter); prefixes are never shared across namespaces. */
   namespace?: string;
 }
+
+export interface CreateSequenceWaitOptions extends WaitOptions {
+  /**
+   * Longest wait for another request of this cache computing the same prompt prefix before computing it
+   * here instead (ms). Default: timeoutMs, or 10 s without one.
+   */
+  prefixWaitMs?: number;
+}
+
+/** Default bound on waiting for another request's prefix (a stalled request must not stall others forever). */
+export const DEFAULT_PREFIX_WAIT_MS = 10_000;
 
 export interface AttendEntry {
   seqId: number;
@@ -70,12 +91,17 @@ export interface EncodeAttentionArgs {
   scale?: number;
 }
 
-export interface CacheStats {
+export type CacheStats = {
   blocksTotal: number;
   blocksFree: number;
+  /** Blocks that are neither free nor evictable (blocksEvictable + blocksUsed + blocksFree = blocksTotal). */
   blocksUsed: number;
-  /** Cached prefix blocks no sequence references (reclaimable). */
+  /** Cached prefix blocks nothing references, directly or through a descendant (reclaimable). */
   blocksEvictable: number;
+  /** Registered prefix blocks that are referenced, directly or through a descendant (never evicted). */
+  blocksProtected: number;
+  /** Blocks registered in the prefix cache (evictable + protected). */
+  blocksRegistered: number;
   blockSize: number;
   bytes: number;
   bytesPerBlock: number;
@@ -84,11 +110,23 @@ export interface CacheStats {
   allocations: number;
   evictions: number;
   forks: number;
+  /** createSequence calls that reused cached blocks, and those that did not. */
+  prefixHits: number;
+  prefixMisses: number;
+  /** Prompt tokens served from the prefix cache, and prompt tokens asked for. */
+  prefixHitTokens: number;
+  prefixQueryTokens: number;
+  /** prefixHitTokens / prefixQueryTokens (0 before any query). */
+  prefixHitRate: number;
+  /** Completed blocks replaced by an identical block another sequence registered first. */
+  prefixAdoptions: number;
+  /** createSequenceAsync calls waiting for another request's prefix. */
+  prefixWaiters: number;
   pinnedBlocks: number;
   waiters: number;
   tableEntriesUploaded: number;
   lock: LockStats;
-}
+};
 
 export interface BlockMap {
   /** Per block: 0 free, 1 used, 2 evictable (cached, unreferenced). */
@@ -104,16 +142,20 @@ export class PagedKVCache {
   readonly maxSequences: number;
   readonly maxSequenceLength: number;
   readonly table: BlockTable;
+  /** The prefix index over `table` (shares its lock). */
+  readonly prefix: PrefixCache;
 
   private readonly guard: DeviceGuard;
   private readonly pool: KvPool;
   private readonly gpu: KvGpu;
   private readonly written: WrittenState;
   private readonly waiters = new BlockWaiters();
+  private readonly inflight: InflightPrefixes;
   private readonly pins: GpuPins;
   private destroyed = false;
 
-  private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, table: BlockTable, gpu: KvGpu) {
+  private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
+    const table = prefix.table;
     this.guard = guard;
     this.layout = config.layout;
     this.numQueryHeads = config.numQueryHeads;
@@ -121,7 +163,9 @@ export class PagedKVCache {
     this.maxSequenceLength = config.maxSequenceLength;
     this.pool = pool;
     this.table = table;
+    this.prefix = prefix;
     this.gpu = gpu;
+    this.inflight = new InflightPrefixes(config.layout.blockSize);
     this.written = WrittenState.create(config.maxSequences, config.layout.numLayers);
     this.pins = new GpuPins(
       guard.device,
@@ -134,6 +178,7 @@ export class PagedKVCache {
     );
     guard.onLost((error) => {
       this.waiters.rejectAll(() => error);
+      this.inflight.rejectAll(() => error);
       this.pins.releaseAll();
     });
   }
@@ -144,7 +189,7 @@ export class PagedKVCache {
     const config = resolveConfig(device, options, device.features.has('subgroups'));
     const pool = await KvPool.create(guard, config.layout);
     try {
-      const table = BlockTable.create(
+      const prefix = PrefixCache.create(
         {
           numBlocks: config.layout.numBlocks,
           blockSize: config.layout.blockSize,
@@ -153,8 +198,8 @@ export class PagedKVCache {
         },
         { timeoutMs: config.lockTimeoutMs },
       );
-      const gpu = await KvGpu.create(guard, pool, config, table.rowStride);
-      return new PagedKVCache(guard, config, pool, table, gpu);
+      const gpu = await KvGpu.create(guard, pool, config, prefix.table.rowStride);
+      return new PagedKVCache(guard, config, pool, prefix, gpu);
     } catch (error) {
       pool.destroy();
       throw error;
@@ -167,15 +212,23 @@ export class PagedKVCache {
 
   // ---- sequences (synchronous bookkeeping) -------------------------------------------------------
 
+  /**
+   * Creates a sequence for the prompt `tokens`, reusing the longest cached chain of its full blocks in
+   * `namespace`: cachedTokens leading positions (a multiple of blockSize, less than the prompt) already
+   * have K/V in every layer; write K/V from cachedTokens on.
+   */
   createSequence(options: CreateSequenceOptions): SequenceInfo {
     this.checkUsable();
     if (!options || typeof options !== 'object') throw new InvalidArgumentError('createSequence needs { tokens }');
-    const { tokens } = options;
-    return this.table.batch(() => {
-      const { id, length } = this.table.createSequence(tokens);
-      this.written.reset(this.table.rowOf(id), id, 0);
-      return { id, length, cachedTokens: 0 };
+    const { tokens, namespace } = options;
+    const created = this.table.batch(() => {
+      const info = this.prefix.createSequence(tokens, namespace);
+      this.written.reset(this.table.rowOf(info.id), info.id, info.cachedTokens);
+      return { info, registers: this.prefix.registeredBlocks(info.id) >= 0 };
     });
+    const { id, length, cachedTokens } = created.info;
+    if (created.registers) this.inflight.add(id, namespace ?? '', tokens, cachedTokens / this.layout.blockSize);
+    return { id, length, cachedTokens };
   }
 
   /** Appends tokens; returns the position of the first. Throws OutOfBlocksError (nothing changed) when full. */
@@ -191,16 +244,39 @@ export class PagedKVCache {
     return this.waiters.run(() => this.appendTokens(id, tokens), options);
   }
 
-  /** createSequence that waits for blocks instead of throwing OutOfBlocksError. */
-  createSequenceAsync(options: CreateSequenceOptions, wait?: WaitOptions): Promise<SequenceInfo> {
-    return this.waiters.run(() => this.createSequence(options), wait);
+  /**
+   * createSequence that waits instead of duplicating work or failing: when another live sequence of this
+   * cache is still computing a longer block-aligned prefix of this prompt, it waits until those blocks
+   * are registered and reuses them (falling back to computing them itself after prefixWaitMs, or when
+   * that sequence is freed or stops registering); then it waits for free blocks instead of throwing
+   * OutOfBlocksError. timeoutMs bounds the whole call (TimeoutError when no blocks came free in time).
+   * Do not await it before computing sequences you already created: it may be waiting for them.
+   */
+  async createSequenceAsync(options: CreateSequenceOptions, wait: CreateSequenceWaitOptions = {}): Promise<SequenceInfo> {
+    this.checkUsable();
+    if (!options || typeof options !== 'object') throw new InvalidArgumentError('createSequenceAsync needs { tokens }');
+    if (wait === null || typeof wait !== 'object') throw new InvalidArgumentError('createSequenceAsync wait options must be an object');
+    const started = performance.now();
+    const n = checkTokens(options.tokens);
+    const namespace = this.prefix.checkNamespace(options.namespace);
+    const bs = this.layout.blockSize;
+    const maxBlocks = n > 0 ? Math.floor((n - 1) / bs) : 0;
+    const cachedBlocks = this.prefix.cachedPrefix(options.tokens, namespace) / bs;
+    const found = this.inflight.find(namespace, options.tokens, cachedBlocks, maxBlocks);
+    if (found !== undefined) {
+      const prefixWaitMs = wait.prefixWaitMs ?? wait.timeoutMs ?? DEFAULT_PREFIX_WAIT_MS;
+      await this.inflight.wait(found.producer, found.blocks, { timeoutMs: prefixWaitMs, signal: wait.signal });
+      this.checkUsable();
+    }
+    const timeoutMs = wait.timeoutMs === undefined ? undefined : Math.max(0, wait.timeoutMs - (performance.now() - started));
+    return this.waiters.run(() => this.createSequence(options), { timeoutMs, signal: wait.signal });
   }
 
   /** A new sequence sharing every block (and the written K/V) of `id`; later writes copy on write. */
   fork(id: number): number {
     this.checkUsable();
     return this.table.batch(() => {
-      const child = this.table.fork(id);
+      const child = this.prefix.fork(id);
       this.written.copy(this.table.rowOf(id), id, this.table.rowOf(child), child);
       return child;
     });
@@ -210,9 +286,10 @@ export class PagedKVCache {
     this.checkUsable();
     this.table.batch(() => {
       const slot = this.table.rowOf(id);
-      this.table.free(id);
+      this.prefix.free(id);
       this.written.release(slot);
     });
+    this.inflight.remove(id);
     this.waiters.notify();
   }
 
@@ -273,18 +350,22 @@ export class PagedKVCache {
     if (n === 0) return;
     await this.gpu.ensureStaging(n);
     this.checkUsable();
-    await this.guard.scoped('writeKV', () =>
+    const registered = await this.guard.scoped('writeKV', () =>
       this.table.batch(() => {
         // Re-read under the lock: the sequence may have changed while the staging buffers grew.
         if (startPos + n > this.table.length(id)) {
           throw new InvalidArgumentError(`sequence ${id} became shorter than position ${startPos + n - 1} while writing`);
         }
         const copies = this.table.makeExclusive(id, startPos, startPos + n);
+        this.prefix.noteWrite(id, startPos); // overwriting registered positions stops registration
         const blocks = this.table.blocksOf(id);
         this.gpu.writeKv(layer, blocks, startPos, n, k, v, copies);
-        this.written.markWritten(this.table.rowOf(id), id, layer, startPos, startPos + n);
+        const slot = this.table.rowOf(id);
+        this.written.markWritten(slot, id, layer, startPos, startPos + n);
+        return this.prefix.registerWritten(id, this.written.minOverLayers(slot, id));
       }),
     );
+    this.inflight.progress(id, registered);
   }
 
   /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */
@@ -383,12 +464,14 @@ export class PagedKVCache {
 
   stats(): CacheStats {
     this.checkUsable();
-    const t = this.table.stats();
+    const { t, p } = this.table.batch(() => ({ t: this.table.stats(), p: this.prefix.stats() }));
     return {
       blocksTotal: t.blocksTotal,
       blocksFree: t.blocksFree,
-      blocksUsed: t.blocksUsed,
-      blocksEvictable: t.blocksCached,
+      blocksUsed: t.blocksTotal - t.blocksFree - p.evictable,
+      blocksEvictable: p.evictable,
+      blocksProtected: p.protected,
+      blocksRegistered: p.registered,
       blockSize: this.layout.blockSize,
       bytes: this.pool.bytes,
       bytesPerBlock: this.layout.bytesPerBlock * this.layout.numLayers,
@@ -397,6 +480,13 @@ export class PagedKVCache {
       allocations: t.allocations,
       evictions: t.evictions,
       forks: t.forks,
+      prefixHits: p.hits,
+      prefixMisses: p.misses,
+      prefixHitTokens: p.hitTokens,
+      prefixQueryTokens: p.queryTokens,
+      prefixHitRate: p.hitRate,
+      prefixAdoptions: p.adoptions,
+      prefixWaiters: this.inflight.waiting,
       pinnedBlocks: this.pins.pendingCount,
       waiters: this.waiters.size,
       tableEntriesUploaded: this.gpu.tableEntriesUploaded,
@@ -404,16 +494,29 @@ export class PagedKVCache {
     };
   }
 
+  /**
+   * Drops every evictable prefix block back to the free list and unregisters everything: blocks in use
+   * stay with their sequences but are no longer shareable. Returns the blocks freed. Requests waiting
+   * for another request's prefix stop waiting and compute it themselves.
+   */
+  clearPrefixCache(): number {
+    this.checkUsable();
+    const freed = this.prefix.clear();
+    this.inflight.clear();
+    this.waiters.notify();
+    return freed;
+  }
+
   /** Per-block state, reference count and an owning sequence, for visualisation and diagnostics. */
   blockMap(): BlockMap {
     this.checkUsable();
-    return this.table.blockSnapshot();
+    return this.table.batch(() => this.prefix.blockSnapshot());
   }
 
   /** Throws InvariantError (or another typed error) describing the first broken invariant. */
   checkInvariants(): void {
     this.checkUsable();
-    this.table.checkInvariants();
+    this.prefix.checkInvariants();
     this.table.batch(() => {
       for (const id of this.table.sequenceIds()) {
         const slot = this.table.rowOf(id);
@@ -431,6 +534,7 @@ export class PagedKVCache {
     if (this.destroyed) return;
     this.destroyed = true;
     this.waiters.rejectAll(() => new CacheDestroyedError());
+    this.inflight.rejectAll(() => new CacheDestroyedError());
     this.pins.releaseAll();
     this.gpu.destroy();
     this.pool.destroy();

@@ -3,14 +3,17 @@
 //   - refCount[b] = table references to b + retainCount[b];
 //   - FREE ⇔ on the free list ⇔ refCount 0 and not cached; USED ⇔ refCount > 0; CACHED ⇔ refCount 0,
 //     contents kept, off the free list, counted in CACHED_COUNT;
-//   - FREE blocks have filled = 0.
+//   - FREE blocks have filled = 0 and are never frozen; a frozen block whose refCount reaches 0 is
+//     always kept CACHED (its registration in a prefix index would otherwise dangle).
 // Allocation is two-phase: ensureFree(n) checks that n blocks can be had (evicting cached blocks into
 // the free list if needed) and throws OutOfBlocksError before changing anything; allocate() then pops
 // without failing. Callers count every block an operation needs (copy-on-write copies included) first.
+// What eviction can supply is asked of the evictor (evictable()), since a prefix index may keep cached
+// blocks that only become evictable once their descendants are evicted.
 import type { BlockTableConfig } from './config';
 import { InvariantError, OutOfBlocksError } from './errors';
 import { BlockFreeList } from './free-list';
-import type { Evictor, ReleaseHook } from './hooks';
+import type { Evictor, ReleaseHook, ReviveHook } from './hooks';
 import { BlockState, Counter, Ctrl, type TableViews } from './layout';
 
 export class BlockPool {
@@ -22,10 +25,18 @@ export class BlockPool {
   private readonly retainCount: Int32Array;
   private readonly state: Uint8Array;
   private readonly filled: Int32Array;
+  private readonly frozen: Uint8Array;
   evictor: Evictor | undefined;
   onRelease: ReleaseHook | undefined;
+  onRevive: ReviveHook | undefined;
 
-  constructor(views: TableViews, config: BlockTableConfig, evictor?: Evictor, onRelease?: ReleaseHook) {
+  constructor(
+    views: TableViews,
+    config: BlockTableConfig,
+    evictor?: Evictor,
+    onRelease?: ReleaseHook,
+    onRevive?: ReviveHook,
+  ) {
     this.numBlocks = config.numBlocks;
     this.control = views.control;
     this.counters = views.counters;
@@ -33,6 +44,7 @@ export class BlockPool {
     this.retainCount = views.retainCount;
     this.state = views.state;
     this.filled = views.filled;
+    this.frozen = views.frozen;
     this.freeList = new BlockFreeList(
       views.next,
       views.prev,
@@ -41,6 +53,12 @@ export class BlockPool {
     );
     this.evictor = evictor;
     this.onRelease = onRelease;
+    this.onRevive = onRevive;
+  }
+
+  /** Whether any hook is installed (errors they throw must be rethrown after the operation). */
+  get hasHooks(): boolean {
+    return this.onRelease !== undefined || this.onRevive !== undefined;
   }
 
   get freeCount(): number {
@@ -51,14 +69,42 @@ export class BlockPool {
     return this.control[Ctrl.CACHED_COUNT];
   }
 
-  /** Blocks an allocation could obtain: free ones, plus cached ones when an evictor is installed. */
+  /** Blocks an allocation could obtain: free ones, plus evictable ones when an evictor is installed. */
   available(): number {
-    return this.control[Ctrl.FREE_COUNT] + (this.evictor ? this.control[Ctrl.CACHED_COUNT] : 0);
+    return this.control[Ctrl.FREE_COUNT] + this.evictable();
+  }
+
+  /** Blocks the evictor can reclaim (0 without one). */
+  evictable(): number {
+    const evictor = this.evictor;
+    if (evictor === undefined) return 0;
+    return evictor.evictable ? evictor.evictable() : this.control[Ctrl.CACHED_COUNT];
+  }
+
+  /** How many of `blocks` (about to be referenced) the evictor could otherwise reclaim. */
+  evictableAmong(blocks: ArrayLike<number>): number {
+    const evictor = this.evictor;
+    if (evictor === undefined) return 0;
+    if (evictor.evictableAmong) return evictor.evictableAmong(blocks);
+    let n = 0;
+    for (let i = 0; i < blocks.length; i++) if (this.state[blocks[i]] === BlockState.CACHED) n++;
+    return n;
   }
 
   /** Guarantees `n` blocks on the free list, or throws OutOfBlocksError having changed nothing. */
   ensureFree(n: number): void {
-    if (n > this.control[Ctrl.FREE_COUNT]) this.evictUntilFree(n);
+    if (n > this.control[Ctrl.FREE_COUNT]) this.evictUntilFree(n, this.available());
+  }
+
+  /**
+   * Checks that `n` blocks can be had without evicting any of `reserved`, blocks the same operation is
+   * about to reference (the evictor could otherwise count them). Throws OutOfBlocksError, changing nothing.
+   */
+  checkAvailableExcept(n: number, reserved: ArrayLike<number>): void {
+    const free = this.control[Ctrl.FREE_COUNT];
+    if (n <= free) return;
+    const available = free + this.evictable() - this.evictableAmong(reserved);
+    if (n > available) throw new OutOfBlocksError(n, available, this.numBlocks);
   }
 
   /** Pops a free block and gives it one reference. Only after ensureFree covered it. */
@@ -84,15 +130,36 @@ export class BlockPool {
     return true;
   }
 
-  /** Adds a retain reference to a USED or CACHED block (the caller checked it is not FREE). */
-  retain(b: number): void {
+  /** Adds a reference to a USED or CACHED block (the caller checked it is not FREE); revives a cached one. */
+  reference(b: number): void {
+    this.refCount[b]++;
     if (this.state[b] === BlockState.CACHED) {
       this.state[b] = BlockState.USED;
       this.control[Ctrl.CACHED_COUNT]--;
       this.counters[Counter.CACHED_REVIVALS] += 1;
+      if (this.onRevive !== undefined) this.notifyRevive(b);
     }
-    this.refCount[b]++;
+  }
+
+  /** Adds a retain reference to a USED or CACHED block (the caller checked it is not FREE). */
+  retain(b: number): void {
+    this.reference(b);
     this.retainCount[b]++;
+  }
+
+  /** Moves every frozen block out of the index: unfreezes it, and frees it if it is CACHED. */
+  unfreezeAll(): number {
+    let freed = 0;
+    for (let b = 0; b < this.numBlocks; b++) {
+      if (this.frozen[b] === 0) continue;
+      this.frozen[b] = 0;
+      if (this.state[b] === BlockState.CACHED) {
+        this.control[Ctrl.CACHED_COUNT]--;
+        this.toFreeList(b);
+        freed++;
+      }
+    }
+    return freed;
   }
 
   /**
@@ -110,14 +177,28 @@ export class BlockPool {
 
   private release(b: number): void {
     this.counters[Counter.BLOCK_RELEASES] += 1;
-    if (this.onRelease !== undefined && this.keepCached(b)) {
+    const frozen = this.frozen[b] === 1;
+    if (frozen || (this.onRelease !== undefined && this.keepCached(b))) {
       this.state[b] = BlockState.CACHED;
       this.control[Ctrl.CACHED_COUNT]++;
+      if (frozen && this.onRelease !== undefined) this.keepCached(b); // a notification for frozen blocks
       return;
     }
+    this.toFreeList(b);
+  }
+
+  private toFreeList(b: number): void {
     this.state[b] = BlockState.FREE;
     this.filled[b] = 0;
     this.freeList.pushTail(b);
+  }
+
+  private notifyRevive(b: number): void {
+    try {
+      (this.onRevive as ReviveHook)(b);
+    } catch (error) {
+      this.hookFailure ??= { error };
+    }
   }
 
   private keepCached(b: number): boolean {
@@ -129,8 +210,7 @@ export class BlockPool {
     }
   }
 
-  private evictUntilFree(n: number): void {
-    const available = this.available();
+  private evictUntilFree(n: number, available: number): void {
     if (n > available) throw new OutOfBlocksError(n, available, this.numBlocks);
     const evictor = this.evictor as Evictor; // available() > free count implies an evictor
     while (this.control[Ctrl.FREE_COUNT] < n) {
@@ -141,10 +221,9 @@ export class BlockPool {
             'it must return the id of a CACHED block',
         );
       }
-      this.state[b] = BlockState.FREE;
-      this.filled[b] = 0;
+      this.frozen[b] = 0;
       this.control[Ctrl.CACHED_COUNT]--;
-      this.freeList.pushTail(b);
+      this.toFreeList(b);
       this.counters[Counter.EVICTIONS] += 1;
     }
   }

@@ -4,14 +4,19 @@
 //   - every public call is one synchronous critical section under the table's single lock;
 //   - a call that throws a typed error has changed nothing: it validates input and counts every block
 //     it needs (copy-on-write copies included) before mutating anything;
-//   - a block is written only while this sequence is its sole owner (refCount 1); a shared block is
-//     first copied (tokens and fill level) and the {src, dst} pair returned so the GPU copies its K/V;
-//   - row `slot` of blockTableView lists the sequence's blocks in order, then -1s.
+//   - a block is written only while this sequence is its sole owner (refCount 1) and it is not frozen;
+//     a shared or frozen block is first copied (tokens and fill level) and the {src, dst} pair returned
+//     so the GPU copies its K/V;
+//   - row `slot` of blockTableView lists the sequence's blocks in order, then -1s;
+//   - frozen blocks (registered by a prefix index) are full, immutable, and kept CACHED when their last
+//     reference goes; a sequence may start with frozen blocks (createSequence with prefixBlocks) or
+//     swap one of its full blocks for an identical frozen one (adoptBlock).
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { BlockPool } from './block-pool';
 import { validateConfig, type BlockTableConfig } from './config';
 import { InvalidBlockError, InvariantError, ReentrantLockError, SequenceTooLongError, TooManySequencesError } from './errors';
-import type { Evictor, ReleaseHook } from './hooks';
+import { blockHoldsTokens, checkFullBlockIndex, checkPrefixBlocks, checkShareable } from './frozen-blocks';
+import type { Evictor, ReleaseHook, ReviveHook } from './hooks';
 import { checkTableInvariants } from './invariants';
 import { BlockState, Counter, Ctrl, createViews, initializeViews, tableByteLength, verifyHeader, type TableViews } from './layout';
 import { SequenceSlots } from './sequence-slots';
@@ -29,6 +34,8 @@ export interface BlockTableOptions extends SpinLockOptions {
   readonly evictor?: Evictor;
   /** Decides whether a block whose refCount reaches 0 is kept CACHED. Default: every such block is freed. */
   readonly onRelease?: ReleaseHook;
+  /** Told when a CACHED block is referenced again. */
+  readonly onRevive?: ReviveHook;
 }
 
 /** A copy the GPU must perform (K/V of block src into block dst) before writing to dst. */
@@ -76,6 +83,8 @@ export class BlockTable {
   readonly rowStride: number;
   /** Longest sequence in tokens (= maxBlocksPerSequence × blockSize). */
   readonly maxSequenceLength: number;
+  /** Token ids of every block, numBlocks × blockSize, block-major. Read it only under the lock. */
+  readonly tokenView: Uint32Array;
 
   private readonly views: TableViews;
   private readonly lock: SpinLock;
@@ -85,6 +94,7 @@ export class BlockTable {
   private readonly tokenSlots: Uint32Array;
   private readonly refCount: Int32Array;
   private readonly filled: Int32Array;
+  private readonly frozen: Uint8Array;
   private readonly seqLength: Int32Array;
   private readonly seqNumBlocks: Int32Array;
   private readonly counters: Float64Array;
@@ -127,19 +137,24 @@ export class BlockTable {
     if (options.onRelease !== undefined && typeof options.onRelease !== 'function') {
       throw new ConfigError('BlockTable option onRelease must be a function (blockId) => boolean.');
     }
+    if (options.onRevive !== undefined && typeof options.onRevive !== 'function') {
+      throw new ConfigError('BlockTable option onRevive must be a function (blockId) => void.');
+    }
     this.config = config;
     this.handle = Object.freeze({ buffer: views.buffer, config });
     this.views = views;
     this.lock = new SpinLock(views.lockWords, views.lockStats, options);
-    this.pool = new BlockPool(views, config, options.evictor, options.onRelease);
+    this.pool = new BlockPool(views, config, options.evictor, options.onRelease, options.onRevive);
     this.slots = new SequenceSlots(views, config);
     this.blockSize = config.blockSize;
     this.rowStride = config.maxBlocksPerSequence;
     this.maxSequenceLength = config.maxBlocksPerSequence * config.blockSize;
     this.blockTableView = views.blockTable;
     this.tokenSlots = views.tokens;
+    this.tokenView = views.tokens;
     this.refCount = views.refCount;
     this.filled = views.filled;
+    this.frozen = views.frozen;
     this.seqLength = views.seqLength;
     this.seqNumBlocks = views.seqNumBlocks;
     this.counters = views.counters;
@@ -147,18 +162,36 @@ export class BlockTable {
 
   // ---- sequences -------------------------------------------------------------------------------
 
-  /** Creates a sequence holding `tokens` in ceil(n / blockSize) new blocks (none when n = 0). */
-  createSequence(tokens: ArrayLike<number>): { id: number; length: number } {
+  /**
+   * Creates a sequence holding `tokens` in ceil(n / blockSize) blocks (none when n = 0). With
+   * `prefixBlocks`, its first k blocks are those frozen, full blocks — the caller (a prefix index) has
+   * matched each against the prompt's tokens at its position exactly; each gains a reference, a CACHED
+   * one comes back into use — and the rest are new. The prefix blocks are referenced before anything is evicted, so eviction cannot take them.
+   */
+  createSequence(tokens: ArrayLike<number>, prefixBlocks?: ArrayLike<number>): { id: number; length: number } {
     const n = checkTokens(tokens);
     if (n > this.maxSequenceLength) throw new SequenceTooLongError(n, this.maxSequenceLength);
+    const k = prefixBlocks === undefined ? 0 : this.checkBlockIds(prefixBlocks);
     this.enter();
     try {
       if (!this.slots.hasFree()) throw new TooManySequencesError(this.config.maxSequences);
       const blocks = Math.ceil(n / this.blockSize);
-      this.pool.ensureFree(blocks);
+      if (k > 0) {
+        const prefix = prefixBlocks as ArrayLike<number>;
+        checkPrefixBlocks(this.views, this.blockSize, prefix, k, n);
+        this.pool.checkAvailableExcept(blocks - k, prefix);
+      } else {
+        this.pool.ensureFree(blocks);
+      }
       const slot = this.slots.acquire();
       const row = slot * this.rowStride;
-      for (let i = 0; i < blocks; i++) {
+      for (let i = 0; i < k; i++) {
+        const b = (prefixBlocks as ArrayLike<number>)[i];
+        this.pool.reference(b);
+        this.blockTableView[row + i] = b;
+      }
+      if (k > 0) this.pool.ensureFree(blocks - k); // checked above; the prefix is referenced now, so safe
+      for (let i = k; i < blocks; i++) {
         const b = this.pool.allocate();
         this.blockTableView[row + i] = b;
         const count = Math.min(this.blockSize, n - i * this.blockSize);
@@ -235,12 +268,12 @@ export class BlockTable {
       const first = Math.floor(fromPosition / this.blockSize);
       const last = Math.floor((toPosition - 1) / this.blockSize);
       let shared = 0;
-      for (let i = first; i <= last; i++) if (this.refCount[this.blockTableView[row + i]] > 1) shared++;
+      for (let i = first; i <= last; i++) if (this.isShared(this.blockTableView[row + i])) shared++;
       if (shared === 0) return copies;
       this.pool.ensureFree(shared);
       for (let i = first; i <= last; i++) {
         const src = this.blockTableView[row + i];
-        if (this.refCount[src] > 1) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
+        if (this.isShared(src)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
       }
       return copies;
     } finally {
@@ -271,6 +304,74 @@ export class BlockTable {
       this.slots.release(slot);
       this.counters[Counter.SEQUENCES_FREED] += 1;
       return released;
+    } finally {
+      this.exit();
+    }
+  }
+
+  // ---- frozen blocks (prefix index support) ----------------------------------------------------
+
+  /**
+   * Freezes block `index` (a full block) of sequence `id`: its contents become immutable (writers copy
+   * it first) and it is kept CACHED when its last reference goes. Returns the block id.
+   */
+  freezeBlock(id: number, index: number): number {
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      checkFullBlockIndex(index, this.seqLength[slot], this.blockSize);
+      const b = this.blockTableView[slot * this.rowStride + index];
+      if (this.frozen[b] === 1) throw new InvalidBlockError(b, 'is already frozen');
+      this.frozen[b] = 1;
+      return b;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * Replaces full block `index` of sequence `id` (not frozen) by the frozen block `frozenBlock`, which
+   * must hold the same tokens (an identical block registered first by another sequence). The replaced
+   * block loses this reference (freed if it was the last). Returns the replaced block's id.
+   */
+  adoptBlock(id: number, index: number, frozenBlock: number): number {
+    this.checkBlockIds([frozenBlock]);
+    this.enter();
+    try {
+      const slot = this.slots.resolve(id);
+      checkFullBlockIndex(index, this.seqLength[slot], this.blockSize);
+      const entry = slot * this.rowStride + index;
+      const old = this.blockTableView[entry];
+      if (this.frozen[old] === 1) throw new InvalidBlockError(old, 'is frozen already; only an unfrozen block can be replaced');
+      checkShareable(this.views, this.blockSize, frozenBlock);
+      if (!blockHoldsTokens(this.views, this.blockSize, frozenBlock, this.tokenSlots, old * this.blockSize)) {
+        throw new InvalidArgumentError(`block ${frozenBlock} does not hold the tokens of block ${old}; only an identical block can be adopted`);
+      }
+      this.pool.reference(frozenBlock);
+      this.blockTableView[entry] = frozenBlock;
+      this.pool.dropRef(old);
+      return old;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Unfreezes every frozen block; CACHED ones go to the free list. Returns how many were freed. */
+  unfreezeAll(): number {
+    this.enter();
+    try {
+      return this.pool.unfreezeAll();
+    } finally {
+      this.exit();
+    }
+  }
+
+  /** Whether block `b` is frozen (read under the lock). */
+  isFrozen(b: number): boolean {
+    this.checkBlockIds([b]);
+    this.enter();
+    try {
+      return this.frozen[b] === 1;
     } finally {
       this.exit();
     }
@@ -494,6 +595,15 @@ export class BlockTable {
     });
   }
 
+  /**
+   * Runs `body` in the table's critical section: directly when this agent is already inside batch(),
+   * otherwise as a batch(). Lets a composite operation be called both on its own and inside a batch.
+   */
+  atomic<T>(body: () => T): T {
+    if (this.inOperation) throw new ReentrantLockError(this.lock.agentId);
+    return this.inBatch ? body() : this.batch(body);
+  }
+
   private enter(): void {
     if (this.inOperation) throw new ReentrantLockError(this.lock.agentId);
     if (!this.inBatch) this.lock.lock();
@@ -503,7 +613,7 @@ export class BlockTable {
   private exit(): void {
     this.inOperation = false;
     if (!this.inBatch) this.lock.unlock();
-    if (this.pool.onRelease !== undefined) this.rethrowHookError();
+    if (this.pool.hasHooks) this.rethrowHookError();
   }
 
   private rethrowHookError(): void {
@@ -526,7 +636,7 @@ export class BlockTable {
     const room = blocks * bs - length; // free slots in the last block
     const added = k > room ? Math.ceil((k - room) / bs) : 0;
     let tail = room > 0 ? this.blockTableView[row + blocks - 1] : -1;
-    const copyTail = tail >= 0 && this.refCount[tail] > 1;
+    const copyTail = tail >= 0 && this.isShared(tail);
     this.pool.ensureFree(copyTail ? added + 1 : added);
 
     let consumed = 0;
@@ -555,14 +665,19 @@ export class BlockTable {
     return { firstPosition: length, newBlocks, copies };
   }
 
+  /** Whether writing into block `b` needs a private copy first (other references, or frozen). */
+  private isShared(b: number): boolean {
+    return this.refCount[b] > 1 || this.frozen[b] === 1;
+  }
+
   /** Replaces shared block `src` at table index `entry` by a private copy of its first `count` tokens. */
   private copyOnWrite(entry: number, src: number, count: number): number {
     const dst = this.pool.allocate();
     const bs = this.blockSize;
     this.tokenSlots.copyWithin(dst * bs, src * bs, src * bs + count);
     this.filled[dst] = count;
-    this.refCount[src]--; // was > 1, so src stays in use
     this.blockTableView[entry] = dst;
+    this.pool.dropRef(src); // a frozen src whose last reference this was stays CACHED
     this.counters[Counter.COW_COPIES] += 1;
     return dst;
   }

@@ -2,7 +2,7 @@
 export { BlockTable } from './block-table';
 export type { AppendResult, BlockCopy, BlockTableHandle, BlockTableOptions, BlockTableStats } from './block-table';
 export type { BlockTableConfig } from './config';
-export type { Evictor, ReleaseHook } from './hooks';
+export type { Evictor, ReleaseHook, ReviveHook } from './hooks';
 export { SpinLock, DEFAULT_LOCK_TIMEOUT_MS } from './spin-lock';
 export type { LockStats, SpinLockOptions } from './spin-lock';
 export {

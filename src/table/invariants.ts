@@ -6,6 +6,7 @@
 //   - refCount[b] = table references to b + retainCount[b]; FREE and CACHED blocks have refCount 0,
 //     USED blocks refCount > 0 (so no block is both free and referenced);
 //   - free + used + cached = total, and the cached count matches the CACHED blocks;
+//   - frozen flags are 0 or 1, frozen blocks are never FREE and are full;
 //   - per live sequence: seqNumBlocks = ceil(length / blockSize) ≤ maxBlocksPerSequence, the row holds
 //     valid USED blocks then -1s, full blocks have filled = blockSize and the last holds the remainder;
 //   - free slots are empty rows, the free-slot stack lists each of them once, the live count matches.
@@ -44,6 +45,10 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
       fail(`refCount[${b}] = ${rc} but it has ${tableRefs[b]} table reference(s) and ${retains} retain(s)`);
     }
     if (filled < 0 || filled > bs) fail(`block ${b} has filled = ${filled}, outside 0..${bs}`);
+    const frozen = v.frozen[b];
+    if (frozen > 1) fail(`block ${b} has invalid frozen flag ${frozen}`);
+    if (frozen === 1 && st === BlockState.FREE) fail(`block ${b} is frozen but FREE`);
+    if (frozen === 1 && filled !== bs) fail(`frozen block ${b} holds ${filled} of ${bs} tokens`);
     if (st === BlockState.FREE) {
       if (!onFreeList[b]) fail(`block ${b} is FREE but not on the free list`);
       if (rc !== 0) fail(`block ${b} is both free and referenced (refCount ${rc})`);

@@ -3,12 +3,14 @@
 // function of the config (so any agent holding the config and the buffer builds identical views); the
 // control words record a magic number, the layout version and the config, so attach() can refuse a
 // foreign or mismatched buffer; `blockTable` is flat and row-major (row = sequence slot, -1 = no block)
-// because that exact array is uploaded to the GPU.
+// because that exact array is uploaded to the GPU; `frozen` marks blocks a prefix index has registered
+// (their contents are immutable: writers copy them first, and a frozen block whose last reference goes
+// is kept CACHED, never freed, until it is evicted or unfrozen).
 import { ConfigError } from '../errors';
 import type { BlockTableConfig } from './config';
 
 export const TABLE_MAGIC = 0x50475441; // "PGTA"
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** Block states. FREE blocks (and only they) are on the free list. */
 export const BlockState = Object.freeze({ FREE: 0, USED: 1, CACHED: 2 } as const);
@@ -63,6 +65,8 @@ export interface TableViews {
   readonly state: Uint8Array;
   /** Per block: token slots in use. */
   readonly filled: Int32Array;
+  /** Per block: 1 while a prefix index has it registered (contents immutable; shared even at refCount 1). */
+  readonly frozen: Uint8Array;
   /** numBlocks × blockSize token ids, block-major. */
   readonly tokens: Uint32Array;
   /** maxSequences × maxBlocksPerSequence, row-major, -1 = none. */
@@ -101,6 +105,7 @@ function regions(c: BlockTableConfig): Region[] {
     { name: 'prev', ctor: Int32Array, length: n + 1 },
     { name: 'state', ctor: Uint8Array, length: n },
     { name: 'filled', ctor: Int32Array, length: n },
+    { name: 'frozen', ctor: Uint8Array, length: n },
     { name: 'tokens', ctor: Uint32Array, length: n * c.blockSize },
     { name: 'blockTable', ctor: Int32Array, length: s * c.maxBlocksPerSequence },
     { name: 'seqLength', ctor: Int32Array, length: s },

@@ -12,10 +12,11 @@
 // (or timers) without blocking. Every wait is bounded: past `timeoutMs` (default 5 s) it throws
 // LockTimeoutError naming the holder, so a holder that hung or died is reported, never waited on forever.
 //
-// Lock order and why it cannot deadlock: there is exactly ONE lock for all block-table state — the
-// future prefix cache shares it (it runs inside the table's critical section through its hooks or
-// batch()) and takes no lock of its own. Critical sections are synchronous (nothing in this module
-// awaits), so the lock is never held across an await. With a single lock there is no lock-order cycle
+// Lock order and why it cannot deadlock: there is exactly ONE lock for all block-table state. The
+// prefix cache (src/prefix) shares it: its index lives in shared memory changed only inside the table's
+// critical section (through the table's hooks or batch()/atomic()), and it takes no lock of its own.
+// Critical sections are synchronous (nothing in this module awaits), so the lock is never held across
+// an await. With a single lock there is no lock-order cycle
 // between agents; the only remaining self-deadlock, an agent locking again while it holds the lock, is
 // detected through OWNER and thrown as ReentrantLockError; and every wait has a timeout.
 import { ConfigError } from '../errors';

@@ -14,7 +14,7 @@ const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
 // The reference sees the same f16-rounded K/V; only summation order and exp differ (≈1e-7 observed).
 const ATOL = 2e-5, RTOL = 1e-4;
 
-function values(n: number, seed: number): Float32Array {
+function values(n: number, seed: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.sin(seed * 7.31 + i * 0.618) * 0.9;
   return out;
