@@ -6,6 +6,7 @@ import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { runAttentionBench } from './attention';
 import { measureFmaRate } from './fma';
 import { measureHostCost } from './host-cost';
+import { runPrefixBench } from './prefix.bench';
 import { runTableBench } from './table.bench';
 
 export interface SuiteOptions {
@@ -30,12 +31,17 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   const table = runTableBench({ windows: quick ? 3 : 7, windowMs: quick ? 100 : 250 });
   log('\nbookkeeping (CPU, uncontended), M ops/s:');
   for (const r of table) log(`  ${r.name.padEnd(64)} best ${r.bestMops.toFixed(2).padStart(7)}  median ${r.medianMops.toFixed(2).padStart(7)}`);
+  const prefix = runPrefixBench({ windows: quick ? 3 : 7, windowMs: quick ? 100 : 250 });
+  log('\nprefix cache (CPU):');
+  for (const r of prefix) {
+    log(`  ${r.name.padEnd(64)} median ${r.medianUsPerOp.toFixed(2).padStart(8)} µs/op  ${(r.medianOpsPerSec / 1e3).toFixed(1).padStart(8)} k ops/s`);
+  }
   const host = await measureHostCost(gpu, quick ? { steps: 5, layers: 2 } : {});
   log(
     `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers): ` +
       `${host.stepMicros.toFixed(0)} µs per step (appends ${host.appendMicros.toFixed(0)} µs, ` +
       `encodeAttention ${host.encodeMicrosPerLayer.toFixed(0)} µs per layer), ${host.tableEntriesPerStep.toFixed(0)} table entries uploaded per step`,
   );
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, host };
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host };
   if (options.json) console.log(JSON.stringify(results, null, 2));
 }

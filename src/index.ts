@@ -9,6 +9,7 @@ export type {
   EncodeAttentionArgs,
   EncodedAttentionEntry,
   SequenceInfo,
+  CreateSequenceWaitOptions,
 } from './cache/paged-kv-cache';
 export type { PagedKVCacheOptions } from './cache/config';
 export type { WaitOptions } from './cache/block-waiters';
@@ -28,6 +29,7 @@ export {
   UnknownSequenceError,
 } from './table/errors';
 export { BlockTable } from './table/block-table';
+export * from './prefix';
 export type { BlockTableHandle, BlockTableStats } from './table/block-table';
 export { computeKvLayout, MAX_KV_CHUNKS } from './pool/kv-layout';
 export type { KvDtype, KvLayout } from './pool/kv-layout';
