@@ -1,0 +1,34 @@
+// Runs a simulation on a real WebGPU device: acquires the GPU (unless given one), creates the
+// PagedKVCache sized for the options, simulates, and destroys the cache whatever happens.
+// Invariants: works the same on Node (Dawn) and in a browser worker (navigator.gpu); the GPU passed in
+// is never destroyed here, one acquired here is destroyed at the end.
+import { PagedKVCache } from '../cache/paged-kv-cache';
+import { createGpu, describeGpu, type CreateGpuOptions, type Gpu } from '../gpu/create-gpu';
+import { cacheOptionsFor } from './cache-options';
+import type { SimOptions } from './options';
+import type { SimEnvironment, SimResult } from './result';
+import { simulate, type SimulationHooks } from './simulate';
+
+export interface RunSimulationOptions extends SimulationHooks {
+  /** Use this GPU instead of acquiring one. */
+  gpu?: Gpu;
+  gpuOptions?: CreateGpuOptions;
+}
+
+export function environmentOf(gpu: Gpu): SimEnvironment {
+  return { adapter: describeGpu(gpu), isFallback: gpu.isFallback, backend: gpu.info.backend };
+}
+
+export async function runSimulation(options: SimOptions, run: RunSimulationOptions = {}): Promise<SimResult> {
+  const gpu = run.gpu ?? (await createGpu(run.gpuOptions));
+  try {
+    const cache = await PagedKVCache.create(gpu.device, cacheOptionsFor(options));
+    try {
+      return await simulate(cache, options, environmentOf(gpu), run);
+    } finally {
+      cache.destroy();
+    }
+  } finally {
+    if (!run.gpu) gpu.device.destroy();
+  }
+}
