@@ -39,7 +39,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   const host = await measureHostCost(gpu, quick ? { steps: 5, layers: 2 } : {});
   log(
     `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers): ` +
-      `${host.stepMicros.toFixed(0)} µs per step (appends ${host.appendMicros.toFixed(0)} µs, ` +
+      `${host.stepMicros.toFixed(0)} µs per step (appends ${host.appendMicros.toFixed(0)} µs, prepare ${host.prepareMicros.toFixed(0)} µs, ` +
       `encodeAttention ${host.encodeMicrosPerLayer.toFixed(0)} µs per layer), ${host.tableEntriesPerStep.toFixed(0)} table entries uploaded per step`,
   );
   const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host };

@@ -1,16 +1,32 @@
 // Keeps blocks alive while GPU work that reads them is encoded but not yet finished. Invariants: a block
-// pinned by encodeAttention holds one extra table reference until the command buffers submitted after it
-// (through PagedKVCache.submit / markSubmitted) have completed on the GPU, so the allocator cannot hand
-// it to another sequence whose writes would be ordered before that read. Work the cache submits itself
-// needs no pin: WebGPU has one queue and runs it in order, so a later write to a reused block always
-// executes after every read submitted earlier.
-//   Pins are deduplicated per submission (a block read by every layer of a step is pinned once).
+// pinned by encodeAttention holds one extra table reference until the command buffer holding that work
+// has been submitted (PagedKVCache.submit / markSubmitted) and has completed on the GPU, so the allocator
+// cannot hand it to another sequence whose writes would be ordered before that read. Work the cache
+// submits itself needs no pin: WebGPU has one queue and runs it in order, so a later write to a reused
+// block always executes after every read submitted earlier.
+//   Pins belong to the command encoder the work was recorded into, not to whichever submission comes
+// next: the encoder's finish() is wrapped (once) so the command buffer it returns carries its pins.
+// submit(buffers) releases exactly the pins of those buffers once they have completed; markSubmitted()
+// releases the pins of every finished encoder. So with several encoders in flight (concurrent callers),
+// one caller's submission never releases blocks another caller's unsubmitted work still reads. An
+// encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
+//   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once).
+
+interface PinBatch {
+  /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
+  readonly epoch: number;
+  readonly blocks: number[];
+}
+
 export class GpuPins {
-  private pending: number[] = [];
+  /** Encoders holding pins, not finished yet. */
+  private readonly open = new Map<GPUCommandEncoder, PinBatch>();
+  /** Finished encoders' pins, waiting for their command buffer's submission. */
+  private finished: Array<{ buffer: GPUCommandBuffer; batch: PinBatch }> = [];
   private inFlight = 0;
-  /** Per block: the submission epoch in which it was last pinned. */
+  /** Per block: the epoch of the encoder that last pinned it. */
   private readonly pinnedIn: Uint32Array;
-  private epoch = 1;
+  private nextEpoch = 1;
 
   constructor(
     private readonly device: GPUDevice,
@@ -21,22 +37,37 @@ export class GpuPins {
     this.pinnedIn = new Uint32Array(numBlocks);
   }
 
-  /** Pins `blocks` (already-validated block ids) until the next submission completes. */
-  pin(blocks: number[]): void {
+  /** Pins `blocks` (already-validated block ids) until the work recorded in `encoder` has completed. */
+  pin(encoder: GPUCommandEncoder, blocks: number[]): void {
+    const batch = this.batchOf(encoder);
     const fresh: number[] = [];
     for (const b of blocks) {
-      if (this.pinnedIn[b] === this.epoch) continue;
-      this.pinnedIn[b] = this.epoch;
+      if (this.pinnedIn[b] === batch.epoch) continue;
+      this.pinnedIn[b] = batch.epoch;
       fresh.push(b);
     }
     if (fresh.length === 0) return;
     this.retain(fresh);
-    for (const b of fresh) this.pending.push(b);
+    for (const b of fresh) batch.blocks.push(b);
   }
 
-  /** Pinned blocks waiting for a submission. */
+  /**
+   * Pins a prepared batch's blocks once per encoder: a batch encoded for every layer of a step costs
+   * one pass over its blocks, not one per layer.
+   */
+  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: number[]): void {
+    const batch = this.batchOf(encoder);
+    if (owner.pinEpoch === batch.epoch) return;
+    owner.pinEpoch = batch.epoch;
+    this.pin(encoder, blocks);
+  }
+
+  /** Pinned blocks whose work has not been submitted yet. */
   get pendingCount(): number {
-    return this.pending.length;
+    let n = 0;
+    for (const batch of this.open.values()) n += batch.blocks.length;
+    for (const f of this.finished) n += f.batch.blocks.length;
+    return n;
   }
 
   /** Submissions whose pins have not been released yet. */
@@ -44,12 +75,15 @@ export class GpuPins {
     return this.inFlight;
   }
 
-  /** Call right after submitting the command buffers that contain the pinned work. */
-  submitted(): Promise<void> {
-    const blocks = this.pending;
+  /**
+   * Call right after submitting command buffers: releases, once the work submitted so far has completed,
+   * the pins of `buffers` — or, without them, of every finished encoder.
+   */
+  submitted(buffers?: readonly GPUCommandBuffer[]): Promise<void> {
+    const taken = buffers === undefined ? this.finished : this.finished.filter((f) => buffers.includes(f.buffer));
+    this.finished = buffers === undefined ? [] : this.finished.filter((f) => !buffers.includes(f.buffer));
+    const blocks = taken.flatMap((f) => f.batch.blocks);
     if (blocks.length === 0) return Promise.resolve();
-    this.pending = [];
-    this.epoch++;
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
@@ -60,9 +94,29 @@ export class GpuPins {
 
   /** Releases everything immediately (the device is gone, nothing will read the blocks again). */
   releaseAll(): void {
-    const blocks = this.pending;
-    this.pending = [];
-    this.epoch++;
+    const blocks = [...this.open.values(), ...this.finished.map((f) => f.batch)].flatMap((b) => b.blocks);
+    this.open.clear();
+    this.finished = [];
+    this.nextEpoch++;
     if (blocks.length > 0) this.release(blocks);
+  }
+
+  /** The pin batch of `encoder`, created (and its finish() wrapped) on first use. */
+  private batchOf(encoder: GPUCommandEncoder): PinBatch {
+    let batch = this.open.get(encoder);
+    if (batch !== undefined) return batch;
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: [] };
+    this.open.set(encoder, created);
+    const finish = encoder.finish.bind(encoder);
+    encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {
+      const buffer = finish(descriptor);
+      if (this.open.get(encoder) === created) {
+        this.open.delete(encoder);
+        this.finished.push({ buffer, batch: created });
+      }
+      return buffer;
+    };
+    batch = created;
+    return batch;
   }
 }

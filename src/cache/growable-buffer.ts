@@ -1,7 +1,7 @@
 // A GPU buffer that is reused across calls and only replaced when a larger size is needed (growing
 // geometrically), so steady-state steps allocate nothing. Invariants: `buffer.size >= ` every size asked
-// of ensure() since the last growth; a replaced buffer is destroyed only after the GPU work submitted so
-// far has finished, because earlier submissions may still read it.
+// of ensure() since the last growth or discard(); a replaced or discarded buffer is destroyed only after
+// the GPU work submitted so far has finished, because earlier submissions may still read it.
 export class GrowableBuffer {
   private current: GPUBuffer | undefined;
   private readonly device: GPUDevice;
@@ -32,6 +32,17 @@ export class GrowableBuffer {
 
   get buffer(): GPUBuffer | undefined {
     return this.current;
+  }
+
+  /**
+   * Forgets the current buffer, e.g. because allocating it failed (on out-of-memory WebGPU returns an
+   * invalid buffer): the next ensure() allocates anew. It is destroyed once the work submitted so far
+   * has finished.
+   */
+  discard(): void {
+    const old = this.current;
+    this.current = undefined;
+    if (old) this.device.queue.onSubmittedWorkDone().then(() => old.destroy(), () => old.destroy());
   }
 
   destroy(): void {

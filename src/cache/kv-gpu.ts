@@ -2,10 +2,13 @@
 // Invariants:
 //   - Every method that records GPU work also submits it before returning (except encodeAttention,
 //     which records into the caller's encoder), so queue order equals bookkeeping order.
-//   - Staging buffers (k, v, slots, copy pairs, q, out) are reused across calls and grow only inside
+//   - Staging buffers (k, v, slots, q, out) are reused across calls and grow only inside
 //     ensureStaging/ensureQueryScratch, which run under error scopes (GPU out-of-memory → typed error,
-//     nothing half-made). A steady-state step allocates no GPU object except readback buffers, which
-//     are pooled and reused once unmapped.
+//     and the failed, invalid buffer is discarded rather than reused). The copy-pairs buffer is sized at
+//     creation for the most copies one call makes, so copy-on-write never allocates. A steady-state
+//     step allocates no GPU object except readback buffers, which are pooled and reused once unmapped.
+//   - After a GPU error in a call, discardKernels() drops the kernels so none keeps an invalid scratch
+//     allocation; they are rebuilt on next use.
 //   - Reusing a staging buffer is safe without waiting: queue.writeBuffer into it is ordered after the
 //     submissions that read its previous contents.
 import type { DeviceGuard } from '../gpu/device-guard';
@@ -69,7 +72,19 @@ export class KvGpu {
   }
 
   static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
-    return guard.scoped('kernels and scratch buffers', () => new KvGpu(guard, pool, config, rowStride));
+    let gpu: KvGpu | undefined;
+    try {
+      await guard.scoped('kernels and scratch buffers', () => {
+        gpu = new KvGpu(guard, pool, config, rowStride);
+        // Copy-on-write runs inside critical sections that cannot wait for an error scope (appendTokens):
+        // its pair buffer is sized for the most copies one call can make, so that path never allocates.
+        gpu.pairStage.ensure(config.maxBlocksPerSequence * 8);
+      });
+    } catch (error) {
+      gpu?.destroy(); // whatever was allocated before the failure
+      throw error;
+    }
+    return gpu!;
   }
 
   private get writeKernel(): WriteKvKernel {
@@ -102,28 +117,48 @@ export class KvGpu {
     const bytes = tokens * this.rowElements * 4;
     const have = this.kStage.buffer && this.kStage.buffer.size >= bytes && this.slotStage.buffer!.size >= tokens * 4;
     if (have) return;
-    await this.guard.scoped(
-      'K/V staging buffers',
-      () => {
-        this.kStage.ensure(bytes);
-        this.vStage.ensure(bytes);
-        this.slotStage.ensure(tokens * 4);
-      },
-      2 * bytes,
-    );
+    await this.guard
+      .scoped(
+        'K/V staging buffers',
+        () => {
+          this.kStage.ensure(bytes);
+          this.vStage.ensure(bytes);
+          this.slotStage.ensure(tokens * 4);
+        },
+        2 * bytes,
+      )
+      .catch((error: unknown) => this.discard(error, [this.kStage, this.vStage, this.slotStage]));
   }
 
   async ensureQueryScratch(rows: number): Promise<void> {
     const bytes = rows * this.queryRowElements * 4;
     if (this.qStage.buffer && this.qStage.buffer.size >= bytes && this.outStage.buffer!.size >= bytes) return;
-    await this.guard.scoped(
-      'query staging buffers',
-      () => {
-        this.qStage.ensure(bytes);
-        this.outStage.ensure(bytes);
-      },
-      2 * bytes,
-    );
+    await this.guard
+      .scoped(
+        'query staging buffers',
+        () => {
+          this.qStage.ensure(bytes);
+          this.outStage.ensure(bytes);
+        },
+        2 * bytes,
+      )
+      .catch((error: unknown) => this.discard(error, [this.qStage, this.outStage]));
+  }
+
+  /**
+   * After a GPU error in a call: drops the kernels, whose scratch (parameters, work lists, partials)
+   * may be an invalid allocation that would fail every later call; they are rebuilt on next use (the
+   * pipelines stay cached per device).
+   */
+  discardKernels(): void {
+    this.writeKernelOrUndefined?.destroy();
+    this.gatherKernelOrUndefined?.destroy();
+    this.copyKernelOrUndefined?.destroy();
+    this.attentionOrUndefined?.destroy();
+    this.writeKernelOrUndefined = undefined;
+    this.gatherKernelOrUndefined = undefined;
+    this.copyKernelOrUndefined = undefined;
+    this.attentionOrUndefined = undefined;
   }
 
   // ---- synchronous recording + submission (called under the table lock) --------------------------
@@ -237,17 +272,6 @@ export class KvGpu {
     this.attention.encode(encoder, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
   }
 
-  /** The blocks the entries read (their rows up to each context length), for pinning. */
-  blocksRead(entries: readonly AttentionEntry[], view: Int32Array, rowStride: number): number[] {
-    const blocks: number[] = [];
-    for (const e of entries) {
-      const row = e.seqSlot * rowStride;
-      const count = Math.ceil(e.contextLength / this.layout.blockSize);
-      for (let i = 0; i < count; i++) blocks.push(view[row + i]!);
-    }
-    return blocks;
-  }
-
   destroy(): void {
     this.writeKernelOrUndefined?.destroy();
     this.gatherKernelOrUndefined?.destroy();
@@ -259,6 +283,12 @@ export class KvGpu {
   }
 
   // ---- helpers ---------------------------------------------------------------------------------------
+
+  /** A growth failed (on out-of-memory WebGPU returns an invalid buffer): allocate afresh next time. */
+  private discard(error: unknown, stages: GrowableBuffer[]): never {
+    for (const stage of stages) stage.discard();
+    throw error;
+  }
 
   private upload(stage: GrowableBuffer, data: Float32Array): GPUBuffer {
     const buffer = stage.ensure(data.byteLength);

@@ -9,17 +9,27 @@
 //     freed and reused is written only after every read submitted before the free. Work the caller
 //     encodes itself (encodeAttention) pins its blocks until its submission has completed.
 //   - Attention and readKV only read positions whose K/V were written for that layer (isolation: a
-//     reused block never exposes a freed sequence's data).
+//     reused block never exposes a freed sequence's data). writeKV counts positions as written in a
+//     second critical section, after the GPU accepted the write, re-checking that the sequence lives;
+//     a write the GPU rejects (after which the copies it made still hold the old K/V) marks nothing.
 //   - After destroy() or device loss every call throws (CacheDestroyedError / DeviceLostError).
 //   - Prefix cache (src/prefix): a new sequence reuses the longest cached chain of full blocks of its
 //     prompt (never the whole prompt) and starts with those positions written in every layer; a block is
-//     registered for reuse inside writeKV's critical section once it is full and written in every layer,
+//     registered for reuse by that second section of writeKV once it is full and written in every layer,
 //     and is immutable from then on (writes copy it first). The prefix index shares the table's one lock.
 //   - Coalescing (createSequenceAsync) is per cache object: in-flight prompt blocks are tracked on the
 //     thread that owns this object; a waiting request reuses what the first one registers, or computes
 //     the prefix itself after its timeout or when the first request is freed or stops registering.
-import { CacheDestroyedError, InvalidArgumentError, PagedAttentionError } from '../errors';
+import {
+  CacheDestroyedError,
+  GpuInternalError,
+  GpuOutOfMemoryError,
+  GpuValidationError,
+  InvalidArgumentError,
+  PagedAttentionError,
+} from '../errors';
 import { DeviceGuard } from '../gpu/device-guard';
+import type { AttentionEntry } from '../kernels/attention-types';
 import { KvPool } from '../pool/kv-pool';
 import type { KvLayout } from '../pool/kv-layout';
 import { InflightPrefixes } from '../prefix/inflight-prefixes';
@@ -83,12 +93,31 @@ export interface EncodedAttentionEntry {
 
 export interface EncodeAttentionArgs {
   layer: number;
-  entries: EncodedAttentionEntry[];
+  /** The batch: entries to resolve now, or a batch from prepareAttention() (cheaper for every layer). */
+  entries: EncodedAttentionEntry[] | PreparedAttention;
   /** f32 [rows][numQueryHeads][headDim], usage STORAGE. */
   q: GPUBuffer;
   /** f32 [rows][numQueryHeads][headDim], usage STORAGE. */
   out: GPUBuffer;
   scale?: number;
+}
+
+/**
+ * A batch resolved once by prepareAttention() (sequence rows, context lengths, q rows, block-table rows
+ * uploaded) and encoded for every layer of a step. It snapshots the sequences' lengths when prepared:
+ * tokens appended later are not attended through it.
+ */
+export interface PreparedAttention {
+  readonly entries: readonly AttentionEntry[];
+  /** q/out rows the batch uses. */
+  readonly rows: number;
+}
+
+interface PreparedAttentionState extends PreparedAttention {
+  readonly owner: PagedKVCache;
+  readonly seqIds: readonly number[];
+  readonly blocks: number[];
+  pinEpoch: number;
 }
 
 export type CacheStats = {
@@ -235,7 +264,17 @@ export class PagedKVCache {
   appendTokens(id: number, tokens: ArrayLike<number>): number {
     this.checkUsable();
     const result = this.table.appendTokens(id, tokens);
-    if (result.copies.length > 0) this.gpu.copyBlocksAllLayers(result.copies);
+    if (result.copies.length > 0) {
+      try {
+        this.gpu.copyBlocksAllLayers(result.copies);
+      } catch (error) {
+        // The table already swapped the shared tail block for a copy the GPU never made: forget the
+        // positions that block held rather than expose whatever its replacement held before.
+        const from = Math.floor(result.firstPosition / this.layout.blockSize) * this.layout.blockSize;
+        this.table.batch(() => this.written.clamp(this.table.rowOf(id), id, from));
+        throw error;
+      }
+    }
     return result.firstPosition;
   }
 
@@ -350,7 +389,7 @@ export class PagedKVCache {
     if (n === 0) return;
     await this.gpu.ensureStaging(n);
     this.checkUsable();
-    const registered = await this.guard.scoped('writeKV', () =>
+    await this.guard.scoped('writeKV', () =>
       this.table.batch(() => {
         // Re-read under the lock: the sequence may have changed while the staging buffers grew.
         if (startPos + n > this.table.length(id)) {
@@ -358,13 +397,28 @@ export class PagedKVCache {
         }
         const copies = this.table.makeExclusive(id, startPos, startPos + n);
         this.prefix.noteWrite(id, startPos); // overwriting registered positions stops registration
-        const blocks = this.table.blocksOf(id);
-        this.gpu.writeKv(layer, blocks, startPos, n, k, v, copies);
-        const slot = this.table.rowOf(id);
-        this.written.markWritten(slot, id, layer, startPos, startPos + n);
-        return this.prefix.registerWritten(id, this.written.minOverLayers(slot, id));
+        // Copy-on-write copies get a submission of their own, ahead of the write: if the GPU then rejects
+        // the write (e.g. a destroyed caller buffer) or recording it throws, the copied blocks still hold
+        // the K/V written before. Should the copies themselves fail, the table already points at blocks
+        // that never received them: forget those positions rather than expose what the blocks held.
+        try {
+          this.gpu.copyBlocksAllLayers(copies);
+        } catch (error) {
+          const bs = this.layout.blockSize;
+          this.written.clamp(this.table.rowOf(id), id, Math.floor(startPos / bs) * bs);
+          throw error;
+        }
+        this.gpu.writeKv(layer, this.table.blocksOf(id), startPos, n, k, v, []);
       }),
-    );
+    ).catch((error: unknown) => this.afterFailure(error));
+    // Positions count as written (and full blocks become shareable) only once the GPU accepted the
+    // write: a rejected write must not expose whatever its blocks held before — another sequence's K/V.
+    const registered = this.table.batch(() => {
+      if (!this.table.has(id) || startPos + n > this.table.length(id)) return -1;
+      const slot = this.table.rowOf(id);
+      this.written.markWritten(slot, id, layer, startPos, startPos + n);
+      return this.prefix.registerWritten(id, this.written.minOverLayers(slot, id));
+    });
     this.inflight.progress(id, registered);
   }
 
@@ -372,7 +426,7 @@ export class PagedKVCache {
   async readKV(layer: number, id: number, range: { start?: number; end?: number } = {}): Promise<{ k: Float32Array; v: Float32Array }> {
     this.checkUsable();
     checkLayer(layer, this.layout.numLayers);
-    const result = this.table.batch(() => {
+    return this.submitScoped('readKV', () => {
       const length = this.table.length(id);
       const written = this.written.get(this.table.rowOf(id), id, layer);
       const start = checkPosition('range.start', range.start ?? 0);
@@ -389,7 +443,6 @@ export class PagedKVCache {
       this.gpu.syncTableRow(this.table.blockTableView, slot, Math.ceil(end / this.layout.blockSize));
       return this.gpu.readKv(layer, slot, this.table.rowStride, start, end);
     });
-    return this.guard.guard(result);
   }
 
   // ---- attention ----------------------------------------------------------------------------------
@@ -411,11 +464,10 @@ export class PagedKVCache {
     await this.gpu.ensureQueryScratch(totalRows);
     this.checkUsable();
     const encoded = entries.map((e, i) => ({ seqId: e.seqId, numQueries: numQueries[i]!, queryStart: e.queryStart }));
-    const result = this.table.batch(() => {
-      const kernelEntries = this.resolveEntries(layer, encoded);
-      return this.gpu.attendFromHost(layer, kernelEntries, entries.map((e) => e.q), totalRows, scale);
+    const out = await this.submitScoped('attend', () => {
+      const batch = this.prepareLocked(encoded, layer);
+      return this.gpu.attendFromHost(layer, batch.entries, entries.map((e) => e.q), totalRows, scale);
     });
-    const out = await this.guard.guard(result);
     const outputs: Float32Array[] = [];
     let row = 0;
     for (const n of numQueries) {
@@ -433,29 +485,44 @@ export class PagedKVCache {
   encodeAttention(encoder: GPUCommandEncoder, args: EncodeAttentionArgs): void {
     this.checkUsable();
     const layer = checkLayer(args?.layer, this.layout.numLayers);
-    if (!Array.isArray(args.entries) || args.entries.length === 0) {
-      throw new InvalidArgumentError('encodeAttention needs a non-empty array of entries');
-    }
     const scale = this.checkScale(args.scale);
     const rowBytes = this.numQueryHeads * this.layout.headDim * 4;
     this.table.batch(() => {
-      const kernelEntries = this.resolveEntries(layer, args.entries);
-      const rows = kernelEntries.reduce((m, e) => Math.max(m, e.qRow + e.numQueries), 0);
-      const q = checkGpuBuffer('q', args.q, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
-      const out = checkGpuBuffer('out', args.out, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
-      this.pins.pin(this.gpu.blocksRead(kernelEntries, this.table.blockTableView, this.table.rowStride));
-      this.gpu.encodeAttention(encoder, layer, kernelEntries, q, out, scale);
+      const batch = Array.isArray(args.entries) ? this.prepareLocked(args.entries, layer) : this.checkPrepared(args.entries);
+      if (!Array.isArray(args.entries)) this.checkWritten(layer, batch);
+      const q = checkGpuBuffer('q', args.q, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      const out = checkGpuBuffer('out', args.out, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      this.gpu.encodeAttention(encoder, layer, batch.entries, q, out, scale);
+      // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
+      // throws leaves no pin behind, and no block held until some later, unrelated submission.
+      this.pins.pinOnce(encoder, batch, batch.blocks);
     });
   }
 
-  /** Submits command buffers containing encodeAttention work and releases its pins when it completes. */
-  submit(commandBuffers: Iterable<GPUCommandBuffer>): Promise<void> {
+  /**
+   * Resolves a batch once for encodeAttention: one critical section, block-table rows uploaded, no
+   * per-layer work left but the written-positions check and the dispatches.
+   */
+  prepareAttention(entries: EncodedAttentionEntry[]): PreparedAttention {
     this.checkUsable();
-    this.guard.device.queue.submit(commandBuffers);
-    return this.markSubmitted();
+    return this.table.batch(() => this.prepareLocked(entries));
   }
 
-  /** Tells the cache that work encoded with encodeAttention was submitted; resolves when it is done. */
+  /**
+   * Submits command buffers containing encodeAttention work and releases their pins when it completes
+   * (only theirs: encoders still being recorded elsewhere keep their blocks).
+   */
+  submit(commandBuffers: Iterable<GPUCommandBuffer>): Promise<void> {
+    this.checkUsable();
+    const buffers = [...commandBuffers];
+    this.guard.device.queue.submit(buffers);
+    return this.pins.submitted(buffers);
+  }
+
+  /**
+   * Tells the cache that work encoded with encodeAttention was submitted (call it after queue.submit of
+   * the finished command buffers); resolves when it is done.
+   */
   markSubmitted(): Promise<void> {
     return this.pins.submitted();
   }
@@ -547,6 +614,31 @@ export class PagedKVCache {
     if (this.destroyed) throw new CacheDestroyedError();
   }
 
+  /**
+   * Runs `section` (a critical section that records and submits GPU work, returning its result's
+   * promise) inside error scopes, so a failed allocation (GPU out of memory: readback, gather or
+   * attention scratch) or a validation error rejects with a typed error instead of surfacing as an
+   * uncaptured WebGPU error and an untyped rejection.
+   */
+  private async submitScoped<T>(what: string, section: () => Promise<T>): Promise<T> {
+    let pending: Promise<T> | undefined;
+    await this.guard
+      .scoped(what, () => {
+        pending = this.table.batch(section);
+        pending.catch(() => undefined); // awaited below, unless the scope reports an error first
+      })
+      .catch((error: unknown) => this.afterFailure(error));
+    return this.guard.guard(pending!);
+  }
+
+  /** Rethrows `error`; if the GPU reported it, the kernels are rebuilt on next use (see discardKernels). */
+  private afterFailure(error: unknown): never {
+    if (error instanceof GpuOutOfMemoryError || error instanceof GpuValidationError || error instanceof GpuInternalError) {
+      this.gpu.discardKernels();
+    }
+    throw error;
+  }
+
   private checkScale(scale: number | undefined): number {
     if (scale === undefined) return 1 / Math.sqrt(this.layout.headDim);
     if (typeof scale !== 'number' || !Number.isFinite(scale)) {
@@ -556,34 +648,67 @@ export class PagedKVCache {
   }
 
   /** Under the table lock: validated kernel entries, with their block-table rows uploaded. */
-  private resolveEntries(layer: number, entries: EncodedAttentionEntry[]) {
+  private prepareLocked(entries: EncodedAttentionEntry[], layer?: number): PreparedAttentionState {
+    if (!Array.isArray(entries) || entries.length === 0) throw new InvalidArgumentError('attention needs a non-empty array of entries');
+    const view = this.table.blockTableView;
+    const stride = this.table.rowStride;
+    const bs = this.layout.blockSize;
+    const kernelEntries: AttentionEntry[] = [];
+    const seqIds: number[] = [];
+    const blocks: number[] = [];
     let nextRow = 0;
-    return entries.map((e, i) => {
-      const at = `entries[${i}]`;
-      if (!e || typeof e !== 'object') throw new InvalidArgumentError(`${at} must be an object`);
+    let rows = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (!e || typeof e !== 'object') throw new InvalidArgumentError(`entries[${i}] must be an object`);
       const slot = this.table.rowOf(e.seqId);
-      const length = this.table.length(e.seqId);
-      const numQueries = checkPosition(`${at}.numQueries`, e.numQueries ?? 1);
-      if (numQueries < 1) throw new InvalidArgumentError(`${at} needs at least one query`);
-      const queryStart = e.queryStart === undefined ? length - numQueries : checkPosition(`${at}.queryStart`, e.queryStart);
+      const length = this.table.lengthOfRow(slot);
+      const numQueries = e.numQueries === undefined ? 1 : checkPosition(`entries[${i}].numQueries`, e.numQueries);
+      if (numQueries < 1) throw new InvalidArgumentError(`entries[${i}] needs at least one query`);
+      const queryStart = e.queryStart === undefined ? length - numQueries : checkPosition(`entries[${i}].queryStart`, e.queryStart);
       const contextLength = queryStart + numQueries;
       if (queryStart < 0 || contextLength > length) {
         throw new InvalidArgumentError(
-          `${at}: queries at positions ${queryStart}..${contextLength - 1} go past sequence ${e.seqId}'s length ${length}`,
+          `entries[${i}]: queries at positions ${queryStart}..${contextLength - 1} go past sequence ${e.seqId}'s length ${length}`,
         );
       }
-      const written = this.written.get(slot, e.seqId, layer);
-      if (contextLength > written) {
+      const qRow = e.qRow === undefined ? nextRow : checkPosition(`entries[${i}].qRow`, e.qRow);
+      nextRow = qRow + numQueries;
+      if (nextRow > rows) rows = nextRow;
+      kernelEntries.push({ seqSlot: slot, contextLength, queryStart, numQueries, qRow });
+      seqIds.push(e.seqId);
+    }
+    const prepared: PreparedAttentionState = { entries: kernelEntries, rows, owner: this, seqIds, blocks, pinEpoch: 0 };
+    if (layer !== undefined) this.checkWritten(layer, prepared);
+    // Only a batch that passed every check touches the GPU copy of the block table.
+    for (const e of kernelEntries) {
+      const numBlocks = Math.ceil(e.contextLength / bs);
+      this.gpu.syncTableRow(view, e.seqSlot, numBlocks);
+      for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks.push(view[b]!);
+    }
+    return prepared;
+  }
+
+  private checkPrepared(batch: PreparedAttention): PreparedAttentionState {
+    const state = batch as PreparedAttentionState;
+    if (!state || state.owner !== this) {
+      throw new InvalidArgumentError('entries must be an array of entries or a batch from this cache\'s prepareAttention()');
+    }
+    return state;
+  }
+
+  /** Isolation: every position a batch attends must have K/V written in `layer`. */
+  private checkWritten(layer: number, batch: PreparedAttentionState): void {
+    for (let i = 0; i < batch.entries.length; i++) {
+      const e = batch.entries[i]!;
+      const id = batch.seqIds[i]!;
+      const written = this.written.get(e.seqSlot, id, layer);
+      if (e.contextLength > written) {
         throw new InvalidArgumentError(
-          `${at}: positions ${written}..${contextLength - 1} of sequence ${e.seqId} have no K/V written in layer ${layer}; ` +
+          `entries[${i}]: positions ${written}..${e.contextLength - 1} of sequence ${id} have no K/V written in layer ${layer}; ` +
             'writeKV them before attention',
         );
       }
-      const qRow = e.qRow === undefined ? nextRow : checkPosition(`${at}.qRow`, e.qRow);
-      nextRow = qRow + numQueries;
-      const numBlocks = Math.ceil(contextLength / this.layout.blockSize);
-      this.gpu.syncTableRow(this.table.blockTableView, slot, numBlocks);
-      return { seqSlot: slot, contextLength, queryStart, numQueries, qRow };
-    });
+    }
   }
 }

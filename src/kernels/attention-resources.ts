@@ -35,9 +35,11 @@ function bufferId(buffer: GPUBuffer): number {
   return id;
 }
 
-function equalPrefix(a: Uint32Array, b: Uint32Array, length: number): boolean {
-  if (a.length !== length) return false;
-  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return false;
+/** Whether `contents` is exactly items[0..itemWords) followed by params. */
+function holds(contents: Uint32Array, items: Uint32Array, itemWords: number, params: Uint32Array): boolean {
+  if (contents.length !== itemWords + params.length) return false;
+  for (let i = 0; i < itemWords; i++) if (contents[i] !== items[i]) return false;
+  for (let i = 0; i < params.length; i++) if (contents[itemWords + i] !== params[i]) return false;
   return true;
 }
 
@@ -58,16 +60,16 @@ export class AttentionResources {
    * comparison key is items + params together.
    */
   upload(items: Uint32Array<ArrayBuffer>, itemWords: number, params: Uint32Array<ArrayBuffer>): UploadSlot {
-    const key = new Uint32Array(itemWords + params.length);
-    key.set(items.subarray(0, itemWords));
-    key.set(params, itemWords);
     const use = ++this.useCounter;
     for (const slot of this.slots) {
-      if (equalPrefix(slot.contents, key, key.length)) {
+      if (holds(slot.contents, items, itemWords, params)) {
         slot.lastUse = use;
         return slot;
       }
     }
+    const key = new Uint32Array(itemWords + params.length);
+    key.set(items.subarray(0, itemWords));
+    key.set(params, itemWords);
     const itemBytes = Math.max(32, itemWords * 4);
     let slot: UploadSlot;
     if (this.slots.length < UPLOAD_SLOTS) {

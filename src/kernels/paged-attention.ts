@@ -12,6 +12,8 @@
 //     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
 //   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
 //     (encoding the same batch for every layer reuses one slot).
+//   - An entries array passed to encode is treated as immutable: encoding the same array again (every
+//     layer of a step) reuses its validation and its work-list plan.
 //   - Bindings: ≤ 8 storage buffers per stage (4 KV chunks, table, q, work items, output) plus one
 //     uniform block.
 import { ConfigError, InvalidArgumentError } from '../errors';
@@ -74,6 +76,10 @@ export class PagedAttentionKernel {
   private mergePipeline: KernelPipeline | undefined;
   private readonly resources: AttentionResources;
   private planScratch = EMPTY_WORK_LIST;
+  /** The entries array the last plan / validation was made for (encoding it again reuses both). */
+  private plannedEntries: readonly AttentionEntry[] | undefined;
+  private plannedSplits: number | undefined;
+  private validated: { entries: readonly AttentionEntry[]; maxSequences: number; queryRows: number } | undefined;
   private readonly params = new Uint32Array(3 * PARAMS_WORDS);
   private readonly paramsFloat = new Float32Array(this.params.buffer);
 
@@ -137,7 +143,8 @@ export class PagedAttentionKernel {
     this.validate(args);
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
-    const plan = planBatch(
+    const reuse = this.lastPlan !== undefined && this.plannedEntries === args.entries && this.plannedSplits === args.forceSplits;
+    const plan = reuse ? this.lastPlan! : planBatch(
       args.entries,
       {
         numKvHeads: this.layout.numKvHeads,
@@ -152,6 +159,8 @@ export class PagedAttentionKernel {
     );
     this.planScratch = plan.items;
     this.lastPlan = plan;
+    this.plannedEntries = args.entries;
+    this.plannedSplits = args.forceSplits;
     const statsBase = (plan.partialSlots * hd) / 4;
     this.setParams(0, plan.decode, statsBase, args.scale, plan.split);
     this.setParams(1, plan.prefill, 0, args.scale, false);
@@ -260,12 +269,13 @@ export class PagedAttentionKernel {
     if (args.q === args.out) throw new InvalidArgumentError('q and out must be different buffers');
     if (!Number.isFinite(args.scale)) throw new InvalidArgumentError(`scale must be finite (got ${args.scale})`);
     const rowBytes = this.numQueryHeads * layout.headDim * 4;
-    validateEntries(args.entries, {
-      blockSize: layout.blockSize,
-      rowStride: this.rowStride,
-      maxSequences: Math.floor(args.blockTable.size / (this.rowStride * 4)),
-      queryRows: Math.floor(Math.min(args.q.size, args.out.size) / rowBytes),
-    });
+    const maxSequences = Math.floor(args.blockTable.size / (this.rowStride * 4));
+    const queryRows = Math.floor(Math.min(args.q.size, args.out.size) / rowBytes);
+    // The same entries array encoded again (every layer of a step) was validated already.
+    const v = this.validated;
+    if (v && v.entries === args.entries && v.maxSequences === maxSequences && queryRows >= v.queryRows) return;
+    validateEntries(args.entries, { blockSize: layout.blockSize, rowStride: this.rowStride, maxSequences, queryRows });
+    this.validated = { entries: args.entries, maxSequences, queryRows };
   }
 
   /** Bind groups currently cached (tests use it to prove reuse). */

@@ -445,6 +445,16 @@ export class BlockTable {
     }
   }
 
+  /** Length of the sequence living in row `slot` (call inside batch(), after rowOf() resolved its id). */
+  lengthOfRow(slot: number): number {
+    this.enter();
+    try {
+      return this.seqLength[slot];
+    } finally {
+      this.exit();
+    }
+  }
+
   /** A copy of the sequence's block ids, in order. */
   blocksOf(id: number): Int32Array {
     this.enter();

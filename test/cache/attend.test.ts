@@ -131,4 +131,36 @@ describe('attend', () => {
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
   });
+
+  it('a prepared batch encodes like its entries, is re-pinned per submission, and belongs to its cache', async () => {
+    const { device } = await testGpu();
+    const a = cache.createSequence({ tokens: [4, 3, 2, 1, 0] }).id;
+    const la = new LogicalKv();
+    await write(a, la, 0, 5, 21);
+    const q = values(Q_ROW, 22);
+    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(qBuffer, 0, q);
+    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const batch = cache.prepareAttention([{ seqId: a }]);
+    expect(batch.rows).toBe(1);
+    for (let submission = 0; submission < 2; submission++) {
+      const encoder = device.createCommandEncoder();
+      cache.encodeAttention(encoder, { layer: 0, entries: batch, q: qBuffer, out });
+      cache.encodeAttention(encoder, { layer: 0, entries: batch, q: qBuffer, out });
+      expect(cache.stats().pinnedBlocks).toBe(2); // pinned once per submission, not per encode
+      encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+      await cache.submit([encoder.finish()]);
+      expect(cache.stats().pinnedBlocks).toBe(0);
+      await read.mapAsync(GPUMapMode.READ);
+      expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 4));
+      read.unmap();
+    }
+    const other = await PagedKVCache.create(device, { numLayers: 1, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 8 });
+    expect(() => other.encodeAttention(device.createCommandEncoder(), { layer: 0, entries: batch, q: qBuffer, out })).toThrow(/prepareAttention/);
+    other.destroy();
+    cache.free(a);
+    for (const buffer of [qBuffer, out, read]) buffer.destroy();
+    cache.checkInvariants();
+  });
 });
