@@ -60,41 +60,6 @@ override SMEM_RED: u32 = SMEM_ROWS + ROWS;
 override SMEM_RED_O: u32 = SMEM_RED + WG_SIZE / 4u;
 override SMEM_LEN: u32 = SMEM_RED_O + select(0u, 2u * WG_SIZE, PV_LANES > 1u);
 
-// Per-dispatch values and the pool/table geometry (uniform rather than override so that one pipeline
-// serves every block size, pool size, chunking, row stride and head count with the same tile shape).
-struct Params {
-  item_base: u32,
-  num_items: u32,
-  stats_base: u32,
-  scale: f32,
-  write_partials: u32,
-  block_size: u32,
-  num_blocks: u32,
-  blocks_per_chunk: u32,
-  row_stride: u32,
-  num_kv_heads: u32,
-  group_size: u32,
-  num_query_heads: u32,
-  vecs_per_head_block: u32,
-  vecs_per_half: u32,
-  vecs_per_block: u32,
-  /** log2(block_size) when it is a power of two, else 32 (divide instead). */
-  block_shift: u32,
-}
-
-// Work item: keys [key_start, key_end) of sequence seq_slot for num_q queries at positions q_pos..
-// stored at rows q_row..; aux = first partial slot (decode writing partials).
-struct WorkItem {
-  seq_slot: u32,
-  q_row: u32,
-  num_q: u32,
-  q_pos: u32,
-  key_start: u32,
-  key_end: u32,
-  aux: u32,
-  pad: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> kv_chunk0: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> kv_chunk1: array<vec4<u32>>;

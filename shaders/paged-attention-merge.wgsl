@@ -9,36 +9,6 @@ override WG_SIZE: u32 = 64u;
 override HEAD_DIM: u32;
 override Q_VECS_PER_ROW: u32 = HEAD_DIM / 4u;
 
-struct Params {
-  item_base: u32,
-  num_items: u32,
-  stats_base: u32,
-  scale: f32,
-  write_partials: u32,
-  block_size: u32,
-  num_blocks: u32,
-  blocks_per_chunk: u32,
-  row_stride: u32,
-  num_kv_heads: u32,
-  group_size: u32,
-  num_query_heads: u32,
-  vecs_per_head_block: u32,
-  vecs_per_half: u32,
-  vecs_per_block: u32,
-  block_shift: u32,
-}
-
-struct WorkItem {
-  seq_slot: u32,
-  q_row: u32,
-  num_q: u32,
-  q_pos: u32,
-  key_start: u32,
-  key_end: u32,
-  aux: u32,
-  pad: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> partials: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> work_items: array<WorkItem>;

@@ -1,8 +1,10 @@
 // WGSL sources of the paged-attention kernels.
 // Invariants: a decode/prefill module is [enable subgroups] + one lanes file (subgroup or workgroup-
-// memory reductions, same function names) + the shared tile engine + the entry file; the assembled
+// memory reductions, same function names) + the shared types + the shared tile engine + the entry
+// file, and the merge module is the shared types + the merge file; the assembled
 // text depends only on (kind, subgroups), so each gets a stable pipeline-cache name. Sizes never enter
 // the text: they are override constants.
+import typesCode from '../../shaders/paged-attention-types.wgsl?raw';
 import commonCode from '../../shaders/paged-attention-common.wgsl?raw';
 import decodeCode from '../../shaders/paged-attention-decode.wgsl?raw';
 import prefillCode from '../../shaders/paged-attention-prefill.wgsl?raw';
@@ -21,6 +23,7 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
   const parts = [
     subgroups ? 'enable subgroups;\n' : '',
     subgroups ? lanesSubgroupCode : lanesSharedCode,
+    typesCode,
     commonCode,
     kind === 'decode' ? decodeCode : prefillCode,
   ];
@@ -32,5 +35,5 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
 }
 
 export function mergeShader(): ShaderSource {
-  return { name: 'paged-attention-merge', code: mergeCode, entryPoint: 'merge_main' };
+  return { name: 'paged-attention-merge', code: `${typesCode}\n${mergeCode}`, entryPoint: 'merge_main' };
 }
