@@ -7,20 +7,13 @@ import code from '../../shaders/copy-blocks.wgsl?raw';
 import { ConfigError, InvalidArgumentError } from '../errors';
 import type { KvLayout } from '../pool/kv-layout';
 import {
-  BindGroupCache,
-  ParamRing,
-  bindEntries,
   chunkSlotBuffers,
-  dispatchGrid,
-  kernelLayout,
-  layoutConstants,
   requireCount,
   requireWords,
-  withComputePass,
   type BindingKind,
   type KvKernelOptions,
 } from './kv-bindings';
-import { getPipeline } from './pipeline-cache';
+import { KvKernelCore } from './kv-kernel-core';
 
 const WORKGROUP_SIZE = 64;
 const BINDINGS: BindingKind[] = ['params', 'read', 'read-write', 'read-write', 'read-write', 'read-write'];
@@ -55,11 +48,7 @@ export function checkCopyPairs(layout: KvLayout, pairs: ArrayLike<number>): void
 export class CopyBlocksKernel {
   readonly device: GPUDevice;
   readonly layout: KvLayout;
-  private readonly pipeline: GPUComputePipeline;
-  private readonly groupLayout: GPUBindGroupLayout;
-  private readonly params: ParamRing;
-  private readonly bindGroups = new BindGroupCache();
-  private readonly options: KvKernelOptions;
+  private readonly core: KvKernelCore;
 
   constructor(device: GPUDevice, layout: KvLayout, options: KvKernelOptions = {}) {
     if (layout.wordsPerBlock % 4 !== 0) {
@@ -67,18 +56,7 @@ export class CopyBlocksKernel {
     }
     this.device = device;
     this.layout = layout;
-    this.options = options;
-    const layouts = kernelLayout(device, 'copy-blocks', BINDINGS);
-    this.groupLayout = layouts.group;
-    this.pipeline = getPipeline(device, {
-      name: 'copy-blocks',
-      code,
-      entryPoint: 'main',
-      constants: layoutConstants(layout),
-      layout: layouts.pipeline,
-      layoutKey: 'copy-blocks',
-    });
-    this.params = new ParamRing(device, 'copy-blocks-params', options.paramSlots ?? 256);
+    this.core = new KvKernelCore(device, layout, 'copy-blocks', code, BINDINGS, options);
   }
 
   encode(target: GPUComputePassEncoder | GPUCommandEncoder, args: CopyBlocksArgs): void {
@@ -89,21 +67,10 @@ export class CopyBlocksKernel {
     const chunkBuffers = chunkSlotBuffers(this.device, this.layout, args.chunks);
     if (n === 0) return;
     requireWords('pairs', args.pairs, pairsOffset + 2 * n);
-    const [x, y] = dispatchGrid(this.device, (n * this.layout.wordsPerBlock) / 4, WORKGROUP_SIZE, this.options);
-
-    const buffers = [this.params.buffer, args.pairs, ...chunkBuffers];
-    const group = this.bindGroups.get(buffers, () =>
-      this.device.createBindGroup({ label: 'copy-blocks', layout: this.groupLayout, entries: bindEntries(buffers, this.params) }),
-    );
-    const paramOffset = this.params.push(n, pairsOffset);
-    withComputePass(target, (pass) => {
-      pass.setPipeline(this.pipeline);
-      pass.setBindGroup(0, group, [paramOffset]);
-      pass.dispatchWorkgroups(x, y);
-    });
+    this.core.dispatch(target, [args.pairs, ...chunkBuffers], [n, pairsOffset], (n * this.layout.wordsPerBlock) / 4, WORKGROUP_SIZE);
   }
 
   destroy(): void {
-    this.params.destroy();
+    this.core.destroy();
   }
 }

@@ -7,22 +7,15 @@ import code from '../../shaders/gather-kv.wgsl?raw';
 import { InvalidArgumentError } from '../errors';
 import type { KvLayout } from '../pool/kv-layout';
 import {
-  BindGroupCache,
-  ParamRing,
-  bindEntries,
   chunkSlotBuffers,
-  dispatchGrid,
-  kernelLayout,
-  layoutConstants,
   readBackWords,
   requireCount,
   requireWords,
   uploadWords,
-  withComputePass,
   type BindingKind,
   type KvKernelOptions,
 } from './kv-bindings';
-import { getPipeline } from './pipeline-cache';
+import { KvKernelCore } from './kv-kernel-core';
 
 const WORKGROUP_SIZE = 64;
 const BINDINGS: BindingKind[] = ['params', 'read', 'read-write', 'read-write', 'read', 'read', 'read', 'read'];
@@ -44,27 +37,12 @@ export interface GatherKvArgs {
 export class GatherKvKernel {
   readonly device: GPUDevice;
   readonly layout: KvLayout;
-  private readonly pipeline: GPUComputePipeline;
-  private readonly groupLayout: GPUBindGroupLayout;
-  private readonly params: ParamRing;
-  private readonly bindGroups = new BindGroupCache();
-  private readonly options: KvKernelOptions;
+  private readonly core: KvKernelCore;
 
   constructor(device: GPUDevice, layout: KvLayout, options: KvKernelOptions = {}) {
     this.device = device;
     this.layout = layout;
-    this.options = options;
-    const layouts = kernelLayout(device, 'gather-kv', BINDINGS);
-    this.groupLayout = layouts.group;
-    this.pipeline = getPipeline(device, {
-      name: 'gather-kv',
-      code,
-      entryPoint: 'main',
-      constants: layoutConstants(layout),
-      layout: layouts.pipeline,
-      layoutKey: 'gather-kv',
-    });
-    this.params = new ParamRing(device, 'gather-kv-params', options.paramSlots ?? 256);
+    this.core = new KvKernelCore(device, layout, 'gather-kv', code, BINDINGS, options);
   }
 
   encode(target: GPUComputePassEncoder | GPUCommandEncoder, args: GatherKvArgs): void {
@@ -82,22 +60,11 @@ export class GatherKvKernel {
     requireWords('blockTable', args.blockTable, tableOffset + Math.ceil(length / layout.blockSize));
     requireWords('k', args.k, outElements);
     requireWords('v', args.v, outElements);
-    const [x, y] = dispatchGrid(this.device, length * layout.numKvHeads * layout.wordsPerRow, WORKGROUP_SIZE, this.options);
-
-    const buffers = [this.params.buffer, args.blockTable, args.k, args.v, ...chunkBuffers];
-    const group = this.bindGroups.get(buffers, () =>
-      this.device.createBindGroup({ label: 'gather-kv', layout: this.groupLayout, entries: bindEntries(buffers, this.params) }),
-    );
-    const paramOffset = this.params.push(length, tableOffset, outOffset);
-    withComputePass(target, (pass) => {
-      pass.setPipeline(this.pipeline);
-      pass.setBindGroup(0, group, [paramOffset]);
-      pass.dispatchWorkgroups(x, y);
-    });
+    this.core.dispatch(target, [args.blockTable, args.k, args.v, ...chunkBuffers], [length, tableOffset, outOffset], length * layout.numKvHeads * layout.wordsPerRow, WORKGROUP_SIZE);
   }
 
   destroy(): void {
-    this.params.destroy();
+    this.core.destroy();
   }
 }
 

@@ -8,20 +8,13 @@ import code from '../../shaders/write-kv.wgsl?raw';
 import { InvalidArgumentError } from '../errors';
 import type { KvLayout } from '../pool/kv-layout';
 import {
-  BindGroupCache,
-  ParamRing,
-  bindEntries,
   chunkSlotBuffers,
-  dispatchGrid,
-  kernelLayout,
-  layoutConstants,
   requireCount,
   requireWords,
-  withComputePass,
   type BindingKind,
   type KvKernelOptions,
 } from './kv-bindings';
-import { getPipeline } from './pipeline-cache';
+import { KvKernelCore } from './kv-kernel-core';
 
 const WORKGROUP_SIZE = 64;
 const BINDINGS: BindingKind[] = ['params', 'read', 'read', 'read', 'read-write', 'read-write', 'read-write', 'read-write'];
@@ -47,27 +40,12 @@ export interface WriteKvArgs {
 export class WriteKvKernel {
   readonly device: GPUDevice;
   readonly layout: KvLayout;
-  private readonly pipeline: GPUComputePipeline;
-  private readonly groupLayout: GPUBindGroupLayout;
-  private readonly params: ParamRing;
-  private readonly bindGroups = new BindGroupCache();
-  private readonly options: KvKernelOptions;
+  private readonly core: KvKernelCore;
 
   constructor(device: GPUDevice, layout: KvLayout, options: KvKernelOptions = {}) {
     this.device = device;
     this.layout = layout;
-    this.options = options;
-    const layouts = kernelLayout(device, 'write-kv', BINDINGS);
-    this.groupLayout = layouts.group;
-    this.pipeline = getPipeline(device, {
-      name: 'write-kv',
-      code,
-      entryPoint: 'main',
-      constants: layoutConstants(layout),
-      layout: layouts.pipeline,
-      layoutKey: 'write-kv',
-    });
-    this.params = new ParamRing(device, 'write-kv-params', options.paramSlots ?? 256);
+    this.core = new KvKernelCore(device, layout, 'write-kv', code, BINDINGS, options);
   }
 
   /** Records the write into `target` (a compute pass, or an encoder that gets a pass of its own). */
@@ -90,22 +68,11 @@ export class WriteKvKernel {
     requireWords('slots', args.slots, n);
     requireWords('k', args.k, kOffset + (n - 1) * stride + rowElements);
     requireWords('v', args.v, vOffset + (n - 1) * stride + rowElements);
-    const [x, y] = dispatchGrid(this.device, n * layout.numKvHeads * layout.wordsPerRow, WORKGROUP_SIZE, this.options);
-
-    const buffers = [this.params.buffer, args.slots, args.k, args.v, ...chunkBuffers];
-    const group = this.bindGroups.get(buffers, () =>
-      this.device.createBindGroup({ label: 'write-kv', layout: this.groupLayout, entries: bindEntries(buffers, this.params) }),
-    );
-    const paramOffset = this.params.push(n, kOffset, vOffset, stride);
-    withComputePass(target, (pass) => {
-      pass.setPipeline(this.pipeline);
-      pass.setBindGroup(0, group, [paramOffset]);
-      pass.dispatchWorkgroups(x, y);
-    });
+    this.core.dispatch(target, [args.slots, args.k, args.v, ...chunkBuffers], [n, kOffset, vOffset, stride], n * layout.numKvHeads * layout.wordsPerRow, WORKGROUP_SIZE);
   }
 
   /** Frees the parameter buffer; the kernel cannot be used afterwards. */
   destroy(): void {
-    this.params.destroy();
+    this.core.destroy();
   }
 }
