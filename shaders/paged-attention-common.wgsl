@@ -249,10 +249,13 @@ fn accumulate_tile(o_lo: ptr<function, array<vec4<f32>, MAX_PV_SLOTS>>,
       var hi = (*o_hi)[slot] * alpha;
       for (var t = lane; t < tile_len; t += PV_LANES) {
         let p = sm_get(SMEM_P * 4u + row * KEY_TILE + t);
-        let w = smem[SMEM_V + t * TILE_STRIDE + col];
-        lo += p * unpack_lo(w);
-        if (KV_F16) {
-          hi += p * unpack_hi(w);
+        // A masked key (p == 0) contributes nothing, not 0 · V: V may hold NaN or ∞.
+        if (p != 0.0) {
+          let w = smem[SMEM_V + t * TILE_STRIDE + col];
+          lo += p * unpack_lo(w);
+          if (KV_F16) {
+            hi += p * unpack_hi(w);
+          }
         }
       }
       (*o_lo)[slot] = lo;

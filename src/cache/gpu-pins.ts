@@ -11,11 +11,16 @@
 // one caller's submission never releases blocks another caller's unsubmitted work still reads. An
 // encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
 //   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once).
+//   The sequence slots (block-table rows) the work reads are pinned too: the kernel reads the GPU block
+// table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
+// would be ordered before that read) until the work has completed; slotPinned() tells the cache to
+// defer such a free.
 
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
   readonly epoch: number;
   readonly blocks: number[];
+  readonly slots: number[];
 }
 
 export class GpuPins {
@@ -26,20 +31,37 @@ export class GpuPins {
   private inFlight = 0;
   /** Per block: the epoch of the encoder that last pinned it. */
   private readonly pinnedIn: Uint32Array;
+  /** Per sequence slot: the epoch of the encoder that last pinned it, and how many batches pin it. */
+  private readonly slotPinnedIn: Uint32Array;
+  private readonly slotPins: Int32Array;
   private nextEpoch = 1;
 
   constructor(
     private readonly device: GPUDevice,
     numBlocks: number,
+    maxSequences: number,
     private readonly retain: (blocks: number[]) => void,
     private readonly release: (blocks: number[]) => void,
   ) {
     this.pinnedIn = new Uint32Array(numBlocks);
+    this.slotPinnedIn = new Uint32Array(maxSequences);
+    this.slotPins = new Int32Array(maxSequences);
+  }
+
+  /** Whether GPU work recorded or in flight still reads the block table through `slot`. */
+  slotPinned(slot: number): boolean {
+    return this.slotPins[slot]! > 0;
   }
 
   /** Pins `blocks` (already-validated block ids) until the work recorded in `encoder` has completed. */
-  pin(encoder: GPUCommandEncoder, blocks: number[]): void {
+  pin(encoder: GPUCommandEncoder, blocks: number[], slots: readonly number[] = []): void {
     const batch = this.batchOf(encoder);
+    for (const slot of slots) {
+      if (this.slotPinnedIn[slot] === batch.epoch) continue;
+      this.slotPinnedIn[slot] = batch.epoch;
+      this.slotPins[slot]!++;
+      batch.slots.push(slot);
+    }
     const fresh: number[] = [];
     for (const b of blocks) {
       if (this.pinnedIn[b] === batch.epoch) continue;
@@ -55,11 +77,11 @@ export class GpuPins {
    * Pins a prepared batch's blocks once per encoder: a batch encoded for every layer of a step costs
    * one pass over its blocks, not one per layer.
    */
-  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: number[]): void {
+  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: number[], slots: readonly number[]): void {
     const batch = this.batchOf(encoder);
     if (owner.pinEpoch === batch.epoch) return;
     owner.pinEpoch = batch.epoch;
-    this.pin(encoder, blocks);
+    this.pin(encoder, blocks, slots);
   }
 
   /** Pinned blocks whose work has not been submitted yet. */
@@ -83,10 +105,12 @@ export class GpuPins {
     const taken = buffers === undefined ? this.finished : this.finished.filter((f) => buffers.includes(f.buffer));
     this.finished = buffers === undefined ? [] : this.finished.filter((f) => !buffers.includes(f.buffer));
     const blocks = taken.flatMap((f) => f.batch.blocks);
-    if (blocks.length === 0) return Promise.resolve();
+    const slots = taken.flatMap((f) => f.batch.slots);
+    if (blocks.length === 0 && slots.length === 0) return Promise.resolve();
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
+      for (const slot of slots) this.slotPins[slot]!--;
       this.release(blocks);
     };
     return this.device.queue.onSubmittedWorkDone().then(done, done);
@@ -94,18 +118,20 @@ export class GpuPins {
 
   /** Releases everything immediately (the device is gone, nothing will read the blocks again). */
   releaseAll(): void {
-    const blocks = [...this.open.values(), ...this.finished.map((f) => f.batch)].flatMap((b) => b.blocks);
+    const batches = [...this.open.values(), ...this.finished.map((f) => f.batch)];
+    const blocks = batches.flatMap((b) => b.blocks);
+    for (const b of batches) for (const slot of b.slots) this.slotPins[slot]!--;
     this.open.clear();
     this.finished = [];
     this.nextEpoch++;
-    if (blocks.length > 0) this.release(blocks);
+    this.release(blocks);
   }
 
   /** The pin batch of `encoder`, created (and its finish() wrapped) on first use. */
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: [] };
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: [], slots: [] };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

@@ -35,6 +35,7 @@ import type { KvLayout } from '../pool/kv-layout';
 import { InflightPrefixes } from '../prefix/inflight-prefixes';
 import { PrefixCache } from '../prefix/prefix-cache';
 import type { BlockTable } from '../table/block-table';
+import { UnknownSequenceError } from '../table/errors';
 import type { LockStats } from '../table/spin-lock';
 import { checkTokens } from '../table/tokens';
 import { BlockWaiters, type WaitOptions } from './block-waiters';
@@ -117,6 +118,7 @@ interface PreparedAttentionState extends PreparedAttention {
   readonly owner: PagedKVCache;
   readonly seqIds: readonly number[];
   readonly blocks: number[];
+  readonly slots: number[];
   pinEpoch: number;
 }
 
@@ -182,6 +184,8 @@ export class PagedKVCache {
   private readonly inflight: InflightPrefixes;
   private readonly pins: GpuPins;
   private destroyed = false;
+  /** Freed sequences whose slot is still read by encoded GPU work (id → slot). */
+  private readonly deferredFrees = new Map<number, number>();
 
   private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
     const table = prefix.table;
@@ -199,9 +203,12 @@ export class PagedKVCache {
     this.pins = new GpuPins(
       guard.device,
       config.layout.numBlocks,
+      config.maxSequences,
       (blocks) => table.retainBlocks(blocks),
       (blocks) => {
-        if (!this.destroyed) table.releaseBlocks(blocks);
+        if (this.destroyed) return;
+        if (blocks.length > 0) table.releaseBlocks(blocks);
+        this.completeDeferredFrees();
         this.waiters.notify();
       },
     );
@@ -263,6 +270,7 @@ export class PagedKVCache {
   /** Appends tokens; returns the position of the first. Throws OutOfBlocksError (nothing changed) when full. */
   appendTokens(id: number, tokens: ArrayLike<number>): number {
     this.checkUsable();
+    this.checkLive(id);
     const result = this.table.appendTokens(id, tokens);
     if (result.copies.length > 0) {
       try {
@@ -314,6 +322,7 @@ export class PagedKVCache {
   /** A new sequence sharing every block (and the written K/V) of `id`; later writes copy on write. */
   fork(id: number): number {
     this.checkUsable();
+    this.checkLive(id);
     return this.table.batch(() => {
       const child = this.prefix.fork(id);
       this.written.copy(this.table.rowOf(id), id, this.table.rowOf(child), child);
@@ -321,8 +330,24 @@ export class PagedKVCache {
     });
   }
 
+  /**
+   * Frees the sequence. If work recorded with encodeAttention still reads it, the id is invalid at once
+   * but its slot and blocks are released only when that work has completed (its block-table row must
+   * not be reused under it).
+   */
   free(id: number): void {
     this.checkUsable();
+    this.checkLive(id);
+    const slot = this.table.rowOf(id);
+    if (this.pins.slotPinned(slot)) {
+      this.deferredFrees.set(id, slot);
+      this.inflight.remove(id);
+      return;
+    }
+    this.freeNow(id);
+  }
+
+  private freeNow(id: number): void {
     this.table.batch(() => {
       const slot = this.table.rowOf(id);
       this.prefix.free(id);
@@ -332,19 +357,36 @@ export class PagedKVCache {
     this.waiters.notify();
   }
 
+  /** Frees the sequences whose free waited for encoded work that has now completed. */
+  private completeDeferredFrees(): void {
+    for (const [id, slot] of [...this.deferredFrees]) {
+      if (this.pins.slotPinned(slot)) continue;
+      this.deferredFrees.delete(id);
+      this.freeNow(id);
+    }
+  }
+
+  /** A freed sequence whose release is deferred is already unknown to callers. */
+  private checkLive(id: number): void {
+    if (this.deferredFrees.has(id)) throw new UnknownSequenceError(id, 'was freed');
+  }
+
   length(id: number): number {
     this.checkUsable();
+    this.checkLive(id);
     return this.table.length(id);
   }
 
   tokens(id: number): Uint32Array {
     this.checkUsable();
+    this.checkLive(id);
     return this.table.tokensOf(id);
   }
 
   /** Positions of `layer` whose K/V have been written (attention may read below this). */
   writtenLength(id: number, layer: number): number {
     this.checkUsable();
+    this.checkLive(id);
     checkLayer(layer, this.layout.numLayers);
     return this.table.batch(() => this.written.get(this.table.rowOf(id), id, layer));
   }
@@ -365,6 +407,7 @@ export class PagedKVCache {
     options: { numTokens?: number } = {},
   ): Promise<void> {
     this.checkUsable();
+    this.checkLive(id);
     checkLayer(layer, this.layout.numLayers);
     checkPosition('startPos', startPos);
     const rowElements = this.layout.numKvHeads * this.layout.headDim;
@@ -425,6 +468,7 @@ export class PagedKVCache {
   /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */
   async readKV(layer: number, id: number, range: { start?: number; end?: number } = {}): Promise<{ k: Float32Array; v: Float32Array }> {
     this.checkUsable();
+    this.checkLive(id);
     checkLayer(layer, this.layout.numLayers);
     return this.submitScoped('readKV', () => {
       const length = this.table.length(id);
@@ -495,7 +539,7 @@ export class PagedKVCache {
       this.gpu.encodeAttention(encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
-      this.pins.pinOnce(encoder, batch, batch.blocks);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
     });
   }
 
@@ -661,6 +705,7 @@ export class PagedKVCache {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (!e || typeof e !== 'object') throw new InvalidArgumentError(`entries[${i}] must be an object`);
+      this.checkLive(e.seqId);
       const slot = this.table.rowOf(e.seqId);
       const length = this.table.lengthOfRow(slot);
       const numQueries = e.numQueries === undefined ? 1 : checkPosition(`entries[${i}].numQueries`, e.numQueries);
@@ -678,7 +723,8 @@ export class PagedKVCache {
       kernelEntries.push({ seqSlot: slot, contextLength, queryStart, numQueries, qRow });
       seqIds.push(e.seqId);
     }
-    const prepared: PreparedAttentionState = { entries: kernelEntries, rows, owner: this, seqIds, blocks, pinEpoch: 0 };
+    const slots = kernelEntries.map((e) => e.seqSlot);
+    const prepared: PreparedAttentionState = { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0 };
     if (layer !== undefined) this.checkWritten(layer, prepared);
     // Only a batch that passed every check touches the GPU copy of the block table.
     for (const e of kernelEntries) {

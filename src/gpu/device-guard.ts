@@ -1,7 +1,8 @@
 // Turns WebGPU's asynchronous error reporting into typed errors.
 // Invariants: error scopes are pushed and popped in matching pairs around one operation (so scopes
 // never leak onto later work); after `device.lost` resolves, every guarded promise — pending or new —
-// rejects with the same DeviceLostError, and `lost` stays set for the lifetime of the guard.
+// rejects with the same DeviceLostError, and `lost` stays set for the lifetime of the guard; a guarded
+// promise that has settled leaves nothing behind (no reaction on the never-settling loss promise).
 import {
   DeviceLostError,
   GpuInternalError,
@@ -48,7 +49,23 @@ export class DeviceGuard {
       promise.catch(() => undefined);
       return Promise.reject(this.lostError);
     }
-    return Promise.race([promise, this.lostPromise]);
+    // Not Promise.race with lostPromise: every race would leave a reaction on that never-settling
+    // promise for the life of the device (a leak of about a kilobyte per call). The callback registered
+    // here is removed as soon as `promise` settles.
+    return new Promise<T>((resolve, reject) => {
+      const onLost = (error: DeviceLostError): void => reject(error);
+      this.onLostCallbacks.add(onLost);
+      promise.then(
+        (value) => {
+          this.onLostCallbacks.delete(onLost);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.onLostCallbacks.delete(onLost);
+          reject(error);
+        },
+      );
+    });
   }
 
   /**

@@ -1,0 +1,139 @@
+// GPU out-of-memory, injected through a device wrapper at chosen allocations (the allocation returns an
+// invalid buffer and the enclosing 'out-of-memory' error scope reports it, as WebGPU does): creating the
+// pool, the block-table buffer, and every scratch buffer the cache grows or allocates later (K/V
+// staging, query scratch, readback and gather buffers, attention work lists, copy-on-write pairs).
+// Each must surface as GpuOutOfMemoryError (never an uncaptured WebGPU error or an untyped rejection),
+// leave the cache usable with its contents intact, and leak nothing: after destroy() every buffer the
+// cache created has been destroyed.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { GpuOutOfMemoryError } from '../../src/errors';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { InstrumentedDevice } from './helpers/instrumented-device';
+import { queryRows } from './helpers/kv-content';
+import { mismatches, SequenceModel } from './helpers/sequence-model';
+
+failOnUncapturedGpuErrors();
+
+const heads = { numKvHeads: 2, numQueryHeads: 4, headDim: 8 } as const;
+const options = { ...heads, numLayers: 2, blockSize: 4, numBlocks: 16 } as const;
+const modelShape = { ...heads, numLayers: 2, blockSize: 4 };
+const Q_ROW = heads.numQueryHeads * heads.headDim;
+const SCALE = 1 / Math.sqrt(heads.headDim);
+/** Shared by every kernel of a device by design (bound to unused chunk slots), never destroyed. */
+const PER_DEVICE = /^unused-/;
+
+let gpu: InstrumentedDevice;
+beforeAll(async () => {
+  gpu = new InstrumentedDevice((await testGpu()).device);
+});
+afterEach(() => {
+  gpu.reset();
+  gpu.injectedOoms.length = 0;
+  expect(gpu.uncapturedOoms.splice(0), 'allocations that failed outside any error scope').toEqual([]);
+});
+
+/** Live valid buffers other than the per-device ones: after destroy() there must be none. */
+const leaked = () => gpu.liveValid().filter((r) => !PER_DEVICE.test(r.label)).map((r) => r.label);
+
+function failOnce(match: (label: string) => boolean): () => string[] {
+  let armed = true;
+  gpu.failAllocation = (descriptor) => {
+    if (!armed || !match(descriptor.label ?? '')) return false;
+    armed = false;
+    return true;
+  };
+  return () => gpu.injectedOoms.splice(0);
+}
+
+/** A sequence with canonical K/V in both layers, written `chunk` positions per writeKV call. */
+async function withWrittenSequence(cache: PagedKVCache, tokens: number[], namespace = '', chunk = tokens.length) {
+  const id = cache.createSequence({ tokens, namespace }).id;
+  const model = new SequenceModel(modelShape, namespace, tokens);
+  for (let layer = 0; layer < 2; layer++) {
+    for (let from = 0; from < tokens.length; from += chunk) {
+      const ids = model.contentFor(from, Math.min(chunk, tokens.length - from), 0);
+      await cache.writeKV(layer, id, from, model.rows(layer, ids, 0), model.rows(layer, ids, 1));
+      model.write(layer, from, ids);
+    }
+  }
+  return { id, model };
+}
+
+async function expectIntact(cache: PagedKVCache, id: number, model: SequenceModel): Promise<void> {
+  for (let layer = 0; layer < 2; layer++) {
+    const { k, v } = await cache.readKV(layer, id);
+    expect(Array.from(k)).toEqual(Array.from(model.expectedRows(layer, 0, model.length, 0)));
+    expect(Array.from(v)).toEqual(Array.from(model.expectedRows(layer, 0, model.length, 1)));
+    const q = queryRows(layer, 1, Q_ROW);
+    const [out] = await cache.attend(layer, [{ seqId: id, q }]);
+    expect(mismatches(out!, model.expectedAttention(layer, q, model.length - 1, 1, SCALE))).toEqual([]);
+  }
+  cache.checkInvariants();
+}
+
+describe('GPU out of memory', () => {
+  it.each([
+    ['the first KV chunk', 'kv-layer0'],
+    ['the second layer’s KV chunk', 'kv-layer1'],
+    ['the block-table buffer', 'block-table'],
+  ])('creating %s → GpuOutOfMemoryError, nothing leaked, the device still usable', async (_, label) => {
+    const injected = failOnce((l) => l.startsWith(label));
+    const error = await PagedKVCache.create(gpu.device, options).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(GpuOutOfMemoryError);
+    expect(injected()).toHaveLength(1);
+    expect(leaked()).toEqual([]);
+    const cache = await PagedKVCache.create(gpu.device, options);
+    const { id, model } = await withWrittenSequence(cache, [1, 2, 3, 4, 5]);
+    await expectIntact(cache, id, model);
+    cache.destroy();
+    expect(leaked()).toEqual([]);
+  });
+
+  it.each([
+    ['growing the K/V staging buffers (writeKV)', /staging$|^slot-staging/, 'write'],
+    ['growing the query scratch (attend)', /^q-staging|^out-staging/, 'attend'],
+    ['a readback buffer (readKV)', /^readback/, 'read'],
+    ['the gather outputs (readKV)', /^read-[kv]/, 'read'],
+    ['a readback buffer (attend)', /^readback/, 'attend'],
+    ['the attention work list (attend)', /^paged-attention-(work-items|params|partials)/, 'attend'],
+  ] as const)('%s → GpuOutOfMemoryError, contents intact, nothing leaked', async (_, label, call) => {
+    const cache = await PagedKVCache.create(gpu.device, { ...options, numBlocks: 32 });
+    const { id, model } = await withWrittenSequence(cache, [9, 8, 7, 6, 5, 4]);
+    // Scratch is sized by the largest call so far: each action below is larger than any call before it.
+    const big = await withWrittenSequence(cache, Array.from({ length: 40 }, (_, i) => 100 + i), 'big', 20);
+    const rewrite = big.model.contentFor(0, 40, 3);
+    const actions: Record<typeof call, () => Promise<unknown>> = {
+      write: () => cache.writeKV(0, big.id, 0, big.model.rows(0, rewrite, 0), big.model.rows(0, rewrite, 1)),
+      read: () => cache.readKV(1, big.id),
+      attend: () => cache.attend(1, [{ seqId: big.id, q: queryRows(4, 40, Q_ROW), queryStart: 0 }, { seqId: id, q: queryRows(5, 1, Q_ROW) }]),
+    };
+    const injected = failOnce((l) => label.test(l));
+    const error = await actions[call]().catch((e: unknown) => e);
+    expect(injected(), 'the allocation was attempted').toHaveLength(1);
+    expect(error).toBeInstanceOf(GpuOutOfMemoryError);
+    await expectIntact(cache, id, model);
+    await expectIntact(cache, big.id, big.model); // a failed rewrite changed nothing either
+    await actions[call](); // and the same call works once memory is available
+    cache.destroy();
+    expect(leaked()).toEqual([]);
+  });
+
+  it('copy-on-write never allocates: its pair buffer is sized at creation', async () => {
+    const cache = await PagedKVCache.create(gpu.device, { ...options, numBlocks: 32 });
+    const long = Array.from({ length: 30 }, (_, i) => 200 + i); // 8 blocks
+    const { id, model } = await withWrittenSequence(cache, long);
+    const child = cache.fork(id);
+    const injected = failOnce((l) => l.startsWith('copy-pairs'));
+    // Rewriting the whole child copies all 8 shared blocks; appending to the parent copies its tail.
+    const ids = model.contentFor(0, 30, 5);
+    await cache.writeKV(0, child, 0, model.rows(0, ids, 0), model.rows(0, ids, 1));
+    const other = cache.fork(id);
+    cache.appendTokens(other, [1]);
+    expect(injected()).toEqual([]);
+    expect(cache.stats().cowCopies).toBe(9);
+    await expectIntact(cache, id, model);
+    cache.destroy();
+    expect(leaked()).toEqual([]);
+  });
+});

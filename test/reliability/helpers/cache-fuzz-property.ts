@@ -1,0 +1,118 @@
+// The model-based fuzz property of PagedKVCache, shared by test/reliability/cache-fuzz.test.ts (a
+// bounded CI run) and bench/fuzz-long.ts (as many runs as asked). Each run draws a tiny pool geometry
+// (block size 2–4, 16–32 blocks, 1–2 layers, few sequence slots, short maximum length) and a list of
+// commands, runs them against a fresh cache and the model, then frees everything and requires every
+// block to be free again (nothing leaked). Head geometry is fixed per device so the attention
+// pipelines are compiled once.
+import fc from 'fast-check';
+import { PagedKVCache } from '../../../src/cache/paged-kv-cache';
+import { CacheModel, releaseEverything } from './cache-model';
+import {
+  AppendCommand,
+  AttendCommand,
+  ClearPrefixCommand,
+  CreateCommand,
+  ForkCommand,
+  FreeCommand,
+  PressureCommand,
+  ReadCommand,
+  StaleIdCommand,
+  WriteAllCommand,
+  WriteCommand,
+  type CacheCommand,
+  type RealCache,
+} from './cache-commands';
+
+export interface HeadShape {
+  numKvHeads: number;
+  numQueryHeads: number;
+  headDim: number;
+}
+
+export const FUZZ_HEADS: HeadShape = { numKvHeads: 2, numQueryHeads: 4, headDim: 8 };
+
+const poolArb = fc.record({
+  blockSize: fc.integer({ min: 2, max: 4 }),
+  numBlocks: fc.integer({ min: 16, max: 32 }),
+  numLayers: fc.integer({ min: 1, max: 2 }),
+  maxSequences: fc.integer({ min: 4, max: 8 }),
+  maxSequenceLength: fc.integer({ min: 12, max: 128 }),
+});
+
+const promptArb = fc.record({
+  family: fc.nat(2),
+  shared: fc.nat(16),
+  tail: fc.nat(6),
+  seed: fc.nat(),
+  // Mostly the default namespace, so prompts meet their prefixes often enough to hit.
+  namespace: fc.integer({ min: 0, max: 4 }).map((x) => Math.max(0, x - 2)),
+});
+
+const rare = fc.integer({ min: 0, max: 9 }).map((x) => x === 0);
+
+export function cacheCommandArbs(): Array<fc.Arbitrary<CacheCommand>> {
+  const create = fc.tuple(promptArb, rare).map(([spec, oversize]) => new CreateCommand(spec, oversize));
+  const write = fc
+    .record({
+      pick: fc.nat(),
+      layer: fc.nat(1),
+      extend: fc.integer({ min: 0, max: 3 }).map((x) => x > 0),
+      start: fc.nat(),
+      n: fc.integer({ min: 1, max: 8 }),
+      salt: fc.integer({ min: 0, max: 3 }),
+      viaGpuBuffer: rare,
+    })
+    .map((spec) => new WriteCommand(spec));
+  const attend = fc
+    .tuple(fc.nat(1), fc.array(fc.record({ pick: fc.nat(), n: fc.integer({ min: 1, max: 4 }), start: fc.nat() }), { minLength: 1, maxLength: 3 }), fc.nat(), rare)
+    .map(([layer, entries, qSeed, invalid]) => new AttendCommand(layer, entries, qSeed, invalid));
+  const writeAll = fc.tuple(fc.nat(), fc.boolean()).map(([pick, thenFree]) => new WriteAllCommand(pick, thenFree));
+  const append = fc.tuple(fc.nat(), fc.integer({ min: 1, max: 6 }), fc.nat()).map(([pick, n, seed]) => new AppendCommand(pick, n, seed));
+  const read = fc.tuple(fc.nat(), fc.nat(1), fc.nat(), fc.nat(), rare).map(([pick, layer, a, b, beyond]) => new ReadCommand(pick, layer, a, b, beyond));
+  const weighted = <T>(weight: number, arbitrary: fc.Arbitrary<T>) => ({ weight, arbitrary });
+  // One weighted choice: fc.commands picks uniformly among its arbitraries.
+  return [
+    fc.oneof(
+      weighted(8, create),
+      weighted(4, append),
+      weighted(3, fc.nat().map((pick) => new ForkCommand(pick))),
+      weighted(10, write),
+      weighted(6, writeAll),
+      weighted(4, read),
+      weighted(6, attend),
+      weighted(4, fc.nat().map((pick) => new FreeCommand(pick))),
+      weighted(2, fc.tuple(fc.nat(), fc.nat()).map(([pick, op]) => new StaleIdCommand(pick, op))),
+      weighted(2, fc.tuple(rare, fc.nat()).map(([overflow, seed]) => new PressureCommand(overflow, seed))),
+      weighted(1, fc.constant(new ClearPrefixCommand())),
+    ),
+  ];
+}
+
+export interface CacheFuzzOptions {
+  device: GPUDevice;
+  maxCommands: number;
+  replayPath?: string;
+  tally: Record<string, number>;
+  heads?: HeadShape;
+}
+
+export function cacheFuzzProperty(options: CacheFuzzOptions) {
+  const heads = options.heads ?? FUZZ_HEADS;
+  return fc.asyncProperty(
+    poolArb,
+    // Unbiased: bias would make the rare commands (oversize prompts, overflows) the common ones.
+    fc.noBias(fc.commands(cacheCommandArbs(), { maxCommands: options.maxCommands, size: 'max', replayPath: options.replayPath })),
+    async (pool, commands) => {
+      const cache = await PagedKVCache.create(options.device, { ...heads, ...pool, kvDtype: 'f16' });
+      try {
+        const model = new CacheModel({ ...heads, ...pool, maxSequenceLength: cache.maxSequenceLength });
+        const real: RealCache = { cache, device: options.device, tally: options.tally };
+        await fc.asyncModelRun(() => ({ model, real }), commands);
+        releaseEverything(model, cache);
+        options.tally.runs = (options.tally.runs ?? 0) + 1;
+      } finally {
+        cache.destroy();
+      }
+    },
+  );
+}
