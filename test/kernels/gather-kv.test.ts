@@ -4,7 +4,8 @@
 // repeated calls create no pipelines, buffers or bind groups.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { computeKvLayout, type KvDtype, type KvLayout } from '../../src/pool/kv-layout';
+import type { KvLayout } from '../../src/pool/kv-layout';
+import { layoutOf, rng, type Shape } from '../helpers/kv-kernel-shapes';
 import { roundToF16 } from '../../src/kernels/f16';
 import { GatherKvKernel, gatherKvToHost } from '../../src/kernels/gather-kv';
 import { gatherKvRef } from '../../src/kernels/gather-kv.ref';
@@ -18,28 +19,6 @@ let device: GPUDevice;
 beforeAll(async () => {
   device = (await testGpu()).device;
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-interface Shape {
-  kvDtype: KvDtype;
-  headDim: number;
-  blockSize: number;
-  numKvHeads: number;
-  numBlocks: number;
-  blocksPerChunk?: number;
-}
-
-function layoutOf(s: Shape): KvLayout {
-  const blockBytes = 2 * s.numKvHeads * s.blockSize * s.headDim * (s.kvDtype === 'f16' ? 2 : 4);
-  return computeKvLayout({ numLayers: 1, ...s }, blockBytes * (s.blocksPerChunk ?? s.numBlocks));
-}
 
 function shuffled(random: () => number, n: number): Uint32Array {
   const ids = Uint32Array.from({ length: n }, (_, i) => i);

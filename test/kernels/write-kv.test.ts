@@ -4,7 +4,8 @@
 // in one submit behave as documented; repeated calls create no pipelines.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { computeKvLayout, type KvDtype, type KvLayout } from '../../src/pool/kv-layout';
+import type { KvLayout } from '../../src/pool/kv-layout';
+import { layoutOf, rng, type Shape } from '../helpers/kv-kernel-shapes';
 import { readBackWords, uploadWords } from '../../src/kernels/kv-bindings';
 import { pipelineCount } from '../../src/kernels/pipeline-cache';
 import { WriteKvKernel } from '../../src/kernels/write-kv';
@@ -16,29 +17,6 @@ let device: GPUDevice;
 beforeAll(async () => {
   device = (await testGpu()).device;
 });
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-interface Shape {
-  kvDtype: KvDtype;
-  headDim: number;
-  blockSize: number;
-  numKvHeads: number;
-  numBlocks: number;
-  blocksPerChunk?: number;
-}
-
-function layoutOf(s: Shape): KvLayout {
-  const blockBytes = 2 * s.numKvHeads * s.blockSize * s.headDim * (s.kvDtype === 'f16' ? 2 : 4);
-  const layout = computeKvLayout({ numLayers: 1, ...s }, blockBytes * (s.blocksPerChunk ?? s.numBlocks));
-  return layout;
-}
 
 function randomWords(random: () => number, n: number): Uint32Array {
   const words = new Uint32Array(n);
