@@ -234,12 +234,11 @@ export class Task {
       const encoder = device.createCommandEncoder();
       cache.encodeAttention(encoder, { layer: e.layer, entries: [{ seqId: id, numQueries: e.n, queryStart: e.queryStart }], q, out });
       encoder.copyBufferToBuffer(out, 0, readback, 0, bytes);
-      // Other tasks run between recording and submitting; the pins keep the blocks until the work is
-      // done. Freed right after submitting: the work is queued, its blocks must stay until it has run.
-      // (Freeing before submitting is not safe yet: see the known issue in interleavings.test.ts.)
+      // Freed between recording and submitting, with other tasks running in between: the pins keep the
+      // blocks and the block-table row until the work has run, so it still reads this sequence's K/V.
+      this.release(id);
       await this.env.yieldTo(`task ${this.index} submits encoded attention over ${id}`);
       const done = cache.submit([encoder.finish()]);
-      this.release(id);
       check = async () => {
         await done;
         this.count('encodedAcrossFree');
