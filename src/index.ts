@@ -16,21 +16,8 @@ export type { WaitOptions } from './cache/block-waiters';
 export { createGpu, describeGpu } from './gpu/create-gpu';
 export type { CreateGpuOptions, Gpu, GpuFeatures, GpuInfo } from './gpu/create-gpu';
 export * from './errors';
-export {
-  InvalidBlockError,
-  InvalidTokenError,
-  InvariantError,
-  LockNotHeldError,
-  LockTimeoutError,
-  OutOfBlocksError,
-  ReentrantLockError,
-  SequenceTooLongError,
-  TooManySequencesError,
-  UnknownSequenceError,
-} from './table/errors';
-export { BlockTable } from './table/block-table';
+export * from './table';
 export * from './prefix';
-export type { BlockTableHandle, BlockTableStats } from './table/block-table';
 export { computeKvLayout, MAX_KV_CHUNKS } from './pool/kv-layout';
 export type { KvDtype, KvLayout } from './pool/kv-layout';
 export { pagedAttentionRef, attentionRef } from './kernels/attention.ref';
