@@ -9,10 +9,11 @@
 // Run (prints a table and the JSON):
 //   node --input-type=module -e "import {createServer} from 'vite'; const s = await createServer({configFile: false, server: {middlewareMode: true}, appType: 'custom', logLevel: 'error'}); await (await s.ssrLoadModule('/bench/attention.ts')).main(process.argv.slice(1)); process.exit(0)" -- --quick
 import readCode from '../shaders/bench-read.wgsl?raw';
-import { createGpu, describeGpu, type Gpu } from '../src/gpu/create-gpu';
+import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS, type Gpu } from '../src/gpu/create-gpu';
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
-import { PagedAttentionKernel, type AttentionEntry } from '../src/kernels/paged-attention';
+import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning } from '../src/kernels/paged-attention';
 import { getPipeline } from '../src/kernels/pipeline-cache';
+import { timeGpu, type TimingOptions } from './gpu-timing';
 
 export interface AttentionBenchOptions {
   /** SwiftShader-sized shapes (about a minute there) instead of GPU-sized ones. */
@@ -23,12 +24,17 @@ export interface AttentionBenchOptions {
   warmup?: number;
   /** Subgroup reductions (default: when the device has them). */
   subgroups?: boolean;
+  /** Kernel knobs (streaming decode on/off, unroll, split target); default: the tuned values. */
+  tuning?: AttentionTuning;
+  /** Skip prefill (decode sweeps). */
+  decodeOnly?: boolean;
   /** Print a table (default true). */
   print?: boolean;
 }
 
 export interface DecodeBenchResult {
   batch: number;
+  blockSize: number;
   context: number;
   tableOrder: 'identity' | 'random';
   /** Largest split-K count the kernel chose. */
@@ -76,52 +82,13 @@ const QUICK_DECODE_SHAPES = [
   { batch: 16, context: 64 },
   { batch: 1, context: 2048 },
 ];
+/** Block sizes compared with BLOCK_SIZE on every decode shape (random table order). */
+const OTHER_BLOCK_SIZES = [8, 32];
 const PREFILL = { sequences: 8, tokens: 2048 };
 const QUICK_PREFILL = { sequences: 2, tokens: 128 };
 
-type Encode = (encoder: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites) => void;
-
-/** Median seconds per iteration of `encode` (one compute pass per iteration). */
-async function timeIterations(device: GPUDevice, encode: Encode, iterations: number, warmup: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) {
-    const encoder = device.createCommandEncoder();
-    encode(encoder);
-    device.queue.submit([encoder.finish()]);
-  }
-  await device.queue.onSubmittedWorkDone();
-  if (!device.features.has('timestamp-query')) {
-    const start = performance.now();
-    for (let i = 0; i < iterations; i++) {
-      const encoder = device.createCommandEncoder();
-      encode(encoder);
-      device.queue.submit([encoder.finish()]);
-    }
-    await device.queue.onSubmittedWorkDone();
-    return (performance.now() - start) / 1000 / iterations;
-  }
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * iterations });
-  const resolve = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const encoder = device.createCommandEncoder();
-  for (let i = 0; i < iterations; i++) {
-    encode(encoder, { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 });
-  }
-  encoder.resolveQuerySet(querySet, 0, 2 * iterations, resolve, 0);
-  encoder.copyBufferToBuffer(resolve, 0, read, 0, 16 * iterations);
-  device.queue.submit([encoder.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const stamps = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  const samples = Array.from({ length: iterations }, (_, i) => Number(stamps[2 * i + 1]! - stamps[2 * i]!) / 1e9);
-  querySet.destroy();
-  resolve.destroy();
-  read.destroy();
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)]!;
-}
-
 /** Read bandwidth (bytes/s) of the baseline kernel over a buffer of `bytes` bytes (capped by the device). */
-async function measureReadBaseline(device: GPUDevice, bytes: number, iterations: number, warmup: number): Promise<number> {
+async function measureReadBaseline(device: GPUDevice, bytes: number, timing: TimingOptions): Promise<number> {
   const size = Math.min(bytes, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) & ~15;
   const src = device.createBuffer({ label: 'bench-read-src', size, usage: GPUBufferUsage.STORAGE });
   const sink = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
@@ -134,17 +101,16 @@ async function measureReadBaseline(device: GPUDevice, bytes: number, iterations:
     entries: [src, sink, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   const workgroups = Math.min(device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(size / 16 / wgSize / 8));
-  const seconds = await timeIterations(
+  const { seconds } = await timeGpu(
     device,
-    (encoder, timestampWrites) => {
-      const pass = encoder.beginComputePass({ timestampWrites });
+    (encoder) => {
+      const pass = encoder.beginComputePass();
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, group);
       pass.dispatchWorkgroups(workgroups);
       pass.end();
     },
-    iterations,
-    warmup,
+    timing,
   );
   for (const b of [src, sink, params]) b.destroy();
   return size / seconds;
@@ -172,12 +138,19 @@ interface Workload {
 }
 
 /** `batch` sequences of `context` tokens with `numQueries` queries each at the end of the context. */
-function createWorkload(device: GPUDevice, batch: number, context: number, numQueries: number, order: 'identity' | 'random'): Workload {
-  const rowStride = Math.ceil(context / BLOCK_SIZE);
+function createWorkload(
+  device: GPUDevice,
+  batch: number,
+  context: number,
+  numQueries: number,
+  order: 'identity' | 'random',
+  blockSize = BLOCK_SIZE,
+): Workload {
+  const rowStride = Math.ceil(context / blockSize);
   const numBlocks = batch * rowStride;
   const maxChunk = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
   const layout = computeKvLayout(
-    { numLayers: 1, numKvHeads: NUM_KV_HEADS, headDim: HEAD_DIM, blockSize: BLOCK_SIZE, numBlocks, kvDtype: 'f16' },
+    { numLayers: 1, numKvHeads: NUM_KV_HEADS, headDim: HEAD_DIM, blockSize, numBlocks, kvDtype: 'f16' },
     maxChunk,
   );
   const chunks = layout.chunkBytes.map((size, c) => device.createBuffer({ label: `bench-kv-${c}`, size, usage: GPUBufferUsage.STORAGE }));
@@ -217,14 +190,12 @@ function createWorkload(device: GPUDevice, batch: number, context: number, numQu
   };
 }
 
-async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, iterations: number, warmup: number) {
-  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups });
-  const seconds = await timeIterations(
+async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning) {
+  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning });
+  const { seconds } = await timeGpu(
     gpu.device,
-    (encoder, timestampWrites) =>
-      kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM), timestampWrites }),
-    iterations,
-    warmup,
+    (encoder) => kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM) }),
+    timing,
   );
   const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
   kernel.destroy();
@@ -234,8 +205,7 @@ async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, iteratio
 export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = {}): Promise<AttentionBenchResult> {
   const quick = opts.quick ?? false;
   const scale = opts.scale ?? 1;
-  const iterations = opts.iterations ?? (quick ? 3 : 10);
-  const warmup = opts.warmup ?? (quick ? 1 : 2);
+  const timing: TimingOptions = { iterations: opts.iterations ?? (quick ? 3 : 7), warmup: opts.warmup ?? (quick ? 1 : 2) };
   const subgroups = opts.subgroups ?? gpu.features.subgroups;
   const device = gpu.device;
   const result: AttentionBenchResult = {
@@ -254,15 +224,21 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   for (const shape of quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
     const context = Math.max(1, Math.round(shape.context * scale));
     const kvBytes = shape.batch * context * NUM_KV_HEADS * HEAD_DIM * 2 * 2;
-    if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, iterations, warmup));
+    if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, timing));
     const baseline = baselines.get(kvBytes)!;
-    for (const tableOrder of ['identity', 'random'] as const) {
-      const w = createWorkload(device, shape.batch, context, 1, tableOrder);
-      const { seconds, splits } = await timeAttention(gpu, w, subgroups, iterations, warmup);
+    const variants = [
+      { tableOrder: 'identity' as const, blockSize: BLOCK_SIZE },
+      { tableOrder: 'random' as const, blockSize: BLOCK_SIZE },
+      ...OTHER_BLOCK_SIZES.map((blockSize) => ({ tableOrder: 'random' as const, blockSize })),
+    ];
+    for (const { tableOrder, blockSize } of variants) {
+      const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize);
+      const { seconds, splits } = await timeAttention(gpu, w, subgroups, timing, opts.tuning);
       w.destroy();
       const gbps = kvBytes / seconds / 1e9;
       result.decode.push({
         batch: shape.batch,
+        blockSize,
         context,
         tableOrder,
         splits,
@@ -274,10 +250,14 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       });
     }
   }
+  if (opts.decodeOnly) {
+    if (opts.print ?? true) printAttentionBench(result);
+    return result;
+  }
   const prefill = quick ? QUICK_PREFILL : PREFILL;
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
-  const { seconds } = await timeAttention(gpu, w, subgroups, iterations, warmup);
+  const { seconds } = await timeAttention(gpu, w, subgroups, timing, opts.tuning);
   w.destroy();
   const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
   result.prefill.push({ sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
@@ -290,7 +270,7 @@ export function printAttentionBench(r: AttentionBenchResult): void {
     `paged attention on ${r.device}`,
     `  ${r.numQueryHeads}/${r.numKvHeads} heads, head dim ${r.headDim}, ${r.kvDtype} KV, block ${r.blockSize}, ` +
       `subgroups ${r.subgroups}, ${r.timing} timing`,
-    '  decode  batch × context   table     splits        ms     KV GB/s   read GB/s   ratio',
+    '  decode  batch × context   block  table     splits        ms     KV GB/s   read GB/s   ratio',
   ];
   for (const d of r.decode) {
     lines.push(
@@ -308,7 +288,7 @@ export function printAttentionBench(r: AttentionBenchResult): void {
 /** Command-line entry: `--quick`, `--scale=x`, `--iterations=n`, `--no-subgroups`; prints the table and JSON. */
 export async function main(argv: readonly string[]): Promise<AttentionBenchResult> {
   const value = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  const gpu = await createGpu();
+  const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
   const result = await runAttentionBench(gpu, {
     quick: argv.includes('--quick'),
     scale: value('scale') ? Number(value('scale')) : undefined,

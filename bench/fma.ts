@@ -23,7 +23,7 @@ export async function measureFmaRate(device: GPUDevice, options: { workgroups?: 
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y);
-  }, { iterations: 5, warmup: 1 });
+  }, { iterations: 5, warmup: 1, minRegionMs: 50 });
   sink.destroy();
   const flops = invocations * loop * 8 * 4 * 2;
   return { tflops: flops / timing.seconds / 1e12, timing, invocations };

@@ -1,71 +1,121 @@
-// GPU timing for benchmarks. Invariants: a measurement records `iterations` repetitions of the same
-// passes after `warmup` unmeasured ones, and reports the median per-iteration time; it uses
-// timestamp queries around each compute pass when the device has 'timestamp-query' (GPU time only),
-// and otherwise wall time from submit to onSubmittedWorkDone (includes submission overhead; noted in
-// the result as method 'wall').
+// GPU timing for benchmarks. Invariants: a sample is one command buffer holding `repeats` back-to-back
+// copies of the measured work, bracketed by two empty compute passes that write timestamps (GPU time
+// of the whole region, however many passes the work records); the reported time is the median sample
+// divided by `repeats`. `repeats` is chosen from a first measurement so that a region lasts at least
+// `minRegionMs`, which keeps Dawn's timestamp quantization (about 0.1 ms unless the bench device
+// disables it) and launch gaps out of the figure. Without 'timestamp-query' the region is timed on the
+// wall clock, submit to onSubmittedWorkDone (method 'wall').
 
 export interface GpuTiming {
-  /** Median seconds per iteration. */
+  /** Median seconds per repetition of the work. */
   seconds: number;
   method: 'timestamp' | 'wall';
+  /** Samples taken. */
   iterations: number;
+  /** Repetitions of the work per sample. */
+  repeats: number;
 }
 
-/** `record(pass)` records one iteration's dispatches into an open compute pass. */
-export async function timeComputePasses(
+export interface TimingOptions {
+  iterations?: number;
+  warmup?: number;
+  /** Shortest region (ms) a sample should cover; repeats grow to reach it (default 20). */
+  minRegionMs?: number;
+  /** At most this many repetitions per sample (default 1000). */
+  maxRepeats?: number;
+}
+
+type Encode = (encoder: GPUCommandEncoder) => void;
+
+/** Median seconds of one repetition of `encode` (which records passes into the encoder it is given). */
+export async function timeGpu(device: GPUDevice, encode: Encode, options: TimingOptions = {}): Promise<GpuTiming> {
+  const iterations = options.iterations ?? 7;
+  const warmup = options.warmup ?? 2;
+  const minRegion = (options.minRegionMs ?? 20) / 1e3;
+  const maxRepeats = options.maxRepeats ?? 1000;
+  const stamps = device.features.has('timestamp-query') ? new RegionStamps(device, iterations) : undefined;
+  const measure = async (repeats: number, samples: number): Promise<number[]> => {
+    const encoder = device.createCommandEncoder();
+    const times: number[] = [];
+    if (stamps) {
+      for (let s = 0; s < samples; s++) {
+        stamps.mark(encoder, 2 * s);
+        for (let r = 0; r < repeats; r++) encode(encoder);
+        stamps.mark(encoder, 2 * s + 1);
+      }
+      return (await stamps.read(encoder, samples)).map((t) => t / repeats);
+    }
+    for (let s = 0; s < samples; s++) {
+      const start = performance.now();
+      const e = s === 0 ? encoder : device.createCommandEncoder();
+      for (let r = 0; r < repeats; r++) encode(e);
+      device.queue.submit([e.finish()]);
+      await device.queue.onSubmittedWorkDone();
+      times.push((performance.now() - start) / 1e3 / repeats);
+    }
+    return times;
+  };
+  for (let i = 0; i < warmup; i++) await measure(1, 1);
+  const first = median(await measure(1, 1));
+  // Quantized timestamps can read 0 for a short region: grow from the largest plausible repeat count.
+  const repeats = first > 0 ? Math.min(maxRepeats, Math.max(1, Math.ceil(minRegion / first))) : maxRepeats;
+  const samples = await measure(repeats, iterations);
+  stamps?.destroy();
+  return { seconds: median(samples), method: stamps ? 'timestamp' : 'wall', iterations, repeats };
+}
+
+/** Timestamp pairs written by empty marker passes, resolved and read back per measurement. */
+class RegionStamps {
+  private readonly querySet: GPUQuerySet;
+  private readonly resolve: GPUBuffer;
+  private readonly readback: GPUBuffer;
+
+  constructor(
+    private readonly device: GPUDevice,
+    samples: number,
+  ) {
+    this.querySet = device.createQuerySet({ type: 'timestamp', count: 2 * samples });
+    this.resolve = device.createBuffer({ size: 16 * samples, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.readback = device.createBuffer({ size: 16 * samples, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+
+  mark(encoder: GPUCommandEncoder, index: number): void {
+    encoder.beginComputePass({ timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: index } }).end();
+  }
+
+  /** Submits `encoder` and returns the seconds between each pair of marks. */
+  async read(encoder: GPUCommandEncoder, samples: number): Promise<number[]> {
+    encoder.resolveQuerySet(this.querySet, 0, 2 * samples, this.resolve, 0);
+    encoder.copyBufferToBuffer(this.resolve, 0, this.readback, 0, 16 * samples);
+    this.device.queue.submit([encoder.finish()]);
+    await this.readback.mapAsync(GPUMapMode.READ, 0, 16 * samples);
+    const t = new BigUint64Array(this.readback.getMappedRange(0, 16 * samples).slice(0));
+    this.readback.unmap();
+    return Array.from({ length: samples }, (_, s) => Number(t[2 * s + 1]! - t[2 * s]!) / 1e9);
+  }
+
+  destroy(): void {
+    this.querySet.destroy();
+    this.resolve.destroy();
+    this.readback.destroy();
+  }
+}
+
+/** Times `record` (dispatches into one compute pass) with timeGpu. */
+export function timeComputePasses(
   device: GPUDevice,
   record: (pass: GPUComputePassEncoder) => void,
-  options: { iterations?: number; warmup?: number } = {},
+  options: TimingOptions = {},
 ): Promise<GpuTiming> {
-  const iterations = options.iterations ?? 10;
-  const warmup = options.warmup ?? 2;
-  const useTimestamps = device.features.has('timestamp-query');
-  for (let i = 0; i < warmup; i++) {
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    record(pass);
-    pass.end();
-    device.queue.submit([encoder.finish()]);
-  }
-  await device.queue.onSubmittedWorkDone();
-  const samples: number[] = [];
-  if (useTimestamps) {
-    const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * iterations });
-    const resolve = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-    const read = device.createBuffer({ size: 16 * iterations, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const encoder = device.createCommandEncoder();
-    for (let i = 0; i < iterations; i++) {
-      const pass = encoder.beginComputePass({
-        timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
-      });
+  return timeGpu(
+    device,
+    (encoder) => {
+      const pass = encoder.beginComputePass();
       record(pass);
       pass.end();
-    }
-    encoder.resolveQuerySet(querySet, 0, 2 * iterations, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, read, 0, 16 * iterations);
-    device.queue.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const stamps = new BigUint64Array(read.getMappedRange().slice(0));
-    read.unmap();
-    for (let i = 0; i < iterations; i++) samples.push(Number(stamps[2 * i + 1]! - stamps[2 * i]!) / 1e9);
-    querySet.destroy();
-    resolve.destroy();
-    read.destroy();
-    // Some drivers report zeros when timestamps are quantized away; fall back to wall time then.
-    if (samples.every((s) => s > 0)) return { seconds: median(samples), method: 'timestamp', iterations };
-    samples.length = 0;
-  }
-  for (let i = 0; i < iterations; i++) {
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    record(pass);
-    pass.end();
-    const start = performance.now();
-    device.queue.submit([encoder.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    samples.push((performance.now() - start) / 1e3);
-  }
-  return { seconds: median(samples), method: 'wall', iterations };
+    },
+    options,
+  );
 }
 
 export function median(values: number[]): number {

@@ -22,10 +22,6 @@
 //     KEYS_PER_THREAD) × DOT_SPLIT ≤ WG_SIZE, ROWS × VECS_PER_ROW × PV_LANES ≤ PV_SLOTS × WG_SIZE, and
 //     PV_LANES > 1 only when PV_SLOTS = 1 (the host chooses them; see attention-config.ts).
 
-override WG_SIZE: u32 = 128u;
-override HEAD_DIM: u32;
-override KV_F16: bool;
-override HEADS_PER_WG: u32;
 override QUERIES_PER_WG: u32;
 override KEY_TILE: u32;
 override KEYS_PER_THREAD: u32;
@@ -34,18 +30,11 @@ override PV_LANES: u32;
 override PV_SLOTS: u32;
 
 override ROWS: u32 = QUERIES_PER_WG * HEADS_PER_WG;
-override ELEMS_PER_VEC: u32 = select(4u, 8u, KV_F16);
-override VECS_PER_ROW: u32 = HEAD_DIM / ELEMS_PER_VEC;
 override TILE_STRIDE: u32 = VECS_PER_ROW + 1u;
-override Q_VECS_PER_ROW: u32 = HEAD_DIM / 4u;
 override Q_STRIDE: u32 = Q_VECS_PER_ROW + 1u;
 
-const TABLE_WINDOW: u32 = 128u;
 const MAX_KEYS_PER_THREAD: u32 = 16u;
 const MAX_PV_SLOTS: u32 = 8u;
-const NEG_BIG: f32 = -1.0e30;
-/** Table-window code of a missing or out-of-range block id. */
-const NO_BLOCK: u32 = 0xffffffffu;
 
 // Regions of smem, in vec4 units: staged q (f32 bits) and K and V tiles (packed words), their rows
 // padded by one vec4 so that threads reading different rows hit different banks, p (f32 scalars), table window (i32 scalars), row state (one vec4 per
@@ -60,51 +49,11 @@ override SMEM_RED: u32 = SMEM_ROWS + ROWS;
 override SMEM_RED_O: u32 = SMEM_RED + WG_SIZE / 4u;
 override SMEM_LEN: u32 = SMEM_RED_O + select(0u, 2u * WG_SIZE, PV_LANES > 1u);
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> kv_chunk0: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> kv_chunk1: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> kv_chunk2: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> kv_chunk3: array<vec4<u32>>;
-@group(0) @binding(5) var<storage, read> block_table: array<i32>;
-@group(0) @binding(6) var<storage, read> queries: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> work_items: array<WorkItem>;
-@group(0) @binding(8) var<storage, read_write> results: array<vec4<f32>>;
-
 var<workgroup> smem: array<vec4<u32>, SMEM_LEN>;
-
-/** f32 at scalar index i of smem (vec4 i / 4, component i % 4). */
-fn sm_get(i: u32) -> f32 {
-  return bitcast<f32>(smem[i / 4u][i % 4u]);
-}
-
-fn sm_set(i: u32, v: f32) {
-  smem[i / 4u][i % 4u] = bitcast<u32>(v);
-}
 
 /** Scalar index of component `field` of row `r`'s state (0/1 max by tile parity, 2 sum, 3 alpha). */
 fn row_field(r: u32, field: u32) -> u32 {
   return (SMEM_ROWS + r) * 4u + field;
-}
-
-fn load_kv(chunk: u32, i: u32) -> vec4<u32> {
-  switch (chunk) {
-    case 0u: { return kv_chunk0[i]; }
-    case 1u: { return kv_chunk1[i]; }
-    case 2u: { return kv_chunk2[i]; }
-    default: { return kv_chunk3[i]; }
-  }
-}
-
-/** The 8 (f16) or 4 (f32, `hi` unused) elements of one staged word as two vec4<f32>. */
-fn unpack_lo(w: vec4<u32>) -> vec4<f32> {
-  if (KV_F16) {
-    return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
-  }
-  return bitcast<vec4<f32>>(w);
-}
-
-fn unpack_hi(w: vec4<u32>) -> vec4<f32> {
-  return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w));
 }
 
 fn stage_queries(item: WorkItem, first_head: u32) {
@@ -120,28 +69,6 @@ fn stage_queries(item: WorkItem, first_head: u32) {
   }
   if (tid < ROWS) {
     smem[SMEM_ROWS + tid] = bitcast<vec4<u32>>(vec4<f32>(NEG_BIG, NEG_BIG, 0.0, 1.0));
-  }
-}
-
-/** Logical block of token position `pos`. */
-fn block_of(pos: u32) -> u32 {
-  if (params.block_shift < 32u) {
-    return pos >> params.block_shift;
-  }
-  return pos / params.block_size;
-}
-
-fn load_table_window(seq_slot: u32, first_block: u32) {
-  for (var i = tid; i < TABLE_WINDOW; i += WG_SIZE) {
-    let logical = first_block + i;
-    var code = NO_BLOCK;
-    if (logical < params.row_stride) {
-      let id = block_table[seq_slot * params.row_stride + logical];
-      if (id >= 0 && u32(id) < params.num_blocks) {
-        code = ((u32(id) % params.blocks_per_chunk) << 2u) | (u32(id) / params.blocks_per_chunk);
-      }
-    }
-    smem[SMEM_TABLE + i / 4u][i % 4u] = code;
   }
 }
 
@@ -339,13 +266,4 @@ fn attend(item_index: u32, kv_head: u32, head_tile: u32, width: u32) {
     tile += 1u;
   }
   write_results(item, first_head, tile, &o_lo, &o_hi);
-}
-
-/** (work item, kv head, head tile, in range) of this workgroup's flat index. */
-fn workgroup_task(wid: vec3<u32>, nwg: vec3<u32>) -> vec4<u32> {
-  let head_tiles = params.group_size / HEADS_PER_WG;
-  let linear = wid.x + wid.y * nwg.x;
-  let per_item = params.num_kv_heads * head_tiles;
-  let rest = linear % per_item;
-  return vec4<u32>(linear / per_item, rest / head_tiles, rest % head_tiles, u32(linear < params.num_items * per_item));
 }

@@ -4,7 +4,7 @@
 // failure (no adapter — with its install hint —, failed verification, GPU errors) exits 1; only
 // unexpected errors print a stack trace.
 import { parseArgs } from 'node:util';
-import { createGpu } from '../gpu/create-gpu';
+import { createGpu, PRECISE_TIMING_DAWN_OPTIONS } from '../gpu/create-gpu';
 import { runBench } from './bench-command';
 import { benchHelp, infoHelp, mainHelp, PROGRAM, serveHelp } from './help';
 import { printInfo } from './info-command';
@@ -76,7 +76,11 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
       case 'bench': {
         const flags = parse(args, BENCH, command);
         if (flags.help) return write(io.stdout, benchHelp());
-        const gpu = await createGpu({ forceFallback: !!flags['force-fallback'] });
+        const gpu = await createGpu({
+          forceFallback: !!flags['force-fallback'],
+          subgroupMatrix: true,
+          dawnOptions: PRECISE_TIMING_DAWN_OPTIONS,
+        });
         try {
           await runBench(gpu, { json: !!flags.json, quick: !!flags.quick });
         } finally {

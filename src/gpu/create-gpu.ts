@@ -12,7 +12,7 @@ export interface CreateGpuOptions {
   /** Skip hardware adapters and use the software (SwiftShader) one. */
   forceFallback?: boolean;
   /** Extra Dawn toggles (Node only), e.g. 'enable-dawn-features=...'. */
-  dawnOptions?: string[];
+  dawnOptions?: readonly string[];
 }
 
 export interface GpuFeatures {
@@ -86,6 +86,12 @@ async function findSwiftShaderIcd(): Promise<string | undefined> {
   const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
   return SWIFTSHADER_ICD_CANDIDATES.find((p) => fs.existsSync(p));
 }
+
+/**
+ * Dawn options for benchmarks (Node): turn off timestamp quantization, which otherwise rounds GPU
+ * timestamps to about 0.1 ms. Nothing else about the device changes.
+ */
+export const PRECISE_TIMING_DAWN_OPTIONS: readonly string[] = ['disable-dawn-features=timestamp_quantization'];
 
 // Dawn instances are kept alive for the life of the process: letting the garbage collector destroy an
 // instance (e.g. the first one, created before SwiftShader was configured) can abort the process.

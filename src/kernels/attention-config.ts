@@ -137,3 +137,113 @@ export function tileConstants(config: TileConfig, layout: KvLayout): Record<stri
     PV_SLOTS: config.pvSlots,
   };
 }
+
+/** Limits of the streaming decode kernel's register arrays (see paged-attention-decode-stream.wgsl). */
+const STREAM_MAX_HW = 16;
+const STREAM_MAX_UW = 16;
+const STREAM_MAX_SCORES = 32;
+/** Workgroup memory for merging the key groups' states (per round). */
+const STREAM_MERGE_BYTES = 16 * 1024;
+/**
+ * Defaults measured on an H100 (bench/decode-sweep.ts, see bench/RESULTS.md): 8 lanes per key row
+ * (16 f16 per lane at head dim 128), 4 keys per group per step, query elements read from workgroup
+ * memory (fewer live registers, more resident warps). More lanes cost shuffles; more unroll or heads
+ * in registers cost occupancy.
+ */
+export const STREAM_DEFAULT_UNROLL = 4;
+const STREAM_DEFAULT_MAX_LANES = 8;
+
+export interface StreamDecodeConfig {
+  kind: 'decode-stream';
+  workgroupSize: number;
+  headsPerWorkgroup: number;
+  /** Threads per key row: a power of two dividing the row's words, ≤ the smallest subgroup size. */
+  lanes: number;
+  /** 16-byte words per lane per key row. */
+  words: number;
+  /** Keys per key group per step. */
+  unroll: number;
+  prefetch: boolean;
+  queryInSmem: boolean;
+  keyGroups: number;
+  /** Keys per workgroup step (split lengths are rounded to it). */
+  keysPerStep: number;
+  roundGroups: number;
+  workgroupBytes: number;
+}
+
+/** Knobs of the streaming decode kernel (benchmarks); the defaults are the tuned values. */
+export interface StreamDecodeTuning {
+  unroll?: number;
+  /** Software pipelining of the K/V loads (default true). */
+  prefetch?: boolean;
+  /** At most this many lanes per key row. */
+  maxLanes?: number;
+  /** At most this many query heads per workgroup. */
+  maxHeads?: number;
+  workgroupSize?: 64 | 128 | 256;
+  /** Read query elements from workgroup memory at every step instead of holding them in registers (default true). */
+  queryInSmem?: boolean;
+}
+
+/**
+ * Shape of the streaming decode kernel (subgroups), or undefined where it does not apply (a row of
+ * more than 16 words per lane, e.g. an odd number of f16 words with a large head dim): the tile engine
+ * decodes then. `subgroupMinSize` is the device's smallest subgroup size (4 when unknown). A step
+ * covers at most TABLE_WINDOW keys, so it fits the table window for every block size.
+ */
+export function streamDecodeConfig(
+  layout: KvLayout,
+  groupSize: number,
+  subgroupMinSize: number,
+  deviceWorkgroupBytes: number,
+  tuning: StreamDecodeTuning = {},
+): StreamDecodeConfig | undefined {
+  const wg = tuning.workgroupSize ?? WORKGROUP_SIZE;
+  const vecsPerRow = layout.headDim / (layout.kvDtype === 'f16' ? 8 : 4);
+  let lanes = 1;
+  const maxLanes = Math.min(subgroupMinSize, 32, tuning.maxLanes ?? STREAM_DEFAULT_MAX_LANES);
+  while (lanes * 2 <= maxLanes && vecsPerRow % (lanes * 2) === 0) lanes *= 2;
+  const words = vecsPerRow / lanes;
+  if (words > STREAM_MAX_HW) return undefined;
+  const maxHeads = Math.min(MAX_HEADS_PER_WORKGROUP, tuning.maxHeads ?? MAX_HEADS_PER_WORKGROUP, Math.floor(STREAM_MAX_HW / words));
+  const hpw = largestDivisorAtMost(groupSize, maxHeads);
+  const keyGroups = wg / lanes;
+  const u = Math.max(
+    1,
+    Math.min(tuning.unroll ?? STREAM_DEFAULT_UNROLL, Math.floor(STREAM_MAX_UW / words), Math.floor(STREAM_MAX_SCORES / hpw), Math.floor(TABLE_WINDOW / keyGroups)),
+  );
+  const cells = (hpw * layout.headDim) / 4;
+  const roundGroups = Math.max(1, Math.min(keyGroups, Math.floor(STREAM_MERGE_BYTES / (16 * (cells + hpw)))));
+  const queryInSmem = tuning.queryInSmem ?? true;
+  const workgroupBytes = 16 * (TABLE_WINDOW / 4 + wg / 4 + roundGroups * (hpw + cells) + (queryInSmem ? cells : 0)) + 4;
+  if (workgroupBytes > Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) || cells > 4 * wg || keyGroups > TABLE_WINDOW) return undefined;
+  return {
+    kind: 'decode-stream',
+    workgroupSize: wg,
+    headsPerWorkgroup: hpw,
+    lanes,
+    words,
+    unroll: u,
+    prefetch: tuning.prefetch ?? true,
+    queryInSmem,
+    keyGroups,
+    keysPerStep: keyGroups * u,
+    roundGroups,
+    workgroupBytes,
+  };
+}
+
+/** Override constants of the streaming decode WGSL. */
+export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): Record<string, number> {
+  return {
+    WG_SIZE: config.workgroupSize,
+    HEAD_DIM: layout.headDim,
+    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
+    HEADS_PER_WG: config.headsPerWorkgroup,
+    LANES: config.lanes,
+    UNROLL: config.unroll,
+    ROUND_GROUPS: config.roundGroups,
+    Q_STAGED: config.queryInSmem ? 1 : 0,
+  };
+}

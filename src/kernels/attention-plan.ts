@@ -12,12 +12,17 @@
 //     if base < TARGET_WORKGROUPS each decode entry gets
 //         splits = clamp(min(ceil(TARGET_WORKGROUPS / base), floor(L / MIN_KEYS_PER_SPLIT)), 1, MAX_SPLITS)
 //     with split length rounded up to whole key tiles (so splits = ceil(L / length) may shrink). The target
-//     is 2 × 132 workgroups: two resident workgroups per SM of a 132-SM GPU (H100 SXM), which also fills
-//     smaller GPUs; MIN_KEYS_PER_SPLIT keeps each split long enough to amortise its partial write and merge.
+//     is shape.targetWorkgroups: by default 2 × 132 workgroups (two resident tile-engine workgroups per SM of
+//     a 132-SM GPU, H100 SXM), STREAM_TARGET_WORKGROUPS for the streaming decode kernel, whose workgroups
+//     keep many loads in flight each and want several per SM; both also fill smaller GPUs.
+//     MIN_KEYS_PER_SPLIT keeps each split long enough to amortise its partial write and merge.
 import { InvalidArgumentError } from '../errors';
 import type { AttentionEntry } from './attention-types';
 
 export const TARGET_WORKGROUPS = 2 * 132;
+export const STREAM_TARGET_WORKGROUPS = 8 * 132;
+/** Shortest split of the streaming decode kernel: its per-workgroup setup and merge cost more. */
+export const STREAM_MIN_KEYS_PER_SPLIT = 512;
 export const MIN_KEYS_PER_SPLIT = 256;
 export const MAX_SPLITS = 128;
 export const WORK_ITEM_WORDS = 8;
@@ -30,6 +35,10 @@ export interface PlanShape {
   prefillHeadTiles: number;
   decodeKeyTile: number;
   prefillQueriesPerWorkgroup: number;
+  /** Workgroups the split heuristic aims for (default TARGET_WORKGROUPS). */
+  targetWorkgroups?: number;
+  /** Shortest split in keys (default MIN_KEYS_PER_SPLIT). */
+  minKeysPerSplit?: number;
 }
 
 export interface DispatchRange {
@@ -59,6 +68,8 @@ export function chooseSplitLengths(
   otherWorkgroups: number,
   keyTile: number,
   forceSplits?: number,
+  target = TARGET_WORKGROUPS,
+  minKeys = MIN_KEYS_PER_SPLIT,
 ): number[] {
   if (forceSplits !== undefined) {
     if (!Number.isInteger(forceSplits) || forceSplits < 1 || forceSplits > MAX_SPLITS) {
@@ -67,9 +78,9 @@ export function chooseSplitLengths(
     return keys.map((l) => Math.ceil(l / Math.min(forceSplits, l)));
   }
   const base = keys.length * workgroupsPerItem + otherWorkgroups;
-  const wanted = base >= TARGET_WORKGROUPS ? 1 : Math.ceil(TARGET_WORKGROUPS / base);
+  const wanted = base >= target ? 1 : Math.ceil(target / base);
   return keys.map((l) => {
-    const splits = Math.max(1, Math.min(wanted, Math.floor(l / MIN_KEYS_PER_SPLIT), MAX_SPLITS));
+    const splits = Math.max(1, Math.min(wanted, Math.floor(l / minKeys), MAX_SPLITS));
     return splits === 1 ? l : Math.ceil(Math.ceil(l / splits) / keyTile) * keyTile;
   });
 }
@@ -99,6 +110,8 @@ export function planBatch(
     prefillItems * shape.numKvHeads * shape.prefillHeadTiles,
     shape.decodeKeyTile,
     forceSplits,
+    shape.targetWorkgroups,
+    shape.minKeysPerSplit,
   );
   const splitsPerEntry = decodeKeys.map((l, i) => Math.ceil(l / splitLengths[i]!));
   const decodeItems = splitsPerEntry.reduce((a, b) => a + b, 0);

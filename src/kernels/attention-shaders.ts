@@ -1,17 +1,22 @@
 // WGSL sources of the paged-attention kernels.
 // Invariants: a decode/prefill module is [enable subgroups] + one lanes file (subgroup or workgroup-
-// memory reductions, same function names) + the shared types + the shared tile engine + the entry
-// file, and the merge module is the shared types + the merge file; the assembled
-// text depends only on (kind, subgroups), so each gets a stable pipeline-cache name. Sizes never enter
+// memory reductions, same function names) + the shared types + KV access + the shared tile engine + the
+// entry file; the streaming decode module is subgroups + lanes + types + KV access + its fixed file +
+// its generated entry point (named by shape, see decode-stream-source.ts); the merge module is the shared types + the merge file; the assembled
+// text depends only on (kind, subgroups) — or the shape, for the streaming decode — so each gets a
+// stable pipeline-cache name. Sizes never enter
 // the text: they are override constants.
 import typesCode from '../../shaders/paged-attention-types.wgsl?raw';
 import commonCode from '../../shaders/paged-attention-common.wgsl?raw';
 import decodeCode from '../../shaders/paged-attention-decode.wgsl?raw';
 import prefillCode from '../../shaders/paged-attention-prefill.wgsl?raw';
+import decodeStreamCode from '../../shaders/paged-attention-decode-stream.wgsl?raw';
+import kvAccessCode from '../../shaders/paged-attention-kv-access.wgsl?raw';
 import mergeCode from '../../shaders/paged-attention-merge.wgsl?raw';
 import lanesSubgroupCode from '../../shaders/paged-attention-lanes-subgroup.wgsl?raw';
 import lanesSharedCode from '../../shaders/paged-attention-lanes-shared.wgsl?raw';
-import type { AttentionKind } from './attention-config';
+import type { AttentionKind, StreamDecodeConfig } from './attention-config';
+import { decodeStreamEntry } from './decode-stream-source';
 
 export interface ShaderSource {
   name: string;
@@ -24,6 +29,7 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
     subgroups ? 'enable subgroups;\n' : '',
     subgroups ? lanesSubgroupCode : lanesSharedCode,
     typesCode,
+    kvAccessCode,
     commonCode,
     kind === 'decode' ? decodeCode : prefillCode,
   ];
@@ -31,6 +37,16 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
     name: `paged-attention-${kind}${subgroups ? '-subgroups' : ''}`,
     code: parts.join('\n'),
     entryPoint: kind === 'decode' ? 'decode_main' : 'prefill_main',
+  };
+}
+
+/** The streaming decode kernel (subgroups only) for one shape; its entry point is generated. */
+export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean): ShaderSource {
+  const shape = `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}`;
+  return {
+    name: `paged-attention-decode-stream-${shape}`,
+    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccessCode, decodeStreamCode, decodeStreamEntry(config, f16)].join('\n'),
+    entryPoint: 'decode_stream_main',
   };
 }
 

@@ -19,10 +19,19 @@
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { dummyStorageBuffer, getPipeline, pipelineKey, type PipelineSpec } from './pipeline-cache';
-import { tileConfig, tileConstants, MERGE_WORKGROUP_SIZE, type TileConfig } from './attention-config';
-import { planBatch, type BatchPlan, type DispatchRange } from './attention-plan';
+import {
+  streamConstants,
+  streamDecodeConfig,
+  tileConfig,
+  tileConstants,
+  MERGE_WORKGROUP_SIZE,
+  type StreamDecodeConfig,
+  type StreamDecodeTuning,
+  type TileConfig,
+} from './attention-config';
+import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, STREAM_TARGET_WORKGROUPS, type BatchPlan, type DispatchRange } from './attention-plan';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
-import { attentionShader, mergeShader } from './attention-shaders';
+import { attentionShader, decodeStreamShader, mergeShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 
 export type { AttentionEntry } from './attention-types';
@@ -31,8 +40,25 @@ export interface PagedAttentionOptions {
   numQueryHeads: number;
   /** Entries per block-table row. */
   rowStride: number;
-  /** Use subgroup operations for reductions (needs the 'subgroups' feature); false = portable path. */
+  /**
+   * Use subgroup operations (needs the 'subgroups' feature): subgroup reductions, and decode by the
+   * streaming kernel where its shape limits allow; false = portable path (tile engine, workgroup-memory
+   * reductions).
+   */
   subgroups: boolean;
+  /** Benchmark / test knobs; the defaults are the tuned ones. */
+  tuning?: AttentionTuning;
+}
+
+export interface AttentionTuning {
+  /** false: decode with the tile engine even where the streaming kernel applies. */
+  streamDecode?: boolean;
+  /** Streaming decode kernel knobs (unroll, prefetch, lanes, heads, workgroup size). */
+  stream?: StreamDecodeTuning;
+  /** Workgroups the decode split heuristic aims for. */
+  decodeTargetWorkgroups?: number;
+  /** Shortest decode split (keys). */
+  decodeMinKeysPerSplit?: number;
 }
 
 export interface PagedAttentionArgs {
@@ -67,8 +93,13 @@ export class PagedAttentionKernel {
   readonly rowStride: number;
   readonly subgroups: boolean;
   readonly groupSize: number;
+  /** Tile-engine decode shape (used when streamDecodeConfig is undefined). */
   readonly decodeConfig: TileConfig;
+  /** Streaming decode shape, when subgroups are on and the head shape allows it. */
+  readonly streamDecodeConfig: StreamDecodeConfig | undefined;
   readonly prefillConfig: TileConfig;
+  private readonly decodeTarget: number | undefined;
+  private readonly tuning: AttentionTuning;
   /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
   lastPlan: BatchPlan | undefined;
   private decodePipeline: KernelPipeline | undefined;
@@ -102,12 +133,30 @@ export class PagedAttentionKernel {
     this.groupSize = numQueryHeads / layout.numKvHeads;
     const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
     this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
+    const tuning = (this.tuning = opts.tuning ?? {});
+    const subgroupMinSize = (device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo?.subgroupMinSize || 4;
+    this.streamDecodeConfig =
+      opts.subgroups && tuning.streamDecode !== false
+        ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream)
+        : undefined;
+    this.decodeTarget = tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? STREAM_TARGET_WORKGROUPS : undefined);
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     this.resources = new AttentionResources(device);
   }
 
   private get decode(): KernelPipeline {
-    return (this.decodePipeline ??= this.tilePipeline(this.decodeConfig));
+    const stream = this.streamDecodeConfig;
+    return (this.decodePipeline ??= stream
+      ? this.pipeline({ ...decodeStreamShader(stream, this.layout.kvDtype === 'f16'), constants: streamConstants(stream, this.layout) })
+      : this.tilePipeline(this.decodeConfig));
+  }
+
+  /** Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use. */
+  private get decodeShape(): { headsPerWorkgroup: number; keyTile: number } {
+    const stream = this.streamDecodeConfig;
+    return stream
+      ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
+      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile };
   }
 
   private get prefill(): KernelPipeline {
@@ -143,16 +192,19 @@ export class PagedAttentionKernel {
     this.validate(args);
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
+    const decodeShape = this.decodeShape;
     const reuse = this.lastPlan !== undefined && this.plannedEntries === args.entries && this.plannedSplits === args.forceSplits;
     const plan = reuse ? this.lastPlan! : planBatch(
       args.entries,
       {
         numKvHeads: this.layout.numKvHeads,
         numQueryHeads: this.numQueryHeads,
-        decodeHeadTiles: this.groupSize / this.decodeConfig.headsPerWorkgroup,
+        decodeHeadTiles: this.groupSize / decodeShape.headsPerWorkgroup,
         prefillHeadTiles: this.groupSize / this.prefillConfig.headsPerWorkgroup,
-        decodeKeyTile: this.decodeConfig.keyTile,
+        decodeKeyTile: decodeShape.keyTile,
         prefillQueriesPerWorkgroup: this.prefillConfig.queriesPerWorkgroup,
+        targetWorkgroups: this.decodeTarget,
+        minKeysPerSplit: this.tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_KEYS_PER_SPLIT : undefined),
       },
       this.planScratch,
       args.forceSplits,
@@ -169,7 +221,7 @@ export class PagedAttentionKernel {
     const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
 
     const pass = encoder.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites });
-    const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / this.decodeConfig.headsPerWorkgroup);
+    const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / decodeShape.headsPerWorkgroup);
     const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / this.prefillConfig.headsPerWorkgroup);
     if (plan.decode.count > 0) {
       this.dispatchTile(pass, this.decode, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem);

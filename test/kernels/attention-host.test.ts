@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
 import { chooseSplitLengths, planBatch, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
-import { tileConfig, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
+import { streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
 import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { computeKvLayout, rowWordOffset } from '../../src/pool/kv-layout';
@@ -95,6 +95,41 @@ describe('tile shapes', () => {
         }
       }
     }
+  });
+});
+
+describe('streaming decode shapes', () => {
+  it('keep lanes inside the smallest subgroup, a step inside the table window and memory under the limit', () => {
+    for (const subgroupMinSize of [4, 8, 16, 32, 64]) {
+      for (let headDim = 8; headDim <= 256; headDim += 8) {
+        for (const kvDtype of ['f16', 'f32'] as const) {
+          const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
+          const vecsPerRow = headDim / (kvDtype === 'f16' ? 8 : 4);
+          for (const groupSize of [1, 3, 4, 8, 16]) {
+            const c = streamDecodeConfig(layout, groupSize, subgroupMinSize, 32768);
+            const where = `hd ${headDim} ${kvDtype} G ${groupSize} subgroup ${subgroupMinSize}`;
+            if (!c) {
+              // Only rows that need more than 16 words per lane fall back to the tile engine.
+              const widestLanes = Math.min(vecsPerRow & -vecsPerRow, 8, subgroupMinSize);
+              expect(vecsPerRow / widestLanes, where).toBeGreaterThan(16);
+              continue;
+            }
+            expect(c.lanes, where).toBeLessThanOrEqual(subgroupMinSize);
+            expect(vecsPerRow % c.lanes, where).toBe(0);
+            expect(c.words * c.lanes, where).toBe(vecsPerRow);
+            expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
+            expect(c.keysPerStep, where).toBeLessThanOrEqual(TABLE_WINDOW);
+            expect(c.workgroupBytes, where).toBeLessThanOrEqual(32768);
+            expect((c.headsPerWorkgroup * headDim) / 4, where).toBeLessThanOrEqual(4 * c.workgroupSize);
+          }
+        }
+      }
+    }
+  });
+
+  it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
+    expect(streamDecodeConfig(layout, 4, 32, 49152)).toMatchObject({ lanes: 8, words: 2, unroll: 4, headsPerWorkgroup: 4, keysPerStep: 64, prefetch: true, queryInSmem: true });
   });
 });
 

@@ -1,0 +1,62 @@
+// Decode tuning sweep (not part of `npm run bench`): runs the decode shapes of bench/attention.ts once
+// per kernel variant — streaming kernel with several unroll factors and split targets, and the tile
+// engine — and prints one line per (variant, shape) with the ratio to the read kernel measured in the
+// same run. Used to pick the defaults in attention-config.ts / attention-plan.ts.
+//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json]
+import { register } from 'node:module';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
+
+const { values } = parseArgs({
+  options: {
+    variants: { type: 'string', default: 'stream-u4,stream-u4-np,stream-u2,stream-u8,stream-u4-l8,stream-u4-w256,stream-u4-h2,stream-u2-w256-t2112' },
+    json: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
+type StreamDecodeTuning = import('../src/kernels/attention-config').StreamDecodeTuning;
+const { createGpu, PRECISE_TIMING_DAWN_OPTIONS } = await import('../src/gpu/create-gpu');
+const { runAttentionBench } = await import('./attention');
+
+/**
+ * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
+ * -w<workgroup size> -k<min keys per split> -np (no prefetch) -qs (queries in workgroup memory),
+ * e.g. stream-u4-l8-w256.
+ */
+function tuningOf(name: string): AttentionTuning {
+  if (name === 'tile') return { streamDecode: false };
+  if (!name.startsWith('stream')) throw new Error(`unknown variant ${name}`);
+  const stream: StreamDecodeTuning = {};
+  const tuning: AttentionTuning = { stream };
+  for (const knob of name.split('-').slice(1)) {
+    const n = Number(knob.slice(1));
+    if (knob === 'np') stream.prefetch = false;
+    else if (knob === 'qs') stream.queryInSmem = true;
+    else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
+    else if (knob[0] === 'u') stream.unroll = n;
+    else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
+    else if (knob[0] === 'l') stream.maxLanes = n;
+    else if (knob[0] === 'h') stream.maxHeads = n;
+    else if (knob[0] === 'w') stream.workgroupSize = n as 64 | 128 | 256;
+    else throw new Error(`unknown knob ${knob} in ${name}`);
+  }
+  return tuning;
+}
+
+const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
+const all: Record<string, unknown> = {};
+for (const name of values.variants!.split(',')) {
+  const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true });
+  all[name] = r.decode;
+  for (const d of r.decode) {
+    console.log(
+      `${name.padEnd(18)} ${`${d.batch}×${d.context}`.padEnd(9)} bs ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} ` +
+        `splits ${String(d.splits).padStart(3)}  ${d.kvGBps.toFixed(0).padStart(5)} GB/s  ratio ${d.ratioToBaseline.toFixed(3)}`,
+    );
+  }
+}
+if (values.json) writeFileSync(values.json, JSON.stringify(all, null, 1));
+process.exit(0);

@@ -1,0 +1,195 @@
+// Generates the entry point of the streaming decode kernel for one shape (heads per workgroup, words
+// per lane, unroll, prefetch, f16/f32). Invariants:
+//   - Every per-(key u, head h, word w) value is its own WGSL variable: the loops over u, h, w are
+//     unrolled here, so no array is indexed by a loop variable and nothing depends on the GPU compiler
+//     promoting arrays to registers (NVIDIA's did not, at half the speed).
+//   - The generated text depends only on the shape (it names the pipeline in the cache); the sizes
+//     it shares with the fixed parts (LANES, UNROLL, KEY_GROUPS, …) stay override constants.
+//   - Semantics are those stated in shaders/paged-attention-decode-stream.wgsl: keys past key_end load
+//     as zeros and get p = 0; a missing block loads as zeros; a step's loads come before its use and,
+//     with prefetch, before the previous step is folded.
+import type { StreamDecodeConfig } from './attention-config';
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean): string {
+  const H = range(config.headsPerWorkgroup);
+  const W = range(config.words);
+  const U = range(config.unroll);
+  const halves = f16 ? (['lo', 'hi'] as const) : (['lo'] as const);
+  const lines: string[] = [];
+  const add = (...l: string[]) => lines.push(...l);
+
+  /** Loads the K/V words of the step starting at `base` into k{p}_u_w / v{p}_u_w. */
+  const load = (base: string, prefix: string) => {
+    for (const u of U) {
+      add(
+        `    let pos${prefix}${u} = ${base} + ${u}u * KEY_GROUPS + group;`,
+        `    var code${prefix}${u} = NO_BLOCK;`,
+        `    var logical${prefix}${u} = 0u;`,
+        `    if (pos${prefix}${u} < item.key_end) {`,
+        `      logical${prefix}${u} = block_of(pos${prefix}${u});`,
+        `      let at = logical${prefix}${u} - window_start;`,
+        `      code${prefix}${u} = smem[SMEM_TABLE + at / 4u][at % 4u];`,
+        `    }`,
+        `    let row${prefix}${u} = (code${prefix}${u} >> 2u) * params.vecs_per_block + head_offset + ` +
+          `(pos${prefix}${u} - logical${prefix}${u} * params.block_size) * VECS_PER_ROW + lane;`,
+        `    if (code${prefix}${u} != NO_BLOCK) {`,
+      );
+      for (const w of W) {
+        add(
+          `      ${prefix}k_${u}_${w} = load_kv(code${prefix}${u} & 3u, row${prefix}${u} + ${w}u * LANES);`,
+          `      ${prefix}v_${u}_${w} = load_kv(code${prefix}${u} & 3u, row${prefix}${u} + ${w}u * LANES + params.vecs_per_half);`,
+        );
+      }
+      add(`    } else {`);
+      for (const w of W) add(`      ${prefix}k_${u}_${w} = vec4<u32>(0u);`, `      ${prefix}v_${u}_${w} = vec4<u32>(0u);`);
+      add(`    }`);
+    }
+  };
+  const declareKv = (prefix: string) => {
+    for (const u of U) for (const w of W) add(`  var ${prefix}k_${u}_${w}: vec4<u32>;`, `  var ${prefix}v_${u}_${w}: vec4<u32>;`);
+  };
+  const reloadWindowFor = (next: string) =>
+    add(
+      `      if (block_of(min(${next} + KEYS_PER_STEP, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
+      `        workgroupBarrier();`,
+      `        window_start = block_of(${next});`,
+      `        load_table_window(item.seq_slot, window_start);`,
+      `        workgroupBarrier();`,
+      `      }`,
+    );
+
+  add(
+    `@compute @workgroup_size(WG_SIZE)`,
+    `fn decode_stream_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,`,
+    `                      @builtin(local_invocation_index) lid: u32) {`,
+    `  let task = workgroup_task(wid, nwg);`,
+    `  if (task.w == 0u) {`,
+    `    return;`,
+    `  }`,
+    `  lanes_init(lid);`,
+    `  let item = work_items[params.item_base + task.x];`,
+    `  let kv_head = task.y;`,
+    `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
+    `  let lane = tid % LANES;`,
+    `  let group = tid / LANES;`,
+    `  let head_offset = kv_head * params.vecs_per_head_block;`,
+  );
+  // Query elements (pre-scaled) and per-head state.
+  if (config.queryInSmem) {
+    add(
+      `  for (var i = tid; i < CELLS; i += WG_SIZE) {`,
+      `    let q_at = (item.q_row * params.num_query_heads + first_head + i / Q_VECS_PER_ROW) * Q_VECS_PER_ROW + i % Q_VECS_PER_ROW;`,
+      `    smem[SMEM_Q + i] = bitcast<vec4<u32>>(queries[q_at] * params.scale);`,
+      `  }`,
+    );
+  }
+  /** Declares q_h_w_lo / _hi (from the staged copy or straight from the query buffer). */
+  const declareQuery = (indent: string) => {
+    for (const h of H) {
+      if (!config.queryInSmem) add(`${indent}let q_row_${h} = (item.q_row * params.num_query_heads + first_head + ${h}u) * Q_VECS_PER_ROW;`);
+      for (const w of W) {
+        for (const half of halves) {
+          const offset = half === 'hi' ? ' + 1u' : '';
+          add(
+            config.queryInSmem
+              ? `${indent}let q_${h}_${w}_${half} = bitcast<vec4<f32>>(smem[SMEM_Q + ${h}u * Q_VECS_PER_ROW + q_vec_of(lane, ${w}u)${offset}]);`
+              : `${indent}let q_${h}_${w}_${half} = queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale;`,
+          );
+        }
+      }
+    }
+  };
+  if (!config.queryInSmem) declareQuery('  ');
+  for (const h of H) {
+    add(`  var m_${h} = NEG_BIG;`, `  var l_${h} = 0.0;`);
+    for (const w of W) for (const half of halves) add(`  var a_${h}_${w}_${half} = vec4<f32>(0.0);`);
+  }
+  add(
+    `  var window_start = 0u;`,
+    `  if (item.key_start < item.key_end) {`,
+    `    window_start = block_of(item.key_start);`,
+    `    load_table_window(item.seq_slot, window_start);`,
+    `  }`,
+    `  workgroupBarrier();`,
+  );
+  declareKv('');
+  add(`  {`);
+  load('item.key_start', '');
+  add(`  }`);
+  add(`  for (var base = item.key_start; base < item.key_end; base += KEYS_PER_STEP) {`, `    let next = base + KEYS_PER_STEP;`);
+  if (config.prefetch) {
+    declareKv('n');
+    add(`    if (next < item.key_end) {`);
+    reloadWindowFor('next');
+    load('next', 'n');
+    add(`    }`);
+  }
+  // Fold the step: scores, online softmax, accumulators.
+  add(`    {`);
+  if (config.queryInSmem) declareQuery('    ');
+  for (const u of U) {
+    add(`    let live_${u} = base + ${u}u * KEY_GROUPS + group < item.key_end;`);
+    for (const w of W) {
+      add(`    let kl_${u}_${w} = unpack_lo(k_${u}_${w});`);
+      if (f16) add(`    let kh_${u}_${w} = unpack_hi(k_${u}_${w});`);
+    }
+    for (const h of H) {
+      const terms = W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
+      add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
+    }
+  }
+  add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
+  for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
+  add(`    }`);
+  for (const u of U) {
+    for (const w of W) {
+      add(`    let vl_${u}_${w} = unpack_lo(v_${u}_${w});`);
+      if (f16) add(`    let vh_${u}_${w} = unpack_hi(v_${u}_${w});`);
+    }
+  }
+  for (const h of H) {
+    const maxTerms = U.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
+    add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
+    for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
+    add(`    l_${h} = l_${h} * alpha_${h} + ${U.map((u) => `p_${u}_${h}`).join(' + ')};`, `    m_${h} = mn_${h};`);
+    for (const w of W) {
+      for (const half of halves) {
+        const v = half === 'lo' ? 'vl' : 'vh';
+        add(`    a_${h}_${w}_${half} = a_${h}_${w}_${half} * alpha_${h} + ${U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ')};`);
+      }
+    }
+  }
+  add(`    }`);
+  if (config.prefetch) {
+    for (const u of U) for (const w of W) add(`    k_${u}_${w} = nk_${u}_${w};`, `    v_${u}_${w} = nv_${u}_${w};`);
+  } else {
+    add(`    if (next < item.key_end) {`);
+    reloadWindowFor('next');
+    load('next', '');
+    add(`    }`);
+  }
+  add(`  }`);
+  // Merge the key groups' states through workgroup memory, ROUND_GROUPS groups at a time.
+  add(
+    `  merge_init();`,
+    `  for (var g0 = 0u; g0 < KEY_GROUPS; g0 += ROUND_GROUPS) {`,
+    `    workgroupBarrier();`,
+    `    if (group >= g0 && group < g0 + ROUND_GROUPS) {`,
+    `      let rg = group - g0;`,
+  );
+  for (const h of H) {
+    add(
+      `      if (lane == 0u) {`,
+      `        smem[SMEM_STATS + rg * HEADS_PER_WG + ${h}u] = bitcast<vec4<u32>>(vec4<f32>(m_${h}, l_${h}, 0.0, 0.0));`,
+      `      }`,
+    );
+    for (const w of W) {
+      add(`      smem[SMEM_ACC + rg * CELLS + ${h}u * Q_VECS_PER_ROW + q_vec_of(lane, ${w}u)] = bitcast<vec4<u32>>(a_${h}_${w}_lo);`);
+      if (f16) add(`      smem[SMEM_ACC + rg * CELLS + ${h}u * Q_VECS_PER_ROW + q_vec_of(lane, ${w}u) + 1u] = bitcast<vec4<u32>>(a_${h}_${w}_hi);`);
+    }
+  }
+  add(`    }`, `    workgroupBarrier();`, `    merge_round(g0);`, `  }`, `  merge_write(item, first_head);`, `}`);
+  return lines.join('\n');
+}
