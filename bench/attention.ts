@@ -1,13 +1,11 @@
 // Paged-attention benchmark: decode (split-K) over several batch × context shapes with the block table
-// in identity and random physical order, and causal prefill, on 32 query heads / 8 KV heads, head dim
-// 128, f16 KV, block size 16. Invariants: every measurement runs `warmup` unmeasured iterations, then
-// `iterations` measured ones, and reports the median; GPU time comes from timestamp queries around the
-// kernel's compute pass when the device has 'timestamp-query', else wall time to onSubmittedWorkDone
-// averaged over the iterations. Decode reports KV GB/s (K and V bytes of every attended key, once) and
-// its ratio to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size,
-// measured in the same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
-// Run (prints a table and the JSON):
-//   node --input-type=module -e "import {createServer} from 'vite'; const s = await createServer({configFile: false, server: {middlewareMode: true}, appType: 'custom', logLevel: 'error'}); await (await s.ssrLoadModule('/bench/attention.ts')).main(process.argv.slice(1)); process.exit(0)" -- --quick
+// in identity and random physical order and at block sizes 8, 16 and 32, and causal prefill, on 32 query
+// heads / 8 KV heads, head dim 128, f16 KV. Invariants: every figure is a median over samples of GPU
+// time (bench/gpu-timing.ts: timestamps around regions of repeated work, or wall time without
+// 'timestamp-query'); decode reports KV GB/s (K and V bytes of every attended key, once) and its ratio
+// to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size, measured in the
+// same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
+// Run: `npm run bench` (the whole suite), or bench/decode-sweep.ts for decode kernel variants.
 import readCode from '../shaders/bench-read.wgsl?raw';
 import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS, type Gpu } from '../src/gpu/create-gpu';
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';

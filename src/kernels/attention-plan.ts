@@ -22,7 +22,7 @@ import type { AttentionEntry } from './attention-types';
 export const TARGET_WORKGROUPS = 2 * 132;
 export const STREAM_TARGET_WORKGROUPS = 8 * 132;
 /** Shortest split of the streaming decode kernel: its per-workgroup setup and merge cost more. */
-export const STREAM_MIN_KEYS_PER_SPLIT = 512;
+export const STREAM_MIN_KEYS_PER_SPLIT = 1024;
 export const MIN_KEYS_PER_SPLIT = 256;
 export const MAX_SPLITS = 128;
 export const WORK_ITEM_WORDS = 8;

@@ -8,6 +8,9 @@
 //   - encode validates everything it can check on the host and throws InvalidArgumentError before
 //     recording anything; block ids inside the table are not checked on the host (an id outside
 //     [0, numBlocks) reads as zeros).
+//   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point)
+//     when subgroups are on and its shape limits allow, else on the tile engine; prefill always runs on
+//     the tile engine. Both decode kernels write the same partial format for the merge kernel.
 //   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
 //     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
 //   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
