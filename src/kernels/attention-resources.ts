@@ -115,8 +115,9 @@ export class AttentionResources {
   }
 
   /** Cached bind group of `pipeline` binding `entries` in order (binding i = entries[i]). */
-  bindGroup(pipeline: GPUComputePipeline, pipelineKey: string, entries: readonly GPUBufferBinding[]): GPUBindGroup {
-    const key = `${pipelineKey}|${entries.map((e) => `${bufferId(e.buffer)}@${e.offset ?? 0}`).join(',')}`;
+  /** Bind group of `entries` (binding i = entries[i]; an undefined entry is a binding the pipeline lacks). */
+  bindGroup(pipeline: GPUComputePipeline, pipelineKey: string, entries: readonly (GPUBufferBinding | undefined)[]): GPUBindGroup {
+    const key = `${pipelineKey}|${entries.map((e) => (e ? `${bufferId(e.buffer)}@${e.offset ?? 0}` : '-')).join(',')}`;
     let group = this.bindGroups.get(key);
     if (group) {
       this.bindGroups.delete(key);
@@ -124,7 +125,7 @@ export class AttentionResources {
       group = this.device.createBindGroup({
         label: 'paged-attention',
         layout: pipeline.getBindGroupLayout(0),
-        entries: entries.map((resource, binding) => ({ binding, resource })),
+        entries: entries.flatMap((resource, binding) => (resource ? [{ binding, resource }] : [])),
       });
       if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) {
         this.bindGroups.delete(this.bindGroups.keys().next().value!);

@@ -41,11 +41,13 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
 }
 
 /** The streaming decode kernel (subgroups only) for one shape; its entry point is generated. */
-export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean): ShaderSource {
-  const shape = `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}`;
+export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, numChunks: number): ShaderSource {
+  const shape =
+    `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
+    `${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}-c${numChunks}`;
   return {
     name: `paged-attention-decode-stream-${shape}`,
-    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccessCode, decodeStreamCode, decodeStreamEntry(config, f16)].join('\n'),
+    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccessCode, decodeStreamCode, decodeStreamEntry(config, f16, numChunks)].join('\n'),
     entryPoint: 'decode_stream_main',
   };
 }

@@ -3,6 +3,8 @@
 //   - Every per-(key u, head h, word w) value is its own WGSL variable: the loops over u, h, w are
 //     unrolled here, so no array is indexed by a loop variable and nothing depends on the GPU compiler
 //     promoting arrays to registers (NVIDIA's did not, at half the speed).
+//   - K/V loads name the chunk buffer directly: one chunk switch per key (none for a one-chunk layer),
+//     never one per load, which multiplies branches and made SwiftShader's shader compiler explode.
 //   - The generated text depends only on the shape (it names the pipeline in the cache); the sizes
 //     it shares with the fixed parts (LANES, UNROLL, KEY_GROUPS, …) stay override constants.
 //   - Semantics are those stated in shaders/paged-attention-decode-stream.wgsl: keys past key_end load
@@ -12,7 +14,7 @@ import type { StreamDecodeConfig } from './attention-config';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean): string {
+export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number): string {
   const H = range(config.headsPerWorkgroup);
   const W = range(config.words);
   const U = range(config.unroll);
@@ -36,11 +38,25 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean): str
           `(pos${prefix}${u} - logical${prefix}${u} * params.block_size) * VECS_PER_ROW + lane;`,
         `    if (code${prefix}${u} != NO_BLOCK) {`,
       );
-      for (const w of W) {
-        add(
-          `      ${prefix}k_${u}_${w} = load_kv(code${prefix}${u} & 3u, row${prefix}${u} + ${w}u * LANES);`,
-          `      ${prefix}v_${u}_${w} = load_kv(code${prefix}${u} & 3u, row${prefix}${u} + ${w}u * LANES + params.vecs_per_half);`,
-        );
+      // One chunk switch per key (not per word): a switch per load made SwiftShader's compiler explode.
+      const loadsFrom = (chunk: number, indent: string) => {
+        for (const w of W) {
+          add(
+            `${indent}${prefix}k_${u}_${w} = kv_chunk${chunk}[row${prefix}${u} + ${w}u * LANES];`,
+            `${indent}${prefix}v_${u}_${w} = kv_chunk${chunk}[row${prefix}${u} + ${w}u * LANES + params.vecs_per_half];`,
+          );
+        }
+      };
+      if (numChunks === 1) {
+        loadsFrom(0, '      ');
+      } else {
+        add(`      switch (code${prefix}${u} & 3u) {`);
+        for (let c = 0; c < numChunks; c++) {
+          add(`        ${c === numChunks - 1 ? 'default' : `case ${c}u`}: {`);
+          loadsFrom(c, '          ');
+          add(`        }`);
+        }
+        add(`      }`);
       }
       add(`    } else {`);
       for (const w of W) add(`      ${prefix}k_${u}_${w} = vec4<u32>(0u);`, `      ${prefix}v_${u}_${w} = vec4<u32>(0u);`);

@@ -85,6 +85,8 @@ export interface PagedAttentionArgs {
 interface KernelPipeline {
   pipeline: GPUComputePipeline;
   key: string;
+  /** KV chunk bindings the shader declares and uses (the generated decode names only the layer's). */
+  chunkBindings: number;
 }
 
 const EMPTY_WORK_LIST: Uint32Array<ArrayBuffer> = new Uint32Array(0);
@@ -150,7 +152,10 @@ export class PagedAttentionKernel {
   private get decode(): KernelPipeline {
     const stream = this.streamDecodeConfig;
     return (this.decodePipeline ??= stream
-      ? this.pipeline({ ...decodeStreamShader(stream, this.layout.kvDtype === 'f16'), constants: streamConstants(stream, this.layout) })
+      ? this.pipeline(
+          { ...decodeStreamShader(stream, this.layout.kvDtype === 'f16', this.layout.numChunks), constants: streamConstants(stream, this.layout) },
+          this.layout.numChunks,
+        )
       : this.tilePipeline(this.decodeConfig));
   }
 
@@ -186,8 +191,8 @@ export class PagedAttentionKernel {
     return this.pipeline({ ...shader, constants: tileConstants(config, this.layout) });
   }
 
-  private pipeline(spec: PipelineSpec): KernelPipeline {
-    return { pipeline: getPipeline(this.device, spec), key: pipelineKey(spec) };
+  private pipeline(spec: PipelineSpec, chunkBindings = MAX_KV_CHUNKS): KernelPipeline {
+    return { pipeline: getPipeline(this.device, spec), key: pipelineKey(spec), chunkBindings };
   }
 
   /** Records the attention of `args.entries` into `encoder`. */
@@ -284,8 +289,8 @@ export class PagedAttentionKernel {
     workgroups: number,
   ): void {
     const dummy = dummyStorageBuffer(this.device);
-    const chunks: GPUBufferBinding[] = [];
-    for (let c = 0; c < MAX_KV_CHUNKS; c++) chunks.push({ buffer: args.chunks[c] ?? dummy });
+    const chunks: (GPUBufferBinding | undefined)[] = [];
+    for (let c = 0; c < MAX_KV_CHUNKS; c++) chunks.push(c < kernel.chunkBindings ? { buffer: args.chunks[c] ?? dummy } : undefined);
     const group = this.resources.bindGroup(kernel.pipeline, kernel.key, [
       { buffer: slot.params, offset: paramsBlock * PARAMS_STRIDE, size: PARAMS_WORDS * 4 },
       ...chunks,
