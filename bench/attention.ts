@@ -26,6 +26,8 @@ export interface AttentionBenchOptions {
   tuning?: AttentionTuning;
   /** Skip prefill (decode sweeps). */
   decodeOnly?: boolean;
+  /** Skip decode (prefill sweeps). */
+  prefillOnly?: boolean;
   /** Print a table (default true). */
   print?: boolean;
 }
@@ -45,6 +47,8 @@ export interface DecodeBenchResult {
 }
 
 export interface PrefillBenchResult {
+  /** Portable tile engine, or the subgroup-matrix (tensor-core) kernel. */
+  path: 'scalar' | 'subgroup-matrix';
   sequences: number;
   tokens: number;
   ms: number;
@@ -189,7 +193,7 @@ function createWorkload(
 }
 
 async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning) {
-  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning });
+  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning, adapterInfo: gpu.adapter.info });
   const { seconds } = await timeGpu(
     gpu.device,
     (encoder) => kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM) }),
@@ -219,7 +223,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     prefill: [],
   };
   const baselines = new Map<number, number>();
-  for (const shape of quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
+  for (const shape of opts.prefillOnly ? [] : quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
     const context = Math.max(1, Math.round(shape.context * scale));
     const kvBytes = shape.batch * context * NUM_KV_HEADS * HEAD_DIM * 2 * 2;
     if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, timing));
@@ -255,10 +259,17 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   const prefill = quick ? QUICK_PREFILL : PREFILL;
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
-  const { seconds } = await timeAttention(gpu, w, subgroups, timing, opts.tuning);
-  w.destroy();
   const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
-  result.prefill.push({ sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
+  // The portable scalar path always; the subgroup-matrix path where the device has it.
+  const paths: Array<{ path: PrefillBenchResult['path']; tuning: AttentionTuning }> = [{ path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false } }];
+  const probe = new PagedAttentionKernel(device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning: opts.tuning, adapterInfo: gpu.adapter.info });
+  if (probe.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
+  probe.destroy();
+  for (const { path, tuning } of paths) {
+    const { seconds } = await timeAttention(gpu, w, subgroups, timing, tuning);
+    result.prefill.push({ path, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
+  }
+  w.destroy();
   if (opts.print ?? true) printAttentionBench(result);
   return result;
 }
@@ -278,7 +289,7 @@ export function printAttentionBench(r: AttentionBenchResult): void {
     );
   }
   for (const p of r.prefill) {
-    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
+    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
   }
   console.log(lines.join('\n'));
 }

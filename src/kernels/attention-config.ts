@@ -247,3 +247,71 @@ export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): R
     Q_STAGED: config.queryInSmem ? 1 : 0,
   };
 }
+
+export interface MmaPrefillConfig {
+  kind: 'prefill-mma';
+  headsPerWorkgroup: number;
+  subgroupSize: number;
+  subgroups: number;
+  queriesPerWorkgroup: number;
+  workgroupSize: number;
+  workgroupBytes: number;
+  /** Rescale threshold TAU (natural-log units); P ≤ e^TAU must fit f16. */
+  rescaleThreshold: number;
+}
+
+/**
+ * Shape of the subgroup-matrix prefill (f16 KV, head dim a multiple of 16, one subgroup size of 16, 32
+ * or 64), or undefined where it does not apply. A workgroup is one subgroup of 16 query rows (matrix
+ * operands need workgroup-uniform offsets); the heads per workgroup divide both the GQA group and 16.
+ */
+export function mmaPrefillConfig(
+  layout: KvLayout,
+  groupSize: number,
+  subgroupSize: number,
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
+  rescaleThreshold = 8,
+): MmaPrefillConfig | undefined {
+  if (layout.kvDtype !== 'f16' || layout.headDim % 16 !== 0 || ![16, 32, 64].includes(subgroupSize)) return undefined;
+  let hpw = 1;
+  for (let d = Math.min(groupSize, 16); d > 1; d--) {
+    if (groupSize % d === 0 && 16 % d === 0) {
+      hpw = d;
+      break;
+    }
+  }
+  const wg = subgroupSize;
+  // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
+  const bytes =
+    2 * 32 * layout.headDim + // tiles (f16): 16 Q rows, then 16 K + 16 V rows
+    4 * 256 + // s_tile
+    2 * 256 + // p_tile
+    4 * 16 + // alpha_row
+    4 + // rescale_flag
+    16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
+    4;
+  if (wg > limits.maxComputeInvocationsPerWorkgroup || bytes > limits.maxComputeWorkgroupStorageSize) return undefined;
+  return {
+    kind: 'prefill-mma',
+    headsPerWorkgroup: hpw,
+    subgroupSize,
+    subgroups: 1,
+    queriesPerWorkgroup: 16 / hpw,
+    workgroupSize: wg,
+    workgroupBytes: bytes,
+    rescaleThreshold,
+  };
+}
+
+/** Override constants of the subgroup-matrix prefill WGSL. */
+export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout): Record<string, number> {
+  return {
+    WG_SIZE: config.workgroupSize,
+    HEAD_DIM: layout.headDim,
+    KV_F16: 1,
+    HEADS_PER_WG: config.headsPerWorkgroup,
+    SG_SIZE: config.subgroupSize,
+    SUBGROUPS: config.subgroups,
+    TAU: config.rescaleThreshold,
+  };
+}

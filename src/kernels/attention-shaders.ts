@@ -2,7 +2,9 @@
 // Invariants: a decode/prefill module is [enable subgroups] + one lanes file (subgroup or workgroup-
 // memory reductions, same function names) + the shared types + KV access + the shared tile engine + the
 // entry file; the streaming decode module is subgroups + lanes + types + KV access + its fixed file +
-// its generated entry point (named by shape, see decode-stream-source.ts); the merge module is the shared types + the merge file; the assembled
+// its generated entry point (named by shape, see decode-stream-source.ts); the subgroup-matrix prefill
+// module is the f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its
+// generated entry point; the merge module is the shared types + the merge file; the assembled
 // text depends only on (kind, subgroups) — or the shape, for the streaming decode — so each gets a
 // stable pipeline-cache name. Sizes never enter
 // the text: they are override constants.
@@ -12,11 +14,13 @@ import decodeCode from '../../shaders/paged-attention-decode.wgsl?raw';
 import prefillCode from '../../shaders/paged-attention-prefill.wgsl?raw';
 import decodeStreamCode from '../../shaders/paged-attention-decode-stream.wgsl?raw';
 import kvAccessCode from '../../shaders/paged-attention-kv-access.wgsl?raw';
+import prefillMmaCode from '../../shaders/paged-attention-prefill-mma.wgsl?raw';
 import mergeCode from '../../shaders/paged-attention-merge.wgsl?raw';
 import lanesSubgroupCode from '../../shaders/paged-attention-lanes-subgroup.wgsl?raw';
 import lanesSharedCode from '../../shaders/paged-attention-lanes-shared.wgsl?raw';
-import type { AttentionKind, StreamDecodeConfig } from './attention-config';
+import type { AttentionKind, MmaPrefillConfig, StreamDecodeConfig } from './attention-config';
 import { decodeStreamEntry } from './decode-stream-source';
+import { prefillMmaEntry } from './prefill-mma-source';
 
 export interface ShaderSource {
   name: string;
@@ -49,6 +53,16 @@ export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, num
     name: `paged-attention-decode-stream-${shape}`,
     code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccessCode, decodeStreamCode, decodeStreamEntry(config, f16, numChunks)].join('\n'),
     entryPoint: 'decode_stream_main',
+  };
+}
+
+/** The subgroup-matrix prefill kernel for one head dim and subgroup size; its entry point is generated. */
+export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): ShaderSource {
+  const enables = 'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n';
+  return {
+    name: `paged-attention-prefill-mma-d${headDim}-s${config.subgroupSize}`,
+    code: [enables, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config.subgroupSize)].join('\n'),
+    entryPoint: 'prefill_mma_main',
   };
 }
 

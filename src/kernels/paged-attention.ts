@@ -9,8 +9,10 @@
 //     recording anything; block ids inside the table are not checked on the host (an id outside
 //     [0, numBlocks) reads as zeros).
 //   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point)
-//     when subgroups are on and its shape limits allow, else on the tile engine; prefill always runs on
-//     the tile engine. Both decode kernels write the same partial format for the merge kernel.
+//     when subgroups are on and its shape limits allow, else on the tile engine; prefill runs on subgroup
+//     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 16×16×16 ones with f32
+//     results and the layout fits, else on the tile engine. Both decode kernels write the same partial
+//     format for the merge kernel.
 //   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
 //     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
 //   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
@@ -23,18 +25,21 @@ import { ConfigError, InvalidArgumentError } from '../errors';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { dummyStorageBuffer, getPipeline, pipelineKey, type PipelineSpec } from './pipeline-cache';
 import {
+  mmaPrefillConfig,
+  mmaPrefillConstants,
   streamConstants,
   streamDecodeConfig,
   tileConfig,
   tileConstants,
   MERGE_WORKGROUP_SIZE,
+  type MmaPrefillConfig,
   type StreamDecodeConfig,
   type StreamDecodeTuning,
   type TileConfig,
 } from './attention-config';
 import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, STREAM_TARGET_WORKGROUPS, type BatchPlan, type DispatchRange } from './attention-plan';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
-import { attentionShader, decodeStreamShader, mergeShader } from './attention-shaders';
+import { attentionShader, decodeStreamShader, mergeShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 
 export type { AttentionEntry } from './attention-types';
@@ -51,6 +56,11 @@ export interface PagedAttentionOptions {
   subgroups: boolean;
   /** Benchmark / test knobs; the defaults are the tuned ones. */
   tuning?: AttentionTuning;
+  /**
+   * The adapter's info (subgroup sizes, subgroup-matrix configurations) when the device does not expose
+   * it as `device.adapterInfo` with those fields (Dawn's Node binding omits the matrix configurations).
+   */
+  adapterInfo?: AdapterInfoWithSubgroups;
 }
 
 export interface AttentionTuning {
@@ -62,6 +72,10 @@ export interface AttentionTuning {
   decodeTargetWorkgroups?: number;
   /** Shortest decode split (keys). */
   decodeMinKeysPerSplit?: number;
+  /** false: prefill with the tile engine even where subgroup matrices are available. */
+  prefillMatrix?: boolean;
+  /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
+  prefillRescaleThreshold?: number;
 }
 
 export interface PagedAttentionArgs {
@@ -103,6 +117,8 @@ export class PagedAttentionKernel {
   /** Streaming decode shape, when subgroups are on and the head shape allows it. */
   readonly streamDecodeConfig: StreamDecodeConfig | undefined;
   readonly prefillConfig: TileConfig;
+  /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
+  readonly prefillMmaConfig: MmaPrefillConfig | undefined;
   private readonly decodeTarget: number | undefined;
   private readonly tuning: AttentionTuning;
   /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
@@ -139,13 +155,18 @@ export class PagedAttentionKernel {
     const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
     this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
     const tuning = (this.tuning = opts.tuning ?? {});
-    const subgroupMinSize = (device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo?.subgroupMinSize || 4;
+    const info = opts.adapterInfo ?? adapterInfoOf(device);
+    const subgroupMinSize = info?.subgroupMinSize || 4;
     this.streamDecodeConfig =
       opts.subgroups && tuning.streamDecode !== false
         ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream)
         : undefined;
     this.decodeTarget = tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? STREAM_TARGET_WORKGROUPS : undefined);
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
+    this.prefillMmaConfig =
+      opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
+        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold)
+        : undefined;
     this.resources = new AttentionResources(device);
   }
 
@@ -168,7 +189,15 @@ export class PagedAttentionKernel {
   }
 
   private get prefill(): KernelPipeline {
-    return (this.prefillPipeline ??= this.tilePipeline(this.prefillConfig));
+    const mma = this.prefillMmaConfig;
+    return (this.prefillPipeline ??= mma
+      ? this.pipeline({ ...prefillMmaShader(mma, this.layout.headDim), constants: mmaPrefillConstants(mma, this.layout) })
+      : this.tilePipeline(this.prefillConfig));
+  }
+
+  /** Query heads and queries per prefill workgroup, for the prefill kernel in use. */
+  private get prefillShape(): { headsPerWorkgroup: number; queriesPerWorkgroup: number } {
+    return this.prefillMmaConfig ?? this.prefillConfig;
   }
 
   private get merge(): KernelPipeline {
@@ -201,6 +230,7 @@ export class PagedAttentionKernel {
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
     const decodeShape = this.decodeShape;
+    const prefillShape = this.prefillShape;
     const reuse = this.lastPlan !== undefined && this.plannedEntries === args.entries && this.plannedSplits === args.forceSplits;
     const plan = reuse ? this.lastPlan! : planBatch(
       args.entries,
@@ -208,9 +238,9 @@ export class PagedAttentionKernel {
         numKvHeads: this.layout.numKvHeads,
         numQueryHeads: this.numQueryHeads,
         decodeHeadTiles: this.groupSize / decodeShape.headsPerWorkgroup,
-        prefillHeadTiles: this.groupSize / this.prefillConfig.headsPerWorkgroup,
+        prefillHeadTiles: this.groupSize / prefillShape.headsPerWorkgroup,
         decodeKeyTile: decodeShape.keyTile,
-        prefillQueriesPerWorkgroup: this.prefillConfig.queriesPerWorkgroup,
+        prefillQueriesPerWorkgroup: prefillShape.queriesPerWorkgroup,
         targetWorkgroups: this.decodeTarget,
         minKeysPerSplit: this.tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_KEYS_PER_SPLIT : undefined),
       },
@@ -230,7 +260,7 @@ export class PagedAttentionKernel {
 
     const pass = encoder.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites });
     const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / decodeShape.headsPerWorkgroup);
-    const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / this.prefillConfig.headsPerWorkgroup);
+    const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / prefillShape.headsPerWorkgroup);
     if (plan.decode.count > 0) {
       this.dispatchTile(pass, this.decode, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem);
     }
@@ -347,6 +377,28 @@ export class PagedAttentionKernel {
   destroy(): void {
     this.resources.destroy();
   }
+}
+
+export interface AdapterInfoWithSubgroups {
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+  subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>;
+}
+
+function adapterInfoOf(device: GPUDevice): AdapterInfoWithSubgroups | undefined {
+  return (device as { adapterInfo?: AdapterInfoWithSubgroups }).adapterInfo;
+}
+
+function subgroupSizeOf(info: AdapterInfoWithSubgroups | undefined): number {
+  return info?.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : 0;
+}
+
+/** Whether the device has f16 16×16×16 subgroup matrices with f32 results, at one subgroup size. */
+function subgroupMatricesUsable(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): boolean {
+  if (!device.features.has('chromium-experimental-subgroup-matrix') || !device.features.has('shader-f16')) return false;
+  if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return false;
+  const configs = [...(info?.subgroupMatrixConfigs ?? [])];
+  return configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }
 
 function requireStorage(name: string, buffer: GPUBuffer): void {

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
 import { chooseSplitLengths, planBatch, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
-import { streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
+import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
 import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { computeKvLayout, rowWordOffset } from '../../src/pool/kv-layout';
@@ -130,6 +130,36 @@ describe('streaming decode shapes', () => {
   it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
     expect(streamDecodeConfig(layout, 4, 32, 49152)).toMatchObject({ lanes: 8, words: 2, unroll: 4, headsPerWorkgroup: 4, keysPerStep: 64, prefetch: true, queryInSmem: true });
+  });
+});
+
+describe('subgroup-matrix prefill shapes', () => {
+  const limits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+  const layoutOf = (headDim: number, kvDtype: 'f16' | 'f32') =>
+    computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
+
+  it('apply to f16 KV with head dims that are multiples of 16 and subgroups of 16, 32 or 64 lanes only', () => {
+    expect(mmaPrefillConfig(layoutOf(128, 'f32'), 4, 32, limits)).toBeUndefined();
+    expect(mmaPrefillConfig(layoutOf(72, 'f16'), 4, 32, limits)).toBeUndefined();
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 8, limits)).toBeUndefined();
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, { ...limits, maxComputeWorkgroupStorageSize: 4096 })).toBeUndefined();
+  });
+
+  it('put 16 rows of whole GQA groups in one subgroup and fit the workgroup memory', () => {
+    for (const headDim of [16, 64, 128, 256]) {
+      for (const groupSize of [1, 2, 3, 4, 6, 8, 12, 16, 32]) {
+        for (const subgroupSize of [16, 32, 64]) {
+          const c = mmaPrefillConfig(layoutOf(headDim, 'f16'), groupSize, subgroupSize, limits)!;
+          const where = `hd ${headDim} G ${groupSize} subgroup ${subgroupSize}`;
+          expect(c, where).toBeDefined();
+          expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
+          expect(16 % c.headsPerWorkgroup, where).toBe(0);
+          expect(c.queriesPerWorkgroup * c.headsPerWorkgroup, where).toBe(16);
+          expect(c.workgroupSize, where).toBe(subgroupSize);
+          expect(c.workgroupBytes, where).toBeLessThanOrEqual(limits.maxComputeWorkgroupStorageSize);
+        }
+      }
+    }
   });
 });
 

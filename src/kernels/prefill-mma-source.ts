@@ -1,0 +1,137 @@
+// Generates the entry point of the subgroup-matrix prefill kernel (shaders/paged-attention-prefill-
+// mma.wgsl) for one head dim and subgroup size. Invariants: a workgroup is one subgroup (the matrix
+// builtins need workgroup-uniform offsets, and a per-subgroup offset is not); the matrix operands live
+// in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
+// arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
+// COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
+// barrier or a matrix operation are workgroup-uniform.
+
+export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
+  const subgroups = 1;
+  const chunks = Array.from({ length: headDim / 16 }, (_, c) => c);
+  const lanesPerRow = subgroupSize / 16;
+  const colsPerLane = 16 / lanesPerRow;
+  const cols = Array.from({ length: colsPerLane }, (_, j) => j);
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const L: string[] = [];
+  const add = (...l: string[]) => L.push(...l);
+  const reduce = (v: string, op: 'max' | 'sum') => {
+    for (let m = 1; m < lanesPerRow; m *= 2) {
+      add(op === 'max' ? `    ${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `    ${v} += subgroupShuffleXor(${v}, ${m}u);`);
+    }
+  };
+  add(
+    `var<workgroup> tiles: array<f16, ${Math.max(16 * subgroups * headDim, 32 * headDim)}>;`,
+    `var<workgroup> s_tile: array<f32, ${256 * subgroups}>;`,
+    `var<workgroup> p_tile: array<f16, ${256 * subgroups}>;`,
+    ``,
+    `@compute @workgroup_size(WG_SIZE)`,
+    `fn prefill_mma_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,`,
+    `                    @builtin(local_invocation_index) lid: u32) {`,
+    `  let task = workgroup_task(wid, nwg);`,
+    `  if (task.w == 0u) {`,
+    `    return;`,
+    `  }`,
+    `  lanes_init(lid);`,
+    `  let item = work_items[params.item_base + task.x];`,
+    `  let kv_head = task.y;`,
+    `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
+    // Matrix operands must sit at workgroup-uniform offsets, so a workgroup is one subgroup (sg = 0).
+    `  let sg = 0u;`,
+    `  let lane = tid % SG_SIZE;`,
+    `  let r = lane / LANES_PER_ROW;`,
+    `  let col0 = (lane % LANES_PER_ROW) * ${colsPerLane}u;`,
+    `  let wg_row = sg * 16u + r;`,
+    `  let qi = wg_row / HEADS_PER_WG;`,
+    `  let row_live = qi < item.num_q;`,
+    `  let q_pos = item.q_pos + qi;`,
+    `  let s_at = sg * 256u + r * 16u + col0;`,
+    `  stage_queries(item, first_head);`,
+    `  var window_start = 0u;`,
+    `  load_table_window(item.seq_slot, 0u);`,
+    `  workgroupBarrier();`,
+  );
+  for (const c of chunks) add(`  let q_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, sg * 16u * HEAD_DIM + ${16 * c}u, HEAD_DIM);`);
+  for (const c of chunks) add(`  var o_${c} = ${result}();`);
+  add(
+    `  var m_ref = NEG_BIG;`,
+    `  var l_row = 0.0;`,
+    `  workgroupBarrier();`,
+    `  for (var t0 = 0u; t0 < item.key_end; t0 += 16u) {`,
+    `    if (block_of(min(t0 + 16u, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
+    `      window_start = block_of(t0);`,
+    `      load_table_window(item.seq_slot, window_start);`,
+    `      workgroupBarrier();`,
+    `    }`,
+    `    if (tid == 0u) {`,
+    `      rescale_flag = 0u;`,
+    `    }`,
+    `    stage_kv(kv_head, t0, item.key_end, window_start);`,
+    `    workgroupBarrier();`,
+    `    var s = ${result}();`,
+  );
+  for (const c of chunks) add(`    s = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${16 * c}u, HEAD_DIM), s);`);
+  add(`    subgroupMatrixStore<row_major>(&s_tile, sg * 256u, s, 16u);`, `    workgroupBarrier();`);
+  for (const j of cols) {
+    add(
+      `    let key_${j} = t0 + col0 + ${j}u;`,
+      `    let vis_${j} = row_live && key_${j} <= q_pos && key_${j} < item.key_end;`,
+      `    let s_${j} = s_tile[s_at + ${j}u];`,
+    );
+  }
+  add(`    var t_max = ${cols.map((j) => `select(NEG_BIG, s_${j}, vis_${j})`).reduce((a, b) => `max(${a}, ${b})`)};`);
+  reduce('t_max', 'max');
+  add(
+    `    var alpha = 1.0;`,
+    `    let m_prev = m_ref;`,
+    `    if (t_max > m_ref + TAU) {`,
+    `      alpha = exp(m_ref - t_max);`,
+    `      m_ref = t_max;`,
+    `    }`,
+  );
+  for (const j of cols) add(`    let p_${j} = select(0.0, exp(s_${j} - m_ref), vis_${j});`);
+  add(`    var p_sum = ${cols.map((j) => `p_${j}`).join(' + ')};`);
+  reduce('p_sum', 'sum');
+  add(`    l_row = l_row * alpha + p_sum;`);
+  for (const j of cols) add(`    p_tile[s_at + ${j}u] = f16(p_${j});`);
+  add(
+    `    if (col0 == 0u) {`,
+    `      alpha_row[wg_row] = alpha;`,
+    `    }`,
+    `    if (alpha != 1.0 && m_prev > NEG_BIG) {`,
+    `      rescale_flag = 1u;`,
+    `    }`,
+    `    if (workgroupUniformLoad(&rescale_flag) != 0u) {`,
+  );
+  for (const c of chunks) {
+    add(
+      `      subgroupMatrixStore<row_major>(&s_tile, sg * 256u, o_${c}, 16u);`,
+      `      workgroupBarrier();`,
+      ...cols.map((j) => `      s_tile[s_at + ${j}u] *= alpha_row[wg_row];`),
+      `      workgroupBarrier();`,
+      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * 256u, 16u);`,
+      `      workgroupBarrier();`,
+    );
+  }
+  add(`    }`, `    let pm = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * 256u, 16u);`);
+  for (const c of chunks) {
+    add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<${right}, row_major>(&tiles, 16u * HEAD_DIM + ${16 * c}u, HEAD_DIM), o_${c});`);
+  }
+  add(`    workgroupBarrier();`, `  }`);
+  // Normalise and write: chunk by chunk through the subgroup's scratch.
+  add(`  let out_row = ((item.q_row + qi) * params.num_query_heads + first_head + wg_row % HEADS_PER_WG) * Q_VECS_PER_ROW;`);
+  for (const c of chunks) {
+    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * 256u, o_${c}, 16u);`, `  workgroupBarrier();`, `  if (row_live) {`);
+    for (let j = 0; j < colsPerLane; j += 4) {
+      add(
+        `    results[out_row + (${16 * c}u + col0 + ${j}u) / 4u] = vec4<f32>(s_tile[s_at + ${j}u], s_tile[s_at + ${j + 1}u], ` +
+          `s_tile[s_at + ${j + 2}u], s_tile[s_at + ${j + 3}u]) / l_row;`,
+      );
+    }
+    add(`  }`, `  workgroupBarrier();`);
+  }
+  add(`}`);
+  return L.join('\n');
+}

@@ -1,0 +1,81 @@
+// Prefill on subgroup matrices (tensor cores; Dawn's chromium-experimental-subgroup-matrix with f16
+// inputs and f32 results) against the f64 CPU reference. Runs only where the device offers them (a real
+// GPU with Dawn's allow_unsafe_apis): elsewhere it is skipped, and the portable path is tested by the
+// other kernel tests.
+// Tolerance, |gpu − ref| ≤ atol + rtol·|ref| with atol 5e-3, rtol 1e-2: the kernel rounds the scaled
+// queries and the probabilities P (≤ e^8 before normalisation) to f16 (relative 2^-11 ≈ 4.9e-4 each), so a
+// score of magnitude ≤ 4 moves by ≤ 2e-3 and each p by ≤ 0.3 %; outputs are convex combinations of V
+// in [-1, 1], which bounds their error near 3e-3. Indexing, masking or rescaling bugs give errors ≥ 0.05.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
+import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
+import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
+import { computeKvLayout } from '../../src/pool/kv-layout';
+
+const TOL = { atol: 5e-3, rtol: 1e-2 };
+const gpu: Gpu = await createGpu({ subgroupMatrix: true });
+const uncaptured: string[] = [];
+gpu.device.onuncapturederror = (event) => {
+  uncaptured.push(event.error.message);
+};
+afterEach(() => {
+  expect(uncaptured.splice(0)).toEqual([]);
+});
+
+const probeLayout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 64, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+const available = new PagedAttentionKernel(gpu.device, probeLayout, { numQueryHeads: 4, rowStride: 1, subgroups: gpu.features.subgroups, adapterInfo: gpu.adapter.info })
+  .prefillMmaConfig !== undefined;
+
+const SEQUENCES: SequenceSpec[] = [
+  { contextLength: 37, numQueries: 37 }, // prefill from position 0, partial last step
+  { contextLength: 300, numQueries: 100 }, // chunked prefill over a 200-token cached prefix
+  { contextLength: 1 }, // a decode entry in the same batch
+  { contextLength: 129, numQueries: 2 },
+  { contextLength: 520, numQueries: 520 },
+];
+
+describe.skipIf(!available)('subgroup-matrix prefill', () => {
+  beforeAll(() => {
+    expect(gpu.isFallback).toBe(false);
+  });
+
+  it.each([
+    { headDim: 64, groupSize: 4, blockSize: 16 },
+    { headDim: 128, groupSize: 1, blockSize: 8 },
+    { headDim: 128, groupSize: 8, blockSize: 32 },
+    { headDim: 256, groupSize: 2, blockSize: 16 },
+    { headDim: 128, groupSize: 6, blockSize: 16 },
+  ])('head dim $headDim, GQA $groupSize, block $blockSize matches the reference', async ({ headDim, groupSize, blockSize }) => {
+    const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
+    const fx = buildKvFixture(gpu.device, options);
+    try {
+      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
+        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
+      });
+      expect(kernel.prefillMmaConfig).toBeDefined();
+      const result = await checkAttention(gpu.device, kernel, fx, TOL);
+      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+
+  it('long causal prefill with table-window reloads (block size 8), rescaling lazily and at every new max', async () => {
+    for (const prefillRescaleThreshold of [8, 0]) {
+      const options: KvFixtureOptions = {
+        numKvHeads: 1, groupSize: 4, headDim: 128, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true,
+        sequences: [{ contextLength: 2100, numQueries: 70 }, { contextLength: 1200, numQueries: 1200 }], seed: 77, qMagnitude: 3,
+      };
+      const fx = buildKvFixture(gpu.device, options);
+      try {
+        const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold }, adapterInfo: gpu.adapter.info,
+        });
+        const result = await checkAttention(gpu.device, kernel, fx, TOL);
+        expect(result.count, `threshold ${prefillRescaleThreshold}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+      } finally {
+        fx.destroy();
+      }
+    }
+  });
+});
