@@ -81,6 +81,22 @@ fn load_table_window(seq_slot: u32, first_block: u32) {
   }
 }
 
+/**
+ * K and V words `col` of key `pos` of kv head `kv_head`, through the table window starting at logical
+ * block `window_start` (which must hold the key's block); zeros for a missing block.
+ */
+fn load_key_words(kv_head: u32, pos: u32, col: u32, window_start: u32) -> array<vec4<u32>, 2> {
+  let logical = block_of(pos);
+  let at = logical - window_start;
+  let code = smem[SMEM_TABLE + at / 4u][at % 4u];
+  if (code == NO_BLOCK) {
+    return array<vec4<u32>, 2>(vec4<u32>(0u), vec4<u32>(0u));
+  }
+  let word = (code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block +
+    (pos - logical * params.block_size) * VECS_PER_ROW + col;
+  return array<vec4<u32>, 2>(load_kv(code & 3u, word), load_kv(code & 3u, word + params.vecs_per_half));
+}
+
 /** (work item, kv head, head tile, in range) of this workgroup's flat index. */
 fn workgroup_task(wid: vec3<u32>, nwg: vec3<u32>) -> vec4<u32> {
   let head_tiles = params.group_size / HEADS_PER_WG;

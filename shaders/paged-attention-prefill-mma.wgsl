@@ -73,20 +73,11 @@ fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32) {
     let key = i / VECS_PER_ROW;
     let col = i % VECS_PER_ROW;
     let pos = t0 + key;
-    var k = vec4<u32>(0u);
-    var v = vec4<u32>(0u);
+    var kv = array<vec4<u32>, 2>(vec4<u32>(0u), vec4<u32>(0u));
     if (pos < key_end) {
-      let logical = block_of(pos);
-      let at = logical - window_start;
-      let code = smem[SMEM_TABLE + at / 4u][at % 4u];
-      if (code != NO_BLOCK) {
-        let word = (code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block +
-          (pos - logical * params.block_size) * VECS_PER_ROW + col;
-        k = load_kv(code & 3u, word);
-        v = load_kv(code & 3u, word + params.vecs_per_half);
-      }
+      kv = load_key_words(kv_head, pos, col, window_start);
     }
-    store8(key * HEAD_DIM + col * 8u, k);
-    store8(16u * HEAD_DIM + key * HEAD_DIM + col * 8u, v);
+    store8(key * HEAD_DIM + col * 8u, kv[0]);
+    store8(16u * HEAD_DIM + key * HEAD_DIM + col * 8u, kv[1]);
   }
 }

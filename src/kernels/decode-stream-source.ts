@@ -11,6 +11,7 @@
 //     as zeros and get p = 0; a missing block loads as zeros; a step's loads come before its use and,
 //     with prefetch, before the previous step is folded.
 import type { StreamDecodeConfig } from './attention-config';
+import { entryPreamble } from './generated-entry';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -77,17 +78,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     );
 
   add(
-    `@compute @workgroup_size(WG_SIZE)`,
-    `fn decode_stream_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,`,
-    `                      @builtin(local_invocation_index) lid: u32) {`,
-    `  let task = workgroup_task(wid, nwg);`,
-    `  if (task.w == 0u) {`,
-    `    return;`,
-    `  }`,
-    `  lanes_init(lid);`,
-    `  let item = work_items[params.item_base + task.x];`,
-    `  let kv_head = task.y;`,
-    `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
+    ...entryPreamble('decode_stream_main'),
     `  let lane = tid % LANES;`,
     `  let group = tid / LANES;`,
     `  let head_offset = kv_head * params.vecs_per_head_block;`,

@@ -5,6 +5,7 @@
 // arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
 // COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
 // barrier or a matrix operation are workgroup-uniform.
+import { entryPreamble } from './generated-entry';
 
 export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
   const subgroups = 1;
@@ -27,17 +28,7 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
     `var<workgroup> s_tile: array<f32, ${256 * subgroups}>;`,
     `var<workgroup> p_tile: array<f16, ${256 * subgroups}>;`,
     ``,
-    `@compute @workgroup_size(WG_SIZE)`,
-    `fn prefill_mma_main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,`,
-    `                    @builtin(local_invocation_index) lid: u32) {`,
-    `  let task = workgroup_task(wid, nwg);`,
-    `  if (task.w == 0u) {`,
-    `    return;`,
-    `  }`,
-    `  lanes_init(lid);`,
-    `  let item = work_items[params.item_base + task.x];`,
-    `  let kv_head = task.y;`,
-    `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
+    ...entryPreamble('prefill_mma_main'),
     // Matrix operands must sit at workgroup-uniform offsets, so a workgroup is one subgroup (sg = 0).
     `  let sg = 0u;`,
     `  let lane = tid % SG_SIZE;`,
