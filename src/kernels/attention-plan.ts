@@ -61,7 +61,34 @@ export interface BatchPlan {
   splitsPerEntry: number[];
 }
 
-/** Keys per split for decode entries of `keys` keys each (splits = ceil(keys / length), never empty). */
+/**
+ * The split policy for a batch of `decodeEntries` decode entries: a function from an entry's key count
+ * to its split length (splits = ceil(keys / length), never empty).
+ */
+export function splitPolicy(
+  decodeEntries: number,
+  workgroupsPerItem: number,
+  otherWorkgroups: number,
+  keyTile: number,
+  forceSplits?: number,
+  target = TARGET_WORKGROUPS,
+  minKeys = MIN_KEYS_PER_SPLIT,
+): (keys: number) => number {
+  if (forceSplits !== undefined) {
+    if (!Number.isInteger(forceSplits) || forceSplits < 1 || forceSplits > MAX_SPLITS) {
+      throw new InvalidArgumentError(`forceSplits must be an integer in [1, ${MAX_SPLITS}] (got ${forceSplits})`);
+    }
+    return (l) => Math.ceil(l / Math.min(forceSplits, l));
+  }
+  const base = decodeEntries * workgroupsPerItem + otherWorkgroups;
+  const wanted = base >= target ? 1 : Math.ceil(target / base);
+  return (l) => {
+    const splits = Math.max(1, Math.min(wanted, Math.floor(l / minKeys), MAX_SPLITS));
+    return splits === 1 ? l : Math.ceil(Math.ceil(l / splits) / keyTile) * keyTile;
+  };
+}
+
+/** Keys per split for decode entries of `keys` keys each (see splitPolicy). */
 export function chooseSplitLengths(
   keys: readonly number[],
   workgroupsPerItem: number,
@@ -71,18 +98,7 @@ export function chooseSplitLengths(
   target = TARGET_WORKGROUPS,
   minKeys = MIN_KEYS_PER_SPLIT,
 ): number[] {
-  if (forceSplits !== undefined) {
-    if (!Number.isInteger(forceSplits) || forceSplits < 1 || forceSplits > MAX_SPLITS) {
-      throw new InvalidArgumentError(`forceSplits must be an integer in [1, ${MAX_SPLITS}] (got ${forceSplits})`);
-    }
-    return keys.map((l) => Math.ceil(l / Math.min(forceSplits, l)));
-  }
-  const base = keys.length * workgroupsPerItem + otherWorkgroups;
-  const wanted = base >= target ? 1 : Math.ceil(target / base);
-  return keys.map((l) => {
-    const splits = Math.max(1, Math.min(wanted, Math.floor(l / minKeys), MAX_SPLITS));
-    return splits === 1 ? l : Math.ceil(Math.ceil(l / splits) / keyTile) * keyTile;
-  });
+  return keys.map(splitPolicy(keys.length, workgroupsPerItem, otherWorkgroups, keyTile, forceSplits, target, minKeys));
 }
 
 function growWords(items: Uint32Array<ArrayBuffer>, words: number): Uint32Array<ArrayBuffer> {
@@ -92,20 +108,22 @@ function growWords(items: Uint32Array<ArrayBuffer>, words: number): Uint32Array<
   return grown;
 }
 
-/** Builds the plan into `scratch` (grown and returned through plan.items when too small). */
+/** Builds the plan into `scratch` (grown and returned through plan.items when too small), in two passes over the entries. */
 export function planBatch(
   entries: readonly AttentionEntry[],
   shape: PlanShape,
   scratch: Uint32Array<ArrayBuffer>,
   forceSplits?: number,
 ): BatchPlan {
-  const decodeEntries = entries.filter((e) => e.numQueries === 1);
-  const prefillEntries = entries.filter((e) => e.numQueries > 1);
   const qpw = shape.prefillQueriesPerWorkgroup;
-  const prefillItems = prefillEntries.reduce((n, e) => n + Math.ceil(e.numQueries / qpw), 0);
-  const decodeKeys = decodeEntries.map((e) => e.queryStart + 1);
-  const splitLengths = chooseSplitLengths(
-    decodeKeys,
+  let decodeEntries = 0;
+  let prefillItems = 0;
+  for (const e of entries) {
+    if (e.numQueries === 1) decodeEntries++;
+    else prefillItems += Math.ceil(e.numQueries / qpw);
+  }
+  const splitLength = splitPolicy(
+    decodeEntries,
     shape.numKvHeads * shape.decodeHeadTiles,
     prefillItems * shape.numKvHeads * shape.prefillHeadTiles,
     shape.decodeKeyTile,
@@ -113,10 +131,18 @@ export function planBatch(
     shape.targetWorkgroups,
     shape.minKeysPerSplit,
   );
-  const splitsPerEntry = decodeKeys.map((l, i) => Math.ceil(l / splitLengths[i]!));
-  const decodeItems = splitsPerEntry.reduce((a, b) => a + b, 0);
-  const split = splitsPerEntry.some((s) => s > 1);
-  const mergeItems = split ? decodeEntries.length : 0;
+  const splitsPerEntry: number[] = new Array<number>(decodeEntries);
+  let decodeItems = 0;
+  let d = 0;
+  for (const e of entries) {
+    if (e.numQueries !== 1) continue;
+    const keys = e.queryStart + 1;
+    const splits = Math.ceil(keys / splitLength(keys));
+    splitsPerEntry[d++] = splits;
+    decodeItems += splits;
+  }
+  const split = decodeItems > decodeEntries;
+  const mergeItems = split ? decodeEntries : 0;
   const total = decodeItems + prefillItems + mergeItems;
   const items = growWords(scratch, total * WORK_ITEM_WORDS);
   let n = 0;
@@ -131,27 +157,34 @@ export function planBatch(
     items[o + 6] = aux;
     items[o + 7] = 0;
   };
-  decodeEntries.forEach((e, i) => {
-    const keys = decodeKeys[i]!;
-    const splits = splitsPerEntry[i]!;
-    const length = splitLengths[i]!;
+  d = 0;
+  for (const e of entries) {
+    if (e.numQueries !== 1) continue;
+    const keys = e.queryStart + 1;
+    const splits = splitsPerEntry[d++]!;
+    const length = splits === 1 ? keys : splitLength(keys);
     for (let s = 0; s < splits; s++) {
       put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads);
     }
-  });
-  for (const e of prefillEntries) {
+  }
+  for (const e of entries) {
+    if (e.numQueries === 1) continue;
     for (let first = 0; first < e.numQueries; first += qpw) {
       const numQ = Math.min(qpw, e.numQueries - first);
       const qPos = e.queryStart + first;
       put(e.seqSlot, e.qRow + first, numQ, qPos, 0, qPos + numQ, 0);
     }
   }
-  let firstSplitItem = 0;
-  decodeEntries.forEach((e, i) => {
-    if (!split) return;
-    put(e.seqSlot, e.qRow, splitsPerEntry[i]!, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads);
-    firstSplitItem += splitsPerEntry[i]!;
-  });
+  if (split) {
+    let firstSplitItem = 0;
+    d = 0;
+    for (const e of entries) {
+      if (e.numQueries !== 1) continue;
+      const splits = splitsPerEntry[d++]!;
+      put(e.seqSlot, e.qRow, splits, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads);
+      firstSplitItem += splits;
+    }
+  }
   return {
     items,
     words: total * WORK_ITEM_WORDS,

@@ -6,8 +6,9 @@
 //     work-list buffer grows by doubling and never shrinks. Nothing is allocated once the largest
 //     batch has been seen.
 //   - `upload` reuses the slot whose contents already equal the batch (the same batch encoded for every
-//     layer costs one write); otherwise it overwrites the least recently used slot with
-//     queue.writeBuffer. Because writes take effect in queue order, up to UPLOAD_SLOTS different
+//     layer costs one write; a caller passing the work list's version skips comparing the list itself —
+//     versions must change whenever the list's contents may); otherwise it overwrites the least
+//     recently used slot with queue.writeBuffer. Because writes take effect in queue order, up to UPLOAD_SLOTS different
 //     batches may be encoded before one submit; more would overwrite a slot still waiting to run.
 //   - The partial buffer grows by doubling; every encode binds whichever buffer is current, and
 //     dispatches run in queue order, so layers and batches may share it.
@@ -25,6 +26,8 @@ export interface UploadSlot {
   params: GPUBuffer;
   contents: Uint32Array;
   lastUse: number;
+  /** Version of the work list the slot holds (see upload), or -1. */
+  version: number;
 }
 
 let nextBufferId = 1;
@@ -33,6 +36,13 @@ function bufferId(buffer: GPUBuffer): number {
   let id = bufferIds.get(buffer);
   if (id === undefined) bufferIds.set(buffer, (id = nextBufferId++));
   return id;
+}
+
+/** Whether `contents` holds itemWords words of items followed by exactly `params`. */
+function sameParams(contents: Uint32Array, itemWords: number, params: Uint32Array): boolean {
+  if (contents.length !== itemWords + params.length) return false;
+  for (let i = 0; i < params.length; i++) if (contents[itemWords + i] !== params[i]) return false;
+  return true;
 }
 
 /** Whether `contents` is exactly items[0..itemWords) followed by params. */
@@ -59,11 +69,21 @@ export class AttentionResources {
    * PARAMS_STRIDE-byte strides). The
    * comparison key is items + params together.
    */
-  upload(items: Uint32Array<ArrayBuffer>, itemWords: number, params: Uint32Array<ArrayBuffer>): UploadSlot {
+  upload(items: Uint32Array<ArrayBuffer>, itemWords: number, params: Uint32Array<ArrayBuffer>, version = -1): UploadSlot {
     const use = ++this.useCounter;
+    // Fast path: the slot last filled from this very work list (same version) only needs its parameters compared.
+    if (version >= 0) {
+      for (const slot of this.slots) {
+        if (slot.version === version && sameParams(slot.contents, itemWords, params)) {
+          slot.lastUse = use;
+          return slot;
+        }
+      }
+    }
     for (const slot of this.slots) {
       if (holds(slot.contents, items, itemWords, params)) {
         slot.lastUse = use;
+        slot.version = version;
         return slot;
       }
     }
@@ -82,12 +102,14 @@ export class AttentionResources {
         }),
         contents: key,
         lastUse: use,
+        version,
       };
       this.slots.push(slot);
     } else {
       slot = this.slots.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b));
       slot.contents = key;
       slot.lastUse = use;
+      slot.version = version;
       if (slot.items.size < itemBytes) slot.items = this.createItems(Math.max(itemBytes, 2 * slot.items.size));
     }
     if (itemWords > 0) this.device.queue.writeBuffer(slot.items, 0, items, 0, itemWords);

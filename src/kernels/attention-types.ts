@@ -27,45 +27,51 @@ export interface AttentionBatchShape {
   queryRows: number;
 }
 
-function requireInt(what: string, value: number, min: number): void {
+function requireInt(entry: number, field: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
-    throw new InvalidArgumentError(`${what} must be an integer ≥ ${min} (got ${value})`);
+    throw new InvalidArgumentError(`entries[${entry}].${field} must be an integer ≥ ${min} (got ${value})`);
   }
 }
 
-/** Throws InvalidArgumentError for the first entry that breaks the invariants above. */
+/**
+ * Throws InvalidArgumentError for the first entry that breaks the invariants above. Allocation-free
+ * unless the q/out rows arrive out of order (then one sorted copy checks them for overlap).
+ */
 export function validateEntries(entries: readonly AttentionEntry[], shape: AttentionBatchShape): void {
-  const rows: Array<[number, number]> = [];
-  entries.forEach((e, i) => {
-    const at = `entries[${i}]`;
-    requireInt(`${at}.seqSlot`, e.seqSlot, 0);
-    requireInt(`${at}.numQueries`, e.numQueries, 1);
-    requireInt(`${at}.queryStart`, e.queryStart, 0);
-    requireInt(`${at}.contextLength`, e.contextLength, 1);
-    requireInt(`${at}.qRow`, e.qRow, 0);
+  const capacity = shape.rowStride * shape.blockSize;
+  let ordered = true;
+  let previousEnd = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    requireInt(i, 'seqSlot', e.seqSlot, 0);
+    requireInt(i, 'numQueries', e.numQueries, 1);
+    requireInt(i, 'queryStart', e.queryStart, 0);
+    requireInt(i, 'contextLength', e.contextLength, 1);
+    requireInt(i, 'qRow', e.qRow, 0);
     if (e.seqSlot >= shape.maxSequences) {
-      throw new InvalidArgumentError(`${at}.seqSlot ${e.seqSlot} is outside the block table (${shape.maxSequences} rows)`);
+      throw new InvalidArgumentError(`entries[${i}].seqSlot ${e.seqSlot} is outside the block table (${shape.maxSequences} rows)`);
     }
     if (e.queryStart + e.numQueries > e.contextLength) {
       throw new InvalidArgumentError(
-        `${at}: queries reach position ${e.queryStart + e.numQueries - 1} but contextLength is ${e.contextLength}; ` +
+        `entries[${i}]: queries reach position ${e.queryStart + e.numQueries - 1} but contextLength is ${e.contextLength}; ` +
           'write K/V for every query position before attention',
       );
     }
-    const capacity = shape.rowStride * shape.blockSize;
     if (e.contextLength > capacity) {
       throw new InvalidArgumentError(
-        `${at}.contextLength ${e.contextLength} exceeds one block-table row (${shape.rowStride} blocks × ${shape.blockSize} tokens)`,
+        `entries[${i}].contextLength ${e.contextLength} exceeds one block-table row (${shape.rowStride} blocks × ${shape.blockSize} tokens)`,
       );
     }
     if (e.qRow + e.numQueries > shape.queryRows) {
       throw new InvalidArgumentError(
-        `${at} uses q/out rows up to ${e.qRow + e.numQueries - 1} but q and out hold ${shape.queryRows} rows`,
+        `entries[${i}] uses q/out rows up to ${e.qRow + e.numQueries - 1} but q and out hold ${shape.queryRows} rows`,
       );
     }
-    rows.push([e.qRow, e.qRow + e.numQueries]);
-  });
-  rows.sort((a, b) => a[0] - b[0]);
+    if (e.qRow < previousEnd) ordered = false;
+    previousEnd = e.qRow + e.numQueries;
+  }
+  if (ordered) return; // rows ascending and disjoint
+  const rows = entries.map((e) => [e.qRow, e.qRow + e.numQueries] as const).sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < rows.length; i++) {
     if (rows[i]![0] < rows[i - 1]![1]) {
       throw new InvalidArgumentError(`two entries write the same q/out row ${rows[i]![0]}; give every entry its own rows`);

@@ -128,6 +128,8 @@ export class PagedAttentionKernel {
   private mergePipeline: KernelPipeline | undefined;
   private readonly resources: AttentionResources;
   private planScratch = EMPTY_WORK_LIST;
+  /** Incremented whenever a new plan is written into planScratch (the work list's version for upload). */
+  private planVersion = 0;
   /** The entries array the last plan / validation was made for (encoding it again reuses both). */
   private plannedEntries: readonly AttentionEntry[] | undefined;
   private plannedSplits: number | undefined;
@@ -247,6 +249,7 @@ export class PagedAttentionKernel {
       this.planScratch,
       args.forceSplits,
     );
+    if (!reuse) this.planVersion++;
     this.planScratch = plan.items;
     this.lastPlan = plan;
     this.plannedEntries = args.entries;
@@ -255,7 +258,7 @@ export class PagedAttentionKernel {
     this.setParams(0, plan.decode, statsBase, args.scale, plan.split);
     this.setParams(1, plan.prefill, 0, args.scale, false);
     this.setParams(2, plan.merge, statsBase, args.scale, false);
-    const slot = this.resources.upload(plan.items, plan.words, this.params);
+    const slot = this.resources.upload(plan.items, plan.words, this.params, this.planVersion);
     const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
 
     const pass = encoder.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites });
