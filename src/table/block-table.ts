@@ -50,8 +50,11 @@ export interface AppendResult {
   /** Blocks newly added to the end of the sequence. */
   readonly newBlocks: number[];
   /** Copy-on-write copies made before writing (at most one: the shared partial last block). */
-  readonly copies: BlockCopy[];
+  readonly copies: readonly BlockCopy[];
 }
+
+/** The copies of an append that copied nothing (shared: appends allocate no array for it). */
+const NO_COPIES: readonly BlockCopy[] = Object.freeze([]);
 
 export interface BlockTableStats {
   readonly blocksTotal: number;
@@ -638,8 +641,7 @@ export class BlockTable {
     const bs = this.blockSize;
     const length = this.seqLength[slot];
     const blocks = this.seqNumBlocks[slot];
-    const copies: BlockCopy[] = [];
-    if (k === 0) return { firstPosition: length, newBlocks: [], copies };
+    if (k === 0) return { firstPosition: length, newBlocks: [], copies: NO_COPIES };
     const newLength = length + k;
     if (newLength > this.maxSequenceLength) throw new SequenceTooLongError(newLength, this.maxSequenceLength);
     const row = slot * this.rowStride;
@@ -650,11 +652,12 @@ export class BlockTable {
     this.pool.ensureFree(copyTail ? added + 1 : added);
 
     let consumed = 0;
+    let copies = NO_COPIES;
     if (tail >= 0) {
       const partial = bs - room;
       if (copyTail) {
         const dst = this.copyOnWrite(row + blocks - 1, tail, partial);
-        copies.push({ src: tail, dst });
+        copies = [{ src: tail, dst }];
         tail = dst;
       }
       consumed = k < room ? k : room;
