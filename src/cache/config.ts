@@ -2,6 +2,7 @@
 // that passes resolveConfig() fits the device (buffer sizes, bindings, workgroup storage) and every
 // field is a positive integer where one is required; everything that fails gets a ConfigError that
 // names the field and what would work.
+import type { AdapterInfoWithSubgroups } from '../kernels/paged-attention';
 import { ConfigError } from '../errors';
 import { MAX_HEAD_DIM, type KvDtype, type KvLayout } from '../pool/kv-layout';
 import { maxChunkBytes, planPool } from '../pool/kv-pool';
@@ -29,6 +30,12 @@ export interface PagedKVCacheOptions {
   maxBufferBytes?: number;
   /** How long a lock may be waited for before LockTimeoutError (ms, default 5000). */
   lockTimeoutMs?: number;
+  /**
+   * The adapter's info (`gpu.adapter.info`), where `device.adapterInfo` lacks the subgroup-matrix
+   * configurations (Dawn's Node binding): with it, prefill runs on subgroup matrices when the device was
+   * created with them (`createGpu({ subgroupMatrix: true })`).
+   */
+  adapterInfo?: AdapterInfoWithSubgroups;
 }
 
 export interface ResolvedConfig {
@@ -39,6 +46,7 @@ export interface ResolvedConfig {
   maxSequenceLength: number;
   useSubgroups: boolean;
   lockTimeoutMs: number;
+  adapterInfo: AdapterInfoWithSubgroups | undefined;
 }
 
 function positiveInt(name: string, value: unknown): number {
@@ -89,5 +97,6 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
     maxSequenceLength: maxBlocksPerSequence * blockSize,
     useSubgroups: (options.useSubgroups ?? true) && hasSubgroups,
     lockTimeoutMs,
+    adapterInfo: options.adapterInfo,
   };
 }

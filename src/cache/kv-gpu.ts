@@ -104,6 +104,7 @@ export class KvGpu {
       numQueryHeads: this.config.numQueryHeads,
       rowStride: this.rowStride,
       subgroups: this.config.useSubgroups,
+      adapterInfo: this.config.adapterInfo,
     }));
   }
 
