@@ -88,19 +88,6 @@ export function splitPolicy(
   };
 }
 
-/** Keys per split for decode entries of `keys` keys each (see splitPolicy). */
-export function chooseSplitLengths(
-  keys: readonly number[],
-  workgroupsPerItem: number,
-  otherWorkgroups: number,
-  keyTile: number,
-  forceSplits?: number,
-  target = TARGET_WORKGROUPS,
-  minKeys = MIN_KEYS_PER_SPLIT,
-): number[] {
-  return keys.map(splitPolicy(keys.length, workgroupsPerItem, otherWorkgroups, keyTile, forceSplits, target, minKeys));
-}
-
 function growWords(items: Uint32Array<ArrayBuffer>, words: number): Uint32Array<ArrayBuffer> {
   if (items.length >= words) return items;
   const grown = new Uint32Array(Math.max(words, 2 * items.length));

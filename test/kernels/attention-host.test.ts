@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
-import { chooseSplitLengths, planBatch, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { planBatch, splitPolicy, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
 import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
 import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
@@ -12,6 +12,9 @@ import { ConfigError, InvalidArgumentError } from '../../src/errors';
 import type { Gpu } from '../../src/gpu/create-gpu';
 
 const splitsOf = (keys: number[], lengths: number[]) => keys.map((l, i) => Math.ceil(l / lengths[i]!));
+/** Split lengths the policy gives a batch of decode entries with these key counts. */
+const chooseSplitLengths = (keys: number[], workgroupsPerItem: number, otherWorkgroups: number, keyTile: number, forceSplits?: number) =>
+  keys.map(splitPolicy(keys.length, workgroupsPerItem, otherWorkgroups, keyTile, forceSplits));
 
 describe('split-K heuristic', () => {
   // Benchmark shapes: 8 kv heads, one head tile per kv head, key tile 32.
