@@ -62,15 +62,22 @@ export class GpuPins {
       this.slotPins[slot]!++;
       batch.slots.push(slot);
     }
-    const fresh: number[] = [];
+    const pinned = batch.blocks;
+    const start = pinned.length;
     for (const b of blocks) {
       if (this.pinnedIn[b] === batch.epoch) continue;
       this.pinnedIn[b] = batch.epoch;
-      fresh.push(b);
+      pinned.push(b);
     }
-    if (fresh.length === 0) return;
-    this.retain(fresh);
-    for (const b of fresh) batch.blocks.push(b);
+    if (pinned.length === start) return;
+    try {
+      this.retain(start === 0 ? pinned : pinned.slice(start));
+    } catch (error) {
+      // Nothing was retained: forget these blocks so a later pin retries them.
+      for (let i = start; i < pinned.length; i++) this.pinnedIn[pinned[i]!] = 0;
+      pinned.length = start;
+      throw error;
+    }
   }
 
   /**

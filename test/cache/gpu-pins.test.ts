@@ -1,0 +1,55 @@
+// GpuPins bookkeeping on a real device: blocks are retained once per encoder (deduplicated across
+// layers), only the new ones of a later pin are retained, and a retain that throws leaves nothing
+// marked as pinned, so the next pin of the same blocks retains them.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testGpu } from '../helpers/gpu';
+import { GpuPins } from '../../src/cache/gpu-pins';
+import type { Gpu } from '../../src/gpu/create-gpu';
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+
+function pinsWith(retain: (blocks: number[]) => void, released: number[][]): GpuPins {
+  return new GpuPins(gpu.device, 16, 4, retain, (blocks) => released.push([...blocks]));
+}
+
+describe('GpuPins', () => {
+  it('retains each block once per encoder and releases them after the submission completes', async () => {
+    const retained: number[][] = [];
+    const released: number[][] = [];
+    const pins = pinsWith((blocks) => retained.push([...blocks]), released);
+    const encoder = gpu.device.createCommandEncoder();
+    pins.pin(encoder, [1, 2, 3], [0]);
+    pins.pin(encoder, [3, 2, 1], [0]); // a second layer of the same step
+    pins.pin(encoder, [2, 4, 5], [1]);
+    expect(retained).toEqual([[1, 2, 3], [4, 5]]);
+    expect(pins.pendingCount).toBe(5);
+    expect(pins.slotPinned(0) && pins.slotPinned(1)).toBe(true);
+    const buffer = encoder.finish();
+    gpu.device.queue.submit([buffer]);
+    await pins.submitted([buffer]);
+    expect(released).toEqual([[1, 2, 3, 4, 5]]);
+    expect(pins.pendingCount).toBe(0);
+    expect(pins.slotPinned(0) || pins.slotPinned(1)).toBe(false);
+  });
+
+  it('a retain that throws pins nothing, and the next pin retries the same blocks', () => {
+    const retained: number[][] = [];
+    let fail = false;
+    const pins = pinsWith((blocks) => {
+      if (fail) throw new Error('retain failed');
+      retained.push([...blocks]);
+    }, []);
+    const encoder = gpu.device.createCommandEncoder();
+    pins.pin(encoder, [7], []);
+    fail = true;
+    expect(() => pins.pin(encoder, [7, 8, 9], [])).toThrow('retain failed');
+    expect(pins.pendingCount).toBe(1);
+    fail = false;
+    pins.pin(encoder, [8, 9], []);
+    expect(retained).toEqual([[7], [8, 9]]);
+    expect(pins.pendingCount).toBe(3);
+  });
+});
