@@ -11,6 +11,7 @@ import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS, type Gpu } from '.
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
 import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning } from '../src/kernels/paged-attention';
 import { getPipeline } from '../src/kernels/pipeline-cache';
+import { SeededRandom } from '../src/sim/hash';
 import { timeGpu, type TimingOptions } from './gpu-timing';
 
 export interface AttentionBenchOptions {
@@ -118,16 +119,6 @@ async function measureReadBaseline(device: GPUDevice, bytes: number, timing: Tim
   return size / seconds;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Workload {
   layout: KvLayout;
   chunks: GPUBuffer[];
@@ -158,9 +149,9 @@ function createWorkload(
   const chunks = layout.chunkBytes.map((size, c) => device.createBuffer({ label: `bench-kv-${c}`, size, usage: GPUBufferUsage.STORAGE }));
   const ids = Int32Array.from({ length: numBlocks }, (_, i) => i);
   if (order === 'random') {
-    const rand = mulberry32(7);
+    const random = new SeededRandom(7);
     for (let i = ids.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
+      const j = random.int(0, i);
       [ids[i], ids[j]] = [ids[j]!, ids[i]!];
     }
   }
@@ -168,8 +159,8 @@ function createWorkload(
   device.queue.writeBuffer(table, 0, ids);
   const rowBytes = NUM_QUERY_HEADS * HEAD_DIM * 4;
   const rows = batch * numQueries;
-  const rand = mulberry32(3);
-  const qData = Float32Array.from({ length: rows * NUM_QUERY_HEADS * HEAD_DIM }, () => rand() * 2 - 1);
+  const random = new SeededRandom(3);
+  const qData = Float32Array.from({ length: rows * NUM_QUERY_HEADS * HEAD_DIM }, () => random.next() * 2 - 1);
   const q = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(q, 0, qData);
   const out = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });

@@ -7,14 +7,9 @@
 //     whole vec4s. Source and destination may be in different chunks; all four slots are bound
 //     read_write. The grid is 2D like write-kv's.
 
-override BLOCK_SIZE: u32;
-override NUM_KV_HEADS: u32;
-override WORDS_PER_ROW: u32;
-override BLOCKS_PER_CHUNK: u32;
-override NUM_BLOCKS: u32;
-override F16: bool;
+// The pool geometry (BLOCK_SIZE … HEAD_DIM) comes from kv-layout.wgsl, prepended by the host.
 
-override VEC4S_PER_BLOCK: u32 = 2u * NUM_KV_HEADS * BLOCK_SIZE * WORDS_PER_ROW / 4u;
+override VEC4S_PER_BLOCK: u32 = WORDS_PER_BLOCK / 4u;
 
 struct Params {
   numPairs: u32,

@@ -6,17 +6,7 @@
 //     V half and writes 1 (f32: the same bits) or 2 (f16: unpack2x16float) output elements each.
 //   - Outputs start at element `outOffset`; the grid is 2D like write-kv's.
 
-override BLOCK_SIZE: u32;
-override NUM_KV_HEADS: u32;
-override WORDS_PER_ROW: u32;
-override BLOCKS_PER_CHUNK: u32;
-override NUM_BLOCKS: u32;
-override F16: bool;
-
-override WORDS_PER_HEAD_BLOCK: u32 = WORDS_PER_ROW * BLOCK_SIZE;
-override WORDS_PER_HALF: u32 = WORDS_PER_HEAD_BLOCK * NUM_KV_HEADS;
-override WORDS_PER_BLOCK: u32 = 2u * WORDS_PER_HALF;
-override HEAD_DIM: u32 = select(WORDS_PER_ROW, 2u * WORDS_PER_ROW, F16);
+// The pool geometry (BLOCK_SIZE … HEAD_DIM) comes from kv-layout.wgsl, prepended by the host.
 
 struct Params {
   length: u32,

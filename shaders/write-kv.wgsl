@@ -13,17 +13,7 @@
 //     [NUM_KV_HEADS][BLOCK_SIZE][WORDS_PER_ROW] words.
 //   - The grid is 2D (x * y workgroups); invocation index = (wg.y * num_workgroups.x + wg.x) * 64 + local.
 
-override BLOCK_SIZE: u32;
-override NUM_KV_HEADS: u32;
-override WORDS_PER_ROW: u32;
-override BLOCKS_PER_CHUNK: u32;
-override NUM_BLOCKS: u32;
-override F16: bool;
-
-override WORDS_PER_HEAD_BLOCK: u32 = WORDS_PER_ROW * BLOCK_SIZE;
-override WORDS_PER_HALF: u32 = WORDS_PER_HEAD_BLOCK * NUM_KV_HEADS;
-override WORDS_PER_BLOCK: u32 = 2u * WORDS_PER_HALF;
-override HEAD_DIM: u32 = select(WORDS_PER_ROW, 2u * WORDS_PER_ROW, F16);
+// The pool geometry (BLOCK_SIZE … HEAD_DIM) comes from kv-layout.wgsl, prepended by the host.
 
 const PADDING_SLOT: u32 = 0xffffffffu;
 

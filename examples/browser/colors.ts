@@ -1,6 +1,7 @@
 // The demo's palette. Invariants: a sequence id always maps to the same colour; the fixed colours for
 // free, evictable and shared blocks are never produced for an owner (owner hues keep saturation and
 // lightness away from the greys, and the shared marker is a gold outline on top of the owner colour).
+import { mix32 } from '../../src/sim/hash';
 
 export const COLORS = {
   background: '#0f1218',
@@ -24,13 +25,4 @@ export function ownerColor(owner: number): string {
   const high = Math.floor(owner / 4294967296) >>> 0;
   const hue = Math.round((mix32(low ^ mix32(high + 0x9e3779b9)) / 4294967296) * 360);
   return `hsl(${hue} 70% 58%)`;
-}
-
-function mix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
 }

@@ -1,8 +1,10 @@
 // The machinery every KV kernel (write-kv, gather-kv, copy-blocks) shares: one pipeline per device and
 // layout (pipeline cache), an explicit bind-group layout, a ParamRing of per-dispatch parameters and a
-// bind-group cache. Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU
+// bind-group cache; the pool geometry (shaders/kv-layout.wgsl) is prepended to every kernel's WGSL.
+// Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU
 // object (one small uniform write per call); each call records exactly one dispatch, in `target` if it
 // is a pass, else in a pass of its own.
+import layoutCode from '../../shaders/kv-layout.wgsl?raw';
 import type { KvLayout } from '../pool/kv-layout';
 import {
   BindGroupCache,
@@ -35,7 +37,7 @@ export class KvKernelCore {
     this.groupLayout = layouts.group;
     this.pipeline = getPipeline(device, {
       name,
-      code,
+      code: `${layoutCode}\n${code}`,
       entryPoint: 'main',
       constants: layoutConstants(layout),
       layout: layouts.pipeline,

@@ -8,6 +8,7 @@ import { packF16Pairs } from '../../src/kernels/f16';
 import type { AttentionEntry } from '../../src/kernels/attention-types';
 import type { PagedAttentionArgs } from '../../src/kernels/paged-attention';
 import { pagedAttentionRef } from '../../src/kernels/attention.ref';
+import { rng } from '../table/rng';
 
 export const OUT_SENTINEL = 12345;
 
@@ -52,17 +53,6 @@ export interface KvFixture {
   destroy(): void;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomWords(layout: KvLayout, words: number, rand: () => number): Uint32Array<ArrayBuffer> {
   if (layout.kvDtype === 'f16') {
     const values = new Float32Array(words * 2);
@@ -83,7 +73,7 @@ function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer>, usage: nu
 }
 
 export function buildKvFixture(device: GPUDevice, o: KvFixtureOptions): KvFixture {
-  const rand = mulberry32(o.seed ?? 1);
+  const rand = rng(o.seed ?? 1);
   const bs = o.blockSize;
   const own = o.sequences.map((s) => Math.ceil(s.contextLength / bs) - (s.fork?.sharedBlocks ?? 0));
   const needed = own.reduce((a, b) => a + b, 0);
