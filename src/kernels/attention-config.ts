@@ -138,7 +138,7 @@ export function tileConstants(config: TileConfig, layout: KvLayout): Record<stri
   };
 }
 
-/** Limits of the streaming decode kernel's register arrays (see paged-attention-decode-stream.wgsl). */
+/** Limits on the streaming decode kernel's per-lane variables (code size and registers of the generated entry). */
 const STREAM_MAX_HW = 16;
 const STREAM_MAX_UW = 16;
 const STREAM_MAX_SCORES = 32;

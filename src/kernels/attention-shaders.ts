@@ -1,17 +1,16 @@
 // WGSL sources of the paged-attention kernels.
-// Invariants: a decode/prefill module is [enable subgroups] + one lanes file (subgroup or workgroup-
-// memory reductions, same function names) + the shared types + KV access + the shared tile engine + the
-// entry file; the streaming decode module is subgroups + lanes + types + KV access + its fixed file +
-// its generated entry point (named by shape, see decode-stream-source.ts); the subgroup-matrix prefill
-// module is the f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its
-// generated entry point; the merge module is the shared types + the merge file; the assembled
-// text depends only on (kind, subgroups) — or the shape, for the streaming decode — so each gets a
-// stable pipeline-cache name. Sizes never enter
-// the text: they are override constants.
+// Invariants: a tile-engine module (decode without subgroups, and portable prefill) is [enable
+// subgroups] + one lanes file (subgroup or workgroup-memory reductions, same function names) + the
+// shared types + KV access + the tile engine + its entry file, and its text depends only on `subgroups`
+// (the kind and every size are override constants; the kind stays in the name, as a label); the
+// streaming decode module is subgroups + lanes + types + KV access + its fixed file + its generated
+// entry point, named by shape (decode-stream-source.ts); the subgroup-matrix prefill module is the
+// f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its generated
+// entry point, named by head dim and subgroup size; the merge module is the shared types + the merge
+// file. Equal names mean equal texts, so each name is a stable pipeline-cache key.
 import typesCode from '../../shaders/paged-attention-types.wgsl?raw';
 import commonCode from '../../shaders/paged-attention-common.wgsl?raw';
-import decodeCode from '../../shaders/paged-attention-decode.wgsl?raw';
-import prefillCode from '../../shaders/paged-attention-prefill.wgsl?raw';
+import tileCode from '../../shaders/paged-attention-tile.wgsl?raw';
 import decodeStreamCode from '../../shaders/paged-attention-decode-stream.wgsl?raw';
 import kvAccessCode from '../../shaders/paged-attention-kv-access.wgsl?raw';
 import prefillMmaCode from '../../shaders/paged-attention-prefill-mma.wgsl?raw';
@@ -35,12 +34,12 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
     typesCode,
     kvAccessCode,
     commonCode,
-    kind === 'decode' ? decodeCode : prefillCode,
+    tileCode,
   ];
   return {
     name: `paged-attention-${kind}${subgroups ? '-subgroups' : ''}`,
     code: parts.join('\n'),
-    entryPoint: kind === 'decode' ? 'decode_main' : 'prefill_main',
+    entryPoint: 'tile_main',
   };
 }
 
