@@ -1,6 +1,6 @@
 // Four worker threads create sequences with shared prefixes, write, fork and free against one shared
 // table + prefix index; reused K/V content is checked on every hit, invariants periodically and at the end.
-import { Worker } from 'node:worker_threads';
+import { firstMessage, releaseWhenArrived, spawnTsWorker } from '../helpers/workers';
 import { describe, expect, it } from 'vitest';
 import { recount } from '../table/helpers';
 import { makeCache } from './helpers';
@@ -13,11 +13,6 @@ interface Report {
   checks: number;
 }
 
-function spawn(data: unknown): Worker {
-  return new Worker(new URL('../table/workers/bootstrap.mjs', import.meta.url), {
-    workerData: { entry: new URL('./workers/prefix-ops-worker.ts', import.meta.url).href, data },
-  });
-}
 
 describe('worker threads sharing one prefix cache', () => {
   it(`${WORKERS} workers × ${OPERATIONS} random operations keep the table and the index consistent`, async () => {
@@ -25,18 +20,14 @@ describe('worker threads sharing one prefix cache', () => {
     const content = new Float64Array(new SharedArrayBuffer(8 * cache.table.config.numBlocks));
     const barrier = new Int32Array(new SharedArrayBuffer(8));
     const reports = Array.from({ length: WORKERS }, (_, index) => {
-      const worker = spawn({ handle: cache.handle, content, index, operations: OPERATIONS, checkEvery: 250, barrier });
-      return new Promise<Report>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-        worker.once('exit', (code) => reject(new Error(`worker ${index} exited with code ${code} before reporting`)));
+      const worker = spawnTsWorker(new URL('./workers/prefix-ops-worker.ts', import.meta.url), {
+        handle: cache.handle, content, index, operations: OPERATIONS, checkEvery: 250, barrier,
       });
+      return firstMessage<Report>(worker, `worker ${index}`);
     });
     const all = Promise.all(reports);
     all.catch(() => undefined);
-    while (Atomics.load(barrier, 0) < WORKERS) await Promise.race([all, new Promise((r) => setTimeout(r, 10))]);
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 1);
+    await releaseWhenArrived(barrier, WORKERS, all);
     const results = await all;
 
     const totals: Record<string, number> = {};

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { LockTimeoutError } from '../../src/table/errors';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { firstMessage, spawnReliabilityWorker } from './helpers/spawn-worker';
+import { firstMessage, spawnTsWorker } from '../helpers/workers';
 
 failOnUncapturedGpuErrors();
 
@@ -33,7 +33,7 @@ describe('a thread that hangs holding the cache’s lock', () => {
     const row = new Float32Array(8 * 8).fill(0.5);
     await cache.writeKV(0, a, 0, row, row);
     const waiting = timing(() => cache.appendTokensAsync(a, [9])); // waits for a block
-    const worker = spawnReliabilityWorker('lock-hang-worker.ts', { handle: cache.table.handle });
+    const worker = spawnTsWorker(new URL('./workers/lock-hang-worker.ts', import.meta.url), { handle: cache.table.handle });
     try {
       const { agentId } = await firstMessage<{ agentId: number }>(worker, 'lock holder');
       const q = new Float32Array(16);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { BlockTable } from '../../src/table/block-table';
 import { LockTimeoutError } from '../../src/table/errors';
 import { SpinLock } from '../../src/table/spin-lock';
-import { spawnTsWorker } from './spawn-worker';
+import { releaseWhenArrived, spawnTsWorker } from '../helpers/workers';
 
 function outcome<T>(worker: Worker): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -30,15 +30,11 @@ describe('lock across threads', () => {
     const lock = new SpinLock(new Int32Array(buffer, 0, 16), new Float64Array(buffer, 64, 8), { timeoutMs: 30_000 });
     const counter = new Float64Array(buffer, 128, 2);
     const increments = waitStrategy === 'spin' ? 10_000 : 40_000;
-    const workers = Array.from({ length: 4 }, () => spawnTsWorker('counter-worker.ts', { buffer, increments, waitStrategy }));
+    const workers = Array.from({ length: 4 }, () => spawnTsWorker(new URL('./workers/counter-worker.ts', import.meta.url), { buffer, increments, waitStrategy }));
     const results = Promise.all(workers.map((w) => outcome<{ agentId: number }>(w)));
     results.catch(() => undefined);
     const barrier = new Int32Array(buffer, 160, 2);
-    while (Atomics.load(barrier, 0) < workers.length) {
-      await Promise.race([results, new Promise((resolve) => setTimeout(resolve, 5))]);
-    }
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 1);
+    await releaseWhenArrived(barrier, workers.length, results);
     let finished = false;
     void results.finally(() => {
       finished = true;
@@ -69,7 +65,7 @@ describe('lock across threads', () => {
 
   it('a worker that hangs holding the lock → LockTimeoutError on the other threads', async () => {
     const table = BlockTable.create({ numBlocks: 8, blockSize: 4, maxSequences: 4, maxBlocksPerSequence: 2 });
-    const worker = spawnTsWorker('lock-holder-worker.ts', { handle: table.handle, mode: 'hang' });
+    const worker = spawnTsWorker(new URL('./workers/lock-holder-worker.ts', import.meta.url), { handle: table.handle, mode: 'hang' });
     try {
       const { agentId } = await outcome<{ agentId: number }>(worker);
       const impatient = BlockTable.attach(table.handle, { timeoutMs: 150 });
@@ -90,7 +86,7 @@ describe('lock across threads', () => {
 
   it('a worker that dies holding the lock → LockTimeoutError, not a hang', async () => {
     const table = BlockTable.create({ numBlocks: 8, blockSize: 4, maxSequences: 4, maxBlocksPerSequence: 2 });
-    const worker = spawnTsWorker('lock-holder-worker.ts', { handle: table.handle, mode: 'die' });
+    const worker = spawnTsWorker(new URL('./workers/lock-holder-worker.ts', import.meta.url), { handle: table.handle, mode: 'die' });
     const exitCode = new Promise<number>((resolve) => worker.once('exit', resolve));
     const { agentId } = await outcome<{ agentId: number }>(worker);
     expect(await exitCode).toBe(7);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BlockTable } from '../../src/table/block-table';
 import { recount, viewsOf } from './helpers';
 import { RandomOperator } from './random-operator';
-import { spawnTsWorker } from './spawn-worker';
+import { firstMessage, releaseWhenArrived, spawnTsWorker } from '../helpers/workers';
 
 const WORKERS = 8;
 const OPERATIONS_PER_WORKER = 20_000;
@@ -29,7 +29,7 @@ describe('worker threads sharing one table', () => {
 
     const results: Array<Promise<WorkerResult>> = [];
     for (let index = 0; index < WORKERS; index++) {
-      const worker = spawnTsWorker('random-ops-worker.ts', {
+      const worker = spawnTsWorker(new URL('./workers/random-ops-worker.ts', import.meta.url), {
         handle: table.handle,
         index,
         operations: OPERATIONS_PER_WORKER,
@@ -40,23 +40,13 @@ describe('worker threads sharing one table', () => {
         maxOwn: 20,
         barrier,
       });
-      results.push(
-        new Promise<WorkerResult>((resolve, reject) => {
-          worker.once('message', resolve);
-          worker.once('error', reject);
-          worker.once('exit', (code) => reject(new Error(`worker ${index} exited with code ${code} before reporting`)));
-        }),
-      );
+      results.push(firstMessage<WorkerResult>(worker, `worker ${index}`));
     }
 
     // Start everyone together, then operate from the main thread until every worker has reported.
     const failed = Promise.all(results); // rejects as soon as a worker fails
     failed.catch(() => undefined);
-    while (Atomics.load(barrier, 0) < WORKERS) {
-      await Promise.race([failed, new Promise((resolve) => setTimeout(resolve, 10))]);
-    }
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 1);
+    await releaseWhenArrived(barrier, WORKERS, failed);
     let done = false;
     const all = Promise.all(results).finally(() => {
       done = true;

@@ -8,7 +8,7 @@
 import { PrefixCache } from '../../../src/prefix/prefix-cache';
 import type { LockStats } from '../../../src/table/spin-lock';
 import { assert, assertEqual } from './assert';
-import { firstMessage, spawnReliabilityWorker } from './spawn-worker';
+import { firstMessage, releaseWhenArrived, spawnTsWorker } from '../../helpers/workers';
 
 export interface StressOptions {
   threads: number;
@@ -37,15 +37,16 @@ export async function runThreadStress(options: StressOptions): Promise<StressRep
   const content = new Float64Array(new SharedArrayBuffer(8 * cache.table.config.numBlocks));
   const barrier = new Int32Array(new SharedArrayBuffer(8));
   const workers = Array.from({ length: threads }, (_, index) =>
-    spawnReliabilityWorker('prefix-stress-worker.ts', { handle: cache.handle, content, index, operations, checkEvery, barrier }),
+    spawnTsWorker(new URL('../../prefix/workers/prefix-ops-worker.ts', import.meta.url), {
+      handle: cache.handle, content, index, operations, checkEvery, barrier,
+      seedFactor: 7919, maxOwn: 6, clearRate: 0.00002, lockTimeoutMs: 60_000,
+    }),
   );
   try {
     const reports = Promise.all(workers.map((w, i) => firstMessage<WorkerReport>(w, `worker ${i}`)));
     reports.catch(() => undefined);
-    while (Atomics.load(barrier, 0) < threads) await Promise.race([reports, new Promise((r) => setTimeout(r, 10))]);
+    await releaseWhenArrived(barrier, threads, reports);
     const started = performance.now();
-    Atomics.store(barrier, 1, 1);
-    Atomics.notify(barrier, 1);
     const results = await reports;
     const seconds = (performance.now() - started) / 1000;
 

@@ -2,6 +2,7 @@
 // with a read-modify-write spread over several statements so unprotected increments would be lost.
 import { workerData, parentPort } from 'node:worker_threads';
 import { SpinLock } from '../../../src/table/spin-lock';
+import { arriveAndWait } from '../../helpers/workers';
 
 interface CounterWorkerData {
   buffer: SharedArrayBuffer;
@@ -14,8 +15,7 @@ const lock = new SpinLock(new Int32Array(buffer, 0, 16), new Float64Array(buffer
 const counter = new Float64Array(buffer, 128, 2);
 const barrier = new Int32Array(buffer, 160, 2); // [ready, go]
 
-Atomics.add(barrier, 0, 1);
-while (Atomics.load(barrier, 1) === 0) Atomics.wait(barrier, 1, 0, 1000);
+arriveAndWait(barrier);
 
 for (let i = 0; i < increments; i++) {
   lock.lock();

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlockTable, type BlockTableHandle } from '../../../src/table/block-table';
 import { RandomOperator } from '../random-operator';
+import { arriveAndWait } from '../../helpers/workers';
 
 interface RandomOpsWorkerData {
   handle: BlockTableHandle;
@@ -28,9 +29,7 @@ const operator = new RandomOperator(table, {
   maxOwn: data.maxOwn,
 });
 
-Atomics.add(data.barrier, 0, 1);
-Atomics.notify(data.barrier, 0);
-while (Atomics.load(data.barrier, 1) === 0) Atomics.wait(data.barrier, 1, 0, 1000);
+arriveAndWait(data.barrier);
 
 let checks = 0;
 for (let i = 1; i <= data.operations; i++) {
