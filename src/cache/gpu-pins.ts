@@ -10,7 +10,8 @@
 // releases the pins of every finished encoder. So with several encoders in flight (concurrent callers),
 // one caller's submission never releases blocks another caller's unsubmitted work still reads. An
 // encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
-//   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once).
+//   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once). Pinned
+// block ids are kept in one growable Int32Array per encoder, retained and released in one table call.
 //   The sequence slots (block-table rows) the work reads are pinned too: the kernel reads the GPU block
 // table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to
@@ -19,8 +20,26 @@
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
   readonly epoch: number;
-  readonly blocks: number[];
+  /** blocks[0..count) are pinned (retained) by this encoder. */
+  blocks: Int32Array;
+  count: number;
   readonly slots: number[];
+}
+
+const NO_BLOCKS = new Int32Array(0);
+
+/** The pinned blocks of `batches`, in one array (the batch's own array when there is one batch). */
+function pinnedBlocks(batches: readonly PinBatch[]): Int32Array {
+  if (batches.length === 1) return batches[0]!.blocks.subarray(0, batches[0]!.count);
+  let total = 0;
+  for (const b of batches) total += b.count;
+  const all = new Int32Array(total);
+  let at = 0;
+  for (const b of batches) {
+    all.set(b.blocks.subarray(0, b.count), at);
+    at += b.count;
+  }
+  return all;
 }
 
 export class GpuPins {
@@ -40,8 +59,8 @@ export class GpuPins {
     private readonly device: GPUDevice,
     numBlocks: number,
     maxSequences: number,
-    private readonly retain: (blocks: number[]) => void,
-    private readonly release: (blocks: number[]) => void,
+    private readonly retain: (blocks: Int32Array) => void,
+    private readonly release: (blocks: Int32Array) => void,
   ) {
     this.pinnedIn = new Uint32Array(numBlocks);
     this.slotPinnedIn = new Uint32Array(maxSequences);
@@ -54,37 +73,46 @@ export class GpuPins {
   }
 
   /** Pins `blocks` (already-validated block ids) until the work recorded in `encoder` has completed. */
-  pin(encoder: GPUCommandEncoder, blocks: number[], slots: readonly number[] = []): void {
+  pin(encoder: GPUCommandEncoder, blocks: ArrayLike<number>, slots: readonly number[] = []): void {
     const batch = this.batchOf(encoder);
+    const epoch = batch.epoch;
     for (const slot of slots) {
-      if (this.slotPinnedIn[slot] === batch.epoch) continue;
-      this.slotPinnedIn[slot] = batch.epoch;
+      if (this.slotPinnedIn[slot] === epoch) continue;
+      this.slotPinnedIn[slot] = epoch;
       this.slotPins[slot]!++;
       batch.slots.push(slot);
     }
-    const pinned = batch.blocks;
-    const start = pinned.length;
-    for (const b of blocks) {
-      if (this.pinnedIn[b] === batch.epoch) continue;
-      this.pinnedIn[b] = batch.epoch;
-      pinned.push(b);
+    const start = batch.count;
+    if (batch.blocks.length - start < blocks.length) {
+      const grown = new Int32Array(Math.max(start + blocks.length, 2 * batch.blocks.length));
+      grown.set(batch.blocks.subarray(0, start));
+      batch.blocks = grown;
     }
-    if (pinned.length === start) return;
+    const pinned = batch.blocks;
+    const pinnedIn = this.pinnedIn;
+    let end = start;
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i]!;
+      if (pinnedIn[b] === epoch) continue;
+      pinnedIn[b] = epoch;
+      pinned[end++] = b;
+    }
+    if (end === start) return;
     try {
-      this.retain(start === 0 ? pinned : pinned.slice(start));
+      this.retain(pinned.subarray(start, end));
     } catch (error) {
       // Nothing was retained: forget these blocks so a later pin retries them.
-      for (let i = start; i < pinned.length; i++) this.pinnedIn[pinned[i]!] = 0;
-      pinned.length = start;
+      for (let i = start; i < end; i++) pinnedIn[pinned[i]!] = 0;
       throw error;
     }
+    batch.count = end;
   }
 
   /**
    * Pins a prepared batch's blocks once per encoder: a batch encoded for every layer of a step costs
    * one pass over its blocks, not one per layer.
    */
-  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: number[], slots: readonly number[]): void {
+  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: ArrayLike<number>, slots: readonly number[]): void {
     const batch = this.batchOf(encoder);
     if (owner.pinEpoch === batch.epoch) return;
     owner.pinEpoch = batch.epoch;
@@ -94,8 +122,8 @@ export class GpuPins {
   /** Pinned blocks whose work has not been submitted yet. */
   get pendingCount(): number {
     let n = 0;
-    for (const batch of this.open.values()) n += batch.blocks.length;
-    for (const f of this.finished) n += f.batch.blocks.length;
+    for (const batch of this.open.values()) n += batch.count;
+    for (const f of this.finished) n += f.batch.count;
     return n;
   }
 
@@ -111,7 +139,7 @@ export class GpuPins {
   submitted(buffers?: readonly GPUCommandBuffer[]): Promise<void> {
     const taken = buffers === undefined ? this.finished : this.finished.filter((f) => buffers.includes(f.buffer));
     this.finished = buffers === undefined ? [] : this.finished.filter((f) => !buffers.includes(f.buffer));
-    const blocks = taken.flatMap((f) => f.batch.blocks);
+    const blocks = pinnedBlocks(taken.map((f) => f.batch));
     const slots = taken.flatMap((f) => f.batch.slots);
     if (blocks.length === 0 && slots.length === 0) return Promise.resolve();
     this.inFlight++;
@@ -126,7 +154,7 @@ export class GpuPins {
   /** Releases everything immediately (the device is gone, nothing will read the blocks again). */
   releaseAll(): void {
     const batches = [...this.open.values(), ...this.finished.map((f) => f.batch)];
-    const blocks = batches.flatMap((b) => b.blocks);
+    const blocks = pinnedBlocks(batches);
     for (const b of batches) for (const slot of b.slots) this.slotPins[slot]!--;
     this.open.clear();
     this.finished = [];
@@ -138,7 +166,7 @@ export class GpuPins {
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: [], slots: [] };
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, slots: [] };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

@@ -2,6 +2,7 @@
 // throws InvalidArgumentError naming the argument, the value received and what would be accepted; none
 // of them touches cache state, so they run before anything is changed.
 import { InvalidArgumentError } from '../errors';
+import { bufferFacts } from '../gpu/buffer-facts';
 
 export function checkLayer(layer: unknown, numLayers: number): number {
   if (typeof layer !== 'number' || !Number.isInteger(layer) || layer < 0 || layer >= numLayers) {
@@ -33,17 +34,15 @@ export function rowsOf(name: string, array: unknown, rowElements: number, shape:
 
 /** Checks a caller-provided GPUBuffer: usage flags and size. */
 export function checkGpuBuffer(name: string, buffer: unknown, minBytes: number, usage: number, usageName: string): GPUBuffer {
-  if (typeof buffer !== 'object' || buffer === null || typeof (buffer as GPUBuffer).usage !== 'number') {
-    throw new InvalidArgumentError(`${name} must be a GPUBuffer (got ${describe(buffer)})`);
-  }
-  const b = buffer as GPUBuffer;
+  const b = bufferFacts(buffer);
+  if (b === undefined) throw new InvalidArgumentError(`${name} must be a GPUBuffer (got ${describe(buffer)})`);
   if ((b.usage & usage) !== usage) {
     throw new InvalidArgumentError(`${name} needs GPUBufferUsage ${usageName} (its usage is 0x${b.usage.toString(16)})`);
   }
   if (b.size < minBytes) {
     throw new InvalidArgumentError(`${name} has ${b.size} bytes but ${minBytes} are needed`);
   }
-  return b;
+  return buffer as GPUBuffer;
 }
 
 export function describe(value: unknown): string {

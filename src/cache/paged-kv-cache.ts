@@ -117,7 +117,8 @@ export interface PreparedAttention {
 interface PreparedAttentionState extends PreparedAttention {
   readonly owner: PagedKVCache;
   readonly seqIds: readonly number[];
-  readonly blocks: number[];
+  /** The blocks the batch reads, row after row, as uploaded when it was prepared. */
+  readonly blocks: Int32Array;
   readonly slots: number[];
   pinEpoch: number;
 }
@@ -186,6 +187,7 @@ export class PagedKVCache {
   private destroyed = false;
   /** Freed sequences whose slot is still read by encoded GPU work (id → slot). */
   private readonly deferredFrees = new Map<number, number>();
+  private rowScratch = { slots: new Int32Array(0), lengths: new Int32Array(0) };
 
   private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
     const table = prefix.table;
@@ -694,20 +696,26 @@ export class PagedKVCache {
   /** Under the table lock: validated kernel entries, with their block-table rows uploaded. */
   private prepareLocked(entries: EncodedAttentionEntry[], layer?: number): PreparedAttentionState {
     if (!Array.isArray(entries) || entries.length === 0) throw new InvalidArgumentError('attention needs a non-empty array of entries');
-    const view = this.table.blockTableView;
-    const stride = this.table.rowStride;
+    const n = entries.length;
+    const seqIds = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i];
+      if (!e || typeof e !== 'object') throw new InvalidArgumentError(`entries[${i}] must be an object`);
+      seqIds[i] = e.seqId;
+    }
+    if (this.deferredFrees.size > 0) for (const id of seqIds) this.checkLive(id);
+    const rowsOf = this.scratchRows(n);
+    this.table.rowsOf(seqIds, rowsOf.slots, rowsOf.lengths);
     const bs = this.layout.blockSize;
-    const kernelEntries: AttentionEntry[] = [];
-    const seqIds: number[] = [];
-    const blocks: number[] = [];
+    const kernelEntries = new Array<AttentionEntry>(n);
+    const slots = new Array<number>(n);
     let nextRow = 0;
     let rows = 0;
-    for (let i = 0; i < entries.length; i++) {
+    let totalBlocks = 0;
+    for (let i = 0; i < n; i++) {
       const e = entries[i]!;
-      if (!e || typeof e !== 'object') throw new InvalidArgumentError(`entries[${i}] must be an object`);
-      this.checkLive(e.seqId);
-      const slot = this.table.rowOf(e.seqId);
-      const length = this.table.lengthOfRow(slot);
+      const slot = rowsOf.slots[i]!;
+      const length = rowsOf.lengths[i]!;
       const numQueries = e.numQueries === undefined ? 1 : checkPosition(`entries[${i}].numQueries`, e.numQueries);
       if (numQueries < 1) throw new InvalidArgumentError(`entries[${i}] needs at least one query`);
       const queryStart = e.queryStart === undefined ? length - numQueries : checkPosition(`entries[${i}].queryStart`, e.queryStart);
@@ -720,19 +728,32 @@ export class PagedKVCache {
       const qRow = e.qRow === undefined ? nextRow : checkPosition(`entries[${i}].qRow`, e.qRow);
       nextRow = qRow + numQueries;
       if (nextRow > rows) rows = nextRow;
-      kernelEntries.push({ seqSlot: slot, contextLength, queryStart, numQueries, qRow });
-      seqIds.push(e.seqId);
+      kernelEntries[i] = { seqSlot: slot, contextLength, queryStart, numQueries, qRow };
+      slots[i] = slot;
+      totalBlocks += Math.ceil(contextLength / bs);
     }
-    const slots = kernelEntries.map((e) => e.seqSlot);
+    const blocks = new Int32Array(totalBlocks);
     const prepared: PreparedAttentionState = { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0 };
     if (layer !== undefined) this.checkWritten(layer, prepared);
     // Only a batch that passed every check touches the GPU copy of the block table.
+    const view = this.table.blockTableView;
+    const stride = this.table.rowStride;
+    let at = 0;
     for (const e of kernelEntries) {
       const numBlocks = Math.ceil(e.contextLength / bs);
       this.gpu.syncTableRow(view, e.seqSlot, numBlocks);
-      for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks.push(view[b]!);
+      for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
     }
     return prepared;
+  }
+
+  /** Scratch arrays for resolving `n` sequence rows (reused: prepare runs under the lock, one at a time). */
+  private scratchRows(n: number): { slots: Int32Array; lengths: Int32Array } {
+    if (this.rowScratch.slots.length < n) {
+      const size = Math.max(n, 2 * this.rowScratch.slots.length);
+      this.rowScratch = { slots: new Int32Array(size), lengths: new Int32Array(size) };
+    }
+    return this.rowScratch;
   }
 
   private checkPrepared(batch: PreparedAttention): PreparedAttentionState {

@@ -12,8 +12,9 @@
 //     batches may be encoded before one submit; more would overwrite a slot still waiting to run.
 //   - The partial buffer grows by doubling; every encode binds whichever buffer is current, and
 //     dispatches run in queue order, so layers and batches may share it.
-//   - Bind groups are cached by pipeline and buffer identity (LRU, BIND_GROUP_CACHE_SIZE entries); a
-//     grown buffer is a new identity, so stale groups simply age out.
+//   - Bind groups are cached by pipeline and buffer identity (BIND_GROUP_CACHE_SIZE entries, the oldest
+//     dropped first); a grown buffer is a new identity, so stale groups simply age out. A lookup compares
+//     identities and offsets only: it allocates nothing and builds no key.
 
 export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
@@ -30,12 +31,24 @@ export interface UploadSlot {
   version: number;
 }
 
-let nextBufferId = 1;
-const bufferIds = new WeakMap<GPUBuffer, number>();
-function bufferId(buffer: GPUBuffer): number {
-  let id = bufferIds.get(buffer);
-  if (id === undefined) bufferIds.set(buffer, (id = nextBufferId++));
-  return id;
+interface CachedBindGroup {
+  readonly entries: readonly (GPUBufferBinding | undefined)[];
+  readonly group: GPUBindGroup;
+  /** Creation order across pipelines (the oldest is dropped first). */
+  readonly serial: number;
+}
+
+/** Whether two binding lists name the same buffers at the same offsets and sizes. */
+function sameBindings(a: readonly (GPUBufferBinding | undefined)[], b: readonly (GPUBufferBinding | undefined)[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === y) continue;
+    if (x === undefined || y === undefined) return false;
+    if (x.buffer !== y.buffer || (x.offset ?? 0) !== (y.offset ?? 0) || x.size !== y.size) return false;
+  }
+  return true;
 }
 
 /** Whether `contents` holds itemWords words of items followed by exactly `params`. */
@@ -57,7 +70,10 @@ export class AttentionResources {
   private readonly device: GPUDevice;
   private readonly slots: UploadSlot[] = [];
   private partials: GPUBuffer | undefined;
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** Cached groups per pipeline, oldest first; bindGroupTotal counts them all. */
+  private readonly bindGroups = new Map<GPUComputePipeline, CachedBindGroup[]>();
+  private bindGroupTotal = 0;
+  private groupSerial = 0;
   private useCounter = 0;
 
   constructor(device: GPUDevice) {
@@ -136,30 +152,43 @@ export class AttentionResources {
     return this.partials;
   }
 
-  /** Cached bind group of `pipeline` binding `entries` in order (binding i = entries[i]). */
-  /** Bind group of `entries` (binding i = entries[i]; an undefined entry is a binding the pipeline lacks). */
-  bindGroup(pipeline: GPUComputePipeline, pipelineKey: string, entries: readonly (GPUBufferBinding | undefined)[]): GPUBindGroup {
-    const key = `${pipelineKey}|${entries.map((e) => (e ? `${bufferId(e.buffer)}@${e.offset ?? 0}` : '-')).join(',')}`;
-    let group = this.bindGroups.get(key);
-    if (group) {
-      this.bindGroups.delete(key);
-    } else {
-      group = this.device.createBindGroup({
-        label: 'paged-attention',
-        layout: pipeline.getBindGroupLayout(0),
-        entries: entries.flatMap((resource, binding) => (resource ? [{ binding, resource }] : [])),
-      });
-      if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) {
-        this.bindGroups.delete(this.bindGroups.keys().next().value!);
-      }
+  /**
+   * Bind group of `entries` (binding i = entries[i]; an undefined entry is a binding the pipeline lacks),
+   * cached by the identity of the pipeline and of each buffer, and each offset. `entries` may be a
+   * scratch array the caller reuses: the cache keeps its own copy.
+   */
+  bindGroup(pipeline: GPUComputePipeline, entries: readonly (GPUBufferBinding | undefined)[]): GPUBindGroup {
+    let cached = this.bindGroups.get(pipeline);
+    if (cached === undefined) this.bindGroups.set(pipeline, (cached = []));
+    for (let i = cached.length - 1; i >= 0; i--) {
+      if (sameBindings(cached[i]!.entries, entries)) return cached[i]!.group;
     }
-    this.bindGroups.set(key, group);
+    const copy = entries.map((e) => (e ? { buffer: e.buffer, offset: e.offset, size: e.size } : undefined));
+    const group = this.device.createBindGroup({
+      label: 'paged-attention',
+      layout: pipeline.getBindGroupLayout(0),
+      entries: copy.flatMap((resource, binding) => (resource ? [{ binding, resource }] : [])),
+    });
+    if (this.bindGroupTotal >= BIND_GROUP_CACHE_SIZE) this.dropOldestGroup();
+    cached.push({ entries: copy, group, serial: this.groupSerial++ });
+    this.bindGroupTotal++;
     return group;
+  }
+
+  /** Drops the oldest cached group over all pipelines. */
+  private dropOldestGroup(): void {
+    let oldest: CachedBindGroup[] | undefined;
+    for (const list of this.bindGroups.values()) {
+      if (list.length > 0 && (oldest === undefined || list[0]!.serial < oldest[0]!.serial)) oldest = list;
+    }
+    if (oldest === undefined) return;
+    oldest.shift();
+    this.bindGroupTotal--;
   }
 
   /** Number of cached bind groups (tests use it to prove reuse). */
   get bindGroupCount(): number {
-    return this.bindGroups.size;
+    return this.bindGroupTotal;
   }
 
   /** Destroys the scratch buffers; the owner must not encode afterwards. */
@@ -172,5 +201,6 @@ export class AttentionResources {
     this.partials?.destroy();
     this.partials = undefined;
     this.bindGroups.clear();
+    this.bindGroupTotal = 0;
   }
 }

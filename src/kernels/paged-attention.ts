@@ -22,8 +22,9 @@
 //   - Bindings: ≤ 8 storage buffers per stage (4 KV chunks, table, q, work items, output) plus one
 //     uniform block.
 import { ConfigError, InvalidArgumentError } from '../errors';
+import { bufferFacts } from '../gpu/buffer-facts';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
-import { dummyStorageBuffer, getPipeline, pipelineKey, type PipelineSpec } from './pipeline-cache';
+import { dummyStorageBuffer, getPipeline, type PipelineSpec } from './pipeline-cache';
 import {
   mmaPrefillConfig,
   mmaPrefillConstants,
@@ -98,7 +99,6 @@ export interface PagedAttentionArgs {
 
 interface KernelPipeline {
   pipeline: GPUComputePipeline;
-  key: string;
   /** KV chunk bindings the shader declares and uses (the generated decode names only the layer's). */
   chunkBindings: number;
 }
@@ -136,6 +136,13 @@ export class PagedAttentionKernel {
   private validated: { entries: readonly AttentionEntry[]; maxSequences: number; queryRows: number } | undefined;
   private readonly params = new Uint32Array(3 * PARAMS_WORDS);
   private readonly paramsFloat = new Float32Array(this.params.buffer);
+  private readonly maxWorkgroupsPerDimension: number;
+  /** Bound to chunk bindings a layer does not use. */
+  private readonly dummy: GPUBuffer;
+  /** Reused binding lists (the bind-group cache compares them by identity and copies what it keeps). */
+  private readonly tileBindings: (GPUBufferBinding | undefined)[];
+  private readonly chunkBindings: GPUBufferBinding[];
+  private readonly mergeBindings: GPUBufferBinding[];
 
   constructor(device: GPUDevice, layout: KvLayout, opts: PagedAttentionOptions) {
     const { numQueryHeads, rowStride } = opts;
@@ -170,6 +177,20 @@ export class PagedAttentionKernel {
         ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold)
         : undefined;
     this.resources = new AttentionResources(device);
+    this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    this.dummy = dummyStorageBuffer(device);
+    const buffer = this.dummy;
+    this.chunkBindings = Array.from({ length: MAX_KV_CHUNKS }, () => ({ buffer }));
+    this.tileBindings = [
+      { buffer, offset: 0, size: PARAMS_WORDS * 4 },
+      ...this.chunkBindings,
+      { buffer },
+      { buffer },
+      { buffer },
+      { buffer },
+    ];
+    this.mergeBindings = [{ buffer, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 }, { buffer }, { buffer }, { buffer }];
+    this.setLayoutParams();
   }
 
   private get decode(): KernelPipeline {
@@ -223,7 +244,7 @@ export class PagedAttentionKernel {
   }
 
   private pipeline(spec: PipelineSpec, chunkBindings = MAX_KV_CHUNKS): KernelPipeline {
-    return { pipeline: getPipeline(this.device, spec), key: pipelineKey(spec), chunkBindings };
+    return { pipeline: getPipeline(this.device, spec), chunkBindings };
   }
 
   /** Records the attention of `args.entries` into `encoder`. */
@@ -268,12 +289,12 @@ export class PagedAttentionKernel {
       this.dispatchTile(pass, this.decode, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem);
     }
     if (plan.split && partials) {
-      const group = this.resources.bindGroup(this.merge.pipeline, this.merge.key, [
-        { buffer: slot.params, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 },
-        { buffer: partials },
-        { buffer: slot.items },
-        { buffer: args.out },
-      ]);
+      const bindings = this.mergeBindings;
+      bindings[0]!.buffer = slot.params;
+      bindings[1]!.buffer = partials;
+      bindings[2]!.buffer = slot.items;
+      bindings[3]!.buffer = args.out;
+      const group = this.resources.bindGroup(this.merge.pipeline, bindings);
       pass.setPipeline(this.merge.pipeline);
       pass.setBindGroup(0, group);
       this.dispatch(pass, plan.merge.count * this.numQueryHeads);
@@ -284,32 +305,40 @@ export class PagedAttentionKernel {
     pass.end();
   }
 
+  /** Writes the per-encode words of parameter block `block`; the layout words are set once (constructor). */
   private setParams(block: number, range: DispatchRange, statsBase: number, scale: number, writePartials: boolean): void {
+    const at = block * PARAMS_WORDS;
+    const params = this.params;
+    params[at] = range.base;
+    params[at + 1] = range.count;
+    params[at + 2] = statsBase;
+    this.paramsFloat[at + 3] = scale;
+    params[at + 4] = writePartials ? 1 : 0;
+  }
+
+  /** The words of every parameter block that depend only on the layout and head counts. */
+  private setLayoutParams(): void {
     const layout = this.layout;
     const vecsPerRow = layout.wordsPerRow / 4;
-    const at = block * PARAMS_WORDS;
-    this.params.set(
-      [
-        range.base,
-        range.count,
-        statsBase,
-        0,
-        writePartials ? 1 : 0,
-        layout.blockSize,
-        layout.numBlocks,
-        layout.blocksPerChunk,
-        this.rowStride,
-        layout.numKvHeads,
-        this.groupSize,
-        this.numQueryHeads,
-        vecsPerRow * layout.blockSize,
-        vecsPerRow * layout.blockSize * layout.numKvHeads,
-        2 * vecsPerRow * layout.blockSize * layout.numKvHeads,
-        Number.isInteger(Math.log2(layout.blockSize)) ? Math.log2(layout.blockSize) : 32,
-      ],
-      at,
-    );
-    this.paramsFloat[at + 3] = scale;
+    const blockShift = Number.isInteger(Math.log2(layout.blockSize)) ? Math.log2(layout.blockSize) : 32;
+    for (let block = 0; block < 3; block++) {
+      this.params.set(
+        [
+          layout.blockSize,
+          layout.numBlocks,
+          layout.blocksPerChunk,
+          this.rowStride,
+          layout.numKvHeads,
+          this.groupSize,
+          this.numQueryHeads,
+          vecsPerRow * layout.blockSize,
+          vecsPerRow * layout.blockSize * layout.numKvHeads,
+          2 * vecsPerRow * layout.blockSize * layout.numKvHeads,
+          blockShift,
+        ],
+        block * PARAMS_WORDS + 5,
+      );
+    }
   }
 
   private dispatchTile(
@@ -321,24 +350,28 @@ export class PagedAttentionKernel {
     results: GPUBuffer,
     workgroups: number,
   ): void {
-    const dummy = dummyStorageBuffer(this.device);
-    const chunks: (GPUBufferBinding | undefined)[] = [];
-    for (let c = 0; c < MAX_KV_CHUNKS; c++) chunks.push(c < kernel.chunkBindings ? { buffer: args.chunks[c] ?? dummy } : undefined);
-    const group = this.resources.bindGroup(kernel.pipeline, kernel.key, [
-      { buffer: slot.params, offset: paramsBlock * PARAMS_STRIDE, size: PARAMS_WORDS * 4 },
-      ...chunks,
-      { buffer: args.blockTable },
-      { buffer: args.q },
-      { buffer: slot.items },
-      { buffer: results },
-    ]);
+    // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results.
+    const bindings = this.tileBindings;
+    const params = bindings[0]!;
+    params.buffer = slot.params;
+    params.offset = paramsBlock * PARAMS_STRIDE;
+    for (let c = 0; c < MAX_KV_CHUNKS; c++) {
+      const chunk = this.chunkBindings[c]!;
+      chunk.buffer = args.chunks[c] ?? this.dummy;
+      bindings[1 + c] = c < kernel.chunkBindings ? chunk : undefined;
+    }
+    bindings[MAX_KV_CHUNKS + 1]!.buffer = args.blockTable;
+    bindings[MAX_KV_CHUNKS + 2]!.buffer = args.q;
+    bindings[MAX_KV_CHUNKS + 3]!.buffer = slot.items;
+    bindings[MAX_KV_CHUNKS + 4]!.buffer = results;
+    const group = this.resources.bindGroup(kernel.pipeline, bindings);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, group);
     this.dispatch(pass, workgroups);
   }
 
   private dispatch(pass: GPUComputePassEncoder, workgroups: number): void {
-    const maxX = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const maxX = this.maxWorkgroupsPerDimension;
     const x = Math.min(workgroups, maxX);
     const y = Math.ceil(workgroups / x);
     if (y > maxX) throw new InvalidArgumentError(`batch needs ${workgroups} workgroups, more than ${maxX}² per dispatch`);
@@ -350,20 +383,20 @@ export class PagedAttentionKernel {
     if (args.chunks.length !== layout.numChunks) {
       throw new InvalidArgumentError(`expected ${layout.numChunks} KV chunk buffers for this layer, got ${args.chunks.length}`);
     }
-    args.chunks.forEach((chunk, c) => {
-      requireStorage(`chunks[${c}]`, chunk);
-      if (chunk.size < layout.chunkBytes[c]!) {
-        throw new InvalidArgumentError(`chunks[${c}] holds ${chunk.size} bytes; the layout needs ${layout.chunkBytes[c]}`);
+    for (let c = 0; c < args.chunks.length; c++) {
+      const size = storageSize(`chunks[${c}]`, args.chunks[c]!);
+      if (size < layout.chunkBytes[c]!) {
+        throw new InvalidArgumentError(`chunks[${c}] holds ${size} bytes; the layout needs ${layout.chunkBytes[c]}`);
       }
-    });
-    requireStorage('blockTable', args.blockTable);
-    requireStorage('q', args.q);
-    requireStorage('out', args.out);
+    }
+    const tableBytes = storageSize('blockTable', args.blockTable);
+    const qBytes = storageSize('q', args.q);
+    const outBytes = storageSize('out', args.out);
     if (args.q === args.out) throw new InvalidArgumentError('q and out must be different buffers');
     if (!Number.isFinite(args.scale)) throw new InvalidArgumentError(`scale must be finite (got ${args.scale})`);
     const rowBytes = this.numQueryHeads * layout.headDim * 4;
-    const maxSequences = Math.floor(args.blockTable.size / (this.rowStride * 4));
-    const queryRows = Math.floor(Math.min(args.q.size, args.out.size) / rowBytes);
+    const maxSequences = Math.floor(tableBytes / (this.rowStride * 4));
+    const queryRows = Math.floor(Math.min(qBytes, outBytes) / rowBytes);
     // The same entries array encoded again (every layer of a step) was validated already.
     const v = this.validated;
     if (v && v.entries === args.entries && v.maxSequences === maxSequences && queryRows >= v.queryRows) return;
@@ -404,8 +437,12 @@ function subgroupMatricesUsable(device: GPUDevice, info: AdapterInfoWithSubgroup
   return configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
 }
 
-function requireStorage(name: string, buffer: GPUBuffer): void {
-  if (!(buffer.usage & GPUBufferUsage.STORAGE)) {
+/** The size of `buffer`, which must be a GPUBuffer with STORAGE usage. */
+function storageSize(name: string, buffer: GPUBuffer): number {
+  const facts = bufferFacts(buffer);
+  if (facts === undefined) throw new InvalidArgumentError(`${name} must be a GPUBuffer`);
+  if (!(facts.usage & GPUBufferUsage.STORAGE)) {
     throw new InvalidArgumentError(`${name} must be created with GPUBufferUsage.STORAGE`);
   }
+  return facts.size;
 }

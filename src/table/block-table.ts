@@ -395,7 +395,18 @@ export class BlockTable {
         const b = blockIds[i];
         if (state[b] === BlockState.FREE) throw new InvalidBlockError(b, 'is free; only blocks in use or cached can be retained');
       }
-      for (let i = 0; i < count; i++) this.pool.retain(blockIds[i]);
+      const refCount = this.refCount;
+      const retains = this.views.retainCount;
+      for (let i = 0; i < count; i++) {
+        const b = blockIds[i];
+        // A used block (the common case: pinned GPU reads) needs two increments; a cached one comes back.
+        if (state[b] === BlockState.USED) {
+          refCount[b]++;
+          retains[b]++;
+        } else {
+          this.pool.retain(b);
+        }
+      }
     } finally {
       this.exit();
     }
@@ -443,6 +454,23 @@ export class BlockTable {
     this.enter();
     try {
       return this.slots.resolve(id);
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * rowOf and length of many sequences in one critical section: rows[i] and lengths[i] for ids[i].
+   * Throws UnknownSequenceError for the first id that is not live (rows/lengths are then partly filled).
+   */
+  rowsOf(ids: ArrayLike<number>, rows: Int32Array, lengths: Int32Array): void {
+    this.enter();
+    try {
+      for (let i = 0; i < ids.length; i++) {
+        const slot = this.slots.resolve(ids[i]!);
+        rows[i] = slot;
+        lengths[i] = this.seqLength[slot];
+      }
     } finally {
       this.exit();
     }
@@ -711,6 +739,14 @@ export class BlockTable {
       throw new InvalidArgumentError('Block ids must be an array-like of integers.');
     }
     const n = this.config.numBlocks;
+    if (ids instanceof Int32Array) {
+      // Integers by construction: only the range needs checking.
+      for (let i = 0; i < ids.length; i++) {
+        const b = ids[i]!;
+        if (b < 0 || b >= n) throw new InvalidBlockError(b, `is not a block id (integers 0..${n - 1})`);
+      }
+      return ids.length;
+    }
     for (let i = 0; i < ids.length; i++) {
       const b = ids[i];
       if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= n) {

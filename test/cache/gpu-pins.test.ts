@@ -11,7 +11,7 @@ beforeAll(async () => {
   gpu = await testGpu();
 });
 
-function pinsWith(retain: (blocks: number[]) => void, released: number[][]): GpuPins {
+function pinsWith(retain: (blocks: Int32Array) => void, released: number[][]): GpuPins {
   return new GpuPins(gpu.device, 16, 4, retain, (blocks) => released.push([...blocks]));
 }
 
