@@ -8,6 +8,8 @@ export type {
   CreateSequenceOptions,
   EncodeAttentionArgs,
   EncodedAttentionEntry,
+  EncodeWriteKVArgs,
+  PrepareAttentionOptions,
   SequenceInfo,
   CreateSequenceWaitOptions,
 } from './cache/paged-kv-cache';

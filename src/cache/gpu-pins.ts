@@ -7,7 +7,8 @@
 //   Pins belong to the command encoder the work was recorded into, not to whichever submission comes
 // next: the encoder's finish() is wrapped (once) so the command buffer it returns carries its pins.
 // submit(buffers) releases exactly the pins of those buffers once they have completed; markSubmitted()
-// releases the pins of every finished encoder. So with several encoders in flight (concurrent callers),
+// releases the pins of every finished encoder. Actions registered with onSubmit run, in order, when
+// their encoder's buffer is reported submitted. So with several encoders in flight (concurrent callers),
 // one caller's submission never releases blocks another caller's unsubmitted work still reads. An
 // encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
 //   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once). Pinned
@@ -24,6 +25,8 @@ interface PinBatch {
   blocks: Int32Array;
   count: number;
   readonly slots: number[];
+  /** Run when the encoder's command buffer is reported submitted (e.g. marking K/V it writes as written). */
+  readonly onSubmit: (() => void)[];
 }
 
 const NO_BLOCKS = new Int32Array(0);
@@ -119,6 +122,11 @@ export class GpuPins {
     this.pin(encoder, blocks, slots);
   }
 
+  /** Runs `action` when the command buffer finished from `encoder` is reported submitted (submitted()). */
+  onSubmit(encoder: GPUCommandEncoder, action: () => void): void {
+    this.batchOf(encoder).onSubmit.push(action);
+  }
+
   /** Pinned blocks whose work has not been submitted yet. */
   get pendingCount(): number {
     let n = 0;
@@ -139,9 +147,28 @@ export class GpuPins {
   submitted(buffers?: readonly GPUCommandBuffer[]): Promise<void> {
     const taken = buffers === undefined ? this.finished : this.finished.filter((f) => buffers.includes(f.buffer));
     this.finished = buffers === undefined ? [] : this.finished.filter((f) => !buffers.includes(f.buffer));
+    let failure: { error: unknown } | undefined;
+    for (const f of taken) {
+      for (const action of f.batch.onSubmit) {
+        try {
+          action();
+        } catch (error) {
+          failure ??= { error }; // the pins are still released below
+        }
+      }
+    }
     const blocks = pinnedBlocks(taken.map((f) => f.batch));
     const slots = taken.flatMap((f) => f.batch.slots);
+    if (failure !== undefined) {
+      void this.releaseWhenDone(blocks, slots);
+      throw failure.error;
+    }
     if (blocks.length === 0 && slots.length === 0) return Promise.resolve();
+    return this.releaseWhenDone(blocks, slots);
+  }
+
+  /** Releases `blocks` and `slots` once the work submitted so far has completed. */
+  private releaseWhenDone(blocks: Int32Array, slots: readonly number[]): Promise<void> {
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
@@ -166,7 +193,7 @@ export class GpuPins {
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, slots: [] };
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, slots: [], onSubmit: [] };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

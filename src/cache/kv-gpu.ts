@@ -18,6 +18,7 @@ import type { AttentionEntry } from '../kernels/attention-types';
 import { CopyBlocksKernel } from '../kernels/copy-blocks';
 import { GatherKvKernel } from '../kernels/gather-kv';
 import { PagedAttentionKernel } from '../kernels/paged-attention';
+import { UPLOAD_SLOTS } from '../kernels/attention-resources';
 import { WriteKvKernel } from '../kernels/write-kv';
 import type { BlockCopy } from '../table/block-table';
 import type { ResolvedConfig } from './config';
@@ -28,6 +29,9 @@ import { TableUpload } from './table-upload';
 // GPUBufferUsage is a global only once a WebGPU implementation is loaded, so these are functions.
 const STORAGE_IN = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
 const STORAGE_OUT = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+
+/** Prepared write batches that may be encoded before a submission (as many as attention upload slots). */
+export const BATCH_SLOT_STAGES = UPLOAD_SLOTS;
 
 export class KvGpu {
   private readonly device: GPUDevice;
@@ -51,6 +55,9 @@ export class KvGpu {
   private readonly outStage: GrowableBuffer;
   private readonly readbacks: ReadbackPool;
   private slotWords = new Uint32Array(64);
+  /** Slot maps of prepared write batches: a ring, one buffer per batch that may await its submission. */
+  private readonly batchSlotStages: GrowableBuffer[] = [];
+  private nextBatchSlotStage = 0;
 
   private constructor(private readonly guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number) {
     const device = guard.device;
@@ -207,6 +214,25 @@ export class KvGpu {
     queue.submit([encoder.finish()]);
   }
 
+  /**
+   * Uploads the slot map of a prepared write batch (one cache slot, or 0xffffffff, per q row) into the
+   * next of BATCH_SLOT_STAGES buffers and returns it: up to that many prepared batches may write before
+   * one submission.
+   */
+  uploadBatchSlots(slots: Uint32Array<ArrayBuffer>, rows: number): GPUBuffer {
+    const index = this.nextBatchSlotStage;
+    this.nextBatchSlotStage = (index + 1) % BATCH_SLOT_STAGES;
+    const stage = (this.batchSlotStages[index] ??= new GrowableBuffer(this.device, STORAGE_IN(), 'batch-slots'));
+    const buffer = stage.ensure(rows * 4);
+    this.device.queue.writeBuffer(buffer, 0, slots, 0, rows);
+    return buffer;
+  }
+
+  /** Records into `encoder` the write of K/V rows [0, rows) of k and v to the cache slots in `slots`. */
+  encodeWriteKv(encoder: GPUCommandEncoder, layer: number, slots: GPUBuffer, k: GPUBuffer, v: GPUBuffer, rows: number): void {
+    this.writeKernel.encode(encoder, { chunks: this.pool.chunks[layer]!, k, v, slots, numTokens: rows });
+  }
+
   /** Gathers K/V of positions [0, end) from the sequence in table row `slot` (row already synced). */
   readKv(layer: number, slot: number, rowStride: number, start: number, end: number): Promise<{ k: Float32Array; v: Float32Array }> {
     const bytes = end * this.rowElements * 4;
@@ -280,6 +306,7 @@ export class KvGpu {
     this.attentionOrUndefined?.destroy();
     this.tableUpload.destroy();
     for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage]) b.destroy();
+    for (const b of this.batchSlotStages) b.destroy();
     this.readbacks.destroy();
   }
 

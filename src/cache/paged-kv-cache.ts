@@ -29,12 +29,12 @@ import {
   PagedAttentionError,
 } from '../errors';
 import { DeviceGuard } from '../gpu/device-guard';
-import type { AttentionEntry } from '../kernels/attention-types';
+import { validateEntries, type AttentionEntry } from '../kernels/attention-types';
 import { KvPool } from '../pool/kv-pool';
 import type { KvLayout } from '../pool/kv-layout';
 import { InflightPrefixes } from '../prefix/inflight-prefixes';
 import { PrefixCache } from '../prefix/prefix-cache';
-import type { BlockTable } from '../table/block-table';
+import type { BlockCopy, BlockTable } from '../table/block-table';
 import { UnknownSequenceError } from '../table/errors';
 import type { LockStats } from '../table/spin-lock';
 import { checkTokens } from '../table/tokens';
@@ -103,6 +103,24 @@ export interface EncodeAttentionArgs {
   scale?: number;
 }
 
+export interface EncodeWriteKVArgs {
+  layer: number;
+  /** A batch from prepareAttention(entries, { writeKV: true }): K/V of its query positions are written. */
+  entries: PreparedAttention;
+  /** f32 [rows][numKvHeads][headDim], usage STORAGE: row qRow + i holds the K of entry query i. */
+  k: GPUBuffer;
+  /** f32 [rows][numKvHeads][headDim], usage STORAGE, laid out like k. */
+  v: GPUBuffer;
+}
+
+export interface PrepareAttentionOptions {
+  /**
+   * The batch will also write K/V of its query positions (encodeWriteKV): their blocks are made private
+   * now (copy-on-write) and the slot of every q row is uploaded once for all layers.
+   */
+  writeKV?: boolean;
+}
+
 /**
  * A batch resolved once by prepareAttention() (sequence rows, context lengths, q rows, block-table rows
  * uploaded) and encoded for every layer of a step. It snapshots the sequences' lengths when prepared:
@@ -121,7 +139,27 @@ interface PreparedAttentionState extends PreparedAttention {
   readonly blocks: Int32Array;
   readonly slots: number[];
   pinEpoch: number;
+  /** Present when prepared with { writeKV: true }. */
+  readonly writes: PreparedWrites | undefined;
 }
+
+interface PreparedWrites {
+  /** u32 per q row: the cache slot its K/V go to (0xffffffff for a row no entry uses). */
+  readonly slots: GPUBuffer;
+  /** Entry i's blocks start at blocks[blockStart[i]]. */
+  readonly blockStart: Int32Array;
+  /** Per layer, the encoder holding this batch's not yet submitted write of that layer. */
+  readonly pendingIn: (GPUCommandEncoder | undefined)[];
+}
+
+/** A write committed at submission: undone (positions forgotten) if the GPU rejects the submission. */
+interface CommittedWrite {
+  readonly slot: number;
+  readonly id: number;
+  readonly from: number;
+}
+
+const PADDING_SLOT = 0xffffffff;
 
 export type CacheStats = {
   blocksTotal: number;
@@ -187,6 +225,12 @@ export class PagedKVCache {
   private destroyed = false;
   /** Freed sequences whose slot is still read by encoded GPU work (id → slot). */
   private readonly deferredFrees = new Map<number, number>();
+  /** Collects the writes committed by the submission being reported (see submit). */
+  private committing: CommittedWrite[] | undefined;
+  /** Per sequence slot: the mark of the last write batch that listed it (duplicate detection). */
+  private readonly slotMarks: Uint32Array;
+  private slotMark = 0;
+  private writeSlotWords = new Uint32Array(64);
   private rowScratch = { slots: new Int32Array(0), lengths: new Int32Array(0) };
 
   private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
@@ -202,6 +246,7 @@ export class PagedKVCache {
     this.gpu = gpu;
     this.inflight = new InflightPrefixes(config.layout.blockSize);
     this.written = WrittenState.create(config.maxSequences, config.layout.numLayers);
+    this.slotMarks = new Uint32Array(config.maxSequences);
     this.pins = new GpuPins(
       guard.device,
       config.layout.numBlocks,
@@ -458,13 +503,38 @@ export class PagedKVCache {
     ).catch((error: unknown) => this.afterFailure(error));
     // Positions count as written (and full blocks become shareable) only once the GPU accepted the
     // write: a rejected write must not expose whatever its blocks held before — another sequence's K/V.
-    const registered = this.table.batch(() => {
-      if (!this.table.has(id) || startPos + n > this.table.length(id)) return -1;
-      const slot = this.table.rowOf(id);
-      this.written.markWritten(slot, id, layer, startPos, startPos + n);
-      return this.prefix.registerWritten(id, this.written.minOverLayers(slot, id));
+    this.table.batch(() => this.markWrittenLocked(id, layer, startPos, startPos + n));
+  }
+
+  /**
+   * Under the lock: positions [start, end) of `layer` hold K/V now (if the sequence still lives and is
+   * that long); full blocks written in every layer are registered for prefix reuse. Returns the slot,
+   * or -1 when nothing was marked.
+   */
+  private markWrittenLocked(id: number, layer: number, start: number, end: number): number {
+    if (this.deferredFrees.has(id) || !this.table.has(id) || end > this.table.length(id)) return -1;
+    const slot = this.table.rowOf(id);
+    this.written.markWritten(slot, id, layer, start, end);
+    this.inflight.progress(id, this.prefix.registerWritten(id, this.written.minOverLayers(slot, id)));
+    return slot;
+  }
+
+  /** A prepared batch's write of `layer` was submitted: its query positions count as written. */
+  private commitWrites(batch: PreparedAttentionState, layer: number): void {
+    this.table.batch(() => {
+      for (let i = 0; i < batch.entries.length; i++) {
+        const e = batch.entries[i]!;
+        const id = batch.seqIds[i]!;
+        const slot = this.markWrittenLocked(id, layer, e.queryStart, e.contextLength);
+        if (slot >= 0) this.committing?.push({ slot, id, from: e.queryStart });
+      }
     });
-    this.inflight.progress(id, registered);
+  }
+
+  /** Under the lock: the committed writes never happened (their submission failed). */
+  private forgetWrites(writes: readonly CommittedWrite[]): void {
+    const bs = this.layout.blockSize;
+    for (const w of writes) this.written.clamp(w.slot, w.id, Math.floor(w.from / bs) * bs);
   }
 
   /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */
@@ -535,7 +605,7 @@ export class PagedKVCache {
     const rowBytes = this.numQueryHeads * this.layout.headDim * 4;
     this.table.batch(() => {
       const batch = Array.isArray(args.entries) ? this.prepareLocked(args.entries, layer) : this.checkPrepared(args.entries);
-      if (!Array.isArray(args.entries)) this.checkWritten(layer, batch);
+      if (!Array.isArray(args.entries)) this.checkWritten(layer, batch, encoder);
       const q = checkGpuBuffer('q', args.q, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
       const out = checkGpuBuffer('out', args.out, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
       this.gpu.encodeAttention(encoder, layer, batch.entries, q, out, scale);
@@ -549,9 +619,39 @@ export class PagedKVCache {
    * Resolves a batch once for encodeAttention: one critical section, block-table rows uploaded, no
    * per-layer work left but the written-positions check and the dispatches.
    */
-  prepareAttention(entries: EncodedAttentionEntry[]): PreparedAttention {
+  prepareAttention(entries: EncodedAttentionEntry[], options: PrepareAttentionOptions = {}): PreparedAttention {
     this.checkUsable();
-    return this.table.batch(() => this.prepareLocked(entries));
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('prepareAttention options must be an object');
+    return this.table.batch(() => this.prepareLocked(entries, undefined, options.writeKV === true));
+  }
+
+  /**
+   * Encodes the write of K/V for the query positions of a batch prepared with { writeKV: true } into
+   * the caller's encoder (one dispatch for the whole batch: the decode step's new tokens, or a chunk of
+   * prefill). Attention of the same layer and batch encoded afterwards into the same encoder may read
+   * them. The positions count as written for everything else once the command buffer is submitted with
+   * cache.submit() (or reported with markSubmitted()); the blocks are pinned like encodeAttention's.
+   */
+  encodeWriteKV(encoder: GPUCommandEncoder, args: EncodeWriteKVArgs): void {
+    this.checkUsable();
+    const layer = checkLayer(args?.layer, this.layout.numLayers);
+    const rowBytes = this.layout.numKvHeads * this.layout.headDim * 4;
+    this.table.batch(() => {
+      const batch = this.checkPrepared(args.entries);
+      const writes = batch.writes;
+      if (writes === undefined) {
+        throw new InvalidArgumentError('encodeWriteKV needs a batch from prepareAttention(entries, { writeKV: true })');
+      }
+      this.checkUnchanged(batch, writes);
+      const k = checkGpuBuffer('k', args.k, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      const v = checkGpuBuffer('v', args.v, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      this.gpu.encodeWriteKv(encoder, layer, writes.slots, k, v, batch.rows);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      if (writes.pendingIn[layer] !== encoder) {
+        writes.pendingIn[layer] = encoder;
+        this.pins.onSubmit(encoder, () => this.commitWrites(batch, layer));
+      }
+    });
   }
 
   /**
@@ -561,8 +661,24 @@ export class PagedKVCache {
   submit(commandBuffers: Iterable<GPUCommandBuffer>): Promise<void> {
     this.checkUsable();
     const buffers = [...commandBuffers];
-    this.guard.device.queue.submit(buffers);
-    return this.pins.submitted(buffers);
+    const accepted = this.guard.scoped('submit', () => this.guard.device.queue.submit(buffers));
+    const committed: CommittedWrite[] = [];
+    this.committing = committed;
+    let done: Promise<void>;
+    try {
+      done = this.pins.submitted(buffers);
+    } finally {
+      this.committing = undefined;
+    }
+    // A submission the GPU rejected wrote nothing: forget the positions its writes claimed.
+    const checked = accepted.then(
+      () => undefined,
+      (error: unknown) => {
+        if (committed.length > 0) this.table.batch(() => this.forgetWrites(committed));
+        return this.afterFailure(error);
+      },
+    );
+    return Promise.all([checked, done]).then(() => undefined);
   }
 
   /**
@@ -694,7 +810,7 @@ export class PagedKVCache {
   }
 
   /** Under the table lock: validated kernel entries, with their block-table rows uploaded. */
-  private prepareLocked(entries: EncodedAttentionEntry[], layer?: number): PreparedAttentionState {
+  private prepareLocked(entries: EncodedAttentionEntry[], layer?: number, writeKV = false): PreparedAttentionState {
     if (!Array.isArray(entries) || entries.length === 0) throw new InvalidArgumentError('attention needs a non-empty array of entries');
     const n = entries.length;
     const seqIds = new Array<number>(n);
@@ -733,18 +849,106 @@ export class PagedKVCache {
       totalBlocks += Math.ceil(contextLength / bs);
     }
     const blocks = new Int32Array(totalBlocks);
-    const prepared: PreparedAttentionState = { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0 };
-    if (layer !== undefined) this.checkWritten(layer, prepared);
+    if (writeKV) this.checkWriteBatch(kernelEntries, seqIds, rows);
+    if (layer !== undefined) this.checkWritten(layer, { entries: kernelEntries, seqIds });
+    if (writeKV) this.makeQueriesExclusive(kernelEntries, seqIds);
     // Only a batch that passed every check touches the GPU copy of the block table.
     const view = this.table.blockTableView;
     const stride = this.table.rowStride;
+    const blockStart = writeKV ? new Int32Array(n) : undefined;
     let at = 0;
-    for (const e of kernelEntries) {
+    for (let i = 0; i < n; i++) {
+      const e = kernelEntries[i]!;
       const numBlocks = Math.ceil(e.contextLength / bs);
       this.gpu.syncTableRow(view, e.seqSlot, numBlocks);
+      if (blockStart) blockStart[i] = at;
       for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
     }
-    return prepared;
+    const writes = blockStart && {
+      slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
+      blockStart,
+      pendingIn: new Array<GPUCommandEncoder | undefined>(this.layout.numLayers),
+    };
+    return { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes };
+  }
+
+  /** A write batch names each sequence once and each q row once (two writers of one slot would race). */
+  private checkWriteBatch(entries: readonly AttentionEntry[], seqIds: readonly number[], rows: number): void {
+    const mark = ++this.slotMark;
+    for (let i = 0; i < entries.length; i++) {
+      const slot = entries[i]!.seqSlot;
+      if (this.slotMarks[slot] === mark) {
+        throw new InvalidArgumentError(`entries[${i}]: sequence ${seqIds[i]} appears twice in a batch that writes K/V; give each sequence one entry`);
+      }
+      this.slotMarks[slot] = mark;
+    }
+    validateEntries(entries, { blockSize: this.layout.blockSize, rowStride: this.table.rowStride, maxSequences: this.maxSequences, queryRows: rows });
+  }
+
+  /**
+   * Copy-on-write for every shared block under a write batch's query positions, before the rows are
+   * uploaded. Copies made before a failure (OutOfBlocksError) are still performed: the sequences then
+   * hold the same K/V in private blocks.
+   */
+  private makeQueriesExclusive(entries: readonly AttentionEntry[], seqIds: readonly number[]): void {
+    const copies: BlockCopy[] = [];
+    try {
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        for (const c of this.table.makeExclusive(seqIds[i]!, e.queryStart, e.contextLength)) copies.push(c);
+        this.prefix.noteWrite(seqIds[i]!, e.queryStart);
+      }
+    } finally {
+      try {
+        this.gpu.copyBlocksAllLayers(copies);
+      } catch (error) {
+        // The table points at copies the GPU never made: forget what those blocks held.
+        const bs = this.layout.blockSize;
+        entries.forEach((e, i) => this.written.clamp(e.seqSlot, seqIds[i]!, Math.floor(e.queryStart / bs) * bs));
+        throw error;
+      }
+    }
+  }
+
+  /** Uploads the cache slot of every q row of a write batch (padding for rows no entry uses). */
+  private uploadWriteSlots(entries: readonly AttentionEntry[], blocks: Int32Array, blockStart: Int32Array, rows: number): GPUBuffer {
+    if (this.writeSlotWords.length < rows) this.writeSlotWords = new Uint32Array(Math.max(rows, 2 * this.writeSlotWords.length));
+    const words = this.writeSlotWords;
+    words.fill(PADDING_SLOT, 0, rows);
+    const bs = this.layout.blockSize;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      for (let q = 0; q < e.numQueries; q++) {
+        const pos = e.queryStart + q;
+        words[e.qRow + q] = blocks[blockStart[i]! + Math.floor(pos / bs)]! * bs + (pos % bs);
+      }
+    }
+    return this.gpu.uploadBatchSlots(words, rows);
+  }
+
+  /**
+   * Under the lock: every sequence of a write batch still lives in its row, and the blocks under its
+   * query positions are still the ones the slot map names (a copy-on-write since, e.g. by writeKV on a
+   * sequence forked meanwhile, would send the write to a block the sequence no longer owns).
+   */
+  private checkUnchanged(batch: PreparedAttentionState, writes: PreparedWrites): void {
+    const view = this.table.blockTableView;
+    const stride = this.table.rowStride;
+    const bs = this.layout.blockSize;
+    for (let i = 0; i < batch.entries.length; i++) {
+      const e = batch.entries[i]!;
+      const id = batch.seqIds[i]!;
+      this.checkLive(id);
+      if (this.table.rowOf(id) !== e.seqSlot) throw new UnknownSequenceError(id, 'was freed');
+      const row = e.seqSlot * stride;
+      for (let b = Math.floor(e.queryStart / bs), end = Math.ceil(e.contextLength / bs); b < end; b++) {
+        if (view[row + b] !== batch.blocks[writes.blockStart[i]! + b]) {
+          throw new InvalidArgumentError(
+            `entries[${i}]: sequence ${id} changed since prepareAttention (block ${b} was copied or replaced); prepare the batch again`,
+          );
+        }
+      }
+    }
   }
 
   /** Scratch arrays for resolving `n` sequence rows (reused: prepare runs under the lock, one at a time). */
@@ -764,16 +968,26 @@ export class PagedKVCache {
     return state;
   }
 
-  /** Isolation: every position a batch attends must have K/V written in `layer`. */
-  private checkWritten(layer: number, batch: PreparedAttentionState): void {
+  /**
+   * Isolation: every position a batch attends must have K/V written in `layer` — or, for a write batch
+   * whose write of `layer` is recorded in the same `encoder` (and so runs first), every position before
+   * its queries.
+   */
+  private checkWritten(
+    layer: number,
+    batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & { writes?: PreparedWrites },
+    encoder?: GPUCommandEncoder,
+  ): void {
+    const writesFirst = encoder !== undefined && batch.writes?.pendingIn[layer] === encoder;
     for (let i = 0; i < batch.entries.length; i++) {
       const e = batch.entries[i]!;
       const id = batch.seqIds[i]!;
       const written = this.written.get(e.seqSlot, id, layer);
-      if (e.contextLength > written) {
+      const needed = writesFirst ? e.queryStart : e.contextLength;
+      if (needed > written) {
         throw new InvalidArgumentError(
-          `entries[${i}]: positions ${written}..${e.contextLength - 1} of sequence ${id} have no K/V written in layer ${layer}; ` +
-            'writeKV them before attention',
+          `entries[${i}]: positions ${written}..${needed - 1} of sequence ${id} have no K/V written in layer ${layer}; ` +
+            'writeKV them (or encodeWriteKV them into the same encoder) before attention',
         );
       }
     }

@@ -3,9 +3,8 @@
 // encodeAttention (no readback) pins the blocks it reads until its submission completes.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
-import { attentionRef } from '../../src/kernels/attention.ref';
-import { roundToF16 } from '../../src/kernels/f16';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { expectClose as expectCloseTo, LogicalKv, values } from '../helpers/logical-kv';
 
 failOnUncapturedGpuErrors();
 
@@ -14,41 +13,8 @@ const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
 // The reference sees the same f16-rounded K/V; only summation order and exp differ (≈1e-7 observed).
 const ATOL = 2e-5, RTOL = 1e-4;
 
-function values(n: number, seed: number): Float32Array<ArrayBuffer> {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sin(seed * 7.31 + i * 0.618) * 0.9;
-  return out;
-}
-
-/** Logical K/V of a sequence as the reference wants them: per kv head, [keys][headDim]. */
-class LogicalKv {
-  k: number[][] = [[], []];
-  v: number[][] = [[], []];
-  set(pos: number, k: Float32Array, v: Float32Array): void {
-    const kr = roundToF16(k), vr = roundToF16(v);
-    for (let h = 0; h < KV_HEADS; h++) {
-      for (let d = 0; d < DIM; d++) {
-        this.k[h]![pos * DIM + d] = kr[h * DIM + d]!;
-        this.v[h]![pos * DIM + d] = vr[h * DIM + d]!;
-      }
-    }
-  }
-  clone(): LogicalKv {
-    const c = new LogicalKv();
-    c.k = this.k.map((r) => [...r]);
-    c.v = this.v.map((r) => [...r]);
-    return c;
-  }
-}
-
-function expectClose(actual: Float32Array, expected: Float64Array): void {
-  expect(actual.length).toBe(expected.length);
-  const bad: string[] = [];
-  for (let i = 0; i < expected.length; i++) {
-    if (!(Math.abs(actual[i]! - expected[i]!) <= ATOL + RTOL * Math.abs(expected[i]!))) bad.push(`[${i}] ${actual[i]} vs ${expected[i]}`);
-  }
-  expect(bad.slice(0, 5)).toEqual([]);
-}
+const expectClose = (actual: Float32Array, expected: Float64Array): void => expectCloseTo(actual, expected, ATOL, RTOL);
+const newKv = (): LogicalKv => new LogicalKv(KV_HEADS, DIM);
 
 describe('attend', () => {
   let cache: PagedKVCache;
@@ -65,12 +31,11 @@ describe('attend', () => {
     for (let i = 0; i < n; i++) logical.set(start + i, k.subarray(i * KV_ROW, (i + 1) * KV_ROW), v.subarray(i * KV_ROW, (i + 1) * KV_ROW));
   }
 
-  const ref = (logical: LogicalKv, q: Float32Array, queryStart: number) =>
-    attentionRef({ q, k: logical.k, v: logical.v, numQueries: q.length / Q_ROW, queryStart, numQueryHeads: Q_HEADS, headDim: DIM, scale: 1 / Math.sqrt(DIM) });
+  const ref = (logical: LogicalKv, q: Float32Array, queryStart: number) => logical.attend(q, queryStart, Q_HEADS);
 
   it('matches the reference for chunked prefill, decode and forks in mixed batches', async () => {
     const a = cache.createSequence({ tokens: Array.from({ length: 13 }, (_, i) => i) }).id;
-    const la = new LogicalKv();
+    const la = newKv();
     // Chunk 1: positions 0..7, attended causally.
     await write(a, la, 0, 8, 1);
     const q1 = values(8 * Q_ROW, 2);
@@ -83,7 +48,7 @@ describe('attend', () => {
     cache.appendTokens(b, [99]);
     await write(b, lb, 13, 1, 4); // copy-on-write of the shared partial block
     const c = cache.createSequence({ tokens: [5, 6, 7] }).id;
-    const lc = new LogicalKv();
+    const lc = newKv();
     await write(c, lc, 0, 3, 5);
     const q2 = values(5 * Q_ROW, 6), qb = values(Q_ROW, 7), qc = values(Q_ROW, 8);
     const [o2, ob, oc] = await cache.attend(0, [
@@ -105,7 +70,7 @@ describe('attend', () => {
   it('encodeAttention reads through GPU buffers and pins blocks until the submission completes', async () => {
     const { device } = await testGpu();
     const a = cache.createSequence({ tokens: [1, 2, 3, 4, 5, 6] }).id;
-    const la = new LogicalKv();
+    const la = newKv();
     await write(a, la, 0, 6, 11);
     const q = values(Q_ROW, 12);
     const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
@@ -135,7 +100,7 @@ describe('attend', () => {
   it('a prepared batch encodes like its entries, is re-pinned per submission, and belongs to its cache', async () => {
     const { device } = await testGpu();
     const a = cache.createSequence({ tokens: [4, 3, 2, 1, 0] }).id;
-    const la = new LogicalKv();
+    const la = newKv();
     await write(a, la, 0, 5, 21);
     const q = values(Q_ROW, 22);
     const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });

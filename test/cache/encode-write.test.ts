@@ -1,0 +1,230 @@
+// encodeWriteKV: a decode loop records, per layer, one K/V write for the whole batch and the attention
+// that reads it into one encoder; outputs equal the CPU reference over the logical K/V, forked
+// sequences get copy-on-write at prepare time, and positions count as written only once their command
+// buffer is submitted (a rejected submission takes the claim back). Bad input throws typed errors and
+// pins nothing.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { InvalidArgumentError, GpuValidationError } from '../../src/errors';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+
+failOnUncapturedGpuErrors();
+
+const LAYERS = 2, KV_HEADS = 2, Q_HEADS = 4, DIM = 16, BLOCK = 4;
+const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
+// The reference sees the same f16-rounded K/V; only summation order and exp differ.
+const ATOL = 2e-5, RTOL = 1e-4;
+
+let device: GPUDevice;
+let cache: PagedKVCache;
+const buffers: GPUBuffer[] = [];
+
+function storage(bytes: number): GPUBuffer {
+  const b = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+  buffers.push(b);
+  return b;
+}
+
+beforeAll(async () => {
+  device = (await testGpu()).device;
+  cache = await PagedKVCache.create(device, {
+    numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 48,
+  });
+});
+
+const liveIds: number[] = [];
+
+afterEach(() => {
+  for (const b of buffers.splice(0)) b.destroy();
+  for (const id of liveIds.splice(0)) cache.free(id);
+  cache.checkInvariants();
+});
+
+function sequence(tokens: number[]): number {
+  const id = cache.createSequence({ tokens }).id;
+  liveIds.push(id);
+  return id;
+}
+
+/** Writes the prompt's K/V in every layer through writeKV and mirrors them in `logical[layer]`. */
+async function writePrompt(id: number, logical: LogicalKv[], n: number, seed: number): Promise<void> {
+  for (let l = 0; l < LAYERS; l++) {
+    const k = values(n * KV_ROW, seed + l), v = values(n * KV_ROW, seed + l + 50);
+    await cache.writeKV(l, id, 0, k, v);
+    for (let i = 0; i < n; i++) logical[l]!.set(i, k.subarray(i * KV_ROW, (i + 1) * KV_ROW), v.subarray(i * KV_ROW, (i + 1) * KV_ROW));
+  }
+}
+
+const newKv = (): LogicalKv[] => Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
+
+describe('encodeWriteKV', () => {
+  it('a decode loop writes and attends per layer in one encoder and matches the reference', async () => {
+    const a = sequence([1, 2, 3, 4, 5]);
+    const b = sequence([9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    const la = newKv(), lb = newKv();
+    await writePrompt(a, la, 5, 1);
+    await writePrompt(b, lb, 9, 2);
+    // A fork shares a's partial tail block until the first append copies it.
+    const c = cache.fork(a);
+    liveIds.push(c);
+    const lc = la.map((l) => l.clone());
+    const ids = [a, b, c], logical = [la, lb, lc];
+    const rows = ids.length;
+    const out = storage(rows * Q_ROW * 4);
+    const readback = device.createBuffer({ size: LAYERS * rows * Q_ROW * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    buffers.push(readback);
+
+    for (let step = 0; step < 6; step++) {
+      // Distinct tokens per sequence: the test's K/V are arbitrary, so equal tokens must not let the prefix
+      // cache treat two sequences' blocks as interchangeable.
+      ids.forEach((id, r) => cache.appendTokens(id, [100 + 10 * step + r]));
+      const batch = cache.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
+      const encoder = device.createCommandEncoder();
+      const qs: Float32Array[] = [];
+      for (let l = 0; l < LAYERS; l++) {
+        const kv = values(rows * KV_ROW, 1000 + step * 10 + l), vv = values(rows * KV_ROW, 2000 + step * 10 + l);
+        const qv = values(rows * Q_ROW, 3000 + step * 10 + l);
+        // Each layer's inputs go through their own copy so one submission can hold every layer.
+        const kl = storage(kv.byteLength), vl = storage(vv.byteLength), ql = storage(qv.byteLength);
+        device.queue.writeBuffer(kl, 0, kv);
+        device.queue.writeBuffer(vl, 0, vv);
+        device.queue.writeBuffer(ql, 0, qv);
+        cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: kl, v: vl });
+        cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out });
+        encoder.copyBufferToBuffer(out, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
+        qs.push(qv);
+        ids.forEach((id, r) => {
+          const pos = cache.length(id) - 1;
+          logical[r]![l]!.set(pos, kv.subarray(r * KV_ROW, (r + 1) * KV_ROW), vv.subarray(r * KV_ROW, (r + 1) * KV_ROW));
+        });
+      }
+      expect(cache.writtenLength(a, 0)).toBe(cache.length(a) - 1); // not yet submitted
+      await cache.submit([encoder.finish()]);
+      for (const id of ids) for (let l = 0; l < LAYERS; l++) expect(cache.writtenLength(id, l)).toBe(cache.length(id));
+      await readback.mapAsync(GPUMapMode.READ);
+      const got = new Float32Array(readback.getMappedRange().slice(0));
+      readback.unmap();
+      for (let l = 0; l < LAYERS; l++) {
+        ids.forEach((id, r) => {
+          const at = (l * rows + r) * Q_ROW;
+          const expected = logical[r]![l]!.attend(qs[l]!.subarray(r * Q_ROW, (r + 1) * Q_ROW), cache.length(id) - 1, Q_HEADS);
+          expectClose(got.subarray(at, at + Q_ROW), expected, ATOL, RTOL);
+        });
+      }
+      expect(cache.stats().pinnedBlocks).toBe(0);
+    }
+    // What the cache holds equals what was written, position by position.
+    for (let r = 0; r < ids.length; r++) {
+      const stored = await cache.readKV(1, ids[r]!);
+      const want = logical[r]![1]!;
+      for (let h = 0; h < KV_HEADS; h++) {
+        for (let pos = 0; pos < cache.length(ids[r]!); pos++) {
+          for (let d = 0; d < DIM; d++) expect(stored.k[(pos * KV_HEADS + h) * DIM + d]).toBe(want.k[h]![pos * DIM + d]);
+        }
+      }
+    }
+  });
+
+  it('a write batch copies the shared blocks under its queries when prepared', async () => {
+    const a = sequence([1, 2, 3, 4, 5]);
+    const la = newKv();
+    await writePrompt(a, la, 5, 3);
+    cache.appendTokens(a, [6]);
+    const c = cache.fork(a); // shares the tail block holding position 5 (not yet written)
+    liveIds.push(c);
+    const before = cache.stats().cowCopies;
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    expect(cache.stats().cowCopies).toBe(before + 1);
+    const kv = values(KV_ROW, 40), vv = values(KV_ROW, 41), qv = values(Q_ROW, 42);
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4), q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+    device.queue.writeBuffer(k, 0, kv);
+    device.queue.writeBuffer(v, 0, vv);
+    device.queue.writeBuffer(q, 0, qv);
+    const readback = device.createBuffer({ size: Q_ROW * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    buffers.push(readback);
+    const encoder = device.createCommandEncoder();
+    cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out });
+    encoder.copyBufferToBuffer(out, 0, readback, 0, Q_ROW * 4);
+    await cache.submit([encoder.finish()]);
+    la[0]!.set(5, kv, vv);
+    await readback.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(readback.getMappedRange().slice(0)), la[0]!.attend(qv, 5, Q_HEADS), ATOL, RTOL);
+    readback.unmap();
+    expect([cache.writtenLength(a, 0), cache.writtenLength(c, 0)]).toEqual([6, 5]); // the fork did not get a's write
+  });
+
+  it('positions count as written only once the command buffer is submitted', async () => {
+    const a = sequence([1, 2, 3]);
+    await writePrompt(a, newKv(), 3, 5);
+    cache.appendTokens(a, [4]);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4), q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+    const writer = device.createCommandEncoder();
+    cache.encodeWriteKV(writer, { layer: 0, entries: batch, k, v });
+    // Another encoder could be submitted first: its attention may not read the unsubmitted write.
+    expect(() => cache.encodeAttention(device.createCommandEncoder(), { layer: 0, entries: batch, q, out })).toThrow(/no K\/V written in layer 0/);
+    await expect(cache.attend(0, [{ seqId: a, q: values(Q_ROW, 1) }])).rejects.toThrow(InvalidArgumentError);
+    expect(cache.writtenLength(a, 0)).toBe(3);
+    await cache.submit([writer.finish()]);
+    expect(cache.writtenLength(a, 0)).toBe(4);
+    expect(cache.writtenLength(a, 1)).toBe(3);
+    // Layer 1 was not written by that submission.
+    expect(() => cache.encodeAttention(device.createCommandEncoder(), { layer: 1, entries: batch, q, out })).toThrow(/no K\/V written in layer 1/);
+  });
+
+  it('a submission the GPU rejects takes its written positions back', async () => {
+    const a = sequence([1, 2, 3, 4]);
+    await writePrompt(a, newKv(), 4, 6);
+    cache.appendTokens(a, [5]);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    const buffer = encoder.finish();
+    k.destroy(); // the submission now uses a destroyed buffer: WebGPU rejects it
+    await expect(cache.submit([buffer])).rejects.toThrow(GpuValidationError);
+    expect(cache.writtenLength(a, 0)).toBe(4);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+  });
+
+  it('refuses bad batches and buffers with typed errors, pinning nothing', async () => {
+    const a = sequence([1, 2, 3, 4, 5, 6]);
+    await writePrompt(a, newKv(), 6, 7);
+    cache.appendTokens(a, [7]);
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    const readOnly = cache.prepareAttention([{ seqId: a }]);
+    expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: readOnly, k, v })).toThrow(/writeKV: true/);
+    expect(() => cache.prepareAttention([{ seqId: a }, { seqId: a, queryStart: 5, qRow: 1 }], { writeKV: true })).toThrow(/appears twice/);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k: storage(8), v })).toThrow(InvalidArgumentError);
+    expect(() => cache.encodeWriteKV(encoder, { layer: 2, entries: batch, k, v })).toThrow(/layer/);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    // A fork shares the tail and writeKV then copies it for a: the prepared slot map is stale.
+    const b = cache.fork(a);
+    liveIds.push(b);
+    await cache.writeKV(0, a, 6, values(KV_ROW, 8), values(KV_ROW, 9));
+    expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v })).toThrow(/changed since prepareAttention/);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    encoder.finish();
+  });
+
+  it('a sequence freed before the submission is not marked, and its blocks wait for the work', async () => {
+    const a = sequence([1, 2, 3]);
+    await writePrompt(a, newKv(), 3, 10);
+    cache.appendTokens(a, [4]);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    const free = cache.stats().blocksFree + cache.stats().blocksEvictable;
+    cache.free(a);
+    liveIds.splice(liveIds.indexOf(a), 1);
+    expect(cache.stats().blocksFree + cache.stats().blocksEvictable).toBe(free);
+    await cache.submit([encoder.finish()]);
+    expect(cache.stats().sequences).toBe(0);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+  });
+});
