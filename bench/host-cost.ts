@@ -1,93 +1,273 @@
-// Host (CPU) cost of one decode step of a large batch: appending one token to every sequence (block
-// table bookkeeping), prepareAttention once (validation, incremental block-table upload, pins) and
-// encodeAttention of the prepared batch for every layer (work-list plan reuse and dispatch recording).
-// Invariants: the K/V shape is tiny (host cost does not depend on head count or head dim), the batch
-// and context are the real ones; the encoded work is
-// submitted once per step so pins are released, and GPU time is not part of the figure.
-import { PagedKVCache } from '../src/cache/paged-kv-cache';
+// Host (CPU) cost of one decode step of a large batch, next to the GPU time of the same step measured
+// in the same run. A step is what a decode loop does per generated token: appendTokens for every
+// sequence, prepareAttention(entries, { writeKV: true }) once (rows resolved, block-table rows and the
+// slot map uploaded), then for every layer encodeWriteKV (the new tokens' K/V, one dispatch) and
+// encodeAttention into one encoder, and cache.submit. Invariants: host time is wall time of those calls
+// only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
+// (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
+// and the polling leaves garbage whose collection would land in the next step's timing: on Node the
+// heap is collected before each step (so the figure is this library's cost), and the bytes the step
+// itself allocates are reported next to it (JS heap growth between the collection and the submit). The default shape is a Llama-3-8B-like model (32 layers, 32/8 heads, head
+// dim 128, f16 K/V) at 256 × 512.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { PagedKVCache, type PreparedAttention } from '../src/cache/paged-kv-cache';
 import type { Gpu } from '../src/gpu/create-gpu';
-import { median } from './gpu-timing';
+import { median, timeGpu, type GpuTiming } from './gpu-timing';
+
+export interface HostCostOptions {
+  sequences?: number;
+  context?: number;
+  layers?: number;
+  numKvHeads?: number;
+  numQueryHeads?: number;
+  headDim?: number;
+  steps?: number;
+}
 
 export interface HostCostResult {
   sequences: number;
   context: number;
   layers: number;
+  numKvHeads: number;
+  numQueryHeads: number;
+  headDim: number;
   steps: number;
-  /** Median CPU microseconds per step: appends + encodeAttention for every layer. */
+  /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
   /** Of which appendTokens for the whole batch. */
   appendMicros: number;
-  /** Median CPU microseconds of prepareAttention (once per step: rows resolved, table rows uploaded, pins). */
+  /** prepareAttention with writeKV (once per step). */
   prepareMicros: number;
-  /** Median CPU microseconds of one layer's encodeAttention of the prepared batch. */
-  encodeMicrosPerLayer: number;
+  /** encodeWriteKV + encodeAttention of one layer (median over layers and steps). */
+  layerMicros: number;
+  /** Encoder creation, finish and cache.submit. */
+  submitMicros: number;
+  /** Median GPU microseconds of one step's work (every layer's K/V write and attention). */
+  gpuMicros: number;
+  gpuTiming: GpuTiming['method'];
+  /** stepMicros / gpuMicros. */
+  hostToGpu: number;
   /** Block-table entries uploaded per step (incremental upload). */
   tableEntriesPerStep: number;
+  /** Median JS heap bytes allocated by a step's host work (undefined where the heap cannot be collected on demand). */
+  heapBytesPerStep: number | undefined;
 }
 
-export async function measureHostCost(gpu: Gpu, options: { sequences?: number; context?: number; layers?: number; steps?: number } = {}): Promise<HostCostResult> {
-  const sequences = options.sequences ?? 256;
-  const context = options.context ?? 512;
-  const layers = options.layers ?? 4;
-  const steps = options.steps ?? 20;
-  const blockSize = 16;
-  const headDim = 8;
-  const numBlocks = sequences * (Math.ceil((context + steps) / blockSize) + 1);
-  const cache = await PagedKVCache.create(gpu.device, {
-    numLayers: layers, numKvHeads: 1, numQueryHeads: 1, headDim, blockSize, numBlocks, kvDtype: 'f16',
-    maxSequences: sequences, maxSequenceLength: context + steps + blockSize,
-  });
+/**
+ * A software adapter (SwiftShader) runs the GPU work on this machine's cores, and its worker threads keep
+ * spinning for a while after the work is done: the host part of the next step would share the cores
+ * with them. There the bench waits this long after each step (a real GPU needs no such pause).
+ */
+const SOFTWARE_GPU_SETTLE_MS = 50;
+
+const idle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A full garbage collection on demand (Node), or undefined where that is not available. */
+function collector(): (() => void) | undefined {
   try {
-    const ids: number[] = [];
-    const kv = new Float32Array(context * headDim);
-    for (let s = 0; s < sequences; s++) {
-      const id = cache.createSequence({ tokens: Array.from({ length: context }, (_, i) => (s * 7919 + i) % 50000) }).id;
-      ids.push(id);
-      for (let l = 0; l < layers; l++) await cache.writeKV(l, id, 0, kv, kv);
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Steps not counted: more than the upload rings hold (UPLOAD_SLOTS), so every ring slot has its bind groups. */
+const WARMUP_STEPS = 10;
+/**
+ * Steps of a small batch run first so the host path is JIT-compiled as in a long-running decode loop
+ * (a few dozen steps of the measured batch would still run partly interpreted).
+ */
+const JIT_WARMUP_STEPS = 300;
+/** encodeWriteKV calls one submission may hold (the write kernel's parameter ring, KvKernelOptions). */
+const WRITE_ENCODES_PER_SUBMIT = 256;
+/** Prompt K/V are written this many sequences at a time (bounds the staging buffers). */
+const PROMPT_CHUNK = 16;
+
+export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): Promise<HostCostResult> {
+  const shape: DecodeShape = {
+    sequences: options.sequences ?? 256,
+    context: options.context ?? 512,
+    layers: options.layers ?? 32,
+    numKvHeads: options.numKvHeads ?? 8,
+    numQueryHeads: options.numQueryHeads ?? 32,
+    headDim: options.headDim ?? 128,
+  };
+  const steps = options.steps ?? 20;
+  const gc = collector();
+  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS);
+  try {
+    for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
+  } finally {
+    warm.destroy();
+  }
+  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps);
+  try {
+    const samples: StepTimes[] = [];
+    for (let step = 0; step < WARMUP_STEPS + steps; step++) {
+      gc?.();
+      const times = await loop.step(step);
+      if (gpu.isFallback) await idle(SOFTWARE_GPU_SETTLE_MS);
+      if (step >= WARMUP_STEPS) samples.push(times);
     }
-    const row = new Float32Array(headDim);
-    const device = gpu.device;
-    const q = device.createBuffer({ size: sequences * headDim * 4, usage: GPUBufferUsage.STORAGE });
-    const out = device.createBuffer({ size: sequences * headDim * 4, usage: GPUBufferUsage.STORAGE });
-    const entries = ids.map((seqId) => ({ seqId }));
-    const stepTimes: number[] = [];
-    const appendTimes: number[] = [];
-    const encodeTimes: number[] = [];
-    const prepareTimes: number[] = [];
-    let uploaded = 0;
-    for (let step = 0; step < steps; step++) {
-      const before = cache.stats().tableEntriesUploaded;
-      const t0 = performance.now();
-      for (const id of ids) cache.appendTokens(id, [step]);
-      const t1 = performance.now();
-      // The new tokens' K/V must exist before attention reads them: written outside the timing.
-      for (const id of ids) for (let l = 0; l < layers; l++) await cache.writeKV(l, id, context + step, row, row);
-      const encoder = device.createCommandEncoder();
-      const p0 = performance.now();
-      const batch = cache.prepareAttention(entries);
-      const p1 = performance.now();
-      prepareTimes.push(p1 - p0);
-      for (let l = 0; l < layers; l++) {
-        const e0 = performance.now();
-        cache.encodeAttention(encoder, { layer: l, entries: batch, q, out });
-        encodeTimes.push(performance.now() - e0);
-      }
-      stepTimes.push(t1 - t0 + (p1 - p0) + encodeTimes.slice(-layers).reduce((a, b) => a + b, 0));
-      appendTimes.push(t1 - t0);
-      uploaded += cache.stats().tableEntriesUploaded - before;
-      await cache.submit([encoder.finish()]);
-    }
-    q.destroy();
-    out.destroy();
+    const timing = await loop.timeGpu();
+    const of = (pick: (t: StepTimes) => number): number => median(samples.map(pick));
+    const stepMicros = of((t) => t.total) * 1e3;
+    const gpuMicros = timing.seconds * 1e6;
     return {
-      sequences, context, layers, steps,
-      stepMicros: median(stepTimes) * 1e3,
-      appendMicros: median(appendTimes) * 1e3,
-      prepareMicros: median(prepareTimes) * 1e3,
-      encodeMicrosPerLayer: median(encodeTimes) * 1e3,
-      tableEntriesPerStep: uploaded / steps,
+      ...shape,
+      steps,
+      stepMicros,
+      appendMicros: of((t) => t.append) * 1e3,
+      prepareMicros: of((t) => t.prepare) * 1e3,
+      layerMicros: median(samples.flatMap((t) => t.layers)) * 1e3,
+      submitMicros: of((t) => t.submit) * 1e3,
+      gpuMicros,
+      gpuTiming: timing.method,
+      hostToGpu: stepMicros / gpuMicros,
+      tableEntriesPerStep: samples.reduce((sum, t) => sum + t.tableEntries, 0) / steps,
+      heapBytesPerStep: gc ? of((t) => t.heapBytes) : undefined,
     };
   } finally {
-    cache.destroy();
+    loop.destroy();
+  }
+}
+
+interface DecodeShape {
+  sequences: number;
+  context: number;
+  layers: number;
+  numKvHeads: number;
+  numQueryHeads: number;
+  headDim: number;
+}
+
+/** Milliseconds of one step's host work, by part. */
+interface StepTimes {
+  total: number;
+  append: number;
+  prepare: number;
+  /** Per layer: encodeWriteKV + encodeAttention. */
+  layers: number[];
+  /** Encoder creation, finish and cache.submit. */
+  submit: number;
+  tableEntries: number;
+  heapBytes: number;
+}
+
+/** A cache holding `sequences` prompts of `context` tokens (K/V written), stepped one token at a time. */
+class DecodeLoop {
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly entries: { seqId: number }[];
+  private readonly k: GPUBuffer;
+  private readonly v: GPUBuffer;
+  private readonly q: GPUBuffer;
+  private readonly out: GPUBuffer;
+  private batch: PreparedAttention | undefined;
+
+  private constructor(
+    private readonly device: GPUDevice,
+    private readonly cache: PagedKVCache,
+    private readonly shape: DecodeShape,
+    private readonly ids: number[],
+  ) {
+    this.entries = ids.map((seqId) => ({ seqId }));
+    const rows = shape.sequences;
+    this.k = this.storage(rows * this.kvRowBytes);
+    this.v = this.storage(rows * this.kvRowBytes);
+    this.q = this.storage(rows * shape.numQueryHeads * shape.headDim * 4);
+    this.out = this.storage(rows * shape.numQueryHeads * shape.headDim * 4);
+  }
+
+  /** A cache with room for `steps` more tokens per sequence, its prompts' K/V written. */
+  static async create(gpu: Gpu, shape: DecodeShape, steps: number): Promise<DecodeLoop> {
+    const { sequences, context, layers, numKvHeads, numQueryHeads, headDim } = shape;
+    const blockSize = 16;
+    const maxLength = context + steps;
+    const cache = await PagedKVCache.create(gpu.device, {
+      numLayers: layers, numKvHeads, numQueryHeads, headDim, blockSize, kvDtype: 'f16',
+      numBlocks: sequences * (Math.ceil(maxLength / blockSize) + 1),
+      maxSequences: sequences, maxSequenceLength: maxLength + blockSize,
+    });
+    const ids: number[] = [];
+    for (let s = 0; s < sequences; s++) {
+      ids.push(cache.createSequence({ tokens: Array.from({ length: context }, (_, i) => (s * 7919 + i) % 50000) }).id);
+    }
+    const loop = new DecodeLoop(gpu.device, cache, shape, ids);
+    // The prompts' K/V (their values do not matter for timing), PROMPT_CHUNK sequences per submission.
+    const promptK = loop.storage(Math.min(sequences, PROMPT_CHUNK) * context * loop.kvRowBytes);
+    for (let s = 0; s < sequences; s += PROMPT_CHUNK) {
+      const chunk = ids.slice(s, s + PROMPT_CHUNK).map((seqId) => ({ seqId, numQueries: context, queryStart: 0 }));
+      const batch = cache.prepareAttention(chunk, { writeKV: true });
+      const encoder = gpu.device.createCommandEncoder();
+      for (let l = 0; l < layers; l++) cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: promptK, v: promptK });
+      await cache.submit([encoder.finish()]);
+    }
+    return loop;
+  }
+
+  private get kvRowBytes(): number {
+    return this.shape.numKvHeads * this.shape.headDim * 4;
+  }
+
+  private storage(bytes: number): GPUBuffer {
+    const b = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE });
+    this.buffers.push(b);
+    return b;
+  }
+
+  /** One decode step: appends, prepare, every layer's write and attention, submit; awaits the GPU. */
+  async step(token: number): Promise<StepTimes> {
+    const { cache, device } = this;
+    const before = cache.stats().tableEntriesUploaded;
+    const heap0 = process.memoryUsage().heapUsed;
+    const t0 = performance.now();
+    for (const id of this.ids) cache.appendTokens(id, [token]);
+    const t1 = performance.now();
+    const batch = (this.batch = cache.prepareAttention(this.entries, { writeKV: true }));
+    const t2 = performance.now();
+    const encoder = device.createCommandEncoder();
+    const layers: number[] = [];
+    for (let l = 0; l < this.shape.layers; l++) {
+      const e0 = performance.now();
+      this.encodeLayer(encoder, l, batch);
+      layers.push(performance.now() - e0);
+    }
+    const t3 = performance.now();
+    const done = cache.submit([encoder.finish()]);
+    const t4 = performance.now();
+    const heap1 = process.memoryUsage().heapUsed;
+    await done;
+    const layerTotal = layers.reduce((a, b) => a + b, 0);
+    return {
+      total: t4 - t0,
+      append: t1 - t0,
+      prepare: t2 - t1,
+      layers,
+      submit: t4 - t2 - layerTotal,
+      tableEntries: cache.stats().tableEntriesUploaded - before,
+      heapBytes: heap1 - heap0,
+    };
+  }
+
+  /** GPU time of one step's work (every layer's write and attention of the last step's batch). */
+  async timeGpu(): Promise<GpuTiming> {
+    const batch = this.batch!;
+    const timing = await timeGpu(this.device, (encoder) => {
+      for (let l = 0; l < this.shape.layers; l++) this.encodeLayer(encoder, l, batch);
+    }, { iterations: 5, maxRepeats: Math.max(1, Math.floor(WRITE_ENCODES_PER_SUBMIT / this.shape.layers)) });
+    await this.cache.markSubmitted();
+    return timing;
+  }
+
+  private encodeLayer(encoder: GPUCommandEncoder, layer: number, batch: PreparedAttention): void {
+    this.cache.encodeWriteKV(encoder, { layer, entries: batch, k: this.k, v: this.v });
+    this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out });
+  }
+
+  destroy(): void {
+    this.cache.destroy();
+    for (const b of this.buffers) b.destroy();
   }
 }

@@ -36,11 +36,19 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   for (const r of prefix) {
     log(`  ${r.name.padEnd(64)} median ${r.medianUsPerOp.toFixed(2).padStart(8)} µs/op  ${(r.medianOpsPerSec / 1e3).toFixed(1).padStart(8)} k ops/s`);
   }
-  const host = await measureHostCost(gpu, quick ? { steps: 5, layers: 2 } : {});
+  // Quick: the real batch (host cost depends on sequences and blocks) with a tiny head shape and 2 layers.
+  const host = await measureHostCost(gpu, quick ? { steps: 5, layers: 2, numKvHeads: 1, numQueryHeads: 4, headDim: 16 } : {});
   log(
-    `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers): ` +
-      `${host.stepMicros.toFixed(0)} µs per step (appends ${host.appendMicros.toFixed(0)} µs, prepare ${host.prepareMicros.toFixed(0)} µs, ` +
-      `encodeAttention ${host.encodeMicrosPerLayer.toFixed(0)} µs per layer), ${host.tableEntriesPerStep.toFixed(0)} table entries uploaded per step`,
+    `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers, ` +
+      `${host.numQueryHeads}/${host.numKvHeads} heads × ${host.headDim}): ${host.stepMicros.toFixed(0)} µs per step ` +
+      `(appends ${host.appendMicros.toFixed(0)}, prepare ${host.prepareMicros.toFixed(0)}, write + attention encode ` +
+      `${host.layerMicros.toFixed(1)} per layer, encoder + submit ${host.submitMicros.toFixed(0)}), ` +
+      `${host.tableEntriesPerStep.toFixed(0)} table entries uploaded per step` +
+      (host.heapBytesPerStep === undefined ? '' : `, ${(host.heapBytesPerStep / 1024).toFixed(0)} KiB of JS heap allocated per step`),
+  );
+  log(
+    `  GPU time of that step ${(host.gpuMicros / 1e3).toFixed(3)} ms (${host.gpuTiming} timing): ` +
+      `host cost = ${(100 * host.hostToGpu).toFixed(1)} % of it`,
   );
   const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host };
   if (options.json) console.log(JSON.stringify(results, null, 2));

@@ -154,9 +154,8 @@ interface PreparedWrites {
 
 /** A write committed at submission: undone (positions forgotten) if the GPU rejects the submission. */
 interface CommittedWrite {
-  readonly slot: number;
-  readonly id: number;
-  readonly from: number;
+  readonly batch: PreparedAttentionState;
+  readonly layer: number;
 }
 
 const PADDING_SLOT = 0xffffffff;
@@ -519,22 +518,36 @@ export class PagedKVCache {
     return slot;
   }
 
-  /** A prepared batch's write of `layer` was submitted: its query positions count as written. */
+  /**
+   * A prepared batch's write of `layer` was submitted: its query positions count as written. The batch's
+   * sequences still live in its rows (encodeWriteKV pinned them; a free meanwhile was deferred). Prefix
+   * registration is asked only where a block just became complete in this layer, or where other
+   * requests wait on the sequence's progress.
+   */
   private commitWrites(batch: PreparedAttentionState, layer: number): void {
+    const bs = this.layout.blockSize;
     this.table.batch(() => {
       for (let i = 0; i < batch.entries.length; i++) {
         const e = batch.entries[i]!;
         const id = batch.seqIds[i]!;
-        const slot = this.markWrittenLocked(id, layer, e.queryStart, e.contextLength);
-        if (slot >= 0) this.committing?.push({ slot, id, from: e.queryStart });
+        if (this.deferredFrees.size > 0 && this.deferredFrees.has(id)) continue;
+        const before = this.written.get(e.seqSlot, id, layer);
+        this.written.markWritten(e.seqSlot, id, layer, e.queryStart, e.contextLength);
+        const after = this.written.get(e.seqSlot, id, layer);
+        if (Math.floor(after / bs) > Math.floor(before / bs) || this.inflight.tracks(id)) {
+          this.inflight.progress(id, this.prefix.registerWritten(id, this.written.minOverLayers(e.seqSlot, id)));
+        }
       }
     });
+    this.committing?.push({ batch, layer });
   }
 
   /** Under the lock: the committed writes never happened (their submission failed). */
   private forgetWrites(writes: readonly CommittedWrite[]): void {
     const bs = this.layout.blockSize;
-    for (const w of writes) this.written.clamp(w.slot, w.id, Math.floor(w.from / bs) * bs);
+    for (const { batch } of writes) {
+      batch.entries.forEach((e, i) => this.written.clamp(e.seqSlot, batch.seqIds[i]!, Math.floor(e.queryStart / bs) * bs));
+    }
   }
 
   /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */

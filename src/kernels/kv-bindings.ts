@@ -8,6 +8,7 @@
 //     kernel object go into command buffers submitted together. Nothing is allocated per encode.
 //   - Bind groups are cached by the identity of the buffers they bind (LRU), so steady-state calls
 //     with the same buffers create no WebGPU objects.
+import { bufferFacts } from '../gpu/buffer-facts';
 import { InvalidArgumentError } from '../errors';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 
@@ -36,8 +37,9 @@ export function chunkSlotBuffers(device: GPUDevice, layout: KvLayout, chunks: re
   for (let s = 0; s < MAX_KV_CHUNKS; s++) {
     if (s < chunks.length) {
       const chunk = chunks[s]!;
-      if (chunk.size < layout.chunkBytes[s]!) {
-        throw new InvalidArgumentError(`chunk ${s} has ${chunk.size} bytes, the layout needs ${layout.chunkBytes[s]}`);
+      const size = bufferFacts(chunk)?.size ?? 0;
+      if (size < layout.chunkBytes[s]!) {
+        throw new InvalidArgumentError(`chunk ${s} has ${size} bytes, the layout needs ${layout.chunkBytes[s]}`);
       }
       slots.push(chunk);
     } else {
@@ -167,10 +169,11 @@ export function bindEntries(buffers: readonly GPUBuffer[], params: ParamRing): G
 }
 
 /** Workgroup counts (x, y) covering `threads` invocations in workgroups of `workgroupSize`. */
-export function dispatchGrid(device: GPUDevice, threads: number, workgroupSize: number, options: KvKernelOptions = {}): [number, number] {
+export function dispatchGrid(device: GPUDevice | number, threads: number, workgroupSize: number, options: KvKernelOptions = {}): [number, number] {
   if (threads >= 2 ** 32) throw new InvalidArgumentError(`one dispatch covers at most 2^32 - 1 words (got ${threads}); split the call`);
   const groups = Math.ceil(threads / workgroupSize);
-  const maxPerDim = Math.min(device.limits.maxComputeWorkgroupsPerDimension, options.maxWorkgroupsPerDimension ?? Infinity);
+  const deviceMax = typeof device === 'number' ? device : device.limits.maxComputeWorkgroupsPerDimension;
+  const maxPerDim = Math.min(deviceMax, options.maxWorkgroupsPerDimension ?? Infinity);
   const x = Math.min(groups, maxPerDim);
   const y = Math.ceil(groups / x);
   if (y > maxPerDim || x * y * workgroupSize >= 2 ** 32) {
@@ -198,8 +201,9 @@ export function requireCount(name: string, value: number): void {
 
 /** Throws unless `buffer` holds at least `words` u32 words. */
 export function requireWords(name: string, buffer: GPUBuffer, words: number): void {
-  if (buffer.size < words * 4) {
-    throw new InvalidArgumentError(`${name} has ${buffer.size} bytes but the call reads or writes ${words * 4}`);
+  const size = bufferFacts(buffer)?.size ?? 0;
+  if (size < words * 4) {
+    throw new InvalidArgumentError(`${name} has ${size} bytes but the call reads or writes ${words * 4}`);
   }
 }
 

@@ -24,6 +24,8 @@ export class KvKernelCore {
   private readonly groupLayout: GPUBindGroupLayout;
   private readonly params: ParamRing;
   private readonly bindGroups = new BindGroupCache();
+  /** The device limit, read once (a native call per read on Dawn's Node binding). */
+  private readonly maxWorkgroupsPerDimension: number;
 
   constructor(
     private readonly device: GPUDevice,
@@ -44,6 +46,7 @@ export class KvKernelCore {
       layoutKey: name,
     });
     this.params = new ParamRing(device, `${name}-params`, options.paramSlots ?? 256);
+    this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
   }
 
   /**
@@ -57,7 +60,7 @@ export class KvKernelCore {
     threads: number,
     workgroupSize: number,
   ): void {
-    const [x, y] = dispatchGrid(this.device, threads, workgroupSize, this.options);
+    const [x, y] = dispatchGrid(this.maxWorkgroupsPerDimension, threads, workgroupSize, this.options);
     const all = [this.params.buffer, ...buffers];
     const group = this.bindGroups.get(all, () =>
       this.device.createBindGroup({ label: this.name, layout: this.groupLayout, entries: bindEntries(all, this.params) }),

@@ -155,6 +155,22 @@ describe('encodeWriteKV', () => {
     expect([cache.writtenLength(a, 0), cache.writtenLength(c, 0)]).toEqual([6, 5]); // the fork did not get a's write
   });
 
+  it('a prompt written through encodeWriteKV is registered for prefix reuse once submitted', async () => {
+    const prompt = Array.from({ length: 10 }, (_, i) => 500 + i);
+    const a = sequence(prompt);
+    const batch = cache.prepareAttention([{ seqId: a, numQueries: 10, queryStart: 0 }], { writeKV: true });
+    const k = storage(10 * KV_ROW * 4), v = storage(10 * KV_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    for (let l = 0; l < LAYERS; l++) cache.encodeWriteKV(encoder, { layer: l, entries: batch, k, v });
+    const early = cache.createSequence({ tokens: prompt }); // before the submission: nothing to reuse yet
+    liveIds.push(early.id);
+    expect(early.cachedTokens).toBe(0);
+    await cache.submit([encoder.finish()]);
+    const b = cache.createSequence({ tokens: prompt });
+    liveIds.push(b.id);
+    expect(b.cachedTokens).toBe(8); // two full blocks of 4, written in both layers
+  });
+
   it('positions count as written only once the command buffer is submitted', async () => {
     const a = sequence([1, 2, 3]);
     await writePrompt(a, newKv(), 3, 5);
