@@ -25,13 +25,7 @@ export interface HostCostOptions {
   steps?: number;
 }
 
-export interface HostCostResult {
-  sequences: number;
-  context: number;
-  layers: number;
-  numKvHeads: number;
-  numQueryHeads: number;
-  headDim: number;
+export interface HostCostResult extends DecodeShape {
   steps: number;
   /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
@@ -134,7 +128,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   }
 }
 
-interface DecodeShape {
+export interface DecodeShape {
   sequences: number;
   context: number;
   layers: number;

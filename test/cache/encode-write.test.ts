@@ -190,14 +190,20 @@ describe('encodeWriteKV', () => {
     expect(() => cache.encodeAttention(device.createCommandEncoder(), { layer: 1, entries: batch, q, out })).toThrow(/no K\/V written in layer 1/);
   });
 
-  it('a submission the GPU rejects takes its written positions back', async () => {
-    const a = sequence([1, 2, 3, 4]);
-    await writePrompt(a, newKv(), 4, 6);
-    cache.appendTokens(a, [5]);
+  /** A sequence with `prompt` written, one appended token, and layer 0's write of it encoded (not submitted). */
+  async function encodedWrite(prompt: number[], seed: number): Promise<{ a: number; encoder: GPUCommandEncoder; k: GPUBuffer }> {
+    const a = sequence(prompt);
+    await writePrompt(a, newKv(), prompt.length, seed);
+    cache.appendTokens(a, [prompt.length + 1]);
     const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
     const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
     const encoder = device.createCommandEncoder();
     cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    return { a, encoder, k };
+  }
+
+  it('a submission the GPU rejects takes its written positions back', async () => {
+    const { a, encoder, k } = await encodedWrite([1, 2, 3, 4], 6);
     const buffer = encoder.finish();
     k.destroy(); // the submission now uses a destroyed buffer: WebGPU rejects it
     await expect(cache.submit([buffer])).rejects.toThrow(GpuValidationError);
@@ -228,13 +234,7 @@ describe('encodeWriteKV', () => {
   });
 
   it('a sequence freed before the submission is not marked, and its blocks wait for the work', async () => {
-    const a = sequence([1, 2, 3]);
-    await writePrompt(a, newKv(), 3, 10);
-    cache.appendTokens(a, [4]);
-    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
-    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
-    const encoder = device.createCommandEncoder();
-    cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    const { a, encoder } = await encodedWrite([1, 2, 3], 10);
     const free = cache.stats().blocksFree + cache.stats().blocksEvictable;
     cache.free(a);
     liveIds.splice(liveIds.indexOf(a), 1);
