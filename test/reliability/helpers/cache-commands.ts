@@ -6,6 +6,8 @@
 //     positions) must happen; OutOfBlocks is allowed only when free + evictable blocks cannot cover
 //     what the call might need, and a failed call changes nothing (stats and model unchanged);
 //   - a prefix-cache hit hands over exactly the canonical K/V of the same namespace and token prefix;
+//   - writes go through writeKV (arrays or GPU buffers) or through a prepared batch's encodeWriteKV
+//     submitted with cache.submit, and must be indistinguishable afterwards;
 //   - only sequences that no longer register prefix blocks write non-canonical (salted) K/V, so every
 //     block the prefix cache can hand out holds content that is a function of its namespace and tokens
 //     (the contract a real model satisfies).
@@ -162,7 +164,8 @@ export interface WriteSpec {
   n: number;
   /** Non-zero: write different (salted) K/V, when the sequence no longer registers prefix blocks. */
   salt: number;
-  viaGpuBuffer: boolean;
+  /** writeKV from Float32Arrays or GPU buffers, or encodeWriteKV of a prepared batch submitted with cache.submit. */
+  via: 'array' | 'buffer' | 'encoded';
 }
 
 export class WriteCommand implements CacheCommand {
@@ -176,7 +179,7 @@ export class WriteCommand implements CacheCommand {
       const n = Math.min(this.spec.n, seq.length - start);
       const registers = r.cache.prefix.registeredBlocks(id) >= 0;
       const salt = registers ? 0 : this.spec.salt;
-      await writeRows(m, r, id, seq, layer, start, n, salt, this.spec.viaGpuBuffer);
+      await writeRows(m, r, id, seq, layer, start, n, salt, this.spec.via);
       if (salt > 0) count(r, 'saltedWrites');
     }
     verify(m, r);
@@ -185,7 +188,7 @@ export class WriteCommand implements CacheCommand {
 }
 
 /** Writes rows of `ids` content to the cache (Float32Array or GPUBuffer input) and, on success, the model. */
-async function writeRows(m: CacheModel, r: RealCache, id: number, seq: SequenceModel, layer: number, start: number, n: number, salt: number, viaGpuBuffer: boolean): Promise<void> {
+async function writeRows(m: CacheModel, r: RealCache, id: number, seq: SequenceModel, layer: number, start: number, n: number, salt: number, via: WriteSpec['via'] = 'array'): Promise<void> {
   const ids = seq.contentFor(start, n, salt);
   const k = seq.rows(layer, ids, 0);
   const v = seq.rows(layer, ids, 1);
@@ -194,19 +197,25 @@ async function writeRows(m: CacheModel, r: RealCache, id: number, seq: SequenceM
   const mustSucceed = reclaimable(r.cache) >= blocksInRange;
   let buffers: GPUBuffer[] = [];
   const write = (): Promise<void> => {
-    if (!viaGpuBuffer) return r.cache.writeKV(layer, id, start, k, v);
+    if (via === 'array') return r.cache.writeKV(layer, id, start, k, v);
     buffers = [k, v].map((data) => {
       const b = r.device.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
       r.device.queue.writeBuffer(b, 0, data);
       return b;
     });
-    return r.cache.writeKV(layer, id, start, buffers[0]!, buffers[1]!, { numTokens: n });
+    if (via === 'buffer') return r.cache.writeKV(layer, id, start, buffers[0]!, buffers[1]!, { numTokens: n });
+    // The rows as one prepared batch: copy-on-write at prepare, one dispatch, written once submitted.
+    const batch = r.cache.prepareAttention([{ seqId: id, numQueries: n, queryStart: start }], { writeKV: true });
+    const encoder = r.device.createCommandEncoder();
+    r.cache.encodeWriteKV(encoder, { layer, entries: batch, k: buffers[0]!, v: buffers[1]! });
+    return r.cache.submit([encoder.finish()]);
   };
   const outcome = await mayFail(r, write, mustSucceed ? [] : [OutOfBlocksError], 'writeKV');
   for (const b of buffers) b.destroy();
   if (outcome.ok) {
     seq.write(layer, start, ids);
     count(r, 'writes');
+    if (via === 'encoded') count(r, 'encodedWrites');
   } else {
     count(r, 'outOfBlocks');
   }
@@ -220,7 +229,7 @@ export class WriteAllCommand implements CacheCommand {
     const [id, seq] = m.pick(this.pick);
     for (let l = 0; l < m.shape.numLayers; l++) {
       const start = seq.written[l]!;
-      if (start < seq.length) await writeRows(m, r, id, seq, l, start, seq.length - start, 0, false);
+      if (start < seq.length) await writeRows(m, r, id, seq, l, start, seq.length - start, 0);
     }
     if (this.thenFree) {
       r.cache.free(id);

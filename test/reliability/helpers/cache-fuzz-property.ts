@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { PagedKVCache } from '../../../src/cache/paged-kv-cache';
 import { CacheModel, releaseEverything } from './cache-model';
 import {
+  type WriteSpec,
   AppendCommand,
   AttendCommand,
   ClearPrefixCommand,
@@ -60,7 +61,8 @@ export function cacheCommandArbs(): Array<fc.Arbitrary<CacheCommand>> {
       start: fc.nat(),
       n: fc.integer({ min: 1, max: 8 }),
       salt: fc.integer({ min: 0, max: 3 }),
-      viaGpuBuffer: rare,
+      // Mostly writeKV from arrays; sometimes from GPU buffers, sometimes encoded (encodeWriteKV).
+      via: fc.integer({ min: 0, max: 9 }).map((x): WriteSpec['via'] => (x === 0 ? 'buffer' : x <= 3 ? 'encoded' : 'array')),
     })
     .map((spec) => new WriteCommand(spec));
   const attend = fc
