@@ -899,7 +899,8 @@ export class PagedKVCache {
   }
 
   /**
-   * Copy-on-write for every shared block under a write batch's query positions, before the rows are
+   * Copy-on-write for every block under a write batch's query positions that another sequence shares
+   * (or, for positions already written somewhere, that in-flight work reads), before the rows are
    * uploaded. Copies made before a failure (OutOfBlocksError) are still performed: the sequences then
    * hold the same K/V in private blocks.
    */
@@ -908,7 +909,10 @@ export class PagedKVCache {
     try {
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
-        for (const c of this.table.makeExclusive(seqIds[i]!, e.queryStart, e.contextLength)) copies.push(c);
+        // Positions written in no layer yet have no reader: blocks pinned by in-flight work (a decode
+        // loop that encodes the next step before the last one finished) are written in place.
+        const newPositions = e.queryStart >= this.written.maxOverLayers(e.seqSlot, seqIds[i]!);
+        for (const c of this.table.makeExclusive(seqIds[i]!, e.queryStart, e.contextLength, { newPositions })) copies.push(c);
         this.prefix.noteWrite(seqIds[i]!, e.queryStart);
       }
     } finally {

@@ -50,6 +50,15 @@ export class WrittenState {
     return min;
   }
 
+  /** The largest written length over all layers (positions at or past it are written in no layer). */
+  maxOverLayers(slot: number, id: number): number {
+    if (this.owner[slot] !== id) return 0;
+    let max = 0;
+    const base = slot * this.numLayers;
+    for (let l = 0; l < this.numLayers; l++) max = Math.max(max, this.written[base + l]!);
+    return max;
+  }
+
   /** Claims row `slot` for a new sequence `id` with `length` positions already written in every layer. */
   reset(slot: number, id: number, length: number): void {
     this.owner[slot] = id;

@@ -4,9 +4,11 @@
 //   - every public call is one synchronous critical section under the table's single lock;
 //   - a call that throws a typed error has changed nothing: it validates input and counts every block
 //     it needs (copy-on-write copies included) before mutating anything;
-//   - a block is written only while this sequence is its sole owner (refCount 1) and it is not frozen;
-//     a shared or frozen block is first copied (tokens and fill level) and the {src, dst} pair returned
-//     so the GPU copies its K/V;
+//   - a block is written only while this sequence is its sole owner and it is not frozen; a shared or
+//     frozen block is first copied (tokens and fill level) and the {src, dst} pair returned so the GPU
+//     copies its K/V. References taken by retainBlocks (readers such as in-flight GPU work) make a
+//     block shared for rewrites of its positions, but not for appends, which only add positions no
+//     reader has seen;
 //   - row `slot` of blockTableView lists the sequence's blocks in order, then -1s;
 //   - frozen blocks (registered by a prefix index) are full, immutable, and kept CACHED when their last
 //     reference goes; a sequence may start with frozen blocks (createSequence with prefixBlocks) or
@@ -210,8 +212,9 @@ export class BlockTable {
   }
 
   /**
-   * Appends tokens at the end of the sequence. A shared partial last block is copied first (its
-   * {src, dst} returned); new blocks are added as needed.
+   * Appends tokens at the end of the sequence. A partial last block shared with another sequence (or
+   * frozen) is copied first (its {src, dst} returned); one merely retained is not. New blocks are added
+   * as needed.
    */
   appendTokens(id: number, tokens: ArrayLike<number>): AppendResult {
     const k = checkTokens(tokens);
@@ -249,9 +252,11 @@ export class BlockTable {
 
   /**
    * Copies every shared block covering positions [fromPosition, toPosition) so the caller may write K/V
-   * there; returns the copies for the GPU. Requires 0 ≤ fromPosition ≤ toPosition ≤ length(id).
+   * there; returns the copies for the GPU. Requires 0 ≤ fromPosition ≤ toPosition ≤ length(id). With
+   * `newPositions`, the caller states that no reader has seen those positions (they were never
+   * written): a block shared only through retains is then written in place, as for an append.
    */
-  makeExclusive(id: number, fromPosition: number, toPosition: number): BlockCopy[] {
+  makeExclusive(id: number, fromPosition: number, toPosition: number, options: { newPositions?: boolean } = {}): BlockCopy[] {
     this.enter();
     try {
       const slot = this.slots.resolve(id);
@@ -270,13 +275,14 @@ export class BlockTable {
       const row = slot * this.rowStride;
       const first = Math.floor(fromPosition / this.blockSize);
       const last = Math.floor((toPosition - 1) / this.blockSize);
+      const isShared = options?.newPositions === true ? this.sharedBySequences : this.isShared;
       let shared = 0;
-      for (let i = first; i <= last; i++) if (this.isShared(this.blockTableView[row + i])) shared++;
+      for (let i = first; i <= last; i++) if (isShared.call(this, this.blockTableView[row + i])) shared++;
       if (shared === 0) return copies;
       this.pool.ensureFree(shared);
       for (let i = first; i <= last; i++) {
         const src = this.blockTableView[row + i];
-        if (this.isShared(src)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
+        if (isShared.call(this, src)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
       }
       return copies;
     } finally {
@@ -676,7 +682,7 @@ export class BlockTable {
     const room = blocks * bs - length; // free slots in the last block
     const added = k > room ? Math.ceil((k - room) / bs) : 0;
     let tail = room > 0 ? this.blockTableView[row + blocks - 1] : -1;
-    const copyTail = tail >= 0 && this.isShared(tail);
+    const copyTail = tail >= 0 && this.sharedBySequences(tail);
     this.pool.ensureFree(copyTail ? added + 1 : added);
 
     let consumed = 0;
@@ -706,9 +712,17 @@ export class BlockTable {
     return { firstPosition: length, newBlocks, copies };
   }
 
-  /** Whether writing into block `b` needs a private copy first (other references, or frozen). */
+  /** Whether rewriting positions of block `b` needs a private copy first (other references, or frozen). */
   private isShared(b: number): boolean {
     return this.refCount[b] > 1 || this.frozen[b] === 1;
+  }
+
+  /**
+   * Whether adding positions to block `b` needs a private copy first: another sequence references it,
+   * or it is frozen. Retains do not count — their readers never see positions added after them.
+   */
+  private sharedBySequences(b: number): boolean {
+    return this.refCount[b] - this.views.retainCount[b] > 1 || this.frozen[b] === 1;
   }
 
   /** Replaces shared block `src` at table index `entry` by a private copy of its first `count` tokens. */

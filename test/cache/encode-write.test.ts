@@ -1,6 +1,6 @@
 // encodeWriteKV: a decode loop records, per layer, one K/V write for the whole batch and the attention
 // that reads it into one encoder; outputs equal the CPU reference over the logical K/V, forked
-// sequences get copy-on-write at prepare time, and positions count as written only once their command
+// sequences get copy-on-write at prepare time, blocks merely pinned by unsubmitted work are not copied, and positions count as written only once their command
 // buffer is submitted (a rejected submission takes the claim back). Bad input throws typed errors and
 // pins nothing.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +123,47 @@ describe('encodeWriteKV', () => {
           for (let d = 0; d < DIM; d++) expect(stored.k[(pos * KV_HEADS + h) * DIM + d]).toBe(want.k[h]![pos * DIM + d]);
         }
       }
+    }
+  });
+
+  it('a pipelined loop (the next step encoded before the last one is submitted) copies no blocks', async () => {
+    const a = sequence([1, 2, 3, 4, 5]);
+    const la = newKv();
+    await writePrompt(a, la, 5, 30);
+    const before = cache.stats().cowCopies;
+    const readback = device.createBuffer({ size: 2 * Q_ROW * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    buffers.push(readback);
+    const encoders: GPUCommandEncoder[] = [];
+    const qs: Float32Array[] = [];
+    for (let step = 0; step < 2; step++) {
+      cache.appendTokens(a, [50 + step]);
+      // Step 1's tail block is pinned by step 0's unsubmitted work: appending and writing a new position
+      // must not copy it.
+      const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+      const kv = values(KV_ROW, 60 + step), vv = values(KV_ROW, 70 + step), qv = values(Q_ROW, 80 + step);
+      const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4), q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+      device.queue.writeBuffer(k, 0, kv);
+      device.queue.writeBuffer(v, 0, vv);
+      device.queue.writeBuffer(q, 0, qv);
+      const encoder = device.createCommandEncoder();
+      cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+      if (step === 1) {
+        // Step 0's write is not submitted yet, so step 1 may not attend over it: submit step 0 first.
+        await cache.submit([encoders[0]!.finish()]);
+      }
+      cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out });
+      encoder.copyBufferToBuffer(out, 0, readback, step * Q_ROW * 4, Q_ROW * 4);
+      encoders.push(encoder);
+      la[0]!.set(5 + step, kv, vv);
+      qs.push(qv);
+    }
+    await cache.submit([encoders[1]!.finish()]);
+    expect(cache.stats().cowCopies).toBe(before);
+    await readback.mapAsync(GPUMapMode.READ);
+    const got = new Float32Array(readback.getMappedRange().slice(0));
+    readback.unmap();
+    for (let step = 0; step < 2; step++) {
+      expectClose(got.subarray(step * Q_ROW, (step + 1) * Q_ROW), la[0]!.attend(qs[step]!, 5 + step, Q_HEADS), ATOL, RTOL);
     }
   });
 

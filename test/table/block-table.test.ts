@@ -159,8 +159,11 @@ describe('BlockTable sequences', () => {
     table.retainBlocks([0, 1, 1]);
     expect(Array.from(v.refCount.subarray(0, 2))).toEqual([2, 3]);
     expect(Array.from(v.retainCount.subarray(0, 2))).toEqual([1, 2]);
-    // a retained partial block is shared: appending copies it
-    expect(table.appendTokens(id, [9]).copies).toEqual([{ src: 1, dst: 2 }]);
+    // a retained partial block is not copied by an append (its readers never see the new positions),
+    // but rewriting one of its positions copies it
+    expect(table.appendTokens(id, [9]).copies).toEqual([]);
+    expect(table.makeExclusive(id, 5, 6, { newPositions: true })).toEqual([]);
+    expect(table.makeExclusive(id, 4, 5)).toEqual([{ src: 1, dst: 2 }]);
     expect(table.free(id).sort()).toEqual([2]);
     expect(v.state[0]).toBe(BlockState.USED);
     expect(table.stats().blocksUsed).toBe(2);
