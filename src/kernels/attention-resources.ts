@@ -20,7 +20,11 @@ export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
 /** u32 words of one parameter block (the WGSL Params struct). */
 export const PARAMS_WORDS = 16;
-const BIND_GROUP_CACHE_SIZE = 256;
+/**
+ * Groups a decode loop keeps needing: per layer, per upload slot (they rotate) and per pipeline
+ * (decode, merge, prefill): 32 × 8 × 2 for a 32-layer model. Smaller, every step would re-create them.
+ */
+const BIND_GROUP_CACHE_SIZE = 4096;
 
 export interface UploadSlot {
   items: GPUBuffer;

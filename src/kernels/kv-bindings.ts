@@ -71,10 +71,17 @@ export function bufferId(buffer: GPUBuffer): number {
   return id;
 }
 
+/**
+ * Bind groups a decode loop keeps needing: one per layer (its chunks) and per rotating staging buffer
+ * (BATCH_SLOT_STAGES), 32 × 8 for a 32-layer model. Below that the cache would evict and re-create
+ * groups every step; a bind group costs a few hundred bytes of host and descriptor memory.
+ */
+export const KV_BIND_GROUP_CACHE_SIZE = 4096;
+
 /** Least-recently-used cache of bind groups keyed by the buffers they bind. */
 export class BindGroupCache {
   private readonly groups = new Map<string, GPUBindGroup>();
-  constructor(private readonly capacity = 128) {}
+  constructor(private readonly capacity = KV_BIND_GROUP_CACHE_SIZE) {}
 
   get(buffers: readonly GPUBuffer[], create: () => GPUBindGroup): GPUBindGroup {
     let key = '';

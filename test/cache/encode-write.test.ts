@@ -212,6 +212,51 @@ describe('encodeWriteKV', () => {
     expect(b.cachedTokens).toBe(8); // two full blocks of 4, written in both layers
   });
 
+  it('a many-layer decode loop creates no bind groups or buffers once its upload rings are full', async () => {
+    const layers = 40;
+    const deep = await PagedKVCache.create(device, { numLayers: layers, numKvHeads: 1, headDim: 8, numQueryHeads: 2, blockSize: BLOCK, numBlocks: 16 });
+    const created = { groups: 0, buffers: 0 };
+    const proto = Object.getPrototypeOf(device) as GPUDevice;
+    const { createBindGroup, createBuffer } = proto;
+    try {
+      const ids = [deep.createSequence({ tokens: [1, 2, 3] }).id, deep.createSequence({ tokens: [4, 5] }).id];
+      const k = storage(5 * 8 * 4), q = storage(2 * 2 * 8 * 4), out = storage(2 * 2 * 8 * 4);
+      // The prompts' K/V but the last position of each, written for real.
+      const prompts = deep.prepareAttention([{ seqId: ids[0]!, numQueries: 2, queryStart: 0 }, { seqId: ids[1]!, numQueries: 1, queryStart: 0 }], { writeKV: true });
+      const prefill = device.createCommandEncoder();
+      for (let l = 0; l < layers; l++) deep.encodeWriteKV(prefill, { layer: l, entries: prompts, k, v: k });
+      await deep.submit([prefill.finish()]);
+      proto.createBindGroup = function (this: GPUDevice, d: GPUBindGroupDescriptor) {
+        created.groups++;
+        return createBindGroup.call(this, d);
+      };
+      proto.createBuffer = function (this: GPUDevice, d: GPUBufferDescriptor) {
+        created.buffers++;
+        return createBuffer.call(this, d);
+      };
+      const perStep: number[] = [];
+      for (let step = 0; step < 12; step++) {
+        const before = created.groups + created.buffers;
+        // Re-prepared every step (a new batch, like a decode step), recorded for every layer.
+        const batch = deep.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
+        const encoder = device.createCommandEncoder();
+        for (let l = 0; l < layers; l++) {
+          deep.encodeWriteKV(encoder, { layer: l, entries: batch, k, v: k });
+          deep.encodeAttention(encoder, { layer: l, entries: batch, q, out });
+        }
+        encoder.finish(); // host-side behaviour only: the work is not run
+        await deep.markSubmitted();
+        perStep.push(created.groups + created.buffers - before);
+      }
+      // The upload rings hold 8 batches: from the ninth step on everything is reused.
+      expect(perStep.slice(8)).toEqual([0, 0, 0, 0]);
+    } finally {
+      proto.createBindGroup = createBindGroup;
+      proto.createBuffer = createBuffer;
+      deep.destroy();
+    }
+  });
+
   it('positions count as written only once the command buffer is submitted', async () => {
     const a = sequence([1, 2, 3]);
     await writePrompt(a, newKv(), 3, 5);
