@@ -952,11 +952,14 @@ export class PagedKVCache {
     const view = this.table.blockTableView;
     const stride = this.table.rowStride;
     const bs = this.layout.blockSize;
-    for (let i = 0; i < batch.entries.length; i++) {
+    const n = batch.entries.length;
+    if (this.deferredFrees.size > 0) for (const id of batch.seqIds) this.checkLive(id);
+    const now = this.scratchRows(n);
+    this.table.rowsOf(batch.seqIds, now.slots, now.lengths);
+    for (let i = 0; i < n; i++) {
       const e = batch.entries[i]!;
       const id = batch.seqIds[i]!;
-      this.checkLive(id);
-      if (this.table.rowOf(id) !== e.seqSlot) throw new UnknownSequenceError(id, 'was freed');
+      if (now.slots[i] !== e.seqSlot) throw new UnknownSequenceError(id, 'was freed');
       const row = e.seqSlot * stride;
       for (let b = Math.floor(e.queryStart / bs), end = Math.ceil(e.contextLength / bs); b < end; b++) {
         if (view[row + b] !== batch.blocks[writes.blockStart[i]! + b]) {

@@ -104,7 +104,9 @@ export class ParamRing {
   readonly buffer: GPUBuffer;
   readonly slots: number;
   private readonly stride: number;
+  /** The last parameters pushed, and the offset of the slot holding them (-1: none yet). */
   private readonly staging = new Uint32Array(4);
+  private lastOffset = -1;
   private cursor = 0;
 
   constructor(private readonly device: GPUDevice, label: string, slots: number) {
@@ -114,11 +116,16 @@ export class ParamRing {
     this.buffer = device.createBuffer({ label, size: this.stride * slots, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   }
 
-  /** Writes the four parameters into the next slot and returns its dynamic offset. */
+  /**
+   * Writes the four parameters into the next slot and returns its dynamic offset. The same four as the
+   * last push reuse its slot (no upload): that slot keeps them until the ring comes round to it again.
+   */
   push(a: number, b = 0, c = 0, d = 0): number {
+    const s = this.staging;
+    if (this.lastOffset >= 0 && s[0] === a && s[1] === b && s[2] === c && s[3] === d) return this.lastOffset;
     const offset = this.cursor * this.stride;
     this.cursor = (this.cursor + 1) % this.slots;
-    const s = this.staging;
+    this.lastOffset = offset;
     s[0] = a;
     s[1] = b;
     s[2] = c;
