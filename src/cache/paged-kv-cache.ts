@@ -150,12 +150,13 @@ interface PreparedWrites {
   readonly blockStart: Int32Array;
   /** Per layer, the encoder holding this batch's not yet submitted write of that layer. */
   readonly pendingIn: (GPUCommandEncoder | undefined)[];
+  /** Per encoder holding writes of this batch: the layers written, committed together at submission. */
+  readonly layersIn: Map<GPUCommandEncoder, number[]>;
 }
 
 /** A write committed at submission: undone (positions forgotten) if the GPU rejects the submission. */
 interface CommittedWrite {
   readonly batch: PreparedAttentionState;
-  readonly layer: number;
 }
 
 const PADDING_SLOT = 0xffffffff;
@@ -519,27 +520,30 @@ export class PagedKVCache {
   }
 
   /**
-   * A prepared batch's write of `layer` was submitted: its query positions count as written. The batch's
-   * sequences still live in its rows (encodeWriteKV pinned them; a free meanwhile was deferred). Prefix
-   * registration is asked only where a block just became complete in this layer, or where other
-   * requests wait on the sequence's progress.
+   * A prepared batch's writes of `layers` (recorded in one encoder) were submitted: its query positions
+   * count as written there. The batch's sequences still live in its rows (encodeWriteKV pinned them; a
+   * free meanwhile was deferred). Prefix registration is asked only where a block just became complete
+   * in a layer, or where other requests wait on the sequence's progress.
    */
-  private commitWrites(batch: PreparedAttentionState, layer: number): void {
+  private commitWrites(batch: PreparedAttentionState, layers: readonly number[]): void {
     const bs = this.layout.blockSize;
     this.table.batch(() => {
       for (let i = 0; i < batch.entries.length; i++) {
         const e = batch.entries[i]!;
         const id = batch.seqIds[i]!;
         if (this.deferredFrees.size > 0 && this.deferredFrees.has(id)) continue;
-        const before = this.written.get(e.seqSlot, id, layer);
-        this.written.markWritten(e.seqSlot, id, layer, e.queryStart, e.contextLength);
-        const after = this.written.get(e.seqSlot, id, layer);
-        if (Math.floor(after / bs) > Math.floor(before / bs) || this.inflight.tracks(id)) {
+        let completedBlock = false;
+        for (const layer of layers) {
+          const before = this.written.get(e.seqSlot, id, layer);
+          this.written.markWritten(e.seqSlot, id, layer, e.queryStart, e.contextLength);
+          if (Math.floor(this.written.get(e.seqSlot, id, layer) / bs) > Math.floor(before / bs)) completedBlock = true;
+        }
+        if (completedBlock || this.inflight.tracks(id)) {
           this.inflight.progress(id, this.prefix.registerWritten(id, this.written.minOverLayers(e.seqSlot, id)));
         }
       }
     });
-    this.committing?.push({ batch, layer });
+    this.committing?.push({ batch });
   }
 
   /** Under the lock: the committed writes never happened (their submission failed). */
@@ -662,7 +666,15 @@ export class PagedKVCache {
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
       if (writes.pendingIn[layer] !== encoder) {
         writes.pendingIn[layer] = encoder;
-        this.pins.onSubmit(encoder, () => this.commitWrites(batch, layer));
+        let layers = writes.layersIn.get(encoder);
+        if (layers === undefined) {
+          writes.layersIn.set(encoder, (layers = []));
+          this.pins.onSubmit(encoder, () => {
+            writes.layersIn.delete(encoder);
+            this.commitWrites(batch, layers!);
+          });
+        }
+        layers.push(layer);
       }
     });
   }
@@ -881,6 +893,7 @@ export class PagedKVCache {
       slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
       blockStart,
       pendingIn: new Array<GPUCommandEncoder | undefined>(this.layout.numLayers),
+      layersIn: new Map<GPUCommandEncoder, number[]>(),
     };
     return { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes };
   }
