@@ -48,15 +48,6 @@ export interface HostCostResult extends DecodeShape {
   heapBytesPerStep: number | undefined;
 }
 
-/**
- * A software adapter (SwiftShader) runs the GPU work on this machine's cores, and its worker threads keep
- * spinning for a while after the work is done: the host part of the next step would share the cores
- * with them. There the bench waits this long after each step (a real GPU needs no such pause).
- */
-const SOFTWARE_GPU_SETTLE_MS = 50;
-
-const idle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** A full garbage collection on demand (Node), or undefined where that is not available. */
 function collector(): (() => void) | undefined {
   try {
@@ -102,7 +93,6 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
     for (let step = 0; step < WARMUP_STEPS + steps; step++) {
       gc?.();
       const times = await loop.step(step);
-      if (gpu.isFallback) await idle(SOFTWARE_GPU_SETTLE_MS);
       if (step >= WARMUP_STEPS) samples.push(times);
     }
     const timing = await loop.timeGpu();

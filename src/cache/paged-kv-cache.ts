@@ -148,9 +148,7 @@ interface PreparedWrites {
   readonly slots: GPUBuffer;
   /** Entry i's blocks start at blocks[blockStart[i]]. */
   readonly blockStart: Int32Array;
-  /** Per layer, the encoder holding this batch's not yet submitted write of that layer. */
-  readonly pendingIn: (GPUCommandEncoder | undefined)[];
-  /** Per encoder holding writes of this batch: the layers written, committed together at submission. */
+  /** Per encoder holding not yet submitted writes of this batch: their layers, committed together. */
   readonly layersIn: Map<GPUCommandEncoder, number[]>;
 }
 
@@ -325,8 +323,7 @@ export class PagedKVCache {
       } catch (error) {
         // The table already swapped the shared tail block for a copy the GPU never made: forget the
         // positions that block held rather than expose whatever its replacement held before.
-        const from = Math.floor(result.firstPosition / this.layout.blockSize) * this.layout.blockSize;
-        this.table.batch(() => this.written.clamp(this.table.rowOf(id), id, from));
+        this.table.batch(() => this.forgetFromBlockOf(this.table.rowOf(id), id, result.firstPosition));
         throw error;
       }
     }
@@ -494,8 +491,7 @@ export class PagedKVCache {
         try {
           this.gpu.copyBlocksAllLayers(copies);
         } catch (error) {
-          const bs = this.layout.blockSize;
-          this.written.clamp(this.table.rowOf(id), id, Math.floor(startPos / bs) * bs);
+          this.forgetFromBlockOf(this.table.rowOf(id), id, startPos);
           throw error;
         }
         this.gpu.writeKv(layer, this.table.blocksOf(id), startPos, n, k, v, []);
@@ -508,15 +504,13 @@ export class PagedKVCache {
 
   /**
    * Under the lock: positions [start, end) of `layer` hold K/V now (if the sequence still lives and is
-   * that long); full blocks written in every layer are registered for prefix reuse. Returns the slot,
-   * or -1 when nothing was marked.
+   * that long); full blocks written in every layer are registered for prefix reuse.
    */
-  private markWrittenLocked(id: number, layer: number, start: number, end: number): number {
-    if (this.deferredFrees.has(id) || !this.table.has(id) || end > this.table.length(id)) return -1;
+  private markWrittenLocked(id: number, layer: number, start: number, end: number): void {
+    if (this.deferredFrees.has(id) || !this.table.has(id) || end > this.table.length(id)) return;
     const slot = this.table.rowOf(id);
     this.written.markWritten(slot, id, layer, start, end);
     this.inflight.progress(id, this.prefix.registerWritten(id, this.written.minOverLayers(slot, id)));
-    return slot;
   }
 
   /**
@@ -546,12 +540,18 @@ export class PagedKVCache {
     this.committing?.push({ batch });
   }
 
+  /**
+   * Under the lock: every layer's K/V from the start of `position`'s block on count as unwritten (the
+   * block was replaced by a copy, or written by work that never ran).
+   */
+  private forgetFromBlockOf(slot: number, id: number, position: number): void {
+    const bs = this.layout.blockSize;
+    this.written.clamp(slot, id, Math.floor(position / bs) * bs);
+  }
+
   /** Under the lock: the committed writes never happened (their submission failed). */
   private forgetWrites(writes: readonly CommittedWrite[]): void {
-    const bs = this.layout.blockSize;
-    for (const { batch } of writes) {
-      batch.entries.forEach((e, i) => this.written.clamp(e.seqSlot, batch.seqIds[i]!, Math.floor(e.queryStart / bs) * bs));
-    }
+    for (const { batch } of writes) batch.entries.forEach((e, i) => this.forgetFromBlockOf(e.seqSlot, batch.seqIds[i]!, e.queryStart));
   }
 
   /** Reads back K and V of positions [0, length) (or the given range) as Float32Array [n][numKvHeads][headDim]. */
@@ -664,18 +664,16 @@ export class PagedKVCache {
       const v = checkGpuBuffer('v', args.v, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
       this.gpu.encodeWriteKv(encoder, layer, writes.slots, k, v, batch.rows);
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
-      if (writes.pendingIn[layer] !== encoder) {
-        writes.pendingIn[layer] = encoder;
-        let layers = writes.layersIn.get(encoder);
-        if (layers === undefined) {
-          writes.layersIn.set(encoder, (layers = []));
-          this.pins.onSubmit(encoder, () => {
-            writes.layersIn.delete(encoder);
-            this.commitWrites(batch, layers!);
-          });
-        }
-        layers.push(layer);
+      let layers = writes.layersIn.get(encoder);
+      if (layers === undefined) {
+        const created: number[] = (layers = []);
+        writes.layersIn.set(encoder, created);
+        this.pins.onSubmit(encoder, () => {
+          writes.layersIn.delete(encoder);
+          this.commitWrites(batch, created);
+        });
       }
+      if (!layers.includes(layer)) layers.push(layer);
     });
   }
 
@@ -892,7 +890,6 @@ export class PagedKVCache {
     const writes = blockStart && {
       slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
       blockStart,
-      pendingIn: new Array<GPUCommandEncoder | undefined>(this.layout.numLayers),
       layersIn: new Map<GPUCommandEncoder, number[]>(),
     };
     return { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes };
@@ -933,8 +930,7 @@ export class PagedKVCache {
         this.gpu.copyBlocksAllLayers(copies);
       } catch (error) {
         // The table points at copies the GPU never made: forget what those blocks held.
-        const bs = this.layout.blockSize;
-        entries.forEach((e, i) => this.written.clamp(e.seqSlot, seqIds[i]!, Math.floor(e.queryStart / bs) * bs));
+        entries.forEach((e, i) => this.forgetFromBlockOf(e.seqSlot, seqIds[i]!, e.queryStart));
         throw error;
       }
     }
@@ -1011,7 +1007,7 @@ export class PagedKVCache {
     batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & { writes?: PreparedWrites },
     encoder?: GPUCommandEncoder,
   ): void {
-    const writesFirst = encoder !== undefined && batch.writes?.pendingIn[layer] === encoder;
+    const writesFirst = encoder !== undefined && batch.writes?.layersIn.get(encoder)?.includes(layer) === true;
     for (let i = 0; i < batch.entries.length; i++) {
       const e = batch.entries[i]!;
       const id = batch.seqIds[i]!;
