@@ -53,6 +53,9 @@ export class KvGpu {
   private readonly pairStage: GrowableBuffer;
   private readonly qStage: GrowableBuffer;
   private readonly outStage: GrowableBuffer;
+  /** Outputs of readKv's gather, reused by every read (a fresh pair per read filled the bind-group cache). */
+  private readonly gatherKStage: GrowableBuffer;
+  private readonly gatherVStage: GrowableBuffer;
   private readonly readbacks: ReadbackPool;
   private slotWords = new Uint32Array(64);
   /** Slot maps of prepared write batches: a ring, one buffer per batch that may await its submission. */
@@ -75,6 +78,8 @@ export class KvGpu {
     this.pairStage = new GrowableBuffer(device, STORAGE_IN(), 'copy-pairs');
     this.qStage = new GrowableBuffer(device, STORAGE_IN(), 'q-staging');
     this.outStage = new GrowableBuffer(device, STORAGE_OUT(), 'out-staging');
+    this.gatherKStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-k');
+    this.gatherVStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-v');
     this.readbacks = new ReadbackPool(device);
   }
 
@@ -167,6 +172,9 @@ export class KvGpu {
     this.gatherKernelOrUndefined = undefined;
     this.copyKernelOrUndefined = undefined;
     this.attentionOrUndefined = undefined;
+    // A failed read may have left an invalid gather buffer behind.
+    this.gatherKStage.discard();
+    this.gatherVStage.discard();
   }
 
   // ---- synchronous recording + submission (called under the table lock) --------------------------
@@ -236,8 +244,8 @@ export class KvGpu {
   /** Gathers K/V of positions [0, end) from the sequence in table row `slot` (row already synced). */
   readKv(layer: number, slot: number, rowStride: number, start: number, end: number): Promise<{ k: Float32Array; v: Float32Array }> {
     const bytes = end * this.rowElements * 4;
-    const kOut = this.device.createBuffer({ label: 'read-k', size: Math.max(16, bytes), usage: STORAGE_OUT() });
-    const vOut = this.device.createBuffer({ label: 'read-v', size: Math.max(16, bytes), usage: STORAGE_OUT() });
+    const kOut = this.gatherKStage.ensure(bytes);
+    const vOut = this.gatherVStage.ensure(bytes);
     const readback = this.readbacks.acquire(2 * Math.max(16, bytes));
     const encoder = this.device.createCommandEncoder({ label: 'read-kv' });
     if (end > 0) {
@@ -253,8 +261,6 @@ export class KvGpu {
       encoder.copyBufferToBuffer(vOut, 0, readback, Math.max(16, bytes), bytes);
     }
     this.device.queue.submit([encoder.finish()]);
-    kOut.destroy();
-    vOut.destroy();
     return this.readbacks.read(readback, (data) => {
       const all = new Float32Array(data);
       const offset = Math.max(16, bytes) / 4;
@@ -305,7 +311,9 @@ export class KvGpu {
     this.copyKernelOrUndefined?.destroy();
     this.attentionOrUndefined?.destroy();
     this.tableUpload.destroy();
-    for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage]) b.destroy();
+    for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage, this.gatherKStage, this.gatherVStage]) {
+      b.destroy();
+    }
     for (const b of this.batchSlotStages) b.destroy();
     this.readbacks.destroy();
   }

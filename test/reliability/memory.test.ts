@@ -58,6 +58,7 @@ describe('memory per call', () => {
     };
     for (let i = 0; i < 10; i++) await gpuCalls(); // scratch and the readback pool reach their steady size
     const buffersBefore = gpu.live.size;
+    const createdBefore = gpu.created;
     // Bounds far above the collector's noise (a few hundred bytes) and far below the leak this caught:
     // ≈ 1.2 KB per readKV and 0.5 KB per writeKV.
     const churnPerStep = await retainedPerCall(3000, churn, 500);
@@ -66,6 +67,9 @@ describe('memory per call', () => {
     expect(churnPerStep).toBeLessThan(400);
     expect(gpuPerStep).toBeLessThan(1500);
     expect(gpu.live.size).toBeLessThanOrEqual(buffersBefore);
+    // Not even short-lived ones: a buffer per call also left a cached bind group per call behind
+    // (readKV's gather outputs did, about 1.1 KB per step until the cache's 4096 entries filled).
+    expect(gpu.created - createdBefore).toBe(0);
     cache.destroy();
   });
 });
