@@ -50,13 +50,14 @@ export interface AppendResult {
   /** Position of the first appended token (the sequence length before the call). */
   readonly firstPosition: number;
   /** Blocks newly added to the end of the sequence. */
-  readonly newBlocks: number[];
+  readonly newBlocks: readonly number[];
   /** Copy-on-write copies made before writing (at most one: the shared partial last block). */
   readonly copies: readonly BlockCopy[];
 }
 
 /** The copies of an append that copied nothing (shared: appends allocate no array for it). */
 const NO_COPIES: readonly BlockCopy[] = Object.freeze([]);
+const NO_BLOCKS: readonly number[] = Object.freeze([]);
 
 export interface BlockTableStats {
   readonly blocksTotal: number;
@@ -675,7 +676,7 @@ export class BlockTable {
     const bs = this.blockSize;
     const length = this.seqLength[slot];
     const blocks = this.seqNumBlocks[slot];
-    if (k === 0) return { firstPosition: length, newBlocks: [], copies: NO_COPIES };
+    if (k === 0) return { firstPosition: length, newBlocks: NO_BLOCKS, copies: NO_COPIES };
     const newLength = length + k;
     if (newLength > this.maxSequenceLength) throw new SequenceTooLongError(newLength, this.maxSequenceLength);
     const row = slot * this.rowStride;
@@ -697,15 +698,19 @@ export class BlockTable {
       consumed = k < room ? k : room;
       this.writeTokens(tail, partial, tokens, 0, consumed);
     }
-    const newBlocks = new Array<number>(added);
-    for (let i = 0; i < added; i++) {
-      const b = this.pool.allocate();
-      this.blockTableView[row + blocks + i] = b;
-      const left = k - consumed;
-      const count = left < bs ? left : bs;
-      this.writeTokens(b, 0, tokens, consumed, count);
-      consumed += count;
-      newBlocks[i] = b;
+    let newBlocks = NO_BLOCKS;
+    if (added > 0) {
+      const grown = new Array<number>(added);
+      for (let i = 0; i < added; i++) {
+        const b = this.pool.allocate();
+        this.blockTableView[row + blocks + i] = b;
+        const left = k - consumed;
+        const count = left < bs ? left : bs;
+        this.writeTokens(b, 0, tokens, consumed, count);
+        consumed += count;
+        grown[i] = b;
+      }
+      newBlocks = grown;
     }
     this.seqLength[slot] = newLength;
     this.seqNumBlocks[slot] = blocks + added;
