@@ -48,8 +48,8 @@ export interface DecodeBenchResult {
 }
 
 export interface PrefillBenchResult {
-  /** Portable tile engine, or the subgroup-matrix (tensor-core) kernel. */
-  path: 'scalar' | 'subgroup-matrix';
+  /** Portable tile engine, portable register-blocked kernel, or the subgroup-matrix (tensor-core) kernel. */
+  path: 'scalar' | 'register-blocked' | 'subgroup-matrix';
   sequences: number;
   tokens: number;
   ms: number;
@@ -251,8 +251,11 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
   const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
-  // The portable scalar path always; the subgroup-matrix path where the device has it.
-  const paths: Array<{ path: PrefillBenchResult['path']; tuning: AttentionTuning }> = [{ path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false } }];
+  // The portable paths (tile engine, register-blocked) always; the subgroup-matrix path where the device has it.
+  const paths: Array<{ path: PrefillBenchResult['path']; tuning: AttentionTuning }> = [
+    { path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: false } },
+    { path: 'register-blocked', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: true } },
+  ];
   const probe = new PagedAttentionKernel(device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning: opts.tuning, adapterInfo: gpu.adapter.info });
   if (probe.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
   probe.destroy();

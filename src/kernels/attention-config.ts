@@ -315,3 +315,92 @@ export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout):
     TAU: config.rescaleThreshold,
   };
 }
+
+/** Register budget of the register-blocked prefill: output floats and scores per thread. */
+const BLOCKED_MAX_OUT_FLOATS = 64;
+const BLOCKED_MAX_SCORES = 32;
+
+export interface BlockedPrefillConfig {
+  kind: 'prefill-blocked';
+  headsPerWorkgroup: number;
+  queriesPerWorkgroup: number;
+  /** Query rows per workgroup (queries × heads). */
+  rows: number;
+  keyTile: number;
+  /** Score block of a thread: rows × keys. */
+  scoreRows: number;
+  scoreKeys: number;
+  /** Output rows of a thread (it owns one packed word of columns of each). */
+  outRows: number;
+  /** Threads that accumulate output: (rows / outRows) × wordsPerRow ≤ WORKGROUP_SIZE (the rest idle then). */
+  outThreads: number;
+  /** Packed words per K/V row and head-dim elements per word (8 for f16, 4 for f32). */
+  wordsPerRow: number;
+  elemsPerWord: number;
+  workgroupBytes: number;
+}
+
+/**
+ * Shape of the register-blocked prefill for `layout`, or undefined where no tile fits (then the tile
+ * engine runs prefill). Threads (WORKGROUP_SIZE) tile the scores as (rows / scoreRows) × (keyTile /
+ * scoreKeys) and the output as (rows / outRows) × wordsPerRow (outThreads, all of them when wordsPerRow
+ * is a power of two); the most rows, then the longest key tile,
+ * whose workgroup arrays fit min(device limit, MAX_WORKGROUP_BYTES) and whose per-thread blocks fit the
+ * register budget, win. Heads per workgroup: the largest power of two ≤ 8 dividing the GQA group.
+ */
+export function blockedPrefillConfig(layout: KvLayout, groupSize: number, deviceWorkgroupBytes: number): BlockedPrefillConfig | undefined {
+  const wg = WORKGROUP_SIZE;
+  const elemsPerWord = layout.kvDtype === 'f16' ? 8 : 4;
+  const words = layout.headDim / elemsPerWord;
+  const maxBytes = Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES);
+  let hpw = 1;
+  while (hpw * 2 <= MAX_HEADS_PER_WORKGROUP && groupSize % (hpw * 2) === 0) hpw *= 2;
+  for (const rows of [128, 64, 32, 16, 8]) {
+    if (rows % hpw !== 0) continue;
+    // Output rows per thread: a power of two (it divides rows) leaving no row group without a thread.
+    let outRows = 1;
+    while ((rows / outRows) * words > wg) outRows *= 2;
+    if (outRows > rows || outRows * elemsPerWord > BLOCKED_MAX_OUT_FLOATS) continue;
+    for (const keyTile of [32, 16, 8]) {
+      const cells = (rows * keyTile) / wg;
+      if (!Number.isInteger(cells) || cells < 1 || cells > BLOCKED_MAX_SCORES) continue;
+      const scoreKeys = Math.min(4, cells);
+      const scoreRows = cells / scoreKeys;
+      if (rows % scoreRows !== 0) continue;
+      // Mirrors the generated workgroup arrays (prefill-blocked-source.ts) and the fixed part's smem.
+      const workgroupBytes =
+        16 * rows * (layout.headDim / 4 + 1) + // q_tile
+        16 * keyTile * (words + 1) + // kv_tile
+        4 * rows * keyTile + // sp
+        4 * rows + // row_scale
+        4 * wg + // red
+        16 * (TABLE_WINDOW / 4 + wg / 4); // smem: table window, reduction scratch
+      if (workgroupBytes > maxBytes) continue;
+      return {
+        kind: 'prefill-blocked',
+        headsPerWorkgroup: hpw,
+        queriesPerWorkgroup: rows / hpw,
+        rows,
+        keyTile,
+        scoreRows,
+        scoreKeys,
+        outRows,
+        outThreads: (rows / outRows) * words,
+        wordsPerRow: words,
+        elemsPerWord,
+        workgroupBytes,
+      };
+    }
+  }
+  return undefined;
+}
+
+/** Override constants of the register-blocked prefill WGSL (the rest is literal in its generated entry). */
+export function blockedPrefillConstants(config: BlockedPrefillConfig, layout: KvLayout): Record<string, number> {
+  return {
+    WG_SIZE: WORKGROUP_SIZE,
+    HEAD_DIM: layout.headDim,
+    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
+    HEADS_PER_WG: config.headsPerWorkgroup,
+  };
+}

@@ -6,7 +6,9 @@
 // streaming decode module is subgroups + lanes + types + KV access + its fixed file + its generated
 // entry point, named by shape (decode-stream-source.ts); the subgroup-matrix prefill module is the
 // f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its generated
-// entry point, named by head dim and subgroup size; the merge module is the shared types + the merge
+// entry point, named by head dim and subgroup size; the register-blocked prefill module is the
+// workgroup-memory lanes + types + KV access + its fixed file + its generated entry point, named by its
+// tile shape (portable: it needs no feature); the merge module is the shared types + the merge
 // file. Equal names mean equal texts, so each name is a stable pipeline-cache key.
 import typesCode from '../../shaders/paged-attention-types.wgsl?raw';
 import commonCode from '../../shaders/paged-attention-common.wgsl?raw';
@@ -14,11 +16,13 @@ import tileCode from '../../shaders/paged-attention-tile.wgsl?raw';
 import decodeStreamCode from '../../shaders/paged-attention-decode-stream.wgsl?raw';
 import kvAccessCode from '../../shaders/paged-attention-kv-access.wgsl?raw';
 import prefillMmaCode from '../../shaders/paged-attention-prefill-mma.wgsl?raw';
+import prefillBlockedCode from '../../shaders/paged-attention-prefill-blocked.wgsl?raw';
 import mergeCode from '../../shaders/paged-attention-merge.wgsl?raw';
 import lanesSubgroupCode from '../../shaders/paged-attention-lanes-subgroup.wgsl?raw';
 import lanesSharedCode from '../../shaders/paged-attention-lanes-shared.wgsl?raw';
-import type { AttentionKind, MmaPrefillConfig, StreamDecodeConfig } from './attention-config';
+import type { AttentionKind, BlockedPrefillConfig, MmaPrefillConfig, StreamDecodeConfig } from './attention-config';
 import { decodeStreamEntry } from './decode-stream-source';
+import { prefillBlockedEntry } from './prefill-blocked-source';
 import { prefillMmaEntry } from './prefill-mma-source';
 
 export interface ShaderSource {
@@ -62,6 +66,18 @@ export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): Sha
     name: `paged-attention-prefill-mma-d${headDim}-s${config.subgroupSize}`,
     code: [enables, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config.subgroupSize)].join('\n'),
     entryPoint: 'prefill_mma_main',
+  };
+}
+
+/** The register-blocked prefill kernel for one tile shape; its entry point is generated. */
+export function prefillBlockedShader(config: BlockedPrefillConfig, headDim: number): ShaderSource {
+  const shape =
+    `d${headDim}-r${config.rows}-k${config.keyTile}-s${config.scoreRows}x${config.scoreKeys}-o${config.outRows}` +
+    `-h${config.headsPerWorkgroup}-${config.elemsPerWord === 8 ? 'f16' : 'f32'}`;
+  return {
+    name: `paged-attention-prefill-blocked-${shape}`,
+    code: [lanesSharedCode, typesCode, kvAccessCode, prefillBlockedCode, prefillBlockedEntry(config, headDim)].join('\n'),
+    entryPoint: 'prefill_blocked_main',
   };
 }
 

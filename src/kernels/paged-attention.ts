@@ -11,8 +11,9 @@
 //   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point)
 //     when subgroups are on and its shape limits allow, else on the tile engine; prefill runs on subgroup
 //     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 16×16×16 ones with f32
-//     results and the layout fits, else on the tile engine. Both decode kernels write the same partial
-//     format for the merge kernel.
+//     results and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
+//     blocked.wgsl, portable) where a tile fits the device's workgroup memory, else on the tile engine.
+//     Both decode kernels write the same partial format for the merge kernel.
 //   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
 //     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
 //   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
@@ -26,6 +27,8 @@ import { bufferFacts } from '../gpu/buffer-facts';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { dummyStorageBuffer, getPipeline, type PipelineSpec } from './pipeline-cache';
 import {
+  blockedPrefillConfig,
+  blockedPrefillConstants,
   mmaPrefillConfig,
   mmaPrefillConstants,
   streamConstants,
@@ -33,6 +36,7 @@ import {
   tileConfig,
   tileConstants,
   MERGE_WORKGROUP_SIZE,
+  type BlockedPrefillConfig,
   type MmaPrefillConfig,
   type StreamDecodeConfig,
   type StreamDecodeTuning,
@@ -40,7 +44,7 @@ import {
 } from './attention-config';
 import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, STREAM_TARGET_WORKGROUPS, type BatchPlan, type DispatchRange } from './attention-plan';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
-import { attentionShader, decodeStreamShader, mergeShader, prefillMmaShader } from './attention-shaders';
+import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 
 export type { AttentionEntry } from './attention-types';
@@ -73,8 +77,10 @@ export interface AttentionTuning {
   decodeTargetWorkgroups?: number;
   /** Shortest decode split (keys). */
   decodeMinKeysPerSplit?: number;
-  /** false: prefill with the tile engine even where subgroup matrices are available. */
+  /** false: prefill without subgroup matrices even where they are available. */
   prefillMatrix?: boolean;
+  /** false: prefill (where subgroup matrices are not used) on the tile engine instead of the register-blocked kernel. */
+  prefillBlocked?: boolean;
   /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
   prefillRescaleThreshold?: number;
 }
@@ -119,6 +125,8 @@ export class PagedAttentionKernel {
   readonly prefillConfig: TileConfig;
   /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
   readonly prefillMmaConfig: MmaPrefillConfig | undefined;
+  /** Register-blocked prefill shape, when it is chosen (no subgroup matrices) and a tile fits. */
+  readonly prefillBlockedConfig: BlockedPrefillConfig | undefined;
   private readonly decodeTarget: number | undefined;
   private readonly tuning: AttentionTuning;
   /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
@@ -176,6 +184,8 @@ export class PagedAttentionKernel {
       opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
         ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold)
         : undefined;
+    this.prefillBlockedConfig =
+      this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes) : undefined;
     this.resources = new AttentionResources(device);
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
     this.dummy = dummyStorageBuffer(device);
@@ -213,14 +223,17 @@ export class PagedAttentionKernel {
 
   private get prefill(): KernelPipeline {
     const mma = this.prefillMmaConfig;
+    const blocked = this.prefillBlockedConfig;
     return (this.prefillPipeline ??= mma
       ? this.pipeline({ ...prefillMmaShader(mma, this.layout.headDim), constants: mmaPrefillConstants(mma, this.layout) })
-      : this.tilePipeline(this.prefillConfig));
+      : blocked
+        ? this.pipeline({ ...prefillBlockedShader(blocked, this.layout.headDim), constants: blockedPrefillConstants(blocked, this.layout) })
+        : this.tilePipeline(this.prefillConfig));
   }
 
   /** Query heads and queries per prefill workgroup, for the prefill kernel in use. */
   private get prefillShape(): { headsPerWorkgroup: number; queriesPerWorkgroup: number } {
-    return this.prefillMmaConfig ?? this.prefillConfig;
+    return this.prefillMmaConfig ?? this.prefillBlockedConfig ?? this.prefillConfig;
   }
 
   private get merge(): KernelPipeline {

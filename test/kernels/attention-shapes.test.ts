@@ -11,6 +11,7 @@ import { failOnUncapturedGpuErrors, onRealGpu, testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec, type Tolerance } from '../helpers/kv-fixture';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import type { Gpu } from '../../src/gpu/create-gpu';
+import type { AttentionTuning } from '../../src/kernels/paged-attention';
 import type { KvDtype } from '../../src/pool/kv-layout';
 
 failOnUncapturedGpuErrors();
@@ -55,6 +56,7 @@ async function expectShape(
   forceSplits: readonly (number | undefined)[],
   tol = TOL,
   seed = 1,
+  tuning?: AttentionTuning,
 ) {
   if (shape.subgroups && !gpu.features.subgroups) return;
   const options: KvFixtureOptions = { ...shape, sequences, shuffleBlocks: true, seed };
@@ -64,6 +66,7 @@ async function expectShape(
       numQueryHeads: fx.numQueryHeads,
       rowStride: fx.rowStride,
       subgroups: shape.subgroups,
+      tuning,
     });
     const r = await checkAttention(gpu.device, kernel, fx, tol[shape.kvDtype], { forceSplits });
     expect(r.count, `${JSON.stringify(shape)}: ${r.count} mismatches (max |Δ| ${r.maxError}):\n${r.lines.join('\n')}`).toBe(0);
@@ -90,6 +93,20 @@ describe('paged attention shapes (small contexts)', () => {
   }
 });
 
+// Prefill runs on the register-blocked kernel by default; the tile engine is the fallback for devices
+// whose workgroup memory fits no blocked tile, and stays under test here.
+describe('paged attention with tile-engine prefill', () => {
+  const shapes: Shape[] = [
+    { headDim: 80, kvDtype: 'f16', numKvHeads: 1, groupSize: 8, blockSize: 8, subgroups: false },
+    { headDim: 64, kvDtype: 'f32', numKvHeads: 2, groupSize: 6, blockSize: 16, subgroups: true },
+  ];
+  for (const shape of shapes) {
+    it(label(shape), async () => {
+      await expectShape(shape, SMALL_BATCH, [3], TOL, 2, { prefillBlocked: false });
+    });
+  }
+});
+
 describe('paged attention full matrix with long contexts (real GPU)', () => {
   const shapes: Shape[] = [];
   for (const headDim of [64, 80, 128, 256]) {
@@ -103,9 +120,10 @@ describe('paged attention full matrix with long contexts (real GPU)', () => {
   }
   // Skipped on SwiftShader: 48 pipelines at seconds of compilation each, and thousands of tokens at
   // ~0.04 GB/s, would take many minutes.
-  it.skipIf(!realGpu)('every head dim × dtype × GQA ratio × reduction path, contexts up to 4099 tokens (real GPU only)', async () => {
+  it.skipIf(!realGpu)('every head dim × dtype × GQA ratio × reduction path × prefill kernel, contexts up to 4099 tokens (real GPU only)', async () => {
     for (const [i, shape] of shapes.entries()) {
       await expectShape(shape, LONG_BATCH, [undefined, 5], LONG_TOL, i);
+      await expectShape(shape, LONG_BATCH, [undefined], LONG_TOL, i, { prefillBlocked: false });
     }
   }, 600_000);
 });

@@ -1,0 +1,208 @@
+// Generates the entry point of the register-blocked prefill kernel (shaders/paged-attention-prefill-
+// blocked.wgsl) for one tile shape. Invariants:
+//   - The workgroup arrays are declared here with literal sizes: q_tile (ROWS × (HEAD_DIM / 4 + 1)
+//     vec4<f32>), kv_tile (KEY_TILE × (WORDS + 1) packed words; K, then V in the same place), sp
+//     (KEY_TILE × ROWS f32, S then P, key-major so softmax threads walk their row's column), row_scale
+//     and red (one f32 per thread).
+//   - Softmax thread (row, part) = (tid % ROWS, tid / ROWS) owns keys [part·KPP, (part + 1)·KPP) of
+//     the tile (KPP = KEY_TILE / (WG_SIZE / ROWS)); the row's max is combined through red each tile, the
+//     running max is the same in all of a row's threads, each keeps its share of the sum (added up at the end).
+//     Row strides are padded by one vec4 so threads reading different rows hit different banks.
+//   - Score thread (tr, tc) = (tid / TC, tid % TC) computes rows tr·SR + i and keys tc + j·TC; output
+//     thread (pg, pc) = (tid / WORDS, tid % WORDS), for tid < outThreads, accumulates rows pg·OR + i over
+//     head-dim word pc (the other threads stage, score and softmax only).
+//     Each of those values is its own WGSL variable (the loops over i and j are unrolled here).
+//   - A key masked for some row (the causal diagonal) can only lie in a tile reaching past the item's
+//     first query position; only there does P·V skip p = 0 explicitly (so a masked V that is NaN or ∞
+//     contributes nothing, as in the reference); elsewhere every staged key is visible to every live row.
+//   - The generated text depends only on the config (it names the pipeline in the cache).
+import type { BlockedPrefillConfig } from './attention-config';
+import { entryPreamble } from './generated-entry';
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
+  const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord } = config;
+  const idle = outThreads < 128;
+  const parts = 128 / rows; // softmax threads per row
+  const keysPerPart = keyTile / parts; // threads past outThreads own no output (head dims whose word count is not a power of two)
+  const f16 = elemsPerWord === 8;
+  const qStride = headDim / 4 + 1;
+  const kvStride = words + 1;
+  const tc = keyTile / scoreKeys;
+  const SR = range(scoreRows);
+  const SK = range(scoreKeys);
+  const OR = range(outRows);
+  const halves = f16 ? ['lo', 'hi'] : ['lo'];
+  const L: string[] = [];
+  const add = (...l: string[]) => L.push(...l);
+  const unpack = (w: string, half: string) =>
+    f16 ? (half === 'lo' ? `vec4<f32>(unpack2x16float(${w}.x), unpack2x16float(${w}.y))` : `vec4<f32>(unpack2x16float(${w}.z), unpack2x16float(${w}.w))`) : `bitcast<vec4<f32>>(${w})`;
+
+  /** Stages half 0 (K) or 1 (V) of keys [t0, tile_end) into kv_tile. */
+  const stage = (half: number) =>
+    add(
+      `    for (var i = tid; i < ${keyTile * words}u; i += WG_SIZE) {`,
+      `      let key = i / ${words}u;`,
+      `      let col = i % ${words}u;`,
+      `      var w = vec4<u32>(0u);`,
+      `      if (t0 + key < tile_end) {`,
+      `        w = load_half_word(kv_head, t0 + key, col, window_start, ${half}u);`,
+      `      }`,
+      `      kv_tile[key * ${kvStride}u + col] = w;`,
+      `    }`,
+    );
+
+  /** The P·V loop over the tile's keys; `guarded` skips p = 0 (a masked V contributes nothing). */
+  const accumulate = (guarded: boolean) => {
+    add(`      for (var j = 0u; j < n; j++) {`, `        let w = kv_tile[j * ${kvStride}u + pc];`);
+    for (const h of halves) add(`        let v_${h} = ${unpack('w', h)};`);
+    for (const i of OR) {
+      add(`        let p${i} = sp[j * ${rows}u + out_row0 + ${i}u];`);
+      for (const h of halves) {
+        add(guarded ? `        o${i}_${h} += select(vec4<f32>(0.0), p${i} * v_${h}, p${i} != 0.0);` : `        o${i}_${h} += p${i} * v_${h};`);
+      }
+    }
+    add(`      }`);
+  };
+
+  add(
+    `var<workgroup> q_tile: array<vec4<f32>, ${rows * qStride}>;`,
+    `var<workgroup> kv_tile: array<vec4<u32>, ${keyTile * kvStride}>;`,
+    `var<workgroup> sp: array<f32, ${keyTile * rows}>;`,
+    `var<workgroup> row_scale: array<f32, ${rows}>;`,
+    `var<workgroup> red: array<f32, 128>;`,
+    ``,
+    ...entryPreamble('prefill_blocked_main'),
+    // Queries, pre-scaled (rows past num_q are zeros).
+    `  for (var i = tid; i < ${rows * (headDim / 4)}u; i += WG_SIZE) {`,
+    `    let row = i / ${headDim / 4}u;`,
+    `    let col = i % ${headDim / 4}u;`,
+    `    let qi = row / HEADS_PER_WG;`,
+    `    var v = vec4<f32>(0.0);`,
+    `    if (qi < item.num_q) {`,
+    `      v = queries[((item.q_row + qi) * params.num_query_heads + first_head + row % HEADS_PER_WG) * Q_VECS_PER_ROW + col] * params.scale;`,
+    `    }`,
+    `    q_tile[row * ${qStride}u + col] = v;`,
+    `  }`,
+    `  var window_start = block_of(item.key_start);`,
+    `  load_table_window(item.seq_slot, window_start);`,
+    // Softmax thread (row sm_row, part sm_part): the row's last visible key + 1, its running max and share of the sum.
+    `  let sm_row = tid % ${rows}u;`,
+    `  let sm_part = tid / ${rows}u;`,
+    `  let owns_row = sm_row / HEADS_PER_WG < item.num_q;`,
+    `  let row_limit = item.q_pos + sm_row / HEADS_PER_WG + 1u;`,
+    `  var m = NEG_BIG;`,
+    `  var l = 0.0;`,
+    `  let score_row0 = (tid / ${tc}u) * ${scoreRows}u;`,
+    `  let score_key0 = tid % ${tc}u;`,
+    `  let out_row0 = (tid / ${words}u) * ${outRows}u;`,
+    `  let pc = tid % ${words}u;`,
+    `  let owns_output = tid < ${outThreads}u;`,
+  );
+  for (const i of OR) for (const h of halves) add(`  var o${i}_${h} = vec4<f32>(0.0);`);
+  add(
+    `  workgroupBarrier();`,
+    `  for (var t0 = item.key_start; t0 < item.key_end; t0 += ${keyTile}u) {`,
+    `    let tile_end = min(t0 + ${keyTile}u, item.key_end);`,
+    `    let n = tile_end - t0;`,
+    `    if (block_of(tile_end - 1u) >= window_start + TABLE_WINDOW) {`,
+    `      window_start = block_of(t0);`,
+    `      load_table_window(item.seq_slot, window_start);`,
+    `      workgroupBarrier();`,
+    `    }`,
+  );
+  stage(0);
+  add(`    workgroupBarrier();`);
+  // Scores: this thread's scoreRows × scoreKeys block, dot products over the packed words.
+  for (const i of SR) for (const j of SK) add(`    var s${i}_${j} = 0.0;`);
+  add(`    for (var c = 0u; c < ${words}u; c++) {`);
+  for (const j of SK) {
+    add(`      let k${j} = kv_tile[(score_key0 + ${j * tc}u) * ${kvStride}u + c];`);
+    for (const h of halves) add(`      let k${j}_${h} = ${unpack(`k${j}`, h)};`);
+  }
+  for (const i of SR) {
+    const at = `(score_row0 + ${i}u) * ${qStride}u + ${f16 ? '2u * c' : 'c'}`;
+    add(`      let q${i}_lo = q_tile[${at}];`);
+    if (f16) add(`      let q${i}_hi = q_tile[${at} + 1u];`);
+    for (const j of SK) add(`      s${i}_${j} += ${halves.map((h) => `dot(q${i}_${h}, k${j}_${h})`).join(' + ')};`);
+  }
+  add(`    }`);
+  for (const i of SR) for (const j of SK) add(`    sp[(score_key0 + ${j * tc}u) * ${rows}u + score_row0 + ${i}u] = s${i}_${j};`);
+  add(
+    `    workgroupBarrier();`,
+    // Softmax: the `parts` threads of a row split its column of S (a contiguous run of keys each); the
+    // tile's row max goes through red, and each thread keeps its own share of the row sum.
+    `    var visible = 0u;`,
+    `    if (owns_row && row_limit > t0) {`,
+    `      visible = min(n, row_limit - t0);`,
+    `    }`,
+    `    let part_start = sm_part * ${keysPerPart}u;`,
+    `    let part_visible = min(visible, part_start + ${keysPerPart}u);`,
+    `    var part_max = NEG_BIG;`,
+    `    for (var j = part_start; j < part_visible; j++) {`,
+    `      part_max = max(part_max, sp[j * ${rows}u + sm_row]);`,
+    `    }`,
+    `    red[tid] = part_max;`,
+  );
+  stage(1);
+  add(
+    `    workgroupBarrier();`,
+    `    var tile_max = red[sm_row];`,
+    ...range(parts - 1).map((k) => `    tile_max = max(tile_max, red[${(k + 1) * rows}u + sm_row]);`),
+    `    let m_new = max(m, tile_max);`,
+    `    let alpha = exp(m - m_new);`,
+    `    var sum = 0.0;`,
+    `    for (var j = part_start; j < min(n, part_start + ${keysPerPart}u); j++) {`,
+    `      var p = 0.0;`,
+    `      if (j < part_visible) {`,
+    `        p = exp(sp[j * ${rows}u + sm_row] - m_new);`,
+    `      }`,
+    `      sp[j * ${rows}u + sm_row] = p;`,
+    `      sum += p;`,
+    `    }`,
+    `    l = l * alpha + sum;`,
+    `    m = m_new;`,
+    `    if (sm_part == 0u) {`,
+    `      row_scale[sm_row] = alpha;`,
+    `    }`,
+  );
+  add(`    workgroupBarrier();`);
+  if (idle) add(`    if (owns_output) {`);
+  for (const i of OR) {
+    add(`    let a${i} = row_scale[out_row0 + ${i}u];`);
+    for (const h of halves) add(`    o${i}_${h} *= a${i};`);
+  }
+  add(`    if (tile_end > item.q_pos + 1u) {`);
+  accumulate(true);
+  add(`    } else {`);
+  accumulate(false);
+  add(`    }`);
+  if (idle) add(`    }`);
+  add(`    workgroupBarrier();`, `  }`);
+  // Normalise and write the live rows.
+  add(
+    `  red[tid] = l;`,
+    `  workgroupBarrier();`,
+    `  if (sm_part == 0u) {`,
+    `    var row_sum = l;`,
+    ...range(parts - 1).map((k) => `    row_sum += red[${(k + 1) * rows}u + sm_row];`),
+    `    row_scale[sm_row] = select(0.0, 1.0 / row_sum, row_sum > 0.0);`,
+    `  }`,
+    `  workgroupBarrier();`,
+  );
+  for (const i of OR) {
+    add(
+      `  {`,
+      `    let row = min(out_row0 + ${i}u, ${rows - 1}u);`,
+      `    let qi = row / HEADS_PER_WG;`,
+      `    if (owns_output && qi < item.num_q) {`,
+      `      let base = ((item.q_row + qi) * params.num_query_heads + first_head + row % HEADS_PER_WG) * Q_VECS_PER_ROW + pc * ${elemsPerWord / 4}u;`,
+      `      let inv = row_scale[row];`,
+    );
+    halves.forEach((h, k) => add(`      results[base${k ? ` + ${k}u` : ''}] = o${i}_${h} * inv;`));
+    add(`    }`, `  }`);
+  }
+  add(`}`);
+  return L.join('\n');
+}

@@ -1,0 +1,94 @@
+// Causal prefill on the register-blocked kernel (portable: runs on every adapter, SwiftShader included)
+// against the f64 CPU reference, across head dims, K/V formats, GQA groups (heads per workgroup 1–8),
+// block sizes, table-window reloads, chunked prefill over a cached prefix, partial query tiles and a
+// decode entry in the same batch; and every head dim and format the pool accepts gets a tile.
+// Tolerance as in attention-shapes.test.ts, |gpu − ref| ≤ 2e-5 + 1e-4·|ref|: the kernel computes in f32
+// over the same f16/f32 K/V words as the reference (which widens them exactly); only the summation order
+// and exp ULPs differ. Indexing or masking bugs give errors ≥ 1e-2.
+import { afterEach, describe, expect, it } from 'vitest';
+import { blockedPrefillConfig } from '../../src/kernels/attention-config';
+import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
+import { computeKvLayout } from '../../src/pool/kv-layout';
+import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
+import { testGpu } from '../helpers/gpu';
+
+const TOL = { atol: 2e-5, rtol: 1e-4 };
+const gpu = await testGpu();
+const uncaptured: string[] = [];
+gpu.device.onuncapturederror = (event) => {
+  uncaptured.push(event.error.message);
+};
+afterEach(() => {
+  expect(uncaptured.splice(0)).toEqual([]);
+});
+
+const SEQUENCES: SequenceSpec[] = [
+  { contextLength: 37, numQueries: 37 }, // prefill from position 0, partial last tile
+  { contextLength: 90, numQueries: 30 }, // chunked prefill over a 60-token cached prefix
+  { contextLength: 5 }, // a decode entry in the same batch
+  { contextLength: 41, numQueries: 2 },
+];
+
+function blockedKernel(fx: ReturnType<typeof buildKvFixture>): PagedAttentionKernel {
+  const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
+    numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false },
+  });
+  expect(kernel.prefillBlockedConfig).toBeDefined();
+  return kernel;
+}
+
+describe('register-blocked prefill', () => {
+  it.each([
+    { headDim: 16, groupSize: 1, blockSize: 16, kvDtype: 'f16' },
+    { headDim: 32, groupSize: 4, blockSize: 8, kvDtype: 'f16' },
+    { headDim: 64, groupSize: 8, blockSize: 16, kvDtype: 'f32' },
+    { headDim: 128, groupSize: 4, blockSize: 16, kvDtype: 'f16' },
+    { headDim: 24, groupSize: 6, blockSize: 4, kvDtype: 'f32' },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $kvDtype matches the reference', async ({ headDim, groupSize, blockSize, kvDtype }) => {
+    const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype, shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize, rowGap: 1 };
+    const fx = buildKvFixture(gpu.device, options);
+    try {
+      const result = await checkAttention(gpu.device, blockedKernel(fx), fx, TOL);
+      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+
+  it('long prefill with table-window reloads (block size 1) and a peaky softmax', async () => {
+    const options: KvFixtureOptions = {
+      numKvHeads: 1, groupSize: 2, headDim: 16, blockSize: 1, kvDtype: 'f16', shuffleBlocks: true,
+      sequences: [{ contextLength: 300, numQueries: 45 }, { contextLength: 200, numQueries: 200 }], seed: 77, qMagnitude: 4,
+    };
+    const fx = buildKvFixture(gpu.device, options);
+    try {
+      const result = await checkAttention(gpu.device, blockedKernel(fx), fx, TOL);
+      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+
+  it('fits every head dim and format the pool accepts within 32 KiB of workgroup memory', () => {
+    let shapes = 0;
+    for (const kvDtype of ['f16', 'f32'] as const) {
+      for (let headDim = 8; headDim <= 256; headDim += 8) {
+        for (const groupSize of [1, 2, 3, 4, 8]) {
+          const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 20);
+          const config = blockedPrefillConfig(layout, groupSize, 32768);
+          if (config === undefined) throw new Error(`no tile for head dim ${headDim}, ${kvDtype}, GQA ${groupSize}`);
+          expect(config.workgroupBytes).toBeLessThanOrEqual(32768);
+          expect(config.rows % config.headsPerWorkgroup).toBe(0);
+          expect((config.rows / config.scoreRows) * (config.keyTile / config.scoreKeys)).toBe(128);
+          expect((config.rows / config.outRows) * config.wordsPerRow).toBe(config.outThreads);
+          expect(config.outThreads).toBeLessThanOrEqual(128);
+          expect(config.outThreads).toBeGreaterThan(64);
+          shapes++;
+        }
+      }
+    }
+    expect(shapes).toBe(2 * 32 * 5); // every one has a tile
+    const common = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+    expect(blockedPrefillConfig(common, 4, 32768)).toMatchObject({ rows: 32, keyTile: 32, headsPerWorkgroup: 4 });
+  });
+});
