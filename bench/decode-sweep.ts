@@ -1,7 +1,9 @@
 // Decode tuning sweep (not part of `npm run bench`): runs the decode shapes of bench/attention.ts once
 // per kernel variant — streaming kernel with several unroll factors and split targets, and the tile
 // engine — and prints one line per (variant, shape) with the ratio to the read kernel measured in the
-// same run. Used to pick the defaults in attention-config.ts / attention-plan.ts.
+// same run. Used to pick the defaults in attention-config.ts / attention-plan.ts. The default variants
+// are the current defaults (`stream`) next to shorter minimum splits, which give the single long
+// sequence (1 × 32768: 32 splits × 8 kv heads = 256 workgroups at the 1024-key minimum) more workgroups.
 //   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
@@ -11,7 +13,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream-u4,stream-u4-np,stream-u2,stream-u8,stream-u4-l8,stream-u4-w256,stream-u4-h2,stream-u2-w256-t2112' },
+    variants: { type: 'string', default: 'stream,stream-k512,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
