@@ -135,6 +135,11 @@ export class GpuPins {
     return n;
   }
 
+  /** Whether some encoder holding pins has not been submitted yet (the work it records may bind any buffer). */
+  get hasUnsubmitted(): boolean {
+    return this.open.size > 0 || this.finished.length > 0;
+  }
+
   /** Submissions whose pins have not been released yet. */
   get inFlightCount(): number {
     return this.inFlight;

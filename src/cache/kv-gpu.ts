@@ -8,7 +8,9 @@
 //     creation for the most copies one call makes, so copy-on-write never allocates. A steady-state
 //     step allocates no GPU object except readback buffers, which are pooled and reused once unmapped.
 //   - After a GPU error in a call, discardKernels() drops the kernels so none keeps an invalid scratch
-//     allocation; they are rebuilt on next use.
+//     allocation; they are rebuilt on next use. The dropped kernels' buffers are destroyed only by
+//     destroyRetired(), which the cache calls once no recorded work can still use them (command
+//     encoders the caller has not submitted yet may hold dispatches that bind them).
 //   - Reusing a staging buffer is safe without waiting: queue.writeBuffer into it is ordered after the
 //     submissions that read its previous contents.
 import type { DeviceGuard } from '../gpu/device-guard';
@@ -61,6 +63,7 @@ export class KvGpu {
   /** Slot maps of prepared write batches: a ring, one buffer per batch that may await its submission. */
   private readonly batchSlotStages: GrowableBuffer[] = [];
   private nextBatchSlotStage = 0;
+  private readonly retired: { destroy(): void }[] = [];
 
   private constructor(private readonly guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number) {
     const device = guard.device;
@@ -164,10 +167,9 @@ export class KvGpu {
    * pipelines stay cached per device).
    */
   discardKernels(): void {
-    this.writeKernelOrUndefined?.destroy();
-    this.gatherKernelOrUndefined?.destroy();
-    this.copyKernelOrUndefined?.destroy();
-    this.attentionOrUndefined?.destroy();
+    for (const kernel of [this.writeKernelOrUndefined, this.gatherKernelOrUndefined, this.copyKernelOrUndefined, this.attentionOrUndefined]) {
+      if (kernel) this.retired.push(kernel);
+    }
     this.writeKernelOrUndefined = undefined;
     this.gatherKernelOrUndefined = undefined;
     this.copyKernelOrUndefined = undefined;
@@ -177,10 +179,21 @@ export class KvGpu {
     this.gatherVStage.discard();
   }
 
+  /** Kernels dropped by discardKernels, not destroyed yet (see the header). */
+  get retiredKernels(): number {
+    return this.retired.length;
+  }
+
+  /** Destroys the dropped kernels' buffers; only when no unfinished or unsubmitted work can bind them. */
+  destroyRetired(): void {
+    for (const kernel of this.retired.splice(0)) kernel.destroy();
+  }
+
   // ---- synchronous recording + submission (called under the table lock) --------------------------
 
-  syncTableRow(view: Int32Array, slot: number, numBlocks: number): void {
-    this.tableUpload.syncRow(view, slot, numBlocks);
+  /** Uploads what changed of the first `numBlocks` entries of row `slot` (see TableUpload.syncRow). */
+  syncTableRow(view: Int32Array, slot: number, numBlocks: number, rowRewrites: number): void {
+    this.tableUpload.syncRow(view, slot, numBlocks, rowRewrites);
   }
 
   /** Copies whole blocks (copy-on-write) in every layer; one submission. */
@@ -306,6 +319,7 @@ export class KvGpu {
   }
 
   destroy(): void {
+    this.destroyRetired();
     this.writeKernelOrUndefined?.destroy();
     this.gatherKernelOrUndefined?.destroy();
     this.copyKernelOrUndefined?.destroy();

@@ -141,7 +141,17 @@ interface PreparedAttentionState extends PreparedAttention {
   pinEpoch: number;
   /** Present when prepared with { writeKV: true }. */
   readonly writes: PreparedWrites | undefined;
+  /**
+   * Per layer, the written-length checks this batch passed (WRITTEN_ALL: every attended position,
+   * WRITTEN_BEFORE_QUERIES: those before the queries, the rest being written in the same encoder),
+   * valid while the written state's shrink count equals writtenEpoch: written lengths only grow then.
+   */
+  readonly writtenChecks: Uint8Array;
+  writtenEpoch: number;
 }
+
+const WRITTEN_ALL = 1;
+const WRITTEN_BEFORE_QUERIES = 2;
 
 interface PreparedWrites {
   /** u32 per q row: the cache slot its K/V go to (0xffffffff for a row no entry uses). */
@@ -150,6 +160,8 @@ interface PreparedWrites {
   readonly blockStart: Int32Array;
   /** Per encoder holding not yet submitted writes of this batch: their layers, committed together. */
   readonly layersIn: Map<GPUCommandEncoder, number[]>;
+  /** The table's rowRewrites when the rows were last found unchanged (checkUnchanged): equal means no row changed since. */
+  rowsCheckedAt: number;
 }
 
 /** A write committed at submission: undone (positions forgotten) if the GPU rejects the submission. */
@@ -573,7 +585,7 @@ export class PagedKVCache {
         );
       }
       const slot = this.table.rowOf(id);
-      this.gpu.syncTableRow(this.table.blockTableView, slot, Math.ceil(end / this.layout.blockSize));
+      this.gpu.syncTableRow(this.table.blockTableView, slot, Math.ceil(end / this.layout.blockSize), this.table.rowRewrites);
       return this.gpu.readKv(layer, slot, this.table.rowStride, start, end);
     });
   }
@@ -693,6 +705,7 @@ export class PagedKVCache {
     } finally {
       this.committing = undefined;
     }
+    this.destroyRetiredKernels();
     // A submission the GPU rejected wrote nothing: forget the positions its writes claimed.
     const checked = accepted.then(
       () => undefined,
@@ -709,7 +722,17 @@ export class PagedKVCache {
    * the finished command buffers); resolves when it is done.
    */
   markSubmitted(): Promise<void> {
-    return this.pins.submitted();
+    const done = this.pins.submitted();
+    this.destroyRetiredKernels();
+    return done;
+  }
+
+  /**
+   * Destroys kernels dropped after a GPU error once no unsubmitted encoder can hold work that binds
+   * their buffers (submitted work may: WebGPU frees a destroyed buffer after the work using it).
+   */
+  private destroyRetiredKernels(): void {
+    if (this.gpu.retiredKernels > 0 && !this.pins.hasUnsubmitted) this.gpu.destroyRetired();
   }
 
   // ---- observation ----------------------------------------------------------------------------------
@@ -820,6 +843,7 @@ export class PagedKVCache {
   private afterFailure(error: unknown): never {
     if (error instanceof GpuOutOfMemoryError || error instanceof GpuValidationError || error instanceof GpuInternalError) {
       this.gpu.discardKernels();
+      this.destroyRetiredKernels();
     }
     throw error;
   }
@@ -878,12 +902,13 @@ export class PagedKVCache {
     // Only a batch that passed every check touches the GPU copy of the block table.
     const view = this.table.blockTableView;
     const stride = this.table.rowStride;
+    const rowRewrites = this.table.rowRewrites;
     const blockStart = writeKV ? new Int32Array(n) : undefined;
     let at = 0;
     for (let i = 0; i < n; i++) {
       const e = kernelEntries[i]!;
       const numBlocks = Math.ceil(e.contextLength / bs);
-      this.gpu.syncTableRow(view, e.seqSlot, numBlocks);
+      this.gpu.syncTableRow(view, e.seqSlot, numBlocks, rowRewrites);
       if (blockStart) blockStart[i] = at;
       for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
     }
@@ -891,8 +916,12 @@ export class PagedKVCache {
       slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
       blockStart,
       layersIn: new Map<GPUCommandEncoder, number[]>(),
+      rowsCheckedAt: this.table.rowRewrites,
     };
-    return { entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes };
+    return {
+      entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes,
+      writtenChecks: new Uint8Array(this.layout.numLayers), writtenEpoch: this.written.shrinks,
+    };
   }
 
   /** A write batch names each sequence once and each q row once (two writers of one slot would race). */
@@ -963,6 +992,7 @@ export class PagedKVCache {
     const bs = this.layout.blockSize;
     const n = batch.entries.length;
     if (this.deferredFrees.size > 0) for (const id of batch.seqIds) this.checkLive(id);
+    if (writes.rowsCheckedAt === this.table.rowRewrites) return; // no row was rewritten since the last check
     const now = this.scratchRows(n);
     this.table.rowsOf(batch.seqIds, now.slots, now.lengths);
     for (let i = 0; i < n; i++) {
@@ -978,6 +1008,7 @@ export class PagedKVCache {
         }
       }
     }
+    writes.rowsCheckedAt = this.table.rowRewrites;
   }
 
   /** Scratch arrays for resolving `n` sequence rows (reused: prepare runs under the lock, one at a time). */
@@ -1004,10 +1035,21 @@ export class PagedKVCache {
    */
   private checkWritten(
     layer: number,
-    batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & { writes?: PreparedWrites },
+    batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & Partial<Pick<PreparedAttentionState, 'writes' | 'writtenChecks' | 'writtenEpoch'>>,
     encoder?: GPUCommandEncoder,
   ): void {
     const writesFirst = encoder !== undefined && batch.writes?.layersIn.get(encoder)?.includes(layer) === true;
+    const passed = batch.writtenChecks;
+    const needs = writesFirst ? WRITTEN_BEFORE_QUERIES | WRITTEN_ALL : WRITTEN_ALL; // either passed check suffices
+    if (passed !== undefined) {
+      // A prepared batch re-checks a layer only if some written length may have shrunk since it passed.
+      if (batch.writtenEpoch !== this.written.shrinks) {
+        passed.fill(0);
+        batch.writtenEpoch = this.written.shrinks;
+      } else if ((passed[layer]! & needs) !== 0) {
+        return;
+      }
+    }
     for (let i = 0; i < batch.entries.length; i++) {
       const e = batch.entries[i]!;
       const id = batch.seqIds[i]!;
@@ -1020,5 +1062,6 @@ export class PagedKVCache {
         );
       }
     }
+    if (passed !== undefined) passed[layer]! |= writesFirst ? WRITTEN_BEFORE_QUERIES : WRITTEN_ALL;
   }
 }

@@ -3,7 +3,9 @@
 // id is stored in owner[slot]; a row whose owner is not the live sequence of that slot reads as 0
 // (a reused slot never inherits a freed sequence's progress); written[l] ≤ the sequence's length; it is
 // only read or changed inside the block table's critical section (BlockTable.batch), so it always
-// agrees with the table. Attention may read a position only if it is < written[layer].
+// agrees with the table. Attention may read a position only if it is < written[layer]. `shrinks`
+// counts the calls that may lower some sequence's written length (reset, copy, clamp, release): while
+// it stays the same, written lengths only grow, so a check that they cover a batch stays true.
 
 export interface WrittenStateHandle {
   readonly buffer: SharedArrayBuffer;
@@ -15,10 +17,12 @@ export class WrittenState {
   readonly handle: WrittenStateHandle;
   private readonly owner: Float64Array;
   private readonly written: Int32Array;
+  /** [0]: the shrink counter (see the header). */
+  private readonly shrinkCount: Int32Array;
   private readonly numLayers: number;
 
   static create(maxSequences: number, numLayers: number): WrittenState {
-    const bytes = maxSequences * 8 + maxSequences * numLayers * 4;
+    const bytes = maxSequences * 8 + maxSequences * numLayers * 4 + 4;
     const buffer = new SharedArrayBuffer(bytes);
     const state = new WrittenState({ buffer, maxSequences, numLayers });
     state.owner.fill(-1);
@@ -34,6 +38,12 @@ export class WrittenState {
     this.numLayers = handle.numLayers;
     this.owner = new Float64Array(handle.buffer, 0, handle.maxSequences);
     this.written = new Int32Array(handle.buffer, handle.maxSequences * 8, handle.maxSequences * handle.numLayers);
+    this.shrinkCount = new Int32Array(handle.buffer, handle.maxSequences * (8 + handle.numLayers * 4), 1);
+  }
+
+  /** Calls so far that may have lowered a written length (compare values read in the same critical section). */
+  get shrinks(): number {
+    return this.shrinkCount[0]!;
   }
 
   /** Written length of `layer` for sequence `id` living in row `slot`. */
@@ -61,12 +71,14 @@ export class WrittenState {
 
   /** Claims row `slot` for a new sequence `id` with `length` positions already written in every layer. */
   reset(slot: number, id: number, length: number): void {
+    this.shrinkCount[0]!++;
     this.owner[slot] = id;
     this.written.fill(length, slot * this.numLayers, (slot + 1) * this.numLayers);
   }
 
   /** Row `childSlot` becomes a copy of row `parentSlot` (fork: the child shares the parent's K/V). */
   copy(parentSlot: number, parentId: number, childSlot: number, childId: number): void {
+    this.shrinkCount[0]!++;
     this.owner[childSlot] = childId;
     for (let l = 0; l < this.numLayers; l++) {
       this.written[childSlot * this.numLayers + l] = this.get(parentSlot, parentId, l);
@@ -83,11 +95,13 @@ export class WrittenState {
   /** Cuts every layer's written length to at most `length` (the sequence was truncated). */
   clamp(slot: number, id: number, length: number): void {
     if (this.owner[slot] !== id) return;
+    this.shrinkCount[0]!++;
     const base = slot * this.numLayers;
     for (let l = 0; l < this.numLayers; l++) this.written[base + l] = Math.min(this.written[base + l]!, length);
   }
 
   release(slot: number): void {
+    this.shrinkCount[0]!++;
     this.owner[slot] = -1;
   }
 }

@@ -313,6 +313,7 @@ export class BlockTable {
       }
       this.slots.release(slot);
       this.counters[Counter.SEQUENCES_FREED] += 1;
+      this.counters[Counter.ROW_REWRITES] += 1;
       return released;
     } finally {
       this.exit();
@@ -359,6 +360,7 @@ export class BlockTable {
       }
       this.pool.reference(frozenBlock);
       this.blockTableView[entry] = frozenBlock;
+      this.counters[Counter.ROW_REWRITES] += 1;
       this.pool.dropRef(old);
       return old;
     } finally {
@@ -454,6 +456,15 @@ export class BlockTable {
     } finally {
       this.exit();
     }
+  }
+
+  /**
+   * How many times an existing block-table entry was replaced or cleared (copy-on-write, adoptBlock,
+   * free). While it stays the same, no live sequence's row changed, except by growing at its end. Read
+   * it under the lock (inside batch()) to compare with a value read under the same lock.
+   */
+  get rowRewrites(): number {
+    return this.counters[Counter.ROW_REWRITES];
   }
 
   /** Row of blockTableView that holds the sequence's blocks (valid until it is freed). */
@@ -739,6 +750,7 @@ export class BlockTable {
     this.blockTableView[entry] = dst;
     this.pool.dropRef(src); // a frozen src whose last reference this was stays CACHED
     this.counters[Counter.COW_COPIES] += 1;
+    this.counters[Counter.ROW_REWRITES] += 1;
     return dst;
   }
 

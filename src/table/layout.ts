@@ -41,8 +41,10 @@ export const Counter = Object.freeze({
   FORKS: 5,
   SEQUENCES_FREED: 6,
   CACHED_REVIVALS: 7,
+  /** Existing block-table entries replaced or cleared (copy-on-write, adoptBlock, free): rows of live sequences change only then. */
+  ROW_REWRITES: 8,
 } as const);
-export const COUNTER_WORDS = 8;
+export const COUNTER_WORDS = 9;
 
 /** Int32 lock words and Float64 lock statistics; their meaning belongs to spin-lock.ts. */
 export const LOCK_WORDS = 16;

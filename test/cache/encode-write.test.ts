@@ -1,8 +1,9 @@
 // encodeWriteKV: a decode loop records, per layer, one K/V write for the whole batch and the attention
 // that reads it into one encoder; outputs equal the CPU reference over the logical K/V, forked
 // sequences get copy-on-write at prepare time, blocks merely pinned by unsubmitted work are not copied, and positions count as written only once their command
-// buffer is submitted (a rejected submission takes the claim back). Bad input throws typed errors and
-// pins nothing.
+// buffer is submitted (a rejected submission takes the claim back, without breaking other encoders'
+// recorded work). A prepared batch's checks are skipped for later layers only while nothing they
+// depend on changed. Bad input throws typed errors and pins nothing.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { InvalidArgumentError, GpuValidationError } from '../../src/errors';
@@ -317,6 +318,43 @@ describe('encodeWriteKV', () => {
     expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v })).toThrow(/changed since prepareAttention/);
     expect(cache.stats().pinnedBlocks).toBe(0);
     encoder.finish();
+  });
+
+  it('a prepared batch that passed its checks for one layer is checked again once rows or written lengths change', async () => {
+    const a = sequence([1, 2, 3, 4, 5, 6]);
+    await writePrompt(a, newKv(), 6, 21);
+    const q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+    // Written lengths: attention of a read-only batch passes for layer 0, then a rejected rewrite of
+    // positions 0..5 takes the written positions back (in every layer): the same batch must be refused now.
+    const read = cache.prepareAttention([{ seqId: a }]);
+    const reader = device.createCommandEncoder();
+    cache.encodeAttention(reader, { layer: 0, entries: read, q, out });
+    const rewrite = cache.prepareAttention([{ seqId: a, numQueries: 6, queryStart: 0 }], { writeKV: true });
+    const doomed = storage(6 * KV_ROW * 4);
+    const writer = device.createCommandEncoder();
+    cache.encodeWriteKV(writer, { layer: 0, entries: rewrite, k: doomed, v: doomed });
+    const rejected = writer.finish();
+    doomed.destroy();
+    await expect(cache.submit([rejected])).rejects.toThrow(GpuValidationError);
+    expect(cache.writtenLength(a, 0)).toBe(0);
+    expect(() => cache.encodeAttention(reader, { layer: 0, entries: read, q, out })).toThrow(/no K\/V written in layer 0/);
+    expect(() => cache.encodeAttention(reader, { layer: 1, entries: read, q, out })).toThrow(/no K\/V written in layer 1/);
+    // Work recorded before the failure still submits: the kernels dropped after the GPU error keep their
+    // buffers until no unsubmitted encoder can bind them.
+    await cache.submit([reader.finish()]);
+    // Rows: a write batch whose first layer was encoded is refused for the next layer once a
+    // copy-on-write replaced one of its blocks.
+    await writePrompt(a, newKv(), 6, 22);
+    cache.appendTokens(a, [7]);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v });
+    const b = cache.fork(a);
+    liveIds.push(b);
+    await cache.writeKV(1, a, 6, values(KV_ROW, 8), values(KV_ROW, 9)); // copies the shared tail for a
+    expect(() => cache.encodeWriteKV(encoder, { layer: 1, entries: batch, k, v })).toThrow(/changed since prepareAttention/);
+    await cache.submit([encoder.finish()]);
   });
 
   it('a sequence freed before the submission is not marked, and its blocks wait for the work', async () => {
