@@ -25,7 +25,8 @@ export class TableUpload {
     this.buffer = device.createBuffer({
       label: 'block-table',
       size: Math.max(16, this.mirror.byteLength),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      // COPY_SRC: the GPU copy can be read back and compared with the CPU table (tests, diagnostics).
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
     });
     device.queue.writeBuffer(this.buffer, 0, this.mirror);
   }

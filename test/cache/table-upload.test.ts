@@ -1,0 +1,82 @@
+// The GPU copy of the block table against the CPU table: after random creates, appends, forks,
+// copy-on-write rewrites, block adoptions and frees, syncing the live rows leaves every used entry on
+// the GPU equal to the CPU row (read back from the real buffer), and a row that did not change uploads
+// nothing — also between rewrites, when a sync compares only the entries a row gained.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TableUpload } from '../../src/cache/table-upload';
+import { readBackWords } from '../../src/kernels/kv-bindings';
+import { BlockTable } from '../../src/table/block-table';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { rng } from '../table/rng';
+
+failOnUncapturedGpuErrors();
+
+const BLOCK = 4, SEQUENCES = 6, STRIDE = 8;
+
+let device: GPUDevice;
+beforeAll(async () => {
+  device = (await testGpu()).device;
+});
+
+describe('block-table upload', () => {
+  let upload: TableUpload | undefined;
+  afterAll(() => upload?.destroy());
+
+  it('keeps the GPU rows equal to the CPU rows through random operations, uploading only changes', async () => {
+    const table = BlockTable.create({ numBlocks: 40, blockSize: BLOCK, maxSequences: SEQUENCES, maxBlocksPerSequence: STRIDE });
+    upload = new TableUpload(device, SEQUENCES, table.rowStride);
+    const rand = rng(11);
+    const live: number[] = [];
+    const pick = () => live[Math.floor(rand() * live.length)]!;
+    const tokens = (n: number) => Array.from({ length: n }, () => (rand() < 0.9 ? 0 : 1)); // mostly equal blocks: adoptions happen
+    const sync = () => {
+      for (const id of live) upload!.syncRow(table.blockTableView, table.rowOf(id), Math.ceil(table.length(id) / BLOCK), table.rowRewrites);
+    };
+    let rewrites = 0;
+    let adoptions = 0;
+    for (let op = 0; op < 300; op++) {
+      const r = rand();
+      try {
+        if (r < 0.2 && live.length < SEQUENCES) live.push(table.createSequence(tokens(1 + Math.floor(rand() * 9))).id);
+        else if (r < 0.45 && live.length > 0) table.appendTokens(pick(), tokens(1 + Math.floor(rand() * 5)));
+        else if (r < 0.55 && live.length > 0 && live.length < SEQUENCES) live.push(table.fork(pick()));
+        else if (r < 0.7 && live.length > 0) {
+          const id = pick();
+          const length = table.length(id);
+          if (length > 0) table.makeExclusive(id, Math.floor(rand() * length), length);
+        } else if (r < 0.8 && live.length > 1) {
+          // Adopt: freeze a full block of one sequence, let another with the same tokens there take it.
+          const [a, b] = [pick(), pick()];
+          const full = Math.min(Math.floor(table.length(a) / BLOCK), Math.floor(table.length(b) / BLOCK));
+          const index = Math.floor(rand() * full);
+          if (a !== b && full > 0 && !table.isFrozen(table.blockTableView[table.rowOf(b) * table.rowStride + index]!)) {
+            const ofA = table.blockTableView[table.rowOf(a) * table.rowStride + index]!;
+            const frozen = table.isFrozen(ofA) ? ofA : table.freezeBlock(a, index);
+            const same = table.tokensOf(a).subarray(index * BLOCK, (index + 1) * BLOCK).join() === table.tokensOf(b).subarray(index * BLOCK, (index + 1) * BLOCK).join();
+            if (same && frozen !== table.blockTableView[table.rowOf(b) * table.rowStride + index]) {
+              table.adoptBlock(b, index, frozen);
+              adoptions++;
+            }
+          }
+        } else if (live.length > 0) table.free(live.splice(live.indexOf(pick()), 1)[0]!);
+      } catch (error) {
+        if (!(error instanceof Error && /OUT_OF_BLOCKS|SEQUENCE_TOO_LONG/.test((error as { code?: string }).code ?? ''))) throw error;
+      }
+      rewrites = table.rowRewrites;
+      sync();
+      const gpu = new Int32Array((await readBackWords(device, upload.buffer)).buffer);
+      for (const id of live) {
+        const row = table.rowOf(id) * table.rowStride;
+        const used = Math.ceil(table.length(id) / BLOCK);
+        expect(Array.from(gpu.subarray(row, row + used)), `op ${op}, sequence ${id}`).toEqual(Array.from(table.blockTableView.subarray(row, row + used)));
+      }
+      const before = upload.uploadedEntries;
+      sync();
+      expect(upload.uploadedEntries, 'a second sync of unchanged rows uploads nothing').toBe(before);
+    }
+    expect(rewrites).toBeGreaterThan(10);
+    expect(adoptions).toBeGreaterThan(0);
+    expect(table.stats().cowCopies).toBeGreaterThan(0);
+    table.checkInvariants();
+  });
+});
