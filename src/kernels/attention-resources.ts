@@ -14,7 +14,9 @@
 //     dispatches run in queue order, so layers and batches may share it.
 //   - Bind groups are cached by pipeline and buffer identity (BIND_GROUP_CACHE_SIZE entries, the oldest
 //     dropped first); a grown buffer is a new identity, so stale groups simply age out. A lookup compares
-//     identities and offsets only: it allocates nothing and builds no key.
+//     identities and offsets only: it allocates nothing and builds no key. Groups are filed by pipeline
+//     and by the buffer at binding 1 (a layer's first KV chunk, or the partials), so a lookup scans only
+//     the few groups that share it (one per upload slot), not the whole cache.
 
 export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
@@ -24,7 +26,7 @@ export const PARAMS_WORDS = 16;
  * Groups a decode loop keeps needing: per layer, per upload slot (they rotate) and per pipeline
  * (decode, merge, prefill): 32 × 8 × 2 for a 32-layer model. Smaller, every step would re-create them.
  */
-const BIND_GROUP_CACHE_SIZE = 4096;
+export const BIND_GROUP_CACHE_SIZE = 4096;
 
 export interface UploadSlot {
   items: GPUBuffer;
@@ -74,8 +76,8 @@ export class AttentionResources {
   private readonly device: GPUDevice;
   private readonly slots: UploadSlot[] = [];
   private partials: GPUBuffer | undefined;
-  /** Cached groups per pipeline, oldest first; bindGroupTotal counts them all. */
-  private readonly bindGroups = new Map<GPUComputePipeline, CachedBindGroup[]>();
+  /** Cached groups per pipeline and binding-1 buffer, oldest first; bindGroupTotal counts them all. */
+  private readonly bindGroups = new Map<GPUComputePipeline, Map<GPUBuffer | undefined, CachedBindGroup[]>>();
   private bindGroupTotal = 0;
   private groupSerial = 0;
   private useCounter = 0;
@@ -162,8 +164,11 @@ export class AttentionResources {
    * scratch array the caller reuses: the cache keeps its own copy.
    */
   bindGroup(pipeline: GPUComputePipeline, entries: readonly (GPUBufferBinding | undefined)[]): GPUBindGroup {
-    let cached = this.bindGroups.get(pipeline);
-    if (cached === undefined) this.bindGroups.set(pipeline, (cached = []));
+    let byBuffer = this.bindGroups.get(pipeline);
+    if (byBuffer === undefined) this.bindGroups.set(pipeline, (byBuffer = new Map()));
+    const fileKey = entries[1]?.buffer;
+    let cached = byBuffer.get(fileKey);
+    if (cached === undefined) byBuffer.set(fileKey, (cached = []));
     for (let i = cached.length - 1; i >= 0; i--) {
       if (sameBindings(cached[i]!.entries, entries)) return cached[i]!.group;
     }
@@ -179,14 +184,23 @@ export class AttentionResources {
     return group;
   }
 
-  /** Drops the oldest cached group over all pipelines. */
+  /** Drops the oldest cached group over all pipelines (and its list, once empty). */
   private dropOldestGroup(): void {
     let oldest: CachedBindGroup[] | undefined;
-    for (const list of this.bindGroups.values()) {
-      if (list.length > 0 && (oldest === undefined || list[0]!.serial < oldest[0]!.serial)) oldest = list;
+    let oldestIn: Map<GPUBuffer | undefined, CachedBindGroup[]> | undefined;
+    let oldestKey: GPUBuffer | undefined;
+    for (const byBuffer of this.bindGroups.values()) {
+      for (const [key, list] of byBuffer) {
+        if (list.length > 0 && (oldest === undefined || list[0]!.serial < oldest[0]!.serial)) {
+          oldest = list;
+          oldestIn = byBuffer;
+          oldestKey = key;
+        }
+      }
     }
     if (oldest === undefined) return;
     oldest.shift();
+    if (oldest.length === 0) oldestIn!.delete(oldestKey);
     this.bindGroupTotal--;
   }
 
