@@ -122,13 +122,23 @@ export function tileConfig(
   }
 }
 
+/**
+ * The override constants every paged-attention module declares through the KV-access file
+ * (shaders/paged-attention-kv-access.wgsl): workgroup size, head dim, K/V format, heads per workgroup.
+ */
+function kvAccessConstants(layout: KvLayout, workgroupSize: number, headsPerWorkgroup: number): Record<string, number> {
+  return {
+    WG_SIZE: workgroupSize,
+    HEAD_DIM: layout.headDim,
+    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
+    HEADS_PER_WG: headsPerWorkgroup,
+  };
+}
+
 /** Override constants of the decode/prefill WGSL for `config` (the tile shape only). */
 export function tileConstants(config: TileConfig, layout: KvLayout): Record<string, number> {
   return {
-    WG_SIZE: WORKGROUP_SIZE,
-    HEAD_DIM: layout.headDim,
-    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
-    HEADS_PER_WG: config.headsPerWorkgroup,
+    ...kvAccessConstants(layout, WORKGROUP_SIZE, config.headsPerWorkgroup),
     QUERIES_PER_WG: config.queriesPerWorkgroup,
     KEY_TILE: config.keyTile,
     KEYS_PER_THREAD: config.keysPerThread,
@@ -237,10 +247,7 @@ export function streamDecodeConfig(
 /** Override constants of the streaming decode WGSL. */
 export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): Record<string, number> {
   return {
-    WG_SIZE: config.workgroupSize,
-    HEAD_DIM: layout.headDim,
-    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
-    HEADS_PER_WG: config.headsPerWorkgroup,
+    ...kvAccessConstants(layout, config.workgroupSize, config.headsPerWorkgroup),
     LANES: config.lanes,
     UNROLL: config.unroll,
     ROUND_GROUPS: config.roundGroups,
@@ -306,10 +313,7 @@ export function mmaPrefillConfig(
 /** Override constants of the subgroup-matrix prefill WGSL. */
 export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout): Record<string, number> {
   return {
-    WG_SIZE: config.workgroupSize,
-    HEAD_DIM: layout.headDim,
-    KV_F16: 1,
-    HEADS_PER_WG: config.headsPerWorkgroup,
+    ...kvAccessConstants(layout, config.workgroupSize, config.headsPerWorkgroup), // f16 K/V: mmaPrefillConfig requires it
     SG_SIZE: config.subgroupSize,
     SUBGROUPS: config.subgroups,
     TAU: config.rescaleThreshold,
@@ -397,10 +401,5 @@ export function blockedPrefillConfig(layout: KvLayout, groupSize: number, device
 
 /** Override constants of the register-blocked prefill WGSL (the rest is literal in its generated entry). */
 export function blockedPrefillConstants(config: BlockedPrefillConfig, layout: KvLayout): Record<string, number> {
-  return {
-    WG_SIZE: WORKGROUP_SIZE,
-    HEAD_DIM: layout.headDim,
-    KV_F16: layout.kvDtype === 'f16' ? 1 : 0,
-    HEADS_PER_WG: config.headsPerWorkgroup,
-  };
+  return kvAccessConstants(layout, WORKGROUP_SIZE, config.headsPerWorkgroup);
 }

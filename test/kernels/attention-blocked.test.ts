@@ -29,12 +29,19 @@ const SEQUENCES: SequenceSpec[] = [
   { contextLength: 41, numQueries: 2 },
 ];
 
-function blockedKernel(fx: ReturnType<typeof buildKvFixture>): PagedAttentionKernel {
-  const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-    numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false },
-  });
-  expect(kernel.prefillBlockedConfig).toBeDefined();
-  return kernel;
+/** Runs the fixture's batch on a kernel whose prefill is register-blocked; expects the reference's outputs. */
+async function expectMatchesReference(options: KvFixtureOptions): Promise<void> {
+  const fx = buildKvFixture(gpu.device, options);
+  try {
+    const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
+      numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false },
+    });
+    expect(kernel.prefillBlockedConfig).toBeDefined();
+    const result = await checkAttention(gpu.device, kernel, fx, TOL);
+    expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+  } finally {
+    fx.destroy();
+  }
 }
 
 describe('register-blocked prefill', () => {
@@ -45,28 +52,14 @@ describe('register-blocked prefill', () => {
     { headDim: 128, groupSize: 4, blockSize: 16, kvDtype: 'f16' },
     { headDim: 24, groupSize: 6, blockSize: 4, kvDtype: 'f32' },
   ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $kvDtype matches the reference', async ({ headDim, groupSize, blockSize, kvDtype }) => {
-    const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype, shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize, rowGap: 1 };
-    const fx = buildKvFixture(gpu.device, options);
-    try {
-      const result = await checkAttention(gpu.device, blockedKernel(fx), fx, TOL);
-      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
-    } finally {
-      fx.destroy();
-    }
+    await expectMatchesReference({ numKvHeads: 2, groupSize, headDim, blockSize, kvDtype, shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize, rowGap: 1 });
   });
 
   it('long prefill with table-window reloads (block size 1) and a peaky softmax', async () => {
-    const options: KvFixtureOptions = {
+    await expectMatchesReference({
       numKvHeads: 1, groupSize: 2, headDim: 16, blockSize: 1, kvDtype: 'f16', shuffleBlocks: true,
       sequences: [{ contextLength: 300, numQueries: 45 }, { contextLength: 200, numQueries: 200 }], seed: 77, qMagnitude: 4,
-    };
-    const fx = buildKvFixture(gpu.device, options);
-    try {
-      const result = await checkAttention(gpu.device, blockedKernel(fx), fx, TOL);
-      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
-    } finally {
-      fx.destroy();
-    }
+    });
   });
 
   it('fits every head dim and format the pool accepts within 32 KiB of workgroup memory', () => {
