@@ -529,23 +529,21 @@ export class PagedKVCache {
    * A prepared batch's writes of `layers` (recorded in one encoder) were submitted: its query positions
    * count as written there. The batch's sequences still live in its rows (encodeWriteKV pinned them; a
    * free meanwhile was deferred). Prefix registration is asked only where a block just became complete
-   * in a layer, or where other requests wait on the sequence's progress.
+   * in every layer, or where other requests wait on the sequence's progress.
    */
   private commitWrites(batch: PreparedAttentionState, layers: readonly number[]): void {
     const bs = this.layout.blockSize;
     this.table.batch(() => {
+      const written = this.written;
       for (let i = 0; i < batch.entries.length; i++) {
         const e = batch.entries[i]!;
         const id = batch.seqIds[i]!;
         if (this.deferredFrees.size > 0 && this.deferredFrees.has(id)) continue;
-        let completedBlock = false;
-        for (const layer of layers) {
-          const before = this.written.get(e.seqSlot, id, layer);
-          this.written.markWritten(e.seqSlot, id, layer, e.queryStart, e.contextLength);
-          if (Math.floor(this.written.get(e.seqSlot, id, layer) / bs) > Math.floor(before / bs)) completedBlock = true;
-        }
-        if (completedBlock || this.inflight.tracks(id)) {
-          this.inflight.progress(id, this.prefix.registerWritten(id, this.written.minOverLayers(e.seqSlot, id)));
+        const before = written.minOverLayers(e.seqSlot, id);
+        written.markWrittenLayers(e.seqSlot, id, layers, e.queryStart, e.contextLength);
+        const after = written.minOverLayers(e.seqSlot, id);
+        if (Math.floor(after / bs) > Math.floor(before / bs) || this.inflight.tracks(id)) {
+          this.inflight.progress(id, this.prefix.registerWritten(id, after));
         }
       }
     });

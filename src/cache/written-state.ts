@@ -92,6 +92,18 @@ export class WrittenState {
     if (start <= this.written[i]! && end > this.written[i]!) this.written[i] = end;
   }
 
+  /** markWritten of [start, end) for each layer in `layers` (one write batch recorded for several layers). */
+  markWrittenLayers(slot: number, id: number, layers: readonly number[], start: number, end: number): void {
+    if (this.owner[slot] !== id) this.reset(slot, id, 0);
+    const base = slot * this.numLayers;
+    const written = this.written;
+    for (let k = 0; k < layers.length; k++) {
+      const i = base + layers[k]!;
+      const current = written[i]!;
+      if (start <= current && end > current) written[i] = end;
+    }
+  }
+
   /** Cuts every layer's written length to at most `length` (the sequence was truncated). */
   clamp(slot: number, id: number, length: number): void {
     if (this.owner[slot] !== id) return;
