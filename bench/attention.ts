@@ -7,7 +7,7 @@
 // same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
 // Run: `npm run bench` (the whole suite), or bench/decode-sweep.ts for decode kernel variants.
 import readCode from '../shaders/bench-read.wgsl?raw';
-import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS, type Gpu } from '../src/gpu/create-gpu';
+import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
 import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning } from '../src/kernels/paged-attention';
 import { getPipeline } from '../src/kernels/pipeline-cache';
@@ -286,18 +286,4 @@ export function printAttentionBench(r: AttentionBenchResult): void {
     lines.push(`  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
   }
   console.log(lines.join('\n'));
-}
-
-/** Command-line entry: `--quick`, `--scale=x`, `--iterations=n`, `--no-subgroups`; prints the table and JSON. */
-export async function main(argv: readonly string[]): Promise<AttentionBenchResult> {
-  const value = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
-  const result = await runAttentionBench(gpu, {
-    quick: argv.includes('--quick'),
-    scale: value('scale') ? Number(value('scale')) : undefined,
-    iterations: value('iterations') ? Number(value('iterations')) : undefined,
-    subgroups: argv.includes('--no-subgroups') ? false : undefined,
-  });
-  console.log(JSON.stringify(result));
-  return result;
 }
