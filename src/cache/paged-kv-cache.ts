@@ -240,6 +240,8 @@ export class PagedKVCache {
   /** Per sequence slot: the mark of the last write batch that listed it (duplicate detection). */
   private readonly slotMarks: Uint32Array;
   private slotMark = 0;
+  /** Reused options of the makeExclusive call per entry of a write batch (no allocation per entry). */
+  private readonly exclusiveOptions = { newPositions: false };
   private writeSlotWords = new Uint32Array(64);
   private rowScratch = { slots: new Int32Array(0), lengths: new Int32Array(0) };
 
@@ -948,8 +950,10 @@ export class PagedKVCache {
         const e = entries[i]!;
         // Positions written in no layer yet have no reader: blocks pinned by in-flight work (a decode
         // loop that encodes the next step before the last one finished) are written in place.
-        const newPositions = e.queryStart >= this.written.maxOverLayers(e.seqSlot, seqIds[i]!);
-        for (const c of this.table.makeExclusive(seqIds[i]!, e.queryStart, e.contextLength, { newPositions })) copies.push(c);
+        const options = this.exclusiveOptions;
+        options.newPositions = e.queryStart >= this.written.maxOverLayers(e.seqSlot, seqIds[i]!);
+        const made = this.table.makeExclusive(seqIds[i]!, e.queryStart, e.contextLength, options);
+        for (let c = 0; c < made.length; c++) copies.push(made[c]!);
         this.prefix.noteWrite(seqIds[i]!, e.queryStart);
       }
     } finally {

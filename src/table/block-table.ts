@@ -257,7 +257,7 @@ export class BlockTable {
    * `newPositions`, the caller states that no reader has seen those positions (they were never
    * written): a block shared only through retains is then written in place, as for an append.
    */
-  makeExclusive(id: number, fromPosition: number, toPosition: number, options: { newPositions?: boolean } = {}): BlockCopy[] {
+  makeExclusive(id: number, fromPosition: number, toPosition: number, options: { newPositions?: boolean } = {}): readonly BlockCopy[] {
     this.enter();
     try {
       const slot = this.slots.resolve(id);
@@ -271,16 +271,16 @@ export class BlockTable {
             `0 ≤ from ≤ to ≤ the sequence length ${length}.`,
         );
       }
-      const copies: BlockCopy[] = [];
-      if (fromPosition === toPosition) return copies;
+      if (fromPosition === toPosition) return NO_COPIES;
       const row = slot * this.rowStride;
       const first = Math.floor(fromPosition / this.blockSize);
       const last = Math.floor((toPosition - 1) / this.blockSize);
       const isShared = options?.newPositions === true ? this.sharedBySequences : this.isShared;
       let shared = 0;
       for (let i = first; i <= last; i++) if (isShared.call(this, this.blockTableView[row + i])) shared++;
-      if (shared === 0) return copies;
+      if (shared === 0) return NO_COPIES; // nothing to copy: no allocation (a decode step calls this per sequence)
       this.pool.ensureFree(shared);
+      const copies: BlockCopy[] = [];
       for (let i = first; i <= last; i++) {
         const src = this.blockTableView[row + i];
         if (isShared.call(this, src)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
