@@ -916,7 +916,7 @@ export class PagedKVCache {
       slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
       blockStart,
       layersIn: new Map<GPUCommandEncoder, number[]>(),
-      rowsCheckedAt: this.table.rowRewrites,
+      rowsCheckedAt: rowRewrites,
     };
     return {
       entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes,

@@ -182,11 +182,13 @@ export function bindEntries(buffers: readonly GPUBuffer[], params: ParamRing): G
   }));
 }
 
-/** Workgroup counts (x, y) covering `threads` invocations in workgroups of `workgroupSize`. */
-export function dispatchGrid(device: GPUDevice | number, threads: number, workgroupSize: number, options: KvKernelOptions = {}): [number, number] {
+/**
+ * Workgroup counts (x, y) covering `threads` invocations in workgroups of `workgroupSize`, on a device
+ * allowing `deviceMax` workgroups per dimension.
+ */
+export function dispatchGrid(deviceMax: number, threads: number, workgroupSize: number, options: KvKernelOptions = {}): [number, number] {
   if (threads >= 2 ** 32) throw new InvalidArgumentError(`one dispatch covers at most 2^32 - 1 words (got ${threads}); split the call`);
   const groups = Math.ceil(threads / workgroupSize);
-  const deviceMax = typeof device === 'number' ? device : device.limits.maxComputeWorkgroupsPerDimension;
   const maxPerDim = Math.min(deviceMax, options.maxWorkgroupsPerDimension ?? Infinity);
   const x = Math.min(groups, maxPerDim);
   const y = Math.ceil(groups / x);

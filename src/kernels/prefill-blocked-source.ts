@@ -16,15 +16,15 @@
 //     first query position; only there does P·V skip p = 0 explicitly (so a masked V that is NaN or ∞
 //     contributes nothing, as in the reference); elsewhere every staged key is visible to every live row.
 //   - The generated text depends only on the config (it names the pipeline in the cache).
-import type { BlockedPrefillConfig } from './attention-config';
+import { WORKGROUP_SIZE, type BlockedPrefillConfig } from './attention-config';
 import { entryPreamble } from './generated-entry';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
   const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord } = config;
-  const idle = outThreads < 128;
-  const parts = 128 / rows; // softmax threads per row
+  const idle = outThreads < WORKGROUP_SIZE;
+  const parts = WORKGROUP_SIZE / rows; // softmax threads per row
   const keysPerPart = keyTile / parts; // threads past outThreads own no output (head dims whose word count is not a power of two)
   const f16 = elemsPerWord === 8;
   const qStride = headDim / 4 + 1;
@@ -71,7 +71,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
     `var<workgroup> kv_tile: array<vec4<u32>, ${keyTile * kvStride}>;`,
     `var<workgroup> sp: array<f32, ${keyTile * rows}>;`,
     `var<workgroup> row_scale: array<f32, ${rows}>;`,
-    `var<workgroup> red: array<f32, 128>;`,
+    `var<workgroup> red: array<f32, ${WORKGROUP_SIZE}>;`,
     ``,
     ...entryPreamble('prefill_blocked_main'),
     // Queries, pre-scaled (rows past num_q are zeros).

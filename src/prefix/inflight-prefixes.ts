@@ -65,15 +65,15 @@ export class InflightPrefixes {
     return n;
   }
 
-  /**
-   * Tracks sequence `id`, which will compute and register the full blocks of `tokens` beyond its first
-   * `registered` (those came from the cache).
-   */
   /** Whether `id` is tracked as a producer (its progress matters to waiters). */
   tracks(id: number): boolean {
     return this.byId.has(id);
   }
 
+  /**
+   * Tracks sequence `id`, which will compute and register the full blocks of `tokens` beyond its first
+   * `registered` (those came from the cache).
+   */
   add(id: number, namespace: string, tokens: ArrayLike<number>, registered: number): void {
     const bs = this.blockSize;
     const fullBlocks = Math.floor(tokens.length / bs);
