@@ -1,7 +1,8 @@
 // The GPU side of a PagedKVCache: kernels, the GPU block table, staging and readback buffers.
 // Invariants:
-//   - Every method that records GPU work also submits it before returning (except encodeAttention,
-//     which records into the caller's encoder), so queue order equals bookkeeping order.
+//   - Every method that records GPU work also submits it before returning (except encodeAttention and
+//     encodeWriteKv, which record into the caller's encoder or compute pass), so queue order equals
+//     bookkeeping order.
 //   - Staging buffers (k, v, slots, q, out) are reused across calls and grow only inside
 //     ensureStaging/ensureQueryScratch, which run under error scopes (GPU out-of-memory → typed error,
 //     and the failed, invalid buffer is discarded rather than reused). The copy-pairs buffer is sized at
@@ -250,8 +251,8 @@ export class KvGpu {
   }
 
   /** Records into `encoder` the write of K/V rows [0, rows) of k and v to the cache slots in `slots`. */
-  encodeWriteKv(encoder: GPUCommandEncoder, layer: number, slots: GPUBuffer, k: GPUBuffer, v: GPUBuffer, rows: number): void {
-    this.writeKernel.encode(encoder, { chunks: this.pool.chunks[layer]!, k, v, slots, numTokens: rows });
+  encodeWriteKv(target: GPUCommandEncoder | GPUComputePassEncoder, layer: number, slots: GPUBuffer, k: GPUBuffer, v: GPUBuffer, rows: number): void {
+    this.writeKernel.encode(target, { chunks: this.pool.chunks[layer]!, k, v, slots, numTokens: rows });
   }
 
   /** Gathers K/V of positions [0, end) from the sequence in table row `slot` (row already synced). */
@@ -308,14 +309,14 @@ export class KvGpu {
   }
 
   encodeAttention(
-    encoder: GPUCommandEncoder,
+    target: GPUCommandEncoder | GPUComputePassEncoder,
     layer: number,
     entries: readonly AttentionEntry[],
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
   ): void {
-    this.attention.encode(encoder, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
+    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
   }
 
   destroy(): void {

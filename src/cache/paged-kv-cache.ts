@@ -101,6 +101,14 @@ export interface EncodeAttentionArgs {
   /** f32 [rows][numQueryHeads][headDim], usage STORAGE. */
   out: GPUBuffer;
   scale?: number;
+  /**
+   * K/V of the batch's query positions for this layer (laid out as in EncodeWriteKVArgs), written before
+   * the attention in the same compute pass: what encodeWriteKV followed by encodeAttention records, with
+   * one compute pass fewer per layer. Give both or neither; needs a batch from
+   * prepareAttention(entries, { writeKV: true }).
+   */
+  k?: GPUBuffer;
+  v?: GPUBuffer;
 }
 
 export interface EncodeWriteKVArgs {
@@ -631,17 +639,42 @@ export class PagedKVCache {
     this.checkUsable();
     const layer = checkLayer(args?.layer, this.layout.numLayers);
     const scale = this.checkScale(args.scale);
-    const rowBytes = this.numQueryHeads * this.layout.headDim * 4;
+    if (args.k !== undefined || args.v !== undefined) {
+      this.table.batch(() => this.encodeWriteAndAttentionLocked(encoder, layer, args, scale));
+      return;
+    }
     this.table.batch(() => {
       const batch = Array.isArray(args.entries) ? this.prepareLocked(args.entries, layer) : this.checkPrepared(args.entries);
       if (!Array.isArray(args.entries)) this.checkWritten(layer, batch, encoder);
-      const q = checkGpuBuffer('q', args.q, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
-      const out = checkGpuBuffer('out', args.out, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      const { q, out } = this.checkQueryBuffers(args, batch.rows);
       this.gpu.encodeAttention(encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
     });
+  }
+
+  /** encodeAttention with k and v: the write, then the attention, in one compute pass. Lock held. */
+  private encodeWriteAndAttentionLocked(encoder: GPUCommandEncoder, layer: number, args: EncodeAttentionArgs, scale: number): void {
+    if (Array.isArray(args.entries)) {
+      throw new InvalidArgumentError('encodeAttention with k and v needs a batch from prepareAttention(entries, { writeKV: true })');
+    }
+    const batch = this.checkPrepared(args.entries);
+    const writes = this.writesOf(batch, 'encodeAttention with k and v');
+    const { k, v } = this.checkKvBuffers(args, batch.rows);
+    this.checkWritten(layer, batch, encoder, true);
+    const { q, out } = this.checkQueryBuffers(args, batch.rows);
+    const pass = encoder.beginComputePass({ label: 'write-kv+paged-attention' });
+    try {
+      this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
+      // The encoder holds the write from here on: pin and note it even if recording the attention fails,
+      // exactly as if encodeWriteKV had been called on its own.
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.noteWriteRecorded(encoder, batch, writes, layer);
+      this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
+    } finally {
+      pass.end();
+    }
   }
 
   /**
@@ -664,29 +697,55 @@ export class PagedKVCache {
   encodeWriteKV(encoder: GPUCommandEncoder, args: EncodeWriteKVArgs): void {
     this.checkUsable();
     const layer = checkLayer(args?.layer, this.layout.numLayers);
-    const rowBytes = this.layout.numKvHeads * this.layout.headDim * 4;
     this.table.batch(() => {
       const batch = this.checkPrepared(args.entries);
-      const writes = batch.writes;
-      if (writes === undefined) {
-        throw new InvalidArgumentError('encodeWriteKV needs a batch from prepareAttention(entries, { writeKV: true })');
-      }
-      this.checkUnchanged(batch, writes);
-      const k = checkGpuBuffer('k', args.k, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
-      const v = checkGpuBuffer('v', args.v, batch.rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+      const writes = this.writesOf(batch, 'encodeWriteKV');
+      const { k, v } = this.checkKvBuffers(args, batch.rows);
       this.gpu.encodeWriteKv(encoder, layer, writes.slots, k, v, batch.rows);
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
-      let layers = writes.layersIn.get(encoder);
-      if (layers === undefined) {
-        const created: number[] = (layers = []);
-        writes.layersIn.set(encoder, created);
-        this.pins.onSubmit(encoder, () => {
-          writes.layersIn.delete(encoder);
-          this.commitWrites(batch, created);
-        });
-      }
-      if (!layers.includes(layer)) layers.push(layer);
+      this.noteWriteRecorded(encoder, batch, writes, layer);
     });
+  }
+
+  /** The write state of a batch prepared { writeKV: true } whose rows are still as prepared. Lock held. */
+  private writesOf(batch: PreparedAttentionState, call: string): PreparedWrites {
+    const writes = batch.writes;
+    if (writes === undefined) {
+      throw new InvalidArgumentError(`${call} needs a batch from prepareAttention(entries, { writeKV: true })`);
+    }
+    this.checkUnchanged(batch, writes);
+    return writes;
+  }
+
+  private checkKvBuffers(args: { k?: GPUBuffer; v?: GPUBuffer }, rows: number): { k: GPUBuffer; v: GPUBuffer } {
+    const rowBytes = this.layout.numKvHeads * this.layout.headDim * 4;
+    const k = checkGpuBuffer('k', args.k, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+    const v = checkGpuBuffer('v', args.v, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+    return { k, v };
+  }
+
+  private checkQueryBuffers(args: { q: GPUBuffer; out: GPUBuffer }, rows: number): { q: GPUBuffer; out: GPUBuffer } {
+    const rowBytes = this.numQueryHeads * this.layout.headDim * 4;
+    const q = checkGpuBuffer('q', args.q, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+    const out = checkGpuBuffer('out', args.out, rows * rowBytes, GPUBufferUsage.STORAGE, 'STORAGE');
+    return { q, out };
+  }
+
+  /**
+   * Files `layer` among the layers `encoder` writes for the batch; the first write of the batch into the
+   * encoder registers the commit (positions marked written) for when its command buffer is submitted.
+   */
+  private noteWriteRecorded(encoder: GPUCommandEncoder, batch: PreparedAttentionState, writes: PreparedWrites, layer: number): void {
+    let layers = writes.layersIn.get(encoder);
+    if (layers === undefined) {
+      const created: number[] = (layers = []);
+      writes.layersIn.set(encoder, created);
+      this.pins.onSubmit(encoder, () => {
+        writes.layersIn.delete(encoder);
+        this.commitWrites(batch, created);
+      });
+    }
+    if (!layers.includes(layer)) layers.push(layer);
   }
 
   /**
@@ -1032,15 +1091,16 @@ export class PagedKVCache {
 
   /**
    * Isolation: every position a batch attends must have K/V written in `layer` — or, for a write batch
-   * whose write of `layer` is recorded in the same `encoder` (and so runs first), every position before
-   * its queries.
+   * whose write of `layer` is recorded in the same `encoder` (and so runs first) or, with `writesHere`,
+   * in the same compute pass just before, every position before its queries.
    */
   private checkWritten(
     layer: number,
     batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & Partial<Pick<PreparedAttentionState, 'writes' | 'writtenChecks' | 'writtenEpoch'>>,
     encoder?: GPUCommandEncoder,
+    writesHere = false,
   ): void {
-    const writesFirst = encoder !== undefined && batch.writes?.layersIn.get(encoder)?.includes(layer) === true;
+    const writesFirst = writesHere || (encoder !== undefined && batch.writes?.layersIn.get(encoder)?.includes(layer) === true);
     const passed = batch.writtenChecks;
     const needs = writesFirst ? WRITTEN_BEFORE_QUERIES | WRITTEN_ALL : WRITTEN_ALL; // either passed check suffices
     if (passed !== undefined) {

@@ -99,7 +99,10 @@ export interface PagedAttentionArgs {
   scale: number;
   /** Force this many split-K splits per decode entry (capped at its key count); for tests and tuning. */
   forceSplits?: number;
-  /** Timestamps around the kernel's compute pass (benchmarks; needs 'timestamp-query'). */
+  /**
+   * Timestamps around the kernel's compute pass (benchmarks; needs 'timestamp-query'). Only when encode()
+   * opens the pass itself (it is given an encoder, not a pass).
+   */
   timestampWrites?: GPUComputePassTimestampWrites;
 }
 
@@ -260,9 +263,17 @@ export class PagedAttentionKernel {
     return { pipeline: getPipeline(this.device, spec), chunkBindings };
   }
 
-  /** Records the attention of `args.entries` into `encoder`. */
-  encode(encoder: GPUCommandEncoder, args: PagedAttentionArgs): void {
+  /**
+   * Records the attention of `args.entries`: into the caller's compute pass (after other dispatches that
+   * produce what it reads: each dispatch sees the writes of those before it), or into a pass of its own
+   * on the caller's encoder.
+   */
+  encode(target: GPUCommandEncoder | GPUComputePassEncoder, args: PagedAttentionArgs): void {
     this.validate(args);
+    const ownPass = !('dispatchWorkgroups' in target);
+    if (!ownPass && args.timestampWrites !== undefined) {
+      throw new InvalidArgumentError('timestampWrites needs a command encoder: the pass given already has its own');
+    }
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
     const decodeShape = this.decodeShape;
@@ -295,7 +306,7 @@ export class PagedAttentionKernel {
     const slot = this.resources.upload(plan.items, plan.words, this.params, this.planVersion);
     const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
 
-    const pass = encoder.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites });
+    const pass = ownPass ? target.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites }) : target;
     const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / decodeShape.headsPerWorkgroup);
     const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / prefillShape.headsPerWorkgroup);
     if (plan.decode.count > 0) {
@@ -315,7 +326,7 @@ export class PagedAttentionKernel {
     if (plan.prefill.count > 0) {
       this.dispatchTile(pass, this.prefill, args, slot, 1, args.out, plan.prefill.count * prefillWorkgroupsPerItem);
     }
-    pass.end();
+    if (ownPass) pass.end();
   }
 
   /** Writes the per-encode words of parameter block `block`; the layout words are set once (constructor). */

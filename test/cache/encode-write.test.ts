@@ -1,5 +1,5 @@
 // encodeWriteKV: a decode loop records, per layer, one K/V write for the whole batch and the attention
-// that reads it into one encoder; outputs equal the CPU reference over the logical K/V, forked
+// that reads it into one encoder (as two calls, or as one encodeAttention with k and v: one compute pass); outputs equal the CPU reference over the logical K/V, forked
 // sequences get copy-on-write at prepare time, blocks merely pinned by unsubmitted work are not copied, and positions count as written only once their command
 // buffer is submitted (a rejected submission takes the claim back, without breaking other encoders'
 // recorded work). A prepared batch's checks are skipped for later layers only while nothing they
@@ -59,8 +59,22 @@ async function writePrompt(id: number, logical: LogicalKv[], n: number, seed: nu
 
 const newKv = (): LogicalKv[] => Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
 
+/** Counts the compute passes begun on `encoder` from now on. */
+function countPasses(encoder: GPUCommandEncoder): () => number {
+  let count = 0;
+  const begin = encoder.beginComputePass.bind(encoder);
+  encoder.beginComputePass = (descriptor?: GPUComputePassDescriptor) => {
+    count++;
+    return begin(descriptor);
+  };
+  return () => count;
+}
+
 describe('encodeWriteKV', () => {
-  it('a decode loop writes and attends per layer in one encoder and matches the reference', async () => {
+  it.each([
+    ['encodeWriteKV then encodeAttention', false],
+    ['encodeAttention with k and v (one compute pass per layer)', true],
+  ])('a decode loop writes and attends per layer in one encoder and matches the reference: %s', async (_, onePass) => {
     const a = sequence([1, 2, 3, 4, 5]);
     const b = sequence([9, 8, 7, 6, 5, 4, 3, 2, 1]);
     const la = newKv(), lb = newKv();
@@ -82,6 +96,7 @@ describe('encodeWriteKV', () => {
       ids.forEach((id, r) => cache.appendTokens(id, [100 + 10 * step + r]));
       const batch = cache.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
       const encoder = device.createCommandEncoder();
+      const passes = countPasses(encoder);
       const qs: Float32Array[] = [];
       for (let l = 0; l < LAYERS; l++) {
         const kv = values(rows * KV_ROW, 1000 + step * 10 + l), vv = values(rows * KV_ROW, 2000 + step * 10 + l);
@@ -91,8 +106,12 @@ describe('encodeWriteKV', () => {
         device.queue.writeBuffer(kl, 0, kv);
         device.queue.writeBuffer(vl, 0, vv);
         device.queue.writeBuffer(ql, 0, qv);
-        cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: kl, v: vl });
-        cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out });
+        if (onePass) {
+          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out, k: kl, v: vl });
+        } else {
+          cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: kl, v: vl });
+          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out });
+        }
         encoder.copyBufferToBuffer(out, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
         qs.push(qv);
         ids.forEach((id, r) => {
@@ -100,6 +119,7 @@ describe('encodeWriteKV', () => {
           logical[r]![l]!.set(pos, kv.subarray(r * KV_ROW, (r + 1) * KV_ROW), vv.subarray(r * KV_ROW, (r + 1) * KV_ROW));
         });
       }
+      expect(passes()).toBe(onePass ? LAYERS : 2 * LAYERS);
       expect(cache.writtenLength(a, 0)).toBe(cache.length(a) - 1); // not yet submitted
       await cache.submit([encoder.finish()]);
       for (const id of ids) for (let l = 0; l < LAYERS; l++) expect(cache.writtenLength(id, l)).toBe(cache.length(id));
@@ -318,6 +338,34 @@ describe('encodeWriteKV', () => {
     expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v })).toThrow(/changed since prepareAttention/);
     expect(cache.stats().pinnedBlocks).toBe(0);
     encoder.finish();
+  });
+
+  it('encodeAttention with k and v refuses what encodeWriteKV refuses, and bad input records and pins nothing', async () => {
+    const a = sequence([1, 2, 3, 4, 5, 6]);
+    await writePrompt(a, newKv(), 6, 23);
+    cache.appendTokens(a, [7]);
+    const k = storage(KV_ROW * 4), v = storage(KV_ROW * 4), q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+    const encoder = device.createCommandEncoder();
+    const passes = countPasses(encoder);
+    const readOnly = cache.prepareAttention([{ seqId: a }]);
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: readOnly, q, out, k, v })).toThrow(/writeKV: true/);
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: [{ seqId: a }], q, out, k, v })).toThrow(/writeKV: true/);
+    const batch = cache.prepareAttention([{ seqId: a }], { writeKV: true });
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k })).toThrow(InvalidArgumentError);
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k: storage(8), v })).toThrow(InvalidArgumentError);
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q: storage(8), out, k, v })).toThrow(InvalidArgumentError);
+    // Without k and v the query position is not written yet: attention alone is refused.
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out })).toThrow(/no K\/V written in layer 0/);
+    expect(passes()).toBe(0);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    await cache.submit([encoder.finish()]);
+    expect(cache.writtenLength(a, 0)).toBe(6); // nothing was claimed
+    // A stale slot map (a fork's copy-on-write since prepare) is refused here too.
+    const b = cache.fork(a);
+    liveIds.push(b);
+    await cache.writeKV(0, a, 6, values(KV_ROW, 8), values(KV_ROW, 9));
+    expect(() => cache.encodeAttention(device.createCommandEncoder(), { layer: 0, entries: batch, q, out, k, v })).toThrow(/changed since prepareAttention/);
+    expect(cache.stats().pinnedBlocks).toBe(0);
   });
 
   it('a prepared batch that passed its checks for one layer is checked again once rows or written lengths change', async () => {
