@@ -1,8 +1,8 @@
 // Host (CPU) cost of one decode step of a large batch, next to the GPU time of the same step measured
 // in the same run. A step is what a decode loop does per generated token: appendTokens for every
 // sequence, prepareAttention(entries, { writeKV: true }) once (rows resolved, block-table rows and the
-// slot map uploaded), then for every layer encodeWriteKV (the new tokens' K/V, one dispatch) and
-// encodeAttention into one encoder, and cache.submit. Invariants: host time is wall time of those calls
+// slot map uploaded), then for every layer one encodeAttention with k and v (the new tokens' K/V write
+// and the attention, one compute pass) into one encoder, and cache.submit. Invariants: host time is wall time of those calls
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
 // (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
@@ -33,7 +33,7 @@ export interface HostCostResult extends DecodeShape {
   appendMicros: number;
   /** prepareAttention with writeKV (once per step). */
   prepareMicros: number;
-  /** encodeWriteKV + encodeAttention of one layer (median over layers and steps). */
+  /** One layer's encodeAttention with k and v: K/V write + attention (median over layers and steps). */
   layerMicros: number;
   /** Encoder creation, finish and cache.submit. */
   submitMicros: number;
@@ -65,7 +65,7 @@ const WARMUP_STEPS = 10;
  * (a few dozen steps of the measured batch would still run partly interpreted).
  */
 const JIT_WARMUP_STEPS = 300;
-/** encodeWriteKV calls one submission may hold (the write kernel's parameter ring, KvKernelOptions). */
+/** K/V write encodes (encodeWriteKV, or encodeAttention with k and v) one submission may hold (the write kernel's parameter ring, KvKernelOptions). */
 const WRITE_ENCODES_PER_SUBMIT = 256;
 /** Prompt K/V are written this many sequences at a time (bounds the staging buffers). */
 const PROMPT_CHUNK = 16;
@@ -132,7 +132,7 @@ interface StepTimes {
   total: number;
   append: number;
   prepare: number;
-  /** Per layer: encodeWriteKV + encodeAttention. */
+  /** Per layer: encodeAttention with k and v. */
   layers: number[];
   /** Encoder creation, finish and cache.submit. */
   submit: number;
@@ -246,8 +246,7 @@ class DecodeLoop {
   }
 
   private encodeLayer(encoder: GPUCommandEncoder, layer: number, batch: PreparedAttention): void {
-    this.cache.encodeWriteKV(encoder, { layer, entries: batch, k: this.k, v: this.v });
-    this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out });
+    this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out, k: this.k, v: this.v });
   }
 
   destroy(): void {

@@ -41,7 +41,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   log(
     `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers, ` +
       `${host.numQueryHeads}/${host.numKvHeads} heads × ${host.headDim}): ${host.stepMicros.toFixed(0)} µs per step ` +
-      `(appends ${host.appendMicros.toFixed(0)}, prepare ${host.prepareMicros.toFixed(0)}, write + attention encode ` +
+      `(appends ${host.appendMicros.toFixed(0)}, prepare ${host.prepareMicros.toFixed(0)}, K/V write + attention in one pass ` +
       `${host.layerMicros.toFixed(1)} per layer, encoder + submit ${host.submitMicros.toFixed(0)}), ` +
       `${host.tableEntriesPerStep.toFixed(0)} table entries uploaded per step` +
       (host.heapBytesPerStep === undefined ? '' : `, ${(host.heapBytesPerStep / 1024).toFixed(0)} KiB of JS heap allocated per step`),
