@@ -2,7 +2,7 @@
 // in the same run. A step is what a decode loop does per generated token: appendTokens for every
 // sequence, prepareAttention(entries, { writeKV: true }) once (rows resolved, block-table rows and the
 // slot map uploaded), then for every layer one encodeAttention with k and v (the new tokens' K/V write
-// and the attention, one compute pass) into one encoder, and cache.submit. Invariants: host time is wall time of those calls
+// and the attention) into one compute pass kept open across the step's layers, and cache.submit. Invariants: host time is wall time of those calls
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
 // (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
@@ -35,7 +35,7 @@ export interface HostCostResult extends DecodeShape {
   prepareMicros: number;
   /** One layer's encodeAttention with k and v: K/V write + attention (median over layers and steps). */
   layerMicros: number;
-  /** Encoder creation, finish and cache.submit. */
+  /** Encoder creation, the step's compute pass begin and end, finish and cache.submit. */
   submitMicros: number;
   /** Median GPU microseconds of one step's work (every layer's K/V write and attention). */
   gpuMicros: number;
@@ -134,7 +134,7 @@ interface StepTimes {
   prepare: number;
   /** Per layer: encodeAttention with k and v. */
   layers: number[];
-  /** Encoder creation, finish and cache.submit. */
+  /** Encoder creation, the step's compute pass begin and end, finish and cache.submit. */
   submit: number;
   tableEntries: number;
   heapBytes: number;
@@ -212,13 +212,14 @@ class DecodeLoop {
     const batch = (this.batch = cache.prepareAttention(this.entries, { writeKV: true }));
     const t2 = performance.now();
     const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
     const layers: number[] = [];
     for (let l = 0; l < this.shape.layers; l++) {
       const e0 = performance.now();
-      this.encodeLayer(encoder, l, batch);
+      this.encodeLayer(encoder, pass, l, batch);
       layers.push(performance.now() - e0);
     }
-    const t3 = performance.now();
+    pass.end();
     const done = cache.submit([encoder.finish()]);
     const t4 = performance.now();
     const heap1 = process.memoryUsage().heapUsed;
@@ -239,14 +240,16 @@ class DecodeLoop {
   async timeGpu(): Promise<GpuTiming> {
     const batch = this.batch!;
     const timing = await timeGpu(this.device, (encoder) => {
-      for (let l = 0; l < this.shape.layers; l++) this.encodeLayer(encoder, l, batch);
+      const pass = encoder.beginComputePass();
+      for (let l = 0; l < this.shape.layers; l++) this.encodeLayer(encoder, pass, l, batch);
+      pass.end();
     }, { iterations: 5, maxRepeats: Math.max(1, Math.floor(WRITE_ENCODES_PER_SUBMIT / this.shape.layers)) });
     await this.cache.markSubmitted();
     return timing;
   }
 
-  private encodeLayer(encoder: GPUCommandEncoder, layer: number, batch: PreparedAttention): void {
-    this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out, k: this.k, v: this.v });
+  private encodeLayer(encoder: GPUCommandEncoder, pass: GPUComputePassEncoder, layer: number, batch: PreparedAttention): void {
+    this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out, k: this.k, v: this.v, pass });
   }
 
   destroy(): void {

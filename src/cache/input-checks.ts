@@ -50,3 +50,15 @@ export function describe(value: unknown): string {
   if (typeof value !== 'object') return typeof value;
   return (value as object).constructor?.name ?? 'object';
 }
+
+/**
+ * An optional compute pass to record into: undefined, or an object with the pass-encoder methods. (That
+ * it is an open pass of the given encoder cannot be checked here; WebGPU reports a misuse at submission.)
+ */
+export function checkComputePass(pass: unknown): GPUComputePassEncoder | undefined {
+  if (pass === undefined) return undefined;
+  if (typeof pass !== 'object' || pass === null || typeof (pass as GPUComputePassEncoder).dispatchWorkgroups !== 'function') {
+    throw new InvalidArgumentError(`pass must be an open GPUComputePassEncoder of the encoder, or left out (got ${String(pass)})`);
+  }
+  return pass as GPUComputePassEncoder;
+}

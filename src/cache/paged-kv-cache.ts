@@ -41,7 +41,7 @@ import { checkTokens } from '../table/tokens';
 import { BlockWaiters, type WaitOptions } from './block-waiters';
 import { resolveConfig, type PagedKVCacheOptions, type ResolvedConfig } from './config';
 import { GpuPins } from './gpu-pins';
-import { checkGpuBuffer, checkLayer, checkPosition, rowsOf } from './input-checks';
+import { checkComputePass, checkGpuBuffer, checkLayer, checkPosition, rowsOf } from './input-checks';
 import { KvGpu } from './kv-gpu';
 import { WrittenState } from './written-state';
 
@@ -109,6 +109,12 @@ export interface EncodeAttentionArgs {
    */
   k?: GPUBuffer;
   v?: GPUBuffer;
+  /**
+   * An open compute pass of `encoder` to record into, instead of a pass of the call's own: a step that
+   * keeps one pass open across its layers (the model's own dispatches in it too) saves a begin/end per
+   * layer. Dispatches in one pass see the writes of those before them.
+   */
+  pass?: GPUComputePassEncoder;
 }
 
 export interface EncodeWriteKVArgs {
@@ -119,6 +125,8 @@ export interface EncodeWriteKVArgs {
   k: GPUBuffer;
   /** f32 [rows][numKvHeads][headDim], usage STORAGE, laid out like k. */
   v: GPUBuffer;
+  /** An open compute pass of `encoder` to record into (as in EncodeAttentionArgs). */
+  pass?: GPUComputePassEncoder;
 }
 
 export interface PrepareAttentionOptions {
@@ -639,23 +647,30 @@ export class PagedKVCache {
     this.checkUsable();
     const layer = checkLayer(args?.layer, this.layout.numLayers);
     const scale = this.checkScale(args.scale);
+    const pass = checkComputePass(args.pass);
     if (args.k !== undefined || args.v !== undefined) {
-      this.table.batch(() => this.encodeWriteAndAttentionLocked(encoder, layer, args, scale));
+      this.table.batch(() => this.encodeWriteAndAttentionLocked(encoder, pass, layer, args, scale));
       return;
     }
     this.table.batch(() => {
       const batch = Array.isArray(args.entries) ? this.prepareLocked(args.entries, layer) : this.checkPrepared(args.entries);
       if (!Array.isArray(args.entries)) this.checkWritten(layer, batch, encoder);
       const { q, out } = this.checkQueryBuffers(args, batch.rows);
-      this.gpu.encodeAttention(encoder, layer, batch.entries, q, out, scale);
+      this.gpu.encodeAttention(pass ?? encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
     });
   }
 
-  /** encodeAttention with k and v: the write, then the attention, in one compute pass. Lock held. */
-  private encodeWriteAndAttentionLocked(encoder: GPUCommandEncoder, layer: number, args: EncodeAttentionArgs, scale: number): void {
+  /** encodeAttention with k and v: the write, then the attention, in one compute pass (`into`, or one of its own). Lock held. */
+  private encodeWriteAndAttentionLocked(
+    encoder: GPUCommandEncoder,
+    into: GPUComputePassEncoder | undefined,
+    layer: number,
+    args: EncodeAttentionArgs,
+    scale: number,
+  ): void {
     if (Array.isArray(args.entries)) {
       throw new InvalidArgumentError('encodeAttention with k and v needs a batch from prepareAttention(entries, { writeKV: true })');
     }
@@ -664,7 +679,7 @@ export class PagedKVCache {
     const { k, v } = this.checkKvBuffers(args, batch.rows);
     this.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
-    const pass = encoder.beginComputePass({ label: 'write-kv+paged-attention' });
+    const pass = into ?? encoder.beginComputePass({ label: 'write-kv+paged-attention' });
     try {
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,
@@ -673,7 +688,7 @@ export class PagedKVCache {
       this.noteWriteRecorded(encoder, batch, writes, layer);
       this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
     } finally {
-      pass.end();
+      if (into === undefined) pass.end();
     }
   }
 
@@ -697,11 +712,12 @@ export class PagedKVCache {
   encodeWriteKV(encoder: GPUCommandEncoder, args: EncodeWriteKVArgs): void {
     this.checkUsable();
     const layer = checkLayer(args?.layer, this.layout.numLayers);
+    const pass = checkComputePass(args.pass);
     this.table.batch(() => {
       const batch = this.checkPrepared(args.entries);
       const writes = this.writesOf(batch, 'encodeWriteKV');
       const { k, v } = this.checkKvBuffers(args, batch.rows);
-      this.gpu.encodeWriteKv(encoder, layer, writes.slots, k, v, batch.rows);
+      this.gpu.encodeWriteKv(pass ?? encoder, layer, writes.slots, k, v, batch.rows);
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
       this.noteWriteRecorded(encoder, batch, writes, layer);
     });

@@ -72,9 +72,10 @@ function countPasses(encoder: GPUCommandEncoder): () => number {
 
 describe('encodeWriteKV', () => {
   it.each([
-    ['encodeWriteKV then encodeAttention', false],
-    ['encodeAttention with k and v (one compute pass per layer)', true],
-  ])('a decode loop writes and attends per layer in one encoder and matches the reference: %s', async (_, onePass) => {
+    ['encodeWriteKV then encodeAttention (two compute passes per layer)', 'two-calls'],
+    ['encodeAttention with k and v (one compute pass per layer)', 'one-call'],
+    ['every layer into one compute pass of the step (the pass option of both calls)', 'step-pass'],
+  ] as const)('a decode loop writes and attends per layer in one encoder and matches the reference: %s', async (_, form) => {
     const a = sequence([1, 2, 3, 4, 5]);
     const b = sequence([9, 8, 7, 6, 5, 4, 3, 2, 1]);
     const la = newKv(), lb = newKv();
@@ -86,7 +87,8 @@ describe('encodeWriteKV', () => {
     const lc = la.map((l) => l.clone());
     const ids = [a, b, c], logical = [la, lb, lc];
     const rows = ids.length;
-    const out = storage(rows * Q_ROW * 4);
+    // One out buffer per layer, copied out after the layers: a copy cannot go inside a compute pass.
+    const outs = Array.from({ length: LAYERS }, () => storage(rows * Q_ROW * 4));
     const readback = device.createBuffer({ size: LAYERS * rows * Q_ROW * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     buffers.push(readback);
 
@@ -98,6 +100,7 @@ describe('encodeWriteKV', () => {
       const encoder = device.createCommandEncoder();
       const passes = countPasses(encoder);
       const qs: Float32Array[] = [];
+      const stepPass = form === 'step-pass' ? encoder.beginComputePass() : undefined;
       for (let l = 0; l < LAYERS; l++) {
         const kv = values(rows * KV_ROW, 1000 + step * 10 + l), vv = values(rows * KV_ROW, 2000 + step * 10 + l);
         const qv = values(rows * Q_ROW, 3000 + step * 10 + l);
@@ -106,20 +109,22 @@ describe('encodeWriteKV', () => {
         device.queue.writeBuffer(kl, 0, kv);
         device.queue.writeBuffer(vl, 0, vv);
         device.queue.writeBuffer(ql, 0, qv);
-        if (onePass) {
-          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out, k: kl, v: vl });
+        const out = outs[l]!;
+        if (form === 'one-call' || (form === 'step-pass' && l % 2 === 0)) {
+          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out, k: kl, v: vl, pass: stepPass });
         } else {
-          cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: kl, v: vl });
-          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out });
+          cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: kl, v: vl, pass: stepPass });
+          cache.encodeAttention(encoder, { layer: l, entries: batch, q: ql, out, pass: stepPass });
         }
-        encoder.copyBufferToBuffer(out, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
         qs.push(qv);
         ids.forEach((id, r) => {
           const pos = cache.length(id) - 1;
           logical[r]![l]!.set(pos, kv.subarray(r * KV_ROW, (r + 1) * KV_ROW), vv.subarray(r * KV_ROW, (r + 1) * KV_ROW));
         });
       }
-      expect(passes()).toBe(onePass ? LAYERS : 2 * LAYERS);
+      stepPass?.end();
+      for (let l = 0; l < LAYERS; l++) encoder.copyBufferToBuffer(outs[l]!, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
+      expect(passes()).toBe({ 'two-calls': 2 * LAYERS, 'one-call': LAYERS, 'step-pass': 1 }[form]);
       expect(cache.writtenLength(a, 0)).toBe(cache.length(a) - 1); // not yet submitted
       await cache.submit([encoder.finish()]);
       for (const id of ids) for (let l = 0; l < LAYERS; l++) expect(cache.writtenLength(id, l)).toBe(cache.length(id));
@@ -354,6 +359,10 @@ describe('encodeWriteKV', () => {
     expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k })).toThrow(InvalidArgumentError);
     expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k: storage(8), v })).toThrow(InvalidArgumentError);
     expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q: storage(8), out, k, v })).toThrow(InvalidArgumentError);
+    // A pass option that is not a compute pass (an encoder, say) is refused before anything is recorded.
+    const notAPass = encoder as unknown as GPUComputePassEncoder;
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k, v, pass: notAPass })).toThrow(/pass must be an open GPUComputePassEncoder/);
+    expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v, pass: notAPass })).toThrow(/pass must be an open GPUComputePassEncoder/);
     // Without k and v the query position is not written yet: attention alone is refused.
     expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out })).toThrow(/no K\/V written in layer 0/);
     expect(passes()).toBe(0);

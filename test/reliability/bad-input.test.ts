@@ -185,6 +185,9 @@ describe('wrong arrays and buffers', () => {
       await expectRejected(() => cache.encodeAttention(encoder, { layer: 0, entries, q, out: uniform }), InvalidArgumentError, /STORAGE/);
       await expectRejected(() => cache.encodeAttention(encoder, { layer: 0, entries: [{ seqId: seq.id, numQueries: 2 }], q, out }), InvalidArgumentError, /bytes/);
       await expectRejected(() => cache.encodeAttention(encoder, { layer: 0, entries: [], q, out }), InvalidArgumentError);
+      for (const pass of [null, {}, good, encoder]) {
+        await expectRejected(() => cache.encodeAttention(encoder, { layer: 0, entries, q, out, pass: pass as never }), InvalidArgumentError, /pass must be/);
+      }
       expect(cache.stats().pinnedBlocks).toBe(0); // nothing pinned by the refused calls
       encoder.finish();
       for (const b of [q, out, tooSmall, uniform]) b.destroy();
