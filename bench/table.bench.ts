@@ -1,4 +1,6 @@
-// Single-thread (uncontended lock) throughput of the block table: every public call counts as one op;
+// Single-thread throughput of the block table: every public call counts as one op. Calls run on a table
+// no other agent can reach (no lock needed), and the append/free figures again once it is shared (the
+// uncontended atomic lock on every call);
 // each figure is the best and the median rate of several short windows (the machine may be shared).
 // Run alone: npx tsx bench/table.bench.ts — or through the bench suite (runTableBench).
 import { BlockTable } from '../src/table/block-table';
@@ -18,12 +20,14 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
   const WINDOWS = options.windows ?? 7;
   const WINDOW_MS = options.windowMs ?? 250;
   const results: RateResult[] = [];
-  const table = BlockTable.create({
-    numBlocks: SEQUENCES * BLOCKS_PER_SEQUENCE,
-    blockSize: BLOCK_SIZE,
-    maxSequences: 2 * SEQUENCES,
-    maxBlocksPerSequence: BLOCKS_PER_SEQUENCE,
-  });
+  const makeTable = (): BlockTable =>
+    BlockTable.create({
+      numBlocks: SEQUENCES * BLOCKS_PER_SEQUENCE,
+      blockSize: BLOCK_SIZE,
+      maxSequences: 2 * SEQUENCES,
+      maxBlocksPerSequence: BLOCKS_PER_SEQUENCE,
+    });
+  const table = makeTable();
   const oneBlock = new Uint32Array(BLOCK_SIZE).map((_, i) => 1000 + i);
   const oneToken = [42];
 
@@ -53,9 +57,11 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
     report(name, rates);
   }
 
-  // Append one block per call until the pool is full, then free every sequence (each frees 64 blocks);
-  // the two phases are timed separately. Both walk single blocks through the allocator.
-  {
+  /**
+   * Appends one block per call until the pool is full, then frees every sequence (each frees 64
+   * blocks); the two phases are timed separately. Both walk single blocks through the allocator.
+   */
+  function appendAndFree(table: BlockTable, label: string): void {
     const ids = new Array<number>(SEQUENCES);
     const appendRates: number[] = [];
     const releaseRates: number[] = [];
@@ -83,10 +89,17 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
       releaseRates.push((blocksFreed / freeMs) * 1000);
       freeCallRates.push((freeCalls / freeMs) * 1000);
     }
-    report('appendTokens, 16 tokens = one new block per call', appendRates);
-    report('free of 64-block sequences: blocks released per second', releaseRates);
-    report('free of 64-block sequences: calls per second', freeCallRates);
+    report(`appendTokens, 16 tokens = one new block per call${label}`, appendRates);
+    report(`free of 64-block sequences: blocks released per second${label}`, releaseRates);
+    report(`free of 64-block sequences: calls per second${label}`, freeCallRates);
   }
+
+  // A table shared from the start (its handle read, as for a worker) takes the atomic lock on every
+  // call; one whose handle was never read has no other agent and skips it (BlockTable header).
+  const shared = makeTable();
+  void shared.handle;
+  appendAndFree(shared, ' (shared)');
+  appendAndFree(table, '');
 
   {
     let id = table.createSequence([]).id;
@@ -143,12 +156,14 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
     });
   }
 
-  table.checkInvariants();
-  const s = table.stats();
-  if (s.blocksFree !== s.blocksTotal || s.sequences !== 0) throw new Error('bench leaked blocks or sequences');
-  const l = table.lockStats();
+  for (const t of [table, shared]) {
+    t.checkInvariants();
+    const s = t.stats();
+    if (s.blocksFree !== s.blocksTotal || s.sequences !== 0) throw new Error('bench leaked blocks or sequences');
+  }
+  const l = shared.lockStats();
   if (options.print) console.log(
-    `lock: ${l.acquisitions.toExponential(2)} acquisitions, ${l.contended} contended, ` +
+    `shared table's lock: ${l.acquisitions.toExponential(2)} acquisitions, ${l.contended} contended, ` +
       `sampled hold time mean ${(l.holdMeanMs * 1e6).toFixed(0)} ns (max ${(l.holdMaxMs * 1e3).toFixed(1)} µs)`,
   );
   return results;

@@ -95,7 +95,7 @@ export interface PrefixStats {
 export class PrefixCache {
   readonly table: BlockTable;
   readonly index: PrefixIndex;
-  readonly handle: PrefixCacheHandle;
+  private readonly indexHandle: PrefixCacheHandle['index'];
   readonly blockSize: number;
   private readonly tableViews: TableViews;
   private readonly iv: IndexViews;
@@ -147,7 +147,8 @@ export class PrefixCache {
 
   private constructor(table: BlockTable, views: IndexViews, config: PrefixIndexConfig, hash: BlockHash) {
     this.table = table;
-    this.tableViews = createViews(table.handle.buffer, table.config);
+    // The table's buffer through its views, not its handle: reading the handle would mark it shared.
+    this.tableViews = createViews(table.blockTableView.buffer as SharedArrayBuffer, table.config);
     this.index = new PrefixIndex(views, config, this.tableViews, hash);
     this.iv = views;
     this.counters = views.counters;
@@ -155,7 +156,12 @@ export class PrefixCache {
     this.rowStride = table.rowStride;
     this.row = table.blockTableView;
     this.scratch = new Int32Array(Math.min(table.config.maxBlocksPerSequence, 64));
-    this.handle = Object.freeze({ table: table.handle, index: Object.freeze({ buffer: views.buffer, config }) });
+    this.indexHandle = Object.freeze({ buffer: views.buffer, config });
+  }
+
+  /** What another thread needs to attach this cache (and its table); reading it makes the table shared. */
+  get handle(): PrefixCacheHandle {
+    return Object.freeze({ table: this.table.handle, index: this.indexHandle });
   }
 
   // ---- sequences -----------------------------------------------------------------------------------

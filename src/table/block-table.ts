@@ -1,7 +1,11 @@
 // The paged KV-cache block table: which blocks each sequence owns, in order, plus the tokens stored in
 // them, all in one SharedArrayBuffer that several threads attach (BlockTable.attach(table.handle)).
 // Invariants (checked by checkInvariants()):
-//   - every public call is one synchronous critical section under the table's single lock;
+//   - every public call is one synchronous critical section under the table's single lock. While no
+//     other agent can reach the table — its creator has not read `handle`, the only way to attach it
+//     (attach() refuses a buffer whose handle was never read) — the sections skip the atomic lock: one
+//     thread's synchronous calls cannot interleave. Reading `handle` switches to the lock for good, and
+//     a section open at that moment takes it on the spot;
 //   - a call that throws a typed error has changed nothing: it validates input and counts every block
 //     it needs (copy-on-write copies included) before mutating anything;
 //   - a block is written only while this sequence is its sole owner and it is not frozen; a shared or
@@ -82,7 +86,6 @@ export interface BlockTableStats {
 
 export class BlockTable {
   readonly config: BlockTableConfig;
-  readonly handle: BlockTableHandle;
   /** The raw block table, maxSequences rows × rowStride columns, -1 = no block. Upload as is. */
   readonly blockTableView: Int32Array;
   /** Columns per row (= maxBlocksPerSequence). */
@@ -106,6 +109,11 @@ export class BlockTable {
   private readonly counters: Float64Array;
   private inOperation = false;
   private inBatch = false;
+  private readonly sharedHandle: BlockTableHandle;
+  /** Whether another agent may reach the table (see the header); once true, it stays true. */
+  private shared: boolean;
+  /** Whether the open critical section holds the atomic lock. */
+  private holdsLock = false;
 
   /** Allocates and initializes a new table in a fresh SharedArrayBuffer. */
   static create(config: BlockTableConfig, options: BlockTableOptions = {}): BlockTable {
@@ -133,6 +141,9 @@ export class BlockTable {
     const c = validateConfig(handle.config);
     const views = createViews(handle.buffer, c);
     verifyHeader(views, c);
+    if (Atomics.load(views.control, Ctrl.SHARED) !== 1) {
+      throw new ConfigError('This table was never shared: attach() needs the handle read from the creating table (table.handle), not a buffer taken from its views.');
+    }
     return new BlockTable(c, views, options);
   }
 
@@ -147,7 +158,8 @@ export class BlockTable {
       throw new ConfigError('BlockTable option onRevive must be a function (blockId) => void.');
     }
     this.config = config;
-    this.handle = Object.freeze({ buffer: views.buffer, config });
+    this.sharedHandle = Object.freeze({ buffer: views.buffer, config });
+    this.shared = Atomics.load(views.control, Ctrl.SHARED) === 1;
     this.views = views;
     this.lock = new SpinLock(views.lockWords, views.lockStats, options);
     this.pool = new BlockPool(views, config, options.evictor, options.onRelease, options.onRevive);
@@ -164,6 +176,25 @@ export class BlockTable {
     this.seqLength = views.seqLength;
     this.seqNumBlocks = views.seqNumBlocks;
     this.counters = views.counters;
+  }
+
+  /**
+   * What another thread needs to attach this table (postMessage it, then BlockTable.attach). Reading it
+   * makes the table shared: from then on every critical section takes the atomic lock.
+   */
+  get handle(): BlockTableHandle {
+    if (!this.shared) this.share();
+    return this.sharedHandle;
+  }
+
+  private share(): void {
+    // No other agent can hold the lock yet; a section open now (handle read inside batch()) takes it.
+    if ((this.inBatch || this.inOperation) && !this.holdsLock) {
+      this.lock.lock();
+      this.holdsLock = true;
+    }
+    Atomics.store(this.views.control, Ctrl.SHARED, 1);
+    this.shared = true;
   }
 
   // ---- sequences -------------------------------------------------------------------------------
@@ -628,13 +659,13 @@ export class BlockTable {
    */
   batch<T>(body: () => T): T {
     if (this.inBatch || this.inOperation) throw new ReentrantLockError(this.lock.agentId);
-    this.lock.lock();
+    this.acquire();
     this.inBatch = true;
     try {
       return body();
     } finally {
       this.inBatch = false;
-      this.lock.unlock();
+      this.release();
     }
   }
 
@@ -644,12 +675,15 @@ export class BlockTable {
    */
   async batchAsync<T>(body: () => T): Promise<T> {
     if (this.inBatch || this.inOperation) throw new ReentrantLockError(this.lock.agentId);
+    if (!this.shared) return this.batch(body); // nothing to wait for
     return this.lock.withLockAsync(() => {
       this.inBatch = true;
+      this.holdsLock = true;
       try {
         return body();
       } finally {
         this.inBatch = false;
+        this.holdsLock = false;
       }
     });
   }
@@ -665,14 +699,30 @@ export class BlockTable {
 
   private enter(): void {
     if (this.inOperation) throw new ReentrantLockError(this.lock.agentId);
-    if (!this.inBatch) this.lock.lock();
+    if (!this.inBatch) this.acquire();
     this.inOperation = true;
   }
 
   private exit(): void {
     this.inOperation = false;
-    if (!this.inBatch) this.lock.unlock();
+    if (!this.inBatch) this.release();
     if (this.pool.hasHooks) this.rethrowHookError();
+  }
+
+  /** Opens a critical section: the atomic lock once shared, otherwise only counted (see the header). */
+  private acquire(): void {
+    if (this.shared) {
+      this.lock.lock();
+      this.holdsLock = true;
+    } else {
+      this.lock.countUnsharedAcquisition();
+    }
+  }
+
+  private release(): void {
+    if (!this.holdsLock) return;
+    this.holdsLock = false;
+    this.lock.unlock();
   }
 
   private rethrowHookError(): void {

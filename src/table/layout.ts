@@ -10,7 +10,7 @@ import { ConfigError } from '../errors';
 import type { BlockTableConfig } from './config';
 
 export const TABLE_MAGIC = 0x50475441; // "PGTA"
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 /** Block states. FREE blocks (and only they) are on the free list. */
 export const BlockState = Object.freeze({ FREE: 0, USED: 1, CACHED: 2 } as const);
@@ -28,6 +28,8 @@ export const Ctrl = Object.freeze({
   CACHED_COUNT: 7,
   SEQUENCE_COUNT: 8,
   FREE_SLOT_HEAD: 9,
+  /** 1 once the creating agent has handed out the handle (BlockTable.handle); attach() needs it. */
+  SHARED: 10,
 } as const);
 export const CTRL_WORDS = 16;
 

@@ -159,6 +159,14 @@ export class SpinLock {
     return this.acquireAsyncThen(undefined);
   }
 
+  /**
+   * Counts a critical section entered without the lock by an owner no other agent can reach yet (see
+   * BlockTable.handle): the acquisition statistics stay comparable; nothing is held.
+   */
+  countUnsharedAcquisition(): void {
+    this.statWords[ACQUISITIONS] += 1;
+  }
+
   /** Releases the lock. Throws LockNotHeldError if this agent does not hold it. */
   unlock(): void {
     const w = this.words;

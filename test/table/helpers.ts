@@ -7,7 +7,8 @@ import { BlockState, Ctrl, createViews, type TableViews } from '../../src/table/
 export { rng } from './rng';
 
 export function viewsOf(table: BlockTable): TableViews {
-  return createViews(table.handle.buffer, table.config);
+  // Through a view, not `handle`: reading the handle would make the table shared (and locking).
+  return createViews(table.blockTableView.buffer as SharedArrayBuffer, table.config);
 }
 
 const STATE_ARRAYS = [

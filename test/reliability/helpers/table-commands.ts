@@ -42,8 +42,10 @@ function reclaimable(sim: CpuKvSim): number {
  * buffers, with the lock words and lock statistics (which every call changes) blanked out.
  */
 function stateFingerprint(sim: CpuKvSim): Uint8Array[] {
-  const tableBytes = new Uint8Array(sim.table.handle.buffer).slice();
-  const v = createViews(sim.table.handle.buffer, sim.table.config);
+  // The buffer through a view, not `handle`: reading the handle would make the table shared (locking).
+  const buffer = sim.table.blockTableView.buffer as SharedArrayBuffer;
+  const tableBytes = new Uint8Array(buffer).slice();
+  const v = createViews(buffer, sim.table.config);
   for (const view of [v.lockWords, v.lockStats]) tableBytes.fill(0, view.byteOffset, view.byteOffset + view.byteLength);
   return [tableBytes, new Uint8Array(sim.prefix.index.views.buffer).slice()];
 }
