@@ -2,7 +2,8 @@
 // in the same run. A step is what a decode loop does per generated token: appendTokens for every
 // sequence, prepareAttention(entries, { writeKV: true }) once (rows resolved, block-table rows and the
 // slot map uploaded), then for every layer one encodeAttention with k and v (the new tokens' K/V write
-// and the attention) into one compute pass kept open across the step's layers, and cache.submit. Invariants: host time is wall time of those calls
+// and the attention) into one compute pass kept open across the step's layers (or, with stepPass
+// false, a pass per layer), and cache.submit. Invariants: host time is wall time of those calls
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
 // (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
@@ -23,10 +24,13 @@ export interface HostCostOptions {
   numQueryHeads?: number;
   headDim?: number;
   steps?: number;
+  /** One compute pass for every layer of a step (`pass` option; default), or one pass per layer. */
+  stepPass?: boolean;
 }
 
 export interface HostCostResult extends DecodeShape {
   steps: number;
+  stepPass: boolean;
   /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
   /** Of which appendTokens for the whole batch. */
@@ -80,14 +84,15 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
     headDim: options.headDim ?? 128,
   };
   const steps = options.steps ?? 20;
+  const stepPass = options.stepPass ?? true;
   const gc = collector();
-  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS);
+  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass);
   try {
     for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
   } finally {
     warm.destroy();
   }
-  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps);
+  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps, stepPass);
   try {
     const samples: StepTimes[] = [];
     for (let step = 0; step < WARMUP_STEPS + steps; step++) {
@@ -102,6 +107,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
     return {
       ...shape,
       steps,
+      stepPass,
       stepMicros,
       appendMicros: of((t) => t.append) * 1e3,
       prepareMicros: of((t) => t.prepare) * 1e3,
@@ -155,6 +161,7 @@ class DecodeLoop {
     private readonly cache: PagedKVCache,
     private readonly shape: DecodeShape,
     private readonly ids: number[],
+    private readonly stepPass: boolean,
   ) {
     this.entries = ids.map((seqId) => ({ seqId }));
     const rows = shape.sequences;
@@ -165,7 +172,7 @@ class DecodeLoop {
   }
 
   /** A cache with room for `steps` more tokens per sequence, its prompts' K/V written. */
-  static async create(gpu: Gpu, shape: DecodeShape, steps: number): Promise<DecodeLoop> {
+  static async create(gpu: Gpu, shape: DecodeShape, steps: number, stepPass: boolean): Promise<DecodeLoop> {
     const { sequences, context, layers, numKvHeads, numQueryHeads, headDim } = shape;
     const blockSize = 16;
     const maxLength = context + steps;
@@ -178,7 +185,7 @@ class DecodeLoop {
     for (let s = 0; s < sequences; s++) {
       ids.push(cache.createSequence({ tokens: Array.from({ length: context }, (_, i) => (s * 7919 + i) % 50000) }).id);
     }
-    const loop = new DecodeLoop(gpu.device, cache, shape, ids);
+    const loop = new DecodeLoop(gpu.device, cache, shape, ids, stepPass);
     // The prompts' K/V (their values do not matter for timing), PROMPT_CHUNK sequences per submission.
     const promptK = loop.storage(Math.min(sequences, PROMPT_CHUNK) * context * loop.kvRowBytes);
     for (let s = 0; s < sequences; s += PROMPT_CHUNK) {
@@ -212,14 +219,14 @@ class DecodeLoop {
     const batch = (this.batch = cache.prepareAttention(this.entries, { writeKV: true }));
     const t2 = performance.now();
     const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
+    const pass = this.stepPass ? encoder.beginComputePass() : undefined;
     const layers: number[] = [];
     for (let l = 0; l < this.shape.layers; l++) {
       const e0 = performance.now();
       this.encodeLayer(encoder, pass, l, batch);
       layers.push(performance.now() - e0);
     }
-    pass.end();
+    pass?.end();
     const done = cache.submit([encoder.finish()]);
     const t4 = performance.now();
     const heap1 = process.memoryUsage().heapUsed;
@@ -240,15 +247,15 @@ class DecodeLoop {
   async timeGpu(): Promise<GpuTiming> {
     const batch = this.batch!;
     const timing = await timeGpu(this.device, (encoder) => {
-      const pass = encoder.beginComputePass();
+      const pass = this.stepPass ? encoder.beginComputePass() : undefined;
       for (let l = 0; l < this.shape.layers; l++) this.encodeLayer(encoder, pass, l, batch);
-      pass.end();
+      pass?.end();
     }, { iterations: 5, maxRepeats: Math.max(1, Math.floor(WRITE_ENCODES_PER_SUBMIT / this.shape.layers)) });
     await this.cache.markSubmitted();
     return timing;
   }
 
-  private encodeLayer(encoder: GPUCommandEncoder, pass: GPUComputePassEncoder, layer: number, batch: PreparedAttention): void {
+  private encodeLayer(encoder: GPUCommandEncoder, pass: GPUComputePassEncoder | undefined, layer: number, batch: PreparedAttention): void {
     this.cache.encodeAttention(encoder, { layer, entries: batch, q: this.q, out: this.out, k: this.k, v: this.v, pass });
   }
 
