@@ -557,9 +557,7 @@ export class PagedKVCache {
         const e = batch.entries[i]!;
         const id = batch.seqIds[i]!;
         if (this.deferredFrees.size > 0 && this.deferredFrees.has(id)) continue;
-        const before = written.minOverLayers(e.seqSlot, id);
-        written.markWrittenLayers(e.seqSlot, id, layers, e.queryStart, e.contextLength);
-        const after = written.minOverLayers(e.seqSlot, id);
+        const { before, after } = written.markWrittenLayersMin(e.seqSlot, id, layers, e.queryStart, e.contextLength);
         if (Math.floor(after / bs) > Math.floor(before / bs) || this.inflight.tracks(id)) {
           this.inflight.progress(id, this.prefix.registerWritten(id, after));
         }

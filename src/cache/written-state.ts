@@ -19,6 +19,8 @@ export class WrittenState {
   private readonly written: Int32Array;
   /** [0]: the shrink counter (see the header). */
   private readonly shrinkCount: Int32Array;
+  /** The result markWrittenLayersMin returns (reused: no allocation per call). */
+  private readonly minChange = { before: 0, after: 0 };
   private readonly numLayers: number;
 
   static create(maxSequences: number, numLayers: number): WrittenState {
@@ -90,6 +92,34 @@ export class WrittenState {
     const i = slot * this.numLayers + layer;
     if (this.owner[slot] !== id) this.reset(slot, id, 0);
     if (start <= this.written[i]! && end > this.written[i]!) this.written[i] = end;
+  }
+
+  /**
+   * markWrittenLayers of `layers` (each listed once), returning the minimum written length over all
+   * layers before and after it in a result object this state reuses (read it before the next call).
+   * Where `layers` lists every layer — a decode step writes them all — the row is walked once.
+   */
+  markWrittenLayersMin(slot: number, id: number, layers: readonly number[], start: number, end: number): { before: number; after: number } {
+    const change = this.minChange;
+    if (layers.length !== this.numLayers) {
+      change.before = this.minOverLayers(slot, id);
+      this.markWrittenLayers(slot, id, layers, start, end);
+      change.after = this.minOverLayers(slot, id);
+      return change;
+    }
+    if (this.owner[slot] !== id) this.reset(slot, id, 0);
+    const written = this.written;
+    let before = Infinity;
+    let after = Infinity;
+    for (let i = slot * this.numLayers, last = i + this.numLayers; i < last; i++) {
+      let current = written[i]!;
+      if (current < before) before = current;
+      if (start <= current && end > current) written[i] = current = end;
+      if (current < after) after = current;
+    }
+    change.before = before;
+    change.after = after;
+    return change;
   }
 
   /** markWritten of [start, end) for each layer in `layers` (one write batch recorded for several layers). */
