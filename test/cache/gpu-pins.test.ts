@@ -52,4 +52,45 @@ describe('GpuPins', () => {
     expect(retained).toEqual([[7], [8, 9]]);
     expect(pins.pendingCount).toBe(3);
   });
+
+  it("an encoder's first Int32Array pin is retained in place; later pins still dedupe against it", async () => {
+    const retained: Int32Array[] = [];
+    const released: number[][] = [];
+    const pins = pinsWith((blocks) => retained.push(blocks), released);
+    const encoder = gpu.device.createCommandEncoder();
+    const batch = Int32Array.of(4, 1, 6);
+    pins.pin(encoder, batch, [0]);
+    expect(retained[0]).toBe(batch); // no copy
+    pins.pin(encoder, Int32Array.of(6, 1, 7), [0]); // a second batch in the same encoder
+    pins.pin(encoder, [4, 7], []);
+    expect(retained.map((r) => [...r])).toEqual([[4, 1, 6], [7]]);
+    expect([...batch]).toEqual([4, 1, 6]); // the caller's array was not written
+    expect(pins.pendingCount).toBe(4);
+    const buffer = encoder.finish();
+    gpu.device.queue.submit([buffer]);
+    await pins.submitted([buffer]);
+    expect(released).toEqual([[4, 1, 6, 7]]);
+    expect(pins.pendingCount).toBe(0);
+  });
+
+  it('a first pin holding a block twice, or whose retain throws, falls back or retries without a trace', () => {
+    const retained: number[][] = [];
+    let fail = false;
+    const pins = pinsWith((blocks) => {
+      if (fail) throw new Error('retain failed');
+      retained.push([...blocks]);
+    }, []);
+    const shared = pins.pin.bind(pins);
+    const a = gpu.device.createCommandEncoder();
+    shared(a, Int32Array.of(3, 5, 3, 2), []); // block 3 twice (a prefix block shared by two sequences)
+    expect(retained).toEqual([[3, 5, 2]]);
+    expect(pins.pendingCount).toBe(3);
+    const b = gpu.device.createCommandEncoder();
+    fail = true;
+    expect(() => shared(b, Int32Array.of(8, 9), [])).toThrow('retain failed');
+    fail = false;
+    shared(b, Int32Array.of(9, 8), []);
+    expect(retained).toEqual([[3, 5, 2], [9, 8]]);
+    expect(pins.pendingCount).toBe(5);
+  });
 });
