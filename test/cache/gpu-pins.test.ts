@@ -11,6 +11,17 @@ beforeAll(async () => {
   gpu = await testGpu();
 });
 
+/** Pins whose retain records what it retains, or throws while `failing.on` is set. */
+function failablePins(): { pins: GpuPins; retained: number[][]; failing: { on: boolean } } {
+  const retained: number[][] = [];
+  const failing = { on: false };
+  const pins = pinsWith((blocks) => {
+    if (failing.on) throw new Error('retain failed');
+    retained.push([...blocks]);
+  }, []);
+  return { pins, retained, failing };
+}
+
 function pinsWith(retain: (blocks: Int32Array) => void, released: number[][]): GpuPins {
   return new GpuPins(gpu.device, 16, 4, retain, (blocks) => released.push([...blocks]));
 }
@@ -36,18 +47,13 @@ describe('GpuPins', () => {
   });
 
   it('a retain that throws pins nothing, and the next pin retries the same blocks', () => {
-    const retained: number[][] = [];
-    let fail = false;
-    const pins = pinsWith((blocks) => {
-      if (fail) throw new Error('retain failed');
-      retained.push([...blocks]);
-    }, []);
+    const { pins, retained, failing } = failablePins();
     const encoder = gpu.device.createCommandEncoder();
     pins.pin(encoder, [7], []);
-    fail = true;
+    failing.on = true;
     expect(() => pins.pin(encoder, [7, 8, 9], [])).toThrow('retain failed');
     expect(pins.pendingCount).toBe(1);
-    fail = false;
+    failing.on = false;
     pins.pin(encoder, [8, 9], []);
     expect(retained).toEqual([[7], [8, 9]]);
     expect(pins.pendingCount).toBe(3);
@@ -74,22 +80,16 @@ describe('GpuPins', () => {
   });
 
   it('a first pin holding a block twice, or whose retain throws, falls back or retries without a trace', () => {
-    const retained: number[][] = [];
-    let fail = false;
-    const pins = pinsWith((blocks) => {
-      if (fail) throw new Error('retain failed');
-      retained.push([...blocks]);
-    }, []);
-    const shared = pins.pin.bind(pins);
+    const { pins, retained, failing } = failablePins();
     const a = gpu.device.createCommandEncoder();
-    shared(a, Int32Array.of(3, 5, 3, 2), []); // block 3 twice (a prefix block shared by two sequences)
+    pins.pin(a, Int32Array.of(3, 5, 3, 2), []); // block 3 twice (a prefix block shared by two sequences)
     expect(retained).toEqual([[3, 5, 2]]);
     expect(pins.pendingCount).toBe(3);
     const b = gpu.device.createCommandEncoder();
-    fail = true;
-    expect(() => shared(b, Int32Array.of(8, 9), [])).toThrow('retain failed');
-    fail = false;
-    shared(b, Int32Array.of(9, 8), []);
+    failing.on = true;
+    expect(() => pins.pin(b, Int32Array.of(8, 9), [])).toThrow('retain failed');
+    failing.on = false;
+    pins.pin(b, Int32Array.of(9, 8), []);
     expect(retained).toEqual([[3, 5, 2], [9, 8]]);
     expect(pins.pendingCount).toBe(5);
   });
