@@ -22,11 +22,12 @@
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
   readonly epoch: number;
-  /** blocks[0..count) are pinned (retained) by this encoder. */
+  /**
+   * blocks[0..count) are pinned (retained) by this encoder. When it is a prepared batch's own array
+   * (pinInPlace), count equals its length, so the next pin that adds blocks grows into a copy first.
+   */
   blocks: Int32Array;
   count: number;
-  /** `blocks` is the caller's array (a prepared batch's, never written): copied before anything is added. */
-  borrowed: boolean;
   readonly slots: number[];
   /** Run when the encoder's command buffer is reported submitted (e.g. marking K/V it writes as written). */
   readonly onSubmit: (() => void)[];
@@ -91,11 +92,10 @@ export class GpuPins {
     const start = batch.count;
     const pinnedIn = this.pinnedIn;
     if (start === 0 && blocks instanceof Int32Array && this.pinInPlace(batch, blocks)) return;
-    if (batch.borrowed || batch.blocks.length - start < blocks.length) {
+    if (batch.blocks.length - start < blocks.length) {
       const grown = new Int32Array(Math.max(start + blocks.length, 2 * batch.blocks.length));
       grown.set(batch.blocks.subarray(0, start));
       batch.blocks = grown;
-      batch.borrowed = false;
     }
     const pinned = batch.blocks;
     let end = start;
@@ -110,7 +110,7 @@ export class GpuPins {
       this.retain(pinned.subarray(start, end));
     } catch (error) {
       // Nothing was retained: forget these blocks so a later pin retries them.
-      for (let i = start; i < end; i++) pinnedIn[pinned[i]!] = 0;
+      this.unmark(pinned, start, end);
       throw error;
     }
     batch.count = end;
@@ -132,19 +132,23 @@ export class GpuPins {
       pinnedIn[b] = epoch;
     }
     if (i < n || n === 0) {
-      for (let j = 0; j < i; j++) pinnedIn[blocks[j]!] = 0;
+      this.unmark(blocks, 0, i);
       return n === 0;
     }
     try {
       this.retain(blocks);
     } catch (error) {
-      for (let j = 0; j < n; j++) pinnedIn[blocks[j]!] = 0;
+      this.unmark(blocks, 0, n);
       throw error;
     }
     batch.blocks = blocks;
     batch.count = n;
-    batch.borrowed = true;
     return true;
+  }
+
+  /** Forgets the pin marks of blocks[from..to) (they were not retained after all). */
+  private unmark(blocks: Int32Array, from: number, to: number): void {
+    for (let i = from; i < to; i++) this.pinnedIn[blocks[i]!] = 0;
   }
 
   /**
@@ -234,7 +238,7 @@ export class GpuPins {
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, borrowed: false, slots: [], onSubmit: [] };
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, slots: [], onSubmit: [] };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

@@ -30,6 +30,7 @@ import {
 } from '../errors';
 import { DeviceGuard } from '../gpu/device-guard';
 import { validateEntries, type AttentionEntry } from '../kernels/attention-types';
+import { withComputePass } from '../kernels/kv-bindings';
 import { KvPool } from '../pool/kv-pool';
 import type { KvLayout } from '../pool/kv-layout';
 import { InflightPrefixes } from '../prefix/inflight-prefixes';
@@ -677,17 +678,14 @@ export class PagedKVCache {
     const { k, v } = this.checkKvBuffers(args, batch.rows);
     this.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
-    const pass = into ?? encoder.beginComputePass({ label: 'write-kv+paged-attention' });
-    try {
+    withComputePass(into ?? encoder, (pass) => {
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,
       // exactly as if encodeWriteKV had been called on its own.
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
-    } finally {
-      if (into === undefined) pass.end();
-    }
+    }, { label: 'write-kv+paged-attention' });
   }
 
   /**

@@ -198,15 +198,30 @@ export function dispatchGrid(deviceMax: number, threads: number, workgroupSize: 
   return [x, y];
 }
 
-/** Runs `record` inside a compute pass: the caller's pass, or a new one on the caller's encoder. */
-export function withComputePass(target: GPUComputePassEncoder | GPUCommandEncoder, record: (pass: GPUComputePassEncoder) => void): void {
-  if ('dispatchWorkgroups' in target) {
+/** Whether a recording target is a compute pass (record into it) rather than a command encoder. */
+export function isComputePass(target: GPUComputePassEncoder | GPUCommandEncoder): target is GPUComputePassEncoder {
+  return 'dispatchWorkgroups' in target;
+}
+
+/**
+ * Runs `record` inside a compute pass: the caller's pass, or a new one (`descriptor`) on the caller's
+ * encoder, ended even if `record` throws.
+ */
+export function withComputePass(
+  target: GPUComputePassEncoder | GPUCommandEncoder,
+  record: (pass: GPUComputePassEncoder) => void,
+  descriptor?: GPUComputePassDescriptor,
+): void {
+  if (isComputePass(target)) {
     record(target);
     return;
   }
-  const pass = target.beginComputePass();
-  record(pass);
-  pass.end();
+  const pass = target.beginComputePass(descriptor);
+  try {
+    record(pass);
+  } finally {
+    pass.end();
+  }
 }
 
 export function requireCount(name: string, value: number): void {

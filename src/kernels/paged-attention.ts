@@ -46,6 +46,7 @@ import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, STREAM_TARGET_WORKGROUPS, type Ba
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
+import { isComputePass, withComputePass } from './kv-bindings';
 
 export type { AttentionEntry } from './attention-types';
 
@@ -270,8 +271,7 @@ export class PagedAttentionKernel {
    */
   encode(target: GPUCommandEncoder | GPUComputePassEncoder, args: PagedAttentionArgs): void {
     this.validate(args);
-    const ownPass = !('dispatchWorkgroups' in target);
-    if (!ownPass && args.timestampWrites !== undefined) {
+    if (isComputePass(target) && args.timestampWrites !== undefined) {
       throw new InvalidArgumentError('timestampWrites needs a command encoder: the pass given already has its own');
     }
     if (args.entries.length === 0) return;
@@ -306,7 +306,16 @@ export class PagedAttentionKernel {
     const slot = this.resources.upload(plan.items, plan.words, this.params, this.planVersion);
     const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
 
-    const pass = ownPass ? target.beginComputePass({ label: 'paged-attention', timestampWrites: args.timestampWrites }) : target;
+    withComputePass(target, (pass) => this.record(pass, plan, slot, partials, args), {
+      label: 'paged-attention',
+      timestampWrites: args.timestampWrites,
+    });
+  }
+
+  /** Records the dispatches of `plan`: decode (split partials when split), merge, prefill. */
+  private record(pass: GPUComputePassEncoder, plan: BatchPlan, slot: UploadSlot, partials: GPUBuffer | undefined, args: PagedAttentionArgs): void {
+    const decodeShape = this.decodeShape;
+    const prefillShape = this.prefillShape;
     const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / decodeShape.headsPerWorkgroup);
     const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / prefillShape.headsPerWorkgroup);
     if (plan.decode.count > 0) {
@@ -326,7 +335,6 @@ export class PagedAttentionKernel {
     if (plan.prefill.count > 0) {
       this.dispatchTile(pass, this.prefill, args, slot, 1, args.out, plan.prefill.count * prefillWorkgroupsPerItem);
     }
-    if (ownPass) pass.end();
   }
 
   /** Writes the per-encode words of parameter block `block`; the layout words are set once (constructor). */

@@ -110,10 +110,11 @@ export class BlockTable {
   private inOperation = false;
   private inBatch = false;
   private readonly sharedHandle: BlockTableHandle;
-  /** Whether another agent may reach the table (see the header); once true, it stays true. */
+  /**
+   * Whether another agent may reach the table (see the header); once true, it stays true. An open
+   * critical section holds the atomic lock exactly when this is true (share() takes it mid-section).
+   */
   private shared: boolean;
-  /** Whether the open critical section holds the atomic lock. */
-  private holdsLock = false;
 
   /** Allocates and initializes a new table in a fresh SharedArrayBuffer. */
   static create(config: BlockTableConfig, options: BlockTableOptions = {}): BlockTable {
@@ -189,10 +190,7 @@ export class BlockTable {
 
   private share(): void {
     // No other agent can hold the lock yet; a section open now (handle read inside batch()) takes it.
-    if ((this.inBatch || this.inOperation) && !this.holdsLock) {
-      this.lock.lock();
-      this.holdsLock = true;
-    }
+    if (this.inBatch || this.inOperation) this.lock.lock();
     Atomics.store(this.views.control, Ctrl.SHARED, 1);
     this.shared = true;
   }
@@ -678,12 +676,10 @@ export class BlockTable {
     if (!this.shared) return this.batch(body); // nothing to wait for
     return this.lock.withLockAsync(() => {
       this.inBatch = true;
-      this.holdsLock = true;
       try {
         return body();
       } finally {
         this.inBatch = false;
-        this.holdsLock = false;
       }
     });
   }
@@ -711,18 +707,12 @@ export class BlockTable {
 
   /** Opens a critical section: the atomic lock once shared, otherwise only counted (see the header). */
   private acquire(): void {
-    if (this.shared) {
-      this.lock.lock();
-      this.holdsLock = true;
-    } else {
-      this.lock.countUnsharedAcquisition();
-    }
+    if (this.shared) this.lock.lock();
+    else this.lock.countUnsharedAcquisition();
   }
 
   private release(): void {
-    if (!this.holdsLock) return;
-    this.holdsLock = false;
-    this.lock.unlock();
+    if (this.shared) this.lock.unlock();
   }
 
   private rethrowHookError(): void {
