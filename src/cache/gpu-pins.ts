@@ -13,7 +13,8 @@
 // encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
 //   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once). Pinned
 // block ids are kept in one growable Int32Array per encoder, retained and released in one table call;
-// an encoder's first pin of a prepared batch without duplicate blocks keeps the batch's own array.
+// an encoder's first pin of a prepared batch keeps the batch's own array, duplicate blocks (a shared
+// prefix) included: each such block holds one reference per listing, all dropped by the one release.
 //   The sequence slots (block-table rows) the work reads are pinned too: the kernel reads the GPU block
 // table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to
@@ -28,6 +29,8 @@ interface PinBatch {
    */
   blocks: Int32Array;
   count: number;
+  /** Whether blocks[0..count) still lack their pinnedIn marks (a batch pinned in place). */
+  unmarked: boolean;
   readonly slots: number[];
   /** Run when the encoder's command buffer is reported submitted (e.g. marking K/V it writes as written). */
   readonly onSubmit: (() => void)[];
@@ -91,7 +94,12 @@ export class GpuPins {
     }
     const start = batch.count;
     const pinnedIn = this.pinnedIn;
-    if (start === 0 && blocks instanceof Int32Array && this.pinInPlace(batch, blocks)) return;
+    if (start === 0 && blocks instanceof Int32Array) return this.pinInPlace(batch, blocks);
+    if (batch.unmarked) {
+      // A second pin in an encoder whose first was pinned in place: mark those now, to dedupe against.
+      for (let i = 0; i < start; i++) pinnedIn[batch.blocks[i]!] = epoch;
+      batch.unmarked = false;
+    }
     if (batch.blocks.length - start < blocks.length) {
       const grown = new Int32Array(Math.max(start + blocks.length, 2 * batch.blocks.length));
       grown.set(batch.blocks.subarray(0, start));
@@ -118,32 +126,16 @@ export class GpuPins {
 
   /**
    * The first blocks an encoder pins, given as an Int32Array that nobody writes (a prepared batch's):
-   * when they hold no block twice, they are marked and retained where they are instead of being copied
-   * (a 256 × 512 decode batch reads 8448 blocks). Returns false, having changed nothing, on a duplicate.
+   * retained where they are, duplicates included, instead of being marked and copied (a 256 × 512
+   * decode batch reads 8448 blocks). A block listed twice holds two references until the release of
+   * this same array drops both. A later pin of the encoder marks these first, then copies the array
+   * before adding to it.
    */
-  private pinInPlace(batch: PinBatch, blocks: Int32Array): boolean {
-    const pinnedIn = this.pinnedIn;
-    const epoch = batch.epoch;
-    const n = blocks.length;
-    let i = 0;
-    for (; i < n; i++) {
-      const b = blocks[i]!;
-      if (pinnedIn[b] === epoch) break;
-      pinnedIn[b] = epoch;
-    }
-    if (i < n || n === 0) {
-      this.unmark(blocks, 0, i);
-      return n === 0;
-    }
-    try {
-      this.retain(blocks);
-    } catch (error) {
-      this.unmark(blocks, 0, n);
-      throw error;
-    }
+  private pinInPlace(batch: PinBatch, blocks: Int32Array): void {
+    this.retain(blocks);
     batch.blocks = blocks;
-    batch.count = n;
-    return true;
+    batch.count = blocks.length;
+    batch.unmarked = blocks.length > 0;
   }
 
   /** Forgets the pin marks of blocks[from..to) (they were not retained after all). */
@@ -238,7 +230,7 @@ export class GpuPins {
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, slots: [], onSubmit: [] };
+    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, unmarked: false, slots: [], onSubmit: [] };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

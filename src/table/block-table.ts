@@ -425,6 +425,7 @@ export class BlockTable {
    * them. Blocks must be in use or cached (a cached block comes back into use).
    */
   retainBlocks(blockIds: ArrayLike<number>): void {
+    if (blockIds instanceof Int32Array && this.retainUsedBlocks(blockIds)) return;
     const count = this.checkBlockIds(blockIds);
     this.enter();
     try {
@@ -452,6 +453,10 @@ export class BlockTable {
 
   /** Drops references taken by retainBlocks; returns the blocks whose refCount reached 0. */
   releaseBlocks(blockIds: ArrayLike<number>): number[] {
+    if (blockIds instanceof Int32Array) {
+      const released = this.releaseRetainedBlocks(blockIds);
+      if (released !== undefined) return released;
+    }
     const count = this.checkBlockIds(blockIds);
     this.enter();
     try {
@@ -469,6 +474,75 @@ export class BlockTable {
       for (let i = 0; i < count; i++) {
         const b = blockIds[i];
         if (this.pool.dropRef(b)) released.push(b);
+      }
+      return released;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * retainBlocks of blocks that are all valid and in use (GPU pins, every step): one pass that checks and
+   * counts each block. Returns false, having changed nothing, at the first block that needs the general
+   * path (out of range, free — an error — or cached, which must be revived).
+   */
+  private retainUsedBlocks(ids: Int32Array): boolean {
+    const n = this.config.numBlocks;
+    const refCount = this.refCount;
+    const retains = this.views.retainCount;
+    this.enter();
+    try {
+      let i = 0;
+      for (; i < ids.length; i++) {
+        const b = ids[i]!;
+        if (!(b >= 0 && b < n)) break;
+        const refs = refCount[b]!;
+        if (refs === 0) break; // free or cached (a used block has a reference)
+        refCount[b] = refs + 1;
+        retains[b]++;
+      }
+      if (i === ids.length) return true;
+      for (let j = 0; j < i; j++) {
+        const b = ids[j]!;
+        refCount[b]--;
+        retains[b]--;
+      }
+      return false;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * releaseBlocks of valid retained blocks in one pass: blocks whose last reference goes are released
+   * after the pass. Returns undefined, having changed nothing, at the first block that is out of range
+   * or not retained (the general path then reports it).
+   */
+  private releaseRetainedBlocks(ids: Int32Array): number[] | undefined {
+    const n = this.config.numBlocks;
+    const refCount = this.refCount;
+    const retains = this.views.retainCount;
+    this.enter();
+    try {
+      const released: number[] = [];
+      let i = 0;
+      for (; i < ids.length; i++) {
+        const b = ids[i]!;
+        if (!(b >= 0 && b < n) || retains[b]! <= 0) break;
+        retains[b]--;
+        if (--refCount[b]! === 0) released.push(b); // in the order the general path releases them
+      }
+      if (i < ids.length) {
+        for (let j = 0; j < i; j++) {
+          const b = ids[j]!;
+          refCount[b]++;
+          retains[b]++;
+        }
+        return undefined;
+      }
+      for (const b of released) {
+        refCount[b] = 1; // the pool drops the last reference itself (freeing or caching the block)
+        this.pool.dropRef(b);
       }
       return released;
     } finally {

@@ -79,18 +79,24 @@ describe('GpuPins', () => {
     expect(pins.pendingCount).toBe(0);
   });
 
-  it('a first pin holding a block twice, or whose retain throws, falls back or retries without a trace', () => {
+  it('a first pin holding a block twice retains it twice and releases both; a failed one retries without a trace', async () => {
     const { pins, retained, failing } = failablePins();
     const a = gpu.device.createCommandEncoder();
     pins.pin(a, Int32Array.of(3, 5, 3, 2), []); // block 3 twice (a prefix block shared by two sequences)
-    expect(retained).toEqual([[3, 5, 2]]);
-    expect(pins.pendingCount).toBe(3);
+    expect(retained).toEqual([[3, 5, 3, 2]]);
+    expect(pins.pendingCount).toBe(4);
+    pins.pin(a, [2, 3, 6], []); // a later pin dedupes against the in-place batch
+    expect(retained).toEqual([[3, 5, 3, 2], [6]]);
     const b = gpu.device.createCommandEncoder();
     failing.on = true;
     expect(() => pins.pin(b, Int32Array.of(8, 9), [])).toThrow('retain failed');
     failing.on = false;
     pins.pin(b, Int32Array.of(9, 8), []);
-    expect(retained).toEqual([[3, 5, 2], [9, 8]]);
-    expect(pins.pendingCount).toBe(5);
+    expect(retained).toEqual([[3, 5, 3, 2], [6], [9, 8]]);
+    expect(pins.pendingCount).toBe(7);
+    const buffers = [a.finish(), b.finish()];
+    gpu.device.queue.submit(buffers);
+    await pins.submitted(buffers);
+    expect(pins.pendingCount).toBe(0);
   });
 });

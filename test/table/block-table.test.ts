@@ -152,11 +152,17 @@ describe('BlockTable sequences', () => {
     expect(table.rowOf(c)).toBe(0);
   });
 
-  it('retainBlocks pins blocks past free(); releaseBlocks returns them to the pool', () => {
+  // Int32Array lists take the one-pass path GPU pins use; plain arrays the general one.
+  const listKinds = [
+    ['number[]', (ids: number[]): ArrayLike<number> => ids],
+    ['Int32Array', (ids: number[]): ArrayLike<number> => Int32Array.from(ids)],
+  ] as const;
+
+  it.each(listKinds)('retainBlocks pins blocks past free(); releaseBlocks returns them to the pool (%s)', (_, list) => {
     const table = BlockTable.create(config);
     const v = viewsOf(table);
     const id = table.createSequence(range(0, 5)).id; // blocks 0, 1
-    table.retainBlocks([0, 1, 1]);
+    table.retainBlocks(list([0, 1, 1]));
     expect(Array.from(v.refCount.subarray(0, 2))).toEqual([2, 3]);
     expect(Array.from(v.retainCount.subarray(0, 2))).toEqual([1, 2]);
     // a retained partial block is not copied by an append (its readers never see the new positions),
@@ -168,10 +174,32 @@ describe('BlockTable sequences', () => {
     expect(v.state[0]).toBe(BlockState.USED);
     expect(table.stats().blocksUsed).toBe(2);
     table.checkInvariants();
-    expect(table.releaseBlocks([1])).toEqual([]);
-    expect(table.releaseBlocks([1, 0])).toEqual([1, 0]);
+    expect(table.releaseBlocks(list([1]))).toEqual([]);
+    expect(table.releaseBlocks(list([1, 0]))).toEqual([1, 0]);
     expect(table.stats()).toMatchObject({ blocksFree: 16, blocksUsed: 0 });
     expect(recount(table).free).toBe(16);
+    table.checkInvariants();
+  });
+
+  it.each(listKinds)('a block listed twice is released once, when its last reference goes; cached blocks revive (%s)', (_, list) => {
+    const table = BlockTable.create(config, { onRelease: () => true }); // keep released blocks cached
+    const v = viewsOf(table);
+    const a = table.createSequence(range(0, 8)).id; // blocks 0, 1
+    const b = table.createSequence(range(50, 54)).id; // block 2
+    table.retainBlocks(list([1, 0, 1, 2]));
+    expect(Array.from(v.refCount.subarray(0, 3))).toEqual([2, 3, 2]);
+    table.free(a);
+    expect(table.releaseBlocks(list([1, 0, 1]))).toEqual([0, 1]); // in the order their counts reach 0
+    expect([v.state[0], v.state[1], v.refCount[0], v.refCount[1]]).toEqual([BlockState.CACHED, BlockState.CACHED, 0, 0]);
+    table.checkInvariants();
+    // a list with a cached block among used ones: the cached one comes back into use
+    table.retainBlocks(list([2, 1, 2]));
+    expect([v.state[1], v.refCount[1], v.refCount[2], v.retainCount[2]]).toEqual([BlockState.USED, 1, 4, 3]);
+    expect(table.stats().cachedRevivals).toBe(1);
+    table.checkInvariants();
+    expect(table.releaseBlocks(list([2, 1, 2, 2]))).toEqual([1]);
+    table.free(b);
+    expect(table.stats()).toMatchObject({ blocksUsed: 0, blocksCached: 3 });
     table.checkInvariants();
   });
 

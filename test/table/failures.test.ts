@@ -170,6 +170,12 @@ describe('failed calls change nothing', () => {
     }
     expectFailsWithoutChange(table, () => table.releaseBlocks([0, 99]), InvalidBlockError);
     expectFailsWithoutChange(table, () => table.retainBlocks(null as never), InvalidArgumentError);
+    // Int32Array lists (GPU pins) are checked in one pass that counts as it goes: a bad id late in
+    // the list still leaves every earlier count as it was
+    for (const bad of [[8], [-1], [0, 5], [0, 1, 0, 8], [1, 0, 5, 0]]) {
+      expectFailsWithoutChange(table, () => table.retainBlocks(Int32Array.from(bad)), InvalidBlockError, 'INVALID_BLOCK');
+    }
+    expectFailsWithoutChange(table, () => table.releaseBlocks(Int32Array.of(0, 99)), InvalidBlockError);
   });
 
   it('releasing more than retained (double release) → InvariantError', () => {
@@ -177,8 +183,12 @@ describe('failed calls change nothing', () => {
     expectFailsWithoutChange(table, () => table.releaseBlocks([1]), InvariantError, 'INVARIANT');
     expectFailsWithoutChange(table, () => table.releaseBlocks([0, 0]), InvariantError);
     expectFailsWithoutChange(table, () => table.releaseBlocks([0, 1]), InvariantError);
+    for (const bad of [[1], [0, 0], [0, 1], [0, 2, 0]]) {
+      expectFailsWithoutChange(table, () => table.releaseBlocks(Int32Array.from(bad)), InvariantError, 'INVARIANT');
+    }
     expect(table.releaseBlocks([0])).toEqual([]);
     expectFailsWithoutChange(table, () => table.releaseBlocks([0]), InvariantError);
+    expectFailsWithoutChange(table, () => table.releaseBlocks(Int32Array.of(0)), InvariantError);
   });
 
   it('freeing a sequence whose block already has refCount 0 → InvariantError, nothing released', () => {
