@@ -141,17 +141,28 @@ export class RandomOperator {
   private retain(): void {
     const blocks = this.table.blocksOf(this.pickOwn());
     if (blocks.length === 0) return;
-    const block = blocks[Math.floor(this.random() * blocks.length)];
-    this.table.retainBlocks([block]);
-    this.retained.push(block);
+    if (this.random() < 0.5) {
+      // a whole row as an Int32Array, as GPU pins pass it (the one-pass path)
+      this.table.retainBlocks(blocks);
+      for (const b of blocks) this.retained.push(b);
+    } else {
+      const block = blocks[Math.floor(this.random() * blocks.length)];
+      this.table.retainBlocks([block]);
+      this.retained.push(block);
+    }
     this.count('retain');
   }
 
   private release(): void {
     if (this.retained.length === 0) return;
     const i = Math.floor(this.random() * this.retained.length);
-    const [block] = this.retained.splice(i, 1);
-    this.table.releaseBlocks([block]);
+    if (this.random() < 0.5) {
+      const some = this.retained.splice(i, 1 + Math.floor(this.random() * 8));
+      this.table.releaseBlocks(Int32Array.from(some));
+    } else {
+      const [block] = this.retained.splice(i, 1);
+      this.table.releaseBlocks([block]);
+    }
     this.count('release');
   }
 
