@@ -1,7 +1,8 @@
-// Single-thread throughput of the block table: every public call counts as one op. Calls run on a table
-// no other agent can reach (no lock needed), and the append/free figures again once it is shared (the
-// uncontended atomic lock on every call);
-// each figure is the best and the median rate of several short windows (the machine may be shared).
+// Single-thread throughput of the block table: every public call counts as one op (the step-pin line
+// counts each block retained or released, as GPU pins do for every block a decode step reads). Calls
+// run on a table no other agent can reach (no lock needed), and the append/free figures again once it
+// is shared (the uncontended atomic lock on every call); each figure is the best and the median rate
+// of several short windows (the machine may be shared).
 // Run alone: npx tsx bench/table.bench.ts — or through the bench suite (runTableBench).
 import { BlockTable } from '../src/table/block-table';
 import { SpinLock } from '../src/table/spin-lock';
@@ -40,16 +41,19 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
     if (options.print) console.log(`${name.padEnd(64)} best ${best.toFixed(2).padStart(6)}  median ${median.toFixed(2).padStart(6)}  M ops/s`);
   }
 
-  /** Runs `cycle` (returning the ops it did) in WINDOWS windows of WINDOW_MS after a warm-up. */
-  function measure(name: string, cycle: () => number): void {
-    for (let i = 0; i < 100_000; i++) cycle();
+  /**
+   * Runs `cycle` (returning the ops it did) in WINDOWS windows of WINDOW_MS after a warm-up; `batch`
+   * cycles run between two clock reads (fewer for long cycles).
+   */
+  function measure(name: string, cycle: () => number, batch = 1000): void {
+    for (let i = 0; i < 100 * batch; i++) cycle();
     const rates: number[] = [];
     for (let w = 0; w < WINDOWS; w++) {
       let ops = 0;
       const start = performance.now();
       let elapsed = 0;
       while (elapsed < WINDOW_MS) {
-        for (let i = 0; i < 1000; i++) ops += cycle();
+        for (let i = 0; i < batch; i++) ops += cycle();
         elapsed = performance.now() - start;
       }
       rates.push((ops / elapsed) * 1000);
@@ -144,6 +148,19 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
     });
     measure('length(id)', () => (table.length(base), 1));
     table.free(base);
+  }
+
+  {
+    // GPU pins of a decode step: every block the batch reads, one Int32Array, retained then released
+    const ids = Array.from({ length: SEQUENCES / 2 }, () => table.createSequence(new Uint32Array(BLOCKS_PER_SEQUENCE * BLOCK_SIZE - 5)).id);
+    const stepBlocks = new Int32Array(ids.length * BLOCKS_PER_SEQUENCE);
+    ids.forEach((id, i) => stepBlocks.set(table.blocksOf(id), i * BLOCKS_PER_SEQUENCE));
+    measure(`pin a step: retain + release ${stepBlocks.length} blocks (per block)`, () => {
+      table.retainBlocks(stepBlocks);
+      table.releaseBlocks(stepBlocks);
+      return 2 * stepBlocks.length;
+    }, 4);
+    for (const id of ids) table.free(id);
   }
 
   {
