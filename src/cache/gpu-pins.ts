@@ -159,7 +159,7 @@ export class GpuPins {
     this.batchOf(encoder).onSubmit.push(action);
   }
 
-  /** Pinned blocks whose work has not been submitted yet. */
+  /** Block pins whose work has not been submitted yet (a block a prepared batch lists twice counts twice). */
   get pendingCount(): number {
     let n = 0;
     for (const batch of this.open.values()) n += batch.count;

@@ -219,6 +219,7 @@ export type CacheStats = {
   prefixAdoptions: number;
   /** createSequenceAsync calls waiting for another request's prefix. */
   prefixWaiters: number;
+  /** Block pins held by recorded work not yet submitted (a block a prepared batch lists twice counts twice). */
   pinnedBlocks: number;
   waiters: number;
   tableEntriesUploaded: number;
