@@ -12,21 +12,15 @@
 //     batches may be encoded before one submit; more would overwrite a slot still waiting to run.
 //   - The partial buffer grows by doubling; every encode binds whichever buffer is current, and
 //     dispatches run in queue order, so layers and batches may share it.
-//   - Bind groups are cached by pipeline and buffer identity (BIND_GROUP_CACHE_SIZE entries, the oldest
-//     dropped first); a grown buffer is a new identity, so stale groups simply age out. A lookup compares
-//     identities and offsets only: it allocates nothing and builds no key. Groups are filed by pipeline
-//     and by the buffer at binding 1 (a layer's first KV chunk, or the partials), so a lookup scans only
-//     the few groups that share it (one per upload slot), not the whole cache.
+//   - Bind groups come from a BindGroupCache (bind-group-cache.ts) filed by pipeline and by the buffer
+//     at binding 1 (a layer's first KV chunk, or the partials), so a lookup scans only the few groups
+//     that share it (one per upload slot); a grown buffer is a new identity, so stale groups age out.
+import { BindGroupCache, type BindingEntry } from './bind-group-cache';
 
 export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
 /** u32 words of one parameter block (the WGSL Params struct). */
 export const PARAMS_WORDS = 16;
-/**
- * Groups a decode loop keeps needing: per layer, per upload slot (they rotate) and per pipeline
- * (decode, merge, prefill): 32 × 8 × 2 for a 32-layer model. Smaller, every step would re-create them.
- */
-export const BIND_GROUP_CACHE_SIZE = 4096;
 
 export interface UploadSlot {
   items: GPUBuffer;
@@ -35,26 +29,6 @@ export interface UploadSlot {
   lastUse: number;
   /** Version of the work list the slot holds (see upload), or -1. */
   version: number;
-}
-
-interface CachedBindGroup {
-  readonly entries: readonly (GPUBufferBinding | undefined)[];
-  readonly group: GPUBindGroup;
-  /** Creation order across pipelines (the oldest is dropped first). */
-  readonly serial: number;
-}
-
-/** Whether two binding lists name the same buffers at the same offsets and sizes. */
-function sameBindings(a: readonly (GPUBufferBinding | undefined)[], b: readonly (GPUBufferBinding | undefined)[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    const y = b[i];
-    if (x === y) continue;
-    if (x === undefined || y === undefined) return false;
-    if (x.buffer !== y.buffer || (x.offset ?? 0) !== (y.offset ?? 0) || x.size !== y.size) return false;
-  }
-  return true;
 }
 
 /** Whether `contents` holds itemWords words of items followed by exactly `params`. */
@@ -76,10 +50,8 @@ export class AttentionResources {
   private readonly device: GPUDevice;
   private readonly slots: UploadSlot[] = [];
   private partials: GPUBuffer | undefined;
-  /** Cached groups per pipeline and binding-1 buffer, oldest first; bindGroupTotal counts them all. */
-  private readonly bindGroups = new Map<GPUComputePipeline, Map<GPUBuffer | undefined, CachedBindGroup[]>>();
-  private bindGroupTotal = 0;
-  private groupSerial = 0;
+  /** Groups filed by pipeline and by the buffer at binding 1 (a layer's first KV chunk, or the partials). */
+  private readonly bindGroups = new BindGroupCache(1);
   private useCounter = 0;
 
   constructor(device: GPUDevice) {
@@ -163,50 +135,21 @@ export class AttentionResources {
    * cached by the identity of the pipeline and of each buffer, and each offset. `entries` may be a
    * scratch array the caller reuses: the cache keeps its own copy.
    */
-  bindGroup(pipeline: GPUComputePipeline, entries: readonly (GPUBufferBinding | undefined)[]): GPUBindGroup {
-    let byBuffer = this.bindGroups.get(pipeline);
-    if (byBuffer === undefined) this.bindGroups.set(pipeline, (byBuffer = new Map()));
-    const fileKey = entries[1]?.buffer;
-    let cached = byBuffer.get(fileKey);
-    if (cached === undefined) byBuffer.set(fileKey, (cached = []));
-    for (let i = cached.length - 1; i >= 0; i--) {
-      if (sameBindings(cached[i]!.entries, entries)) return cached[i]!.group;
-    }
-    const copy = entries.map((e) => (e ? { buffer: e.buffer, offset: e.offset, size: e.size } : undefined));
+  bindGroup(pipeline: GPUComputePipeline, entries: readonly BindingEntry[]): GPUBindGroup {
+    const cached = this.bindGroups.find(pipeline, entries);
+    if (cached !== undefined) return cached;
     const group = this.device.createBindGroup({
       label: 'paged-attention',
       layout: pipeline.getBindGroupLayout(0),
-      entries: copy.flatMap((resource, binding) => (resource ? [{ binding, resource }] : [])),
+      entries: entries.flatMap((e, binding) => (e ? [{ binding, resource: { buffer: e.buffer, offset: e.offset, size: e.size } }] : [])),
     });
-    if (this.bindGroupTotal >= BIND_GROUP_CACHE_SIZE) this.dropOldestGroup();
-    cached.push({ entries: copy, group, serial: this.groupSerial++ });
-    this.bindGroupTotal++;
+    this.bindGroups.add(pipeline, entries, group);
     return group;
-  }
-
-  /** Drops the oldest cached group over all pipelines (and its list, once empty). */
-  private dropOldestGroup(): void {
-    let oldest: CachedBindGroup[] | undefined;
-    let oldestIn: Map<GPUBuffer | undefined, CachedBindGroup[]> | undefined;
-    let oldestKey: GPUBuffer | undefined;
-    for (const byBuffer of this.bindGroups.values()) {
-      for (const [key, list] of byBuffer) {
-        if (list.length > 0 && (oldest === undefined || list[0]!.serial < oldest[0]!.serial)) {
-          oldest = list;
-          oldestIn = byBuffer;
-          oldestKey = key;
-        }
-      }
-    }
-    if (oldest === undefined) return;
-    oldest.shift();
-    if (oldest.length === 0) oldestIn!.delete(oldestKey);
-    this.bindGroupTotal--;
   }
 
   /** Number of cached bind groups (tests use it to prove reuse). */
   get bindGroupCount(): number {
-    return this.bindGroupTotal;
+    return this.bindGroups.size;
   }
 
   /** Destroys the scratch buffers; the owner must not encode afterwards. */
@@ -219,6 +162,5 @@ export class AttentionResources {
     this.partials?.destroy();
     this.partials = undefined;
     this.bindGroups.clear();
-    this.bindGroupTotal = 0;
   }
 }

@@ -6,8 +6,8 @@
 //     offset. Each encode takes the next slot and fills it with queue.writeBuffer, which the queue orders
 //     before any later submit; so dispatches stay correct as long as at most `slots` encodes of one
 //     kernel object go into command buffers submitted together. Nothing is allocated per encode.
-//   - Bind groups are cached by the identity of the buffers they bind (LRU), so steady-state calls
-//     with the same buffers create no WebGPU objects.
+//   - Bind groups are cached by the identity of the buffers they bind (bind-group-cache.ts), so
+//     steady-state calls with the same buffers create no WebGPU objects.
 import { bufferFacts } from '../gpu/buffer-facts';
 import { InvalidArgumentError } from '../errors';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
@@ -59,43 +59,6 @@ export function layoutConstants(layout: KvLayout): Record<string, number> {
     NUM_BLOCKS: layout.numBlocks,
     F16: layout.kvDtype === 'f16' ? 1 : 0,
   };
-}
-
-const bufferIds = new WeakMap<GPUBuffer, number>();
-let nextBufferId = 1;
-
-/** A number naming `buffer` for as long as it lives (bind-group cache keys). */
-export function bufferId(buffer: GPUBuffer): number {
-  let id = bufferIds.get(buffer);
-  if (id === undefined) bufferIds.set(buffer, (id = nextBufferId++));
-  return id;
-}
-
-/**
- * Bind groups a decode loop keeps needing: one per layer (its chunks) and per rotating staging buffer
- * (BATCH_SLOT_STAGES), 32 × 8 for a 32-layer model. Below that the cache would evict and re-create
- * groups every step; a bind group costs a few hundred bytes of host and descriptor memory.
- */
-export const KV_BIND_GROUP_CACHE_SIZE = 4096;
-
-/** Least-recently-used cache of bind groups keyed by the buffers they bind. */
-export class BindGroupCache {
-  private readonly groups = new Map<string, GPUBindGroup>();
-  constructor(private readonly capacity = KV_BIND_GROUP_CACHE_SIZE) {}
-
-  get(buffers: readonly GPUBuffer[], create: () => GPUBindGroup): GPUBindGroup {
-    let key = '';
-    for (const b of buffers) key += `${bufferId(b)},`;
-    let group = this.groups.get(key);
-    if (group) {
-      this.groups.delete(key);
-    } else {
-      group = create();
-      if (this.groups.size >= this.capacity) this.groups.delete(this.groups.keys().next().value!);
-    }
-    this.groups.set(key, group);
-    return group;
-  }
 }
 
 /** Ring of uniform parameter slots, four u32 each, read through a dynamic offset (contract above). */
@@ -172,14 +135,6 @@ export function kernelLayout(device: GPUDevice, name: string, kinds: readonly Bi
     byDevice.set(name, layout);
   }
   return layout;
-}
-
-/** Bind group entries for `buffers` in binding order; the ParamRing binding gets its slot size. */
-export function bindEntries(buffers: readonly GPUBuffer[], params: ParamRing): GPUBindGroupEntry[] {
-  return buffers.map((buffer, binding) => ({
-    binding,
-    resource: buffer === params.buffer ? { buffer, size: ParamRing.BYTES } : { buffer },
-  }));
 }
 
 /**

@@ -1,16 +1,18 @@
 // The machinery every KV kernel (write-kv, gather-kv, copy-blocks) shares: one pipeline per device and
 // layout (pipeline cache), an explicit bind-group layout, a ParamRing of per-dispatch parameters and a
 // bind-group cache; the pool geometry (shaders/kv-layout.wgsl) is prepended to every kernel's WGSL.
-// Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU
-// object (one small uniform write per call); each call records exactly one dispatch, in `target` if it
-// is a pass, else in a pass of its own.
+// Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU object and no JS
+// object (one small uniform write per call; the bindings are compared in place, filed by the layer's
+// first chunk, which every KV kernel binds after its own buffers); each call records exactly one
+// dispatch, in `target` if it is a pass, else in a pass of its own.
 import layoutCode from '../../shaders/kv-layout.wgsl?raw';
 import type { KvLayout } from '../pool/kv-layout';
+import { MAX_KV_CHUNKS } from '../pool/kv-layout';
+import { BindGroupCache } from './bind-group-cache';
 import {
-  BindGroupCache,
   ParamRing,
-  bindEntries,
   dispatchGrid,
+  isComputePass,
   kernelLayout,
   layoutConstants,
   withComputePass,
@@ -23,7 +25,9 @@ export class KvKernelCore {
   private readonly pipeline: GPUComputePipeline;
   private readonly groupLayout: GPUBindGroupLayout;
   private readonly params: ParamRing;
-  private readonly bindGroups = new BindGroupCache();
+  private readonly bindGroups: BindGroupCache;
+  /** The bindings of the next dispatch, rewritten in place by each call: params, then the call's buffers. */
+  private readonly bindings: GPUBufferBinding[];
   /** The device limit, read once (a native call per read on Dawn's Node binding). */
   private readonly maxWorkgroupsPerDimension: number;
 
@@ -47,6 +51,9 @@ export class KvKernelCore {
     });
     this.params = new ParamRing(device, `${name}-params`, options.paramSlots ?? 256);
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    this.bindings = bindings.map(() => ({ buffer: this.params.buffer }));
+    this.bindings[0]!.size = ParamRing.BYTES;
+    this.bindGroups = new BindGroupCache(bindings.length - MAX_KV_CHUNKS);
   }
 
   /**
@@ -61,16 +68,29 @@ export class KvKernelCore {
     workgroupSize: number,
   ): void {
     const [x, y] = dispatchGrid(this.maxWorkgroupsPerDimension, threads, workgroupSize, this.options);
-    const all = [this.params.buffer, ...buffers];
-    const group = this.bindGroups.get(all, () =>
-      this.device.createBindGroup({ label: this.name, layout: this.groupLayout, entries: bindEntries(all, this.params) }),
-    );
-    const paramOffset = this.params.push(...params);
-    withComputePass(target, (pass) => {
-      pass.setPipeline(this.pipeline);
-      pass.setBindGroup(0, group, [paramOffset]);
-      pass.dispatchWorkgroups(x, y);
-    });
+    const bindings = this.bindings;
+    if (buffers.length !== bindings.length - 1) {
+      throw new Error(`${this.name} binds ${bindings.length - 1} buffers after its parameters, got ${buffers.length}`);
+    }
+    for (let i = 0; i < buffers.length; i++) bindings[i + 1]!.buffer = buffers[i]!;
+    let group = this.bindGroups.find(this, bindings);
+    if (group === undefined) {
+      group = this.device.createBindGroup({
+        label: this.name,
+        layout: this.groupLayout,
+        entries: bindings.map(({ buffer, size }, binding) => ({ binding, resource: size === undefined ? { buffer } : { buffer, size } })),
+      });
+      this.bindGroups.add(this, bindings, group);
+    }
+    const paramOffset = this.params.push(params[0], params[1], params[2], params[3]);
+    if (isComputePass(target)) this.record(target, group, paramOffset, x, y);
+    else withComputePass(target, (pass) => this.record(pass, group, paramOffset, x, y));
+  }
+
+  private record(pass: GPUComputePassEncoder, group: GPUBindGroup, paramOffset: number, x: number, y: number): void {
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, group, [paramOffset]);
+    pass.dispatchWorkgroups(x, y);
   }
 
   destroy(): void {

@@ -3,7 +3,8 @@
 // own group, and a full cache drops its oldest group first — over all pipelines and files — while the
 // recently used ones stay.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AttentionResources, BIND_GROUP_CACHE_SIZE } from '../../src/kernels/attention-resources';
+import { AttentionResources } from '../../src/kernels/attention-resources';
+import { BIND_GROUP_CACHE_SIZE } from '../../src/kernels/bind-group-cache';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 
 failOnUncapturedGpuErrors();

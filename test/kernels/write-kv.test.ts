@@ -163,17 +163,20 @@ describe('write-kv arguments', () => {
     await expectChunksEqual(chunks.buffers, chunks.words);
   });
 
-  it('creates no pipeline, buffer or bind group on repeated calls', async () => {
+  it('creates no pipeline, buffer or bind group on repeated calls, alternating layers included', async () => {
     const random = rng(4);
     const chunks = randomChunks(random, layout);
+    const otherLayer = randomChunks(random, layout);
     const kernel = new WriteKvKernel(device, layout);
     const k = uploadWords(device, randomValues(random, 8 * rowElements));
     const slots = uploadWords(device, randomSlots(random, layout, 8));
     const args = { chunks: chunks.buffers, k, v: k, slots, numTokens: 8 };
     submit((e) => kernel.encode(e, args));
+    const first = await countCreations(() => submit((e) => kernel.encode(e, { ...args, chunks: otherLayer.buffers })));
+    expect(first).toEqual({ buffers: 0, bindGroups: 1 });
     const pipelines = pipelineCount(device);
     const created = await countCreations(() => {
-      for (let i = 0; i < 5; i++) submit((e) => kernel.encode(e, { ...args, numTokens: 1 + i }));
+      for (let i = 0; i < 6; i++) submit((e) => kernel.encode(e, { ...args, chunks: (i % 2 ? otherLayer : chunks).buffers, numTokens: 1 + i }));
     });
     expect(created).toEqual({ buffers: 0, bindGroups: 0 });
     new WriteKvKernel(device, layout).destroy();
