@@ -435,6 +435,7 @@ export class PagedKVCache {
 
   /** Frees the sequences whose free waited for encoded work that has now completed. */
   private completeDeferredFrees(): void {
+    if (this.deferredFrees.size === 0) return;
     for (const [id, slot] of [...this.deferredFrees]) {
       if (this.pins.slotPinned(slot)) continue;
       this.deferredFrees.delete(id);
