@@ -15,7 +15,7 @@
 //   - Bind groups come from a BindGroupCache (bind-group-cache.ts) filed by pipeline and by the buffer
 //     at binding 1 (a layer's first KV chunk, or the partials), so a lookup scans only the few groups
 //     that share it (one per upload slot); a grown buffer is a new identity, so stale groups age out.
-import { BindGroupCache, type BindingEntry } from './bind-group-cache';
+import { BindGroupCache, groupEntries, type BindingEntry } from './bind-group-cache';
 
 export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
@@ -141,7 +141,7 @@ export class AttentionResources {
     const group = this.device.createBindGroup({
       label: 'paged-attention',
       layout: pipeline.getBindGroupLayout(0),
-      entries: entries.flatMap((e, binding) => (e ? [{ binding, resource: { buffer: e.buffer, offset: e.offset, size: e.size } }] : [])),
+      entries: groupEntries(entries),
     });
     this.bindGroups.add(pipeline, entries, group);
     return group;

@@ -41,6 +41,11 @@ function sameBindings(a: readonly BindingEntry[], b: readonly BindingEntry[]): b
   return true;
 }
 
+/** createBindGroup entries for `entries` (binding i = entries[i]; undefined ones are left out). */
+export function groupEntries(entries: readonly BindingEntry[]): GPUBindGroupEntry[] {
+  return entries.flatMap((e, binding) => (e ? [{ binding, resource: { buffer: e.buffer, offset: e.offset, size: e.size } }] : []));
+}
+
 export class BindGroupCache {
   private readonly filed = new Map<object, Map<GPUBuffer | undefined, CachedGroup[]>>();
   private total = 0;

@@ -1,18 +1,16 @@
 // The machinery every KV kernel (write-kv, gather-kv, copy-blocks) shares: one pipeline per device and
 // layout (pipeline cache), an explicit bind-group layout, a ParamRing of per-dispatch parameters and a
 // bind-group cache; the pool geometry (shaders/kv-layout.wgsl) is prepended to every kernel's WGSL.
-// Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU object and no JS
-// object (one small uniform write per call; the bindings are compared in place, filed by the layer's
-// first chunk, which every KV kernel binds after its own buffers); each call records exactly one
-// dispatch, in `target` if it is a pass, else in a pass of its own.
+// Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU object and builds
+// no cache key (one small uniform write per call; the bindings are rewritten and compared in place,
+// filed by the layer's first chunk, which every KV kernel binds after its own buffers); each call
+// records exactly one dispatch, in `target` if it is a pass, else in a pass of its own.
 import layoutCode from '../../shaders/kv-layout.wgsl?raw';
-import type { KvLayout } from '../pool/kv-layout';
-import { MAX_KV_CHUNKS } from '../pool/kv-layout';
-import { BindGroupCache } from './bind-group-cache';
+import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
+import { BindGroupCache, groupEntries } from './bind-group-cache';
 import {
   ParamRing,
   dispatchGrid,
-  isComputePass,
   kernelLayout,
   layoutConstants,
   withComputePass,
@@ -75,22 +73,15 @@ export class KvKernelCore {
     for (let i = 0; i < buffers.length; i++) bindings[i + 1]!.buffer = buffers[i]!;
     let group = this.bindGroups.find(this, bindings);
     if (group === undefined) {
-      group = this.device.createBindGroup({
-        label: this.name,
-        layout: this.groupLayout,
-        entries: bindings.map(({ buffer, size }, binding) => ({ binding, resource: size === undefined ? { buffer } : { buffer, size } })),
-      });
+      group = this.device.createBindGroup({ label: this.name, layout: this.groupLayout, entries: groupEntries(bindings) });
       this.bindGroups.add(this, bindings, group);
     }
     const paramOffset = this.params.push(params[0], params[1], params[2], params[3]);
-    if (isComputePass(target)) this.record(target, group, paramOffset, x, y);
-    else withComputePass(target, (pass) => this.record(pass, group, paramOffset, x, y));
-  }
-
-  private record(pass: GPUComputePassEncoder, group: GPUBindGroup, paramOffset: number, x: number, y: number): void {
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, group, [paramOffset]);
-    pass.dispatchWorkgroups(x, y);
+    withComputePass(target, (pass) => {
+      pass.setPipeline(this.pipeline);
+      pass.setBindGroup(0, group, [paramOffset]);
+      pass.dispatchWorkgroups(x, y);
+    });
   }
 
   destroy(): void {

@@ -126,8 +126,21 @@ export class BlockPool {
     }
     if (remaining < 0) throw new InvariantError(`block ${b} released with refCount 0 (double free)`);
     this.refCount[b] = 0;
-    this.release(b);
+    this.releaseUnreferenced(b);
     return true;
+  }
+
+  /** Caches or frees a USED block whose refCount has just reached 0 (the caller set it). */
+  releaseUnreferenced(b: number): void {
+    this.counters[Counter.BLOCK_RELEASES] += 1;
+    const frozen = this.frozen[b] === 1;
+    if (frozen || (this.onRelease !== undefined && this.keepCached(b))) {
+      this.state[b] = BlockState.CACHED;
+      this.control[Ctrl.CACHED_COUNT]++;
+      if (frozen && this.onRelease !== undefined) this.keepCached(b); // a notification for frozen blocks
+      return;
+    }
+    this.toFreeList(b);
   }
 
   /** Adds a reference to a USED or CACHED block (the caller checked it is not FREE); revives a cached one. */
@@ -174,18 +187,6 @@ export class BlockPool {
   }
 
   private hookFailure: { error: unknown } | undefined;
-
-  private release(b: number): void {
-    this.counters[Counter.BLOCK_RELEASES] += 1;
-    const frozen = this.frozen[b] === 1;
-    if (frozen || (this.onRelease !== undefined && this.keepCached(b))) {
-      this.state[b] = BlockState.CACHED;
-      this.control[Ctrl.CACHED_COUNT]++;
-      if (frozen && this.onRelease !== undefined) this.keepCached(b); // a notification for frozen blocks
-      return;
-    }
-    this.toFreeList(b);
-  }
 
   private toFreeList(b: number): void {
     this.state[b] = BlockState.FREE;

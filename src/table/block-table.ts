@@ -540,10 +540,7 @@ export class BlockTable {
         }
         return undefined;
       }
-      for (const b of released) {
-        refCount[b] = 1; // the pool drops the last reference itself (freeing or caching the block)
-        this.pool.dropRef(b);
-      }
+      for (const b of released) this.pool.releaseUnreferenced(b);
       return released;
     } finally {
       this.exit();
