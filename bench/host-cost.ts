@@ -2,8 +2,8 @@
 // in the same run. A step is what a decode loop does per generated token: appendTokens for every
 // sequence, prepareAttention(entries, { writeKV: true }) once (rows resolved, block-table rows and the
 // slot map uploaded), then for every layer one encodeAttention with k and v (the new tokens' K/V write
-// and the attention) into one compute pass kept open across the step's layers (or, with stepPass
-// false, a pass per layer), and cache.submit. Invariants: host time is wall time of those calls
+// and the attention: two dispatches, or one with decodeWritesKv) into one compute pass kept open
+// across the step's layers (or, with stepPass false, a pass per layer), and cache.submit. Invariants: host time is wall time of those calls
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
 // (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
@@ -26,11 +26,14 @@ export interface HostCostOptions {
   steps?: number;
   /** One compute pass for every layer of a step (`pass` option; default), or one pass per layer. */
   stepPass?: boolean;
+  /** The cache's decodeWritesKv: the decode dispatch stores K/V (one dispatch per layer) instead of a write-kv dispatch before it. */
+  decodeWritesKv?: boolean;
 }
 
 export interface HostCostResult extends DecodeShape {
   steps: number;
   stepPass: boolean;
+  decodeWritesKv: boolean;
   /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
   /** Of which appendTokens for the whole batch. */
@@ -85,14 +88,15 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   };
   const steps = options.steps ?? 20;
   const stepPass = options.stepPass ?? true;
+  const decodeWritesKv = options.decodeWritesKv ?? false;
   const gc = collector();
-  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass);
+  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass, decodeWritesKv);
   try {
     for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
   } finally {
     warm.destroy();
   }
-  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps, stepPass);
+  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps, stepPass, decodeWritesKv);
   try {
     const samples: StepTimes[] = [];
     for (let step = 0; step < WARMUP_STEPS + steps; step++) {
@@ -108,6 +112,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       ...shape,
       steps,
       stepPass,
+      decodeWritesKv,
       stepMicros,
       appendMicros: of((t) => t.append) * 1e3,
       prepareMicros: of((t) => t.prepare) * 1e3,
@@ -172,14 +177,14 @@ class DecodeLoop {
   }
 
   /** A cache with room for `steps` more tokens per sequence, its prompts' K/V written. */
-  static async create(gpu: Gpu, shape: DecodeShape, steps: number, stepPass: boolean): Promise<DecodeLoop> {
+  static async create(gpu: Gpu, shape: DecodeShape, steps: number, stepPass: boolean, decodeWritesKv: boolean): Promise<DecodeLoop> {
     const { sequences, context, layers, numKvHeads, numQueryHeads, headDim } = shape;
     const blockSize = 16;
     const maxLength = context + steps;
     const cache = await PagedKVCache.create(gpu.device, {
       numLayers: layers, numKvHeads, numQueryHeads, headDim, blockSize, kvDtype: 'f16',
       numBlocks: sequences * (Math.ceil(maxLength / blockSize) + 1),
-      maxSequences: sequences, maxSequenceLength: maxLength + blockSize,
+      maxSequences: sequences, maxSequenceLength: maxLength + blockSize, decodeWritesKv,
     });
     const ids: number[] = [];
     for (let s = 0; s < sequences; s++) {

@@ -37,7 +37,8 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
     log(`  ${r.name.padEnd(64)} median ${r.medianUsPerOp.toFixed(2).padStart(8)} µs/op  ${(r.medianOpsPerSec / 1e3).toFixed(1).padStart(8)} k ops/s`);
   }
   // Quick: the real batch (host cost depends on sequences and blocks) with a tiny head shape and 2 layers.
-  const host = await measureHostCost(gpu, quick ? { steps: 5, layers: 2, numKvHeads: 1, numQueryHeads: 4, headDim: 16 } : {});
+  const hostShape = quick ? { steps: 5, layers: 2, numKvHeads: 1, numQueryHeads: 4, headDim: 16 } : {};
+  const host = await measureHostCost(gpu, hostShape);
   log(
     `\nhost cost of a ${host.sequences}-sequence decode step (context ${host.context}, ${host.layers} layers, ` +
       `${host.numQueryHeads}/${host.numKvHeads} heads × ${host.headDim}): ${host.stepMicros.toFixed(0)} µs per step ` +
@@ -58,6 +59,14 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
         `(${hostPassPerLayer.layerMicros.toFixed(1)} per layer), ${(100 * hostPassPerLayer.hostToGpu).toFixed(1)} % of its GPU time`,
     );
   }
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer };
+  // The same step with decodeWritesKv: the decode dispatch stores K/V, one dispatch per layer.
+  const hostDecodeWrites = await measureHostCost(gpu, { ...hostShape, decodeWritesKv: true });
+  log(
+    `  with decodeWritesKv (the decode stores K/V: one dispatch per layer): ${hostDecodeWrites.stepMicros.toFixed(0)} µs per step ` +
+      `(${hostDecodeWrites.layerMicros.toFixed(1)} per layer), GPU time ${(hostDecodeWrites.gpuMicros / 1e3).toFixed(3)} ms ` +
+      `(${(hostDecodeWrites.gpuMicros / host.gpuMicros).toFixed(3)} × the two-dispatch step's): host cost = ` +
+      `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it`,
+  );
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer, hostDecodeWrites };
   if (options.json) console.log(JSON.stringify(results, null, 2));
 }

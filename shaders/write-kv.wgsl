@@ -5,15 +5,15 @@
 //     slot 0xffffffff (padding) and blocks >= NUM_BLOCKS are skipped.
 //   - Inputs are f32 [token][head][headDim] at `kOffset` / `vOffset` elements with `tokenStride`
 //     elements between tokens. f32 caches copy the bits; f16 caches pack two elements per word (low
-//     half = even element) converted by f16Bits, bit-identical to the CPU's f32ToF16Bits on every
-//     device. pack2x16float is not used: WGSL leaves its rounding direction to the implementation and
-//     its result outside the f16 range indeterminate (SwiftShader, for one, drops the sticky bit when
+//     half = even element) converted by f16Bits (f16-bits.wgsl), bit-identical to the CPU's
+//     f32ToF16Bits on every device (SwiftShader's pack2x16float, for one, drops the sticky bit when
 //     rounding to f16 subnormals).
 //   - Chunk c holds blocks [c*BLOCKS_PER_CHUNK, (c+1)*BLOCKS_PER_CHUNK); a block is [K | V], each
 //     [NUM_KV_HEADS][BLOCK_SIZE][WORDS_PER_ROW] words.
 //   - The grid is 2D (x * y workgroups); invocation index = (wg.y * num_workgroups.x + wg.x) * 64 + local.
 
-// The pool geometry (BLOCK_SIZE … HEAD_DIM) comes from kv-layout.wgsl, prepended by the host.
+// The pool geometry (BLOCK_SIZE … HEAD_DIM) comes from kv-layout.wgsl and f16Bits from f16-bits.wgsl,
+// both prepended by the host.
 
 const PADDING_SLOT: u32 = 0xffffffffu;
 
@@ -40,31 +40,6 @@ fn storeWord(chunk: u32, index: u32, word: u32) {
     case 2u: { chunk2[index] = word; }
     default: { chunk3[index] = word; }
   }
-}
-
-// f32 bits -> f16 bits in integer arithmetic, exactly like f32ToF16Bits: round to nearest even
-// (subnormal results included), ±Inf beyond the f16 range, quiet NaN for NaN.
-fn f16Bits(bits: u32) -> u32 {
-  let sign = (bits >> 16u) & 0x8000u;
-  let exponent = (bits >> 23u) & 0xffu;
-  let mantissa = bits & 0x7fffffu;
-  if (exponent == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u, mantissa != 0u); }
-  let e = i32(exponent) - 112; // rebias 127 -> 15
-  if (e >= 31) { return sign | 0x7c00u; }
-  if (e <= 0) {
-    if (e < -10) { return sign; }
-    let full = mantissa | 0x800000u;
-    let shift = u32(14 - e);
-    let rest = full & ((1u << shift) - 1u);
-    let halfway = 1u << (shift - 1u);
-    var half = full >> shift;
-    if (rest > halfway || (rest == halfway && (half & 1u) == 1u)) { half += 1u; }
-    return sign | half;
-  }
-  var half = (u32(e) << 10u) | (mantissa >> 13u);
-  let rest = mantissa & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u) == 1u)) { half += 1u; } // may carry into Inf: correct
-  return sign | half;
 }
 
 fn inputWord(isV: bool, element: u32) -> u32 {

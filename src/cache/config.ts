@@ -31,6 +31,13 @@ export interface PagedKVCacheOptions {
   /** How long a lock may be waited for before LockTimeoutError (ms, default 5000). */
   lockTimeoutMs?: number;
   /**
+   * Let the attention dispatch of a decode batch store the batch's new K/V itself (encodeAttention with
+   * k and v, streaming decode kernel): one dispatch per layer instead of a write-kv dispatch and the
+   * attention, so less host encoding per step. Default false: the decode then binds the pool read_write,
+   * which on SwiftShader made it 25–50 % slower; `npm run bench` times both forms on the device at hand.
+   */
+  decodeWritesKv?: boolean;
+  /**
    * The adapter's info (`gpu.adapter.info`), where `device.adapterInfo` lacks the subgroup-matrix
    * configurations (Dawn's Node binding): with it, prefill runs on subgroup matrices when the device was
    * created with them (`createGpu({ subgroupMatrix: true })`).
@@ -46,6 +53,7 @@ export interface ResolvedConfig {
   maxSequenceLength: number;
   useSubgroups: boolean;
   lockTimeoutMs: number;
+  decodeWritesKv: boolean;
   adapterInfo: AdapterInfoWithSubgroups | undefined;
 }
 
@@ -89,6 +97,8 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
   }
   const lockTimeoutMs = options.lockTimeoutMs ?? 5000;
   if (!(lockTimeoutMs > 0)) throw new ConfigError(`lockTimeoutMs must be positive (got ${lockTimeoutMs})`);
+  const decodeWritesKv = options.decodeWritesKv ?? false;
+  if (typeof decodeWritesKv !== 'boolean') throw new ConfigError(`decodeWritesKv must be true or false (got ${String(decodeWritesKv)})`);
   return {
     layout,
     numQueryHeads,
@@ -97,6 +107,7 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
     maxSequenceLength: maxBlocksPerSequence * blockSize,
     useSubgroups: (options.useSubgroups ?? true) && hasSubgroups,
     lockTimeoutMs,
+    decodeWritesKv,
     adapterInfo: options.adapterInfo,
   };
 }

@@ -20,7 +20,7 @@ import type { KvLayout } from '../pool/kv-layout';
 import type { AttentionEntry } from '../kernels/attention-types';
 import { CopyBlocksKernel } from '../kernels/copy-blocks';
 import { GatherKvKernel } from '../kernels/gather-kv';
-import { PagedAttentionKernel } from '../kernels/paged-attention';
+import { PagedAttentionKernel, type DecodeKvWrite } from '../kernels/paged-attention';
 import { UPLOAD_SLOTS } from '../kernels/attention-resources';
 import { WriteKvKernel } from '../kernels/write-kv';
 import type { BlockCopy } from '../table/block-table';
@@ -121,6 +121,7 @@ export class KvGpu {
       rowStride: this.rowStride,
       subgroups: this.config.useSubgroups,
       adapterInfo: this.config.adapterInfo,
+      tuning: { decodeWritesKv: this.config.decodeWritesKv },
     }));
   }
 
@@ -315,8 +316,14 @@ export class KvGpu {
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
+    write?: DecodeKvWrite,
   ): void {
-    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
+    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
+  }
+
+  /** Whether encodeAttention can store the new K/V of `entries` itself (its `write`), saving the write-kv dispatch. */
+  attentionWritesKv(entries: readonly AttentionEntry[]): boolean {
+    return this.attention.writesKvFor(entries);
   }
 
   destroy(): void {

@@ -105,8 +105,9 @@ export interface EncodeAttentionArgs {
   /**
    * K/V of the batch's query positions for this layer (laid out as in EncodeWriteKVArgs), written before
    * the attention in the same compute pass: what encodeWriteKV followed by encodeAttention records, with
-   * one compute pass fewer per layer. Give both or neither; needs a batch from
-   * prepareAttention(entries, { writeKV: true }).
+   * one compute pass fewer per layer. A batch of decodes (one query each) on the streaming decode kernel
+   * goes further: its attention dispatch stores the K/V itself, one dispatch per layer instead of two.
+   * Give both or neither; needs a batch from prepareAttention(entries, { writeKV: true }).
    */
   k?: GPUBuffer;
   v?: GPUBuffer;
@@ -680,6 +681,14 @@ export class PagedKVCache {
     const { k, v } = this.checkKvBuffers(args, batch.rows);
     this.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
+    if (this.gpu.attentionWritesKv(batch.entries)) {
+      // A decode batch: the attention's own dispatch stores the K/V (one dispatch instead of two). Nothing
+      // is recorded if it throws, so the pin and the note come after it.
+      this.gpu.encodeAttention(into ?? encoder, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots });
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.noteWriteRecorded(encoder, batch, writes, layer);
+      return;
+    }
     withComputePass(into ?? encoder, (pass) => {
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,

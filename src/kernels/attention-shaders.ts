@@ -4,7 +4,9 @@
 // shared types + KV access + the tile engine + its entry file, and its text depends only on `subgroups`
 // (the kind and every size are override constants; the kind stays in the name, as a label); the
 // streaming decode module is subgroups + lanes + types + KV access + its fixed file + its generated
-// entry point, named by shape (decode-stream-source.ts); the subgroup-matrix prefill module is the
+// entry point, named by shape (decode-stream-source.ts; the variant that stores the new tokens' K/V
+// adds f16-bits + paged-attention-decode-write and declares the pool read_write, and its name says
+// so); the subgroup-matrix prefill module is the
 // f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its generated
 // entry point, named by head dim and subgroup size; the register-blocked prefill module is the
 // workgroup-memory lanes + types + KV access + its fixed file + its generated entry point, named by its
@@ -18,6 +20,8 @@ import kvAccessCode from '../../shaders/paged-attention-kv-access.wgsl?raw';
 import prefillMmaCode from '../../shaders/paged-attention-prefill-mma.wgsl?raw';
 import prefillBlockedCode from '../../shaders/paged-attention-prefill-blocked.wgsl?raw';
 import mergeCode from '../../shaders/paged-attention-merge.wgsl?raw';
+import decodeWriteCode from '../../shaders/paged-attention-decode-write.wgsl?raw';
+import f16BitsCode from '../../shaders/f16-bits.wgsl?raw';
 import lanesSubgroupCode from '../../shaders/paged-attention-lanes-subgroup.wgsl?raw';
 import lanesSharedCode from '../../shaders/paged-attention-lanes-shared.wgsl?raw';
 import type { AttentionKind, BlockedPrefillConfig, MmaPrefillConfig, StreamDecodeConfig } from './attention-config';
@@ -47,16 +51,30 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
   };
 }
 
-/** The streaming decode kernel (subgroups only) for one shape; its entry point is generated. */
-export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, numChunks: number): ShaderSource {
+/**
+ * The streaming decode kernel (subgroups only) for one shape; its entry point is generated. With
+ * `writesKv` it also stores the new token's K/V (paged-attention-decode-write.wgsl), so its pool
+ * bindings are read_write.
+ */
+export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): ShaderSource {
   const shape =
     `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
-    `${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}-c${numChunks}`;
+    `${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
+  const kvAccess = writesKv ? writablePool(kvAccessCode) : kvAccessCode;
+  const writeParts = writesKv ? [f16BitsCode, decodeWriteCode] : [];
   return {
     name: `paged-attention-decode-stream-${shape}`,
-    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccessCode, decodeStreamCode, decodeStreamEntry(config, f16, numChunks)].join('\n'),
+    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccess, ...writeParts, decodeStreamCode, decodeStreamEntry(config, f16, numChunks, writesKv)].join('\n'),
     entryPoint: 'decode_stream_main',
   };
+}
+
+/** The KV access code with the pool's chunk bindings declared read_write instead of read. */
+function writablePool(code: string): string {
+  const readOnly = /var<storage, read> kv_chunk/g;
+  const count = code.match(readOnly)?.length ?? 0;
+  if (count === 0) throw new Error('paged-attention-kv-access.wgsl declares no read-only kv_chunk binding');
+  return code.replace(readOnly, 'var<storage, read_write> kv_chunk');
 }
 
 /** The subgroup-matrix prefill kernel for one head dim and subgroup size; its entry point is generated. */

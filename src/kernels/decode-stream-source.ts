@@ -10,12 +10,15 @@
 //   - Semantics are those stated in shaders/paged-attention-decode-stream.wgsl: keys past key_end load
 //     as zeros and get p = 0; a missing block loads as zeros; a step's loads come before its use and,
 //     with prefetch, before the previous step is folded.
+//   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
+//     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
+//     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
 import type { StreamDecodeConfig } from './attention-config';
 import { entryPreamble } from './generated-entry';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number): string {
+export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): string {
   const H = range(config.headsPerWorkgroup);
   const W = range(config.words);
   const U = range(config.unroll);
@@ -30,7 +33,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
         `    let pos${prefix}${u} = ${base} + ${u}u * KEY_GROUPS + group;`,
         `    var code${prefix}${u} = NO_BLOCK;`,
         `    var logical${prefix}${u} = 0u;`,
-        `    if (pos${prefix}${u} < item.key_end) {`,
+        `    if (pos${prefix}${u} < key_end) {`,
         `      logical${prefix}${u} = block_of(pos${prefix}${u});`,
         `      let at = logical${prefix}${u} - window_start;`,
         `      code${prefix}${u} = smem[SMEM_TABLE + at / 4u][at % 4u];`,
@@ -69,7 +72,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   };
   const reloadWindowFor = (next: string) =>
     add(
-      `      if (block_of(min(${next} + KEYS_PER_STEP, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
+      `      if (block_of(min(${next} + KEYS_PER_STEP, key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
       `        workgroupBarrier();`,
       `        window_start = block_of(${next});`,
       `        load_table_window(item.seq_slot, window_start);`,
@@ -77,11 +80,79 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
       `      }`,
     );
 
+  /** Folds the keys base + u·KEY_GROUPS + group (u < UNROLL) below `limit` held in k_u_w / v_u_w: scores, online softmax, accumulators. */
+  const fold = (base: string, limit: string) => {
+    add(`    {`);
+    if (config.queryInSmem) declareQuery('    ');
+    for (const u of U) {
+      add(`    let live_${u} = ${base} + ${u}u * KEY_GROUPS + group < ${limit};`);
+      for (const w of W) {
+        add(`    let kl_${u}_${w} = unpack_lo(k_${u}_${w});`);
+        if (f16) add(`    let kh_${u}_${w} = unpack_hi(k_${u}_${w});`);
+      }
+      for (const h of H) {
+        const terms = W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
+        add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
+      }
+    }
+    add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
+    for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
+    add(`    }`);
+    for (const u of U) {
+      for (const w of W) {
+        add(`    let vl_${u}_${w} = unpack_lo(v_${u}_${w});`);
+        if (f16) add(`    let vh_${u}_${w} = unpack_hi(v_${u}_${w});`);
+      }
+    }
+    for (const h of H) {
+      const maxTerms = U.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
+      add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
+      for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
+      add(`    l_${h} = l_${h} * alpha_${h} + ${U.map((u) => `p_${u}_${h}`).join(' + ')};`, `    m_${h} = mn_${h};`);
+      for (const w of W) {
+        for (const half of halves) {
+          const v = half === 'lo' ? 'vl' : 'vh';
+          add(`    a_${h}_${w}_${half} = a_${h}_${w}_${half} * alpha_${h} + ${U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ')};`);
+        }
+      }
+    }
+    add(`    }`);
+  };
+  /** Head tile 0 of a workgroup owning its key stores the new K and V rows of its kv head into the pool. */
+  const storeNewKv = () => {
+    add(
+      `  if (own_key && task.z == 0u) {`,
+      `    let slot = write_slots[item.q_row];`,
+      `    let block = slot / params.block_size;`,
+      `    let row = (block % params.blocks_per_chunk) * params.vecs_per_block + head_offset + (slot % params.block_size) * VECS_PER_ROW;`,
+      `    for (var i = tid; i < VECS_PER_ROW; i += WG_SIZE) {`,
+      `      let new_k_vec = new_kv_vec(false, item.q_row, kv_head, i);`,
+      `      let new_v_vec = new_kv_vec(true, item.q_row, kv_head, i);`,
+    );
+    const storeTo = (chunk: number, indent: string) =>
+      add(`${indent}kv_chunk${chunk}[row + i] = new_k_vec;`, `${indent}kv_chunk${chunk}[row + i + params.vecs_per_half] = new_v_vec;`);
+    if (numChunks === 1) {
+      storeTo(0, '      ');
+    } else {
+      add(`      switch (block / params.blocks_per_chunk) {`);
+      for (let c = 0; c < numChunks; c++) {
+        add(`        ${c === numChunks - 1 ? 'default' : `case ${c}u`}: {`);
+        storeTo(c, '          ');
+        add(`        }`);
+      }
+      add(`      }`);
+    }
+    add(`    }`, `  }`);
+  };
   add(
     ...entryPreamble('decode_stream_main'),
     `  let lane = tid % LANES;`,
     `  let group = tid / LANES;`,
     `  let head_offset = kv_head * params.vecs_per_head_block;`,
+    // With writesKv, a work item that owns its query's key reads it from the new K/V after the loop.
+    ...(writesKv
+      ? [`  let own_key = owns_key(item);`, `  let key_end = item.key_end - select(0u, 1u, own_key);`]
+      : [`  let key_end = item.key_end;`]),
   );
   // Query elements (pre-scaled) and per-head state.
   if (config.queryInSmem) {
@@ -115,7 +186,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   }
   add(
     `  var window_start = 0u;`,
-    `  if (item.key_start < item.key_end) {`,
+    `  if (item.key_start < key_end) {`,
     `    window_start = block_of(item.key_start);`,
     `    load_table_window(item.seq_slot, window_start);`,
     `  }`,
@@ -125,59 +196,41 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   add(`  {`);
   load('item.key_start', '');
   add(`  }`);
-  add(`  for (var base = item.key_start; base < item.key_end; base += KEYS_PER_STEP) {`, `    let next = base + KEYS_PER_STEP;`);
+  add(`  for (var base = item.key_start; base < key_end; base += KEYS_PER_STEP) {`, `    let next = base + KEYS_PER_STEP;`);
   if (config.prefetch) {
     declareKv('n');
-    add(`    if (next < item.key_end) {`);
+    add(`    if (next < key_end) {`);
     reloadWindowFor('next');
     load('next', 'n');
     add(`    }`);
   }
-  // Fold the step: scores, online softmax, accumulators.
-  add(`    {`);
-  if (config.queryInSmem) declareQuery('    ');
-  for (const u of U) {
-    add(`    let live_${u} = base + ${u}u * KEY_GROUPS + group < item.key_end;`);
-    for (const w of W) {
-      add(`    let kl_${u}_${w} = unpack_lo(k_${u}_${w});`);
-      if (f16) add(`    let kh_${u}_${w} = unpack_hi(k_${u}_${w});`);
-    }
-    for (const h of H) {
-      const terms = W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
-      add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
-    }
-  }
-  add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
-  for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
-  add(`    }`);
-  for (const u of U) {
-    for (const w of W) {
-      add(`    let vl_${u}_${w} = unpack_lo(v_${u}_${w});`);
-      if (f16) add(`    let vh_${u}_${w} = unpack_hi(v_${u}_${w});`);
-    }
-  }
-  for (const h of H) {
-    const maxTerms = U.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
-    add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
-    for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
-    add(`    l_${h} = l_${h} * alpha_${h} + ${U.map((u) => `p_${u}_${h}`).join(' + ')};`, `    m_${h} = mn_${h};`);
-    for (const w of W) {
-      for (const half of halves) {
-        const v = half === 'lo' ? 'vl' : 'vh';
-        add(`    a_${h}_${w}_${half} = a_${h}_${w}_${half} * alpha_${h} + ${U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ')};`);
-      }
-    }
-  }
-  add(`    }`);
+  fold('base', 'key_end');
   if (config.prefetch) {
     for (const u of U) for (const w of W) add(`    k_${u}_${w} = nk_${u}_${w};`, `    v_${u}_${w} = nv_${u}_${w};`);
   } else {
-    add(`    if (next < item.key_end) {`);
+    add(`    if (next < key_end) {`);
     reloadWindowFor('next');
     load('next', '');
     add(`    }`);
   }
   add(`  }`);
+  if (writesKv) {
+    // The query's own key, from the new K/V (shaders/paged-attention-decode-write.wgsl): group 0 holds it
+    // as key u = 0 of one more step; every other (u, group) is past the limit and adds nothing.
+    add(`  if (own_key) {`);
+    for (const u of U) for (const w of W) add(`    k_${u}_${w} = vec4<u32>(0u);`, `    v_${u}_${w} = vec4<u32>(0u);`);
+    add(`    if (group == 0u) {`);
+    for (const w of W) {
+      add(
+        `      k_0_${w} = new_kv_vec(false, item.q_row, kv_head, lane + ${w}u * LANES);`,
+        `      v_0_${w} = new_kv_vec(true, item.q_row, kv_head, lane + ${w}u * LANES);`,
+      );
+    }
+    add(`    }`);
+    fold('key_end', 'key_end + 1u');
+    add(`  }`);
+    storeNewKv();
+  }
   // Merge the key groups' states through workgroup memory, ROUND_GROUPS groups at a time.
   add(
     `  merge_init();`,

@@ -21,7 +21,10 @@
 //   - An entries array passed to encode is treated as immutable: encoding the same array again (every
 //     layer of a step) reuses its validation and its work-list plan.
 //   - Bindings: ≤ 8 storage buffers per stage (4 KV chunks, table, q, work items, output) plus one
-//     uniform block.
+//     uniform block; the decode that stores K/V (args.write) adds slots, new K and new V (the layer's
+//     chunks + 7), offered only where the device's limit allows it (writesKvFor).
+//   - With args.write the decode dispatch stores the entries' new K/V and attends over them itself
+//     (paged-attention-decode-write.wgsl): the same output and pool as write-kv then the decode.
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { bufferFacts } from '../gpu/buffer-facts';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
@@ -84,6 +87,18 @@ export interface AttentionTuning {
   prefillBlocked?: boolean;
   /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
   prefillRescaleThreshold?: number;
+  /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
+  decodeWritesKv?: boolean;
+}
+
+/** The new tokens' K/V that a decode encode stores itself (PagedAttentionArgs.write). */
+export interface DecodeKvWrite {
+  /** f32 K rows [q row][numKvHeads][headDim]: an entry's new K row is at its q row. */
+  k: GPUBuffer;
+  /** f32 V rows, laid out like k. May be the same buffer as k. */
+  v: GPUBuffer;
+  /** u32 per q row: the cache slot (block · blockSize + offset, global block id) of the entry's query position, or 0xffffffff. */
+  slots: GPUBuffer;
 }
 
 export interface PagedAttentionArgs {
@@ -101,6 +116,13 @@ export interface PagedAttentionArgs {
   /** Force this many split-K splits per decode entry (capped at its key count); for tests and tuning. */
   forceSplits?: number;
   /**
+   * Store these K/V rows into the slots named, in the decode dispatch itself, and attend over them there
+   * (what a write-kv dispatch before the attention would give, one dispatch fewer). Only where
+   * writesKvFor(entries) is true: decode entries only, on the streaming kernel, within the device's
+   * storage-binding limit.
+   */
+  write?: DecodeKvWrite;
+  /**
    * Timestamps around the kernel's compute pass (benchmarks; needs 'timestamp-query'). Only when encode()
    * opens the pass itself (it is given an encoder, not a pass).
    */
@@ -114,6 +136,8 @@ interface KernelPipeline {
 }
 
 const EMPTY_WORK_LIST: Uint32Array<ArrayBuffer> = new Uint32Array(0);
+/** Storage buffers of the decode that writes K/V besides the layer's chunks: table, q, work items, results, slots, new K, new V. */
+const DECODE_WRITE_STORAGE_BINDINGS = 7;
 
 export class PagedAttentionKernel {
   readonly device: GPUDevice;
@@ -136,6 +160,14 @@ export class PagedAttentionKernel {
   /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
   lastPlan: BatchPlan | undefined;
   private decodePipeline: KernelPipeline | undefined;
+  private decodeWritePipeline: KernelPipeline | undefined;
+  /** Whether the device has the storage bindings of the decode kernel that writes K/V. */
+  private readonly writeBindingsFit: boolean;
+  /** The entries array writesKvFor last answered for, and its answer. */
+  private writesKvEntries: readonly AttentionEntry[] | undefined;
+  private writesKvAnswer = false;
+  /** q rows the entries of writesKvEntries span (1 + the largest qRow). */
+  private writesKvRows = 0;
   private prefillPipeline: KernelPipeline | undefined;
   private mergePipeline: KernelPipeline | undefined;
   private readonly resources: AttentionResources;
@@ -154,6 +186,8 @@ export class PagedAttentionKernel {
   /** Reused binding lists (the bind-group cache compares them by identity and copies what it keeps). */
   private readonly tileBindings: (GPUBufferBinding | undefined)[];
   private readonly chunkBindings: GPUBufferBinding[];
+  /** Slots, new K, new V (bindings 9–11 of the decode that writes K/V). */
+  private readonly writeBindings: GPUBufferBinding[];
   private readonly mergeBindings: GPUBufferBinding[];
 
   constructor(device: GPUDevice, layout: KvLayout, opts: PagedAttentionOptions) {
@@ -191,6 +225,7 @@ export class PagedAttentionKernel {
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes) : undefined;
     this.resources = new AttentionResources(device);
+    this.writeBindingsFit = layout.numChunks + DECODE_WRITE_STORAGE_BINDINGS <= device.limits.maxStorageBuffersPerShaderStage;
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
     this.dummy = dummyStorageBuffer(device);
     const buffer = this.dummy;
@@ -202,7 +237,11 @@ export class PagedAttentionKernel {
       { buffer },
       { buffer },
       { buffer },
+      undefined,
+      undefined,
+      undefined,
     ];
+    this.writeBindings = [{ buffer }, { buffer }, { buffer }];
     this.mergeBindings = [{ buffer, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 }, { buffer }, { buffer }, { buffer }];
     this.setLayoutParams();
   }
@@ -215,6 +254,34 @@ export class PagedAttentionKernel {
           this.layout.numChunks,
         )
       : this.tilePipeline(this.decodeConfig));
+  }
+
+  /** The streaming decode that also stores the new tokens' K/V (PagedAttentionArgs.write). */
+  private get decodeWrite(): KernelPipeline {
+    const stream = this.streamDecodeConfig!;
+    return (this.decodeWritePipeline ??= this.pipeline(
+      { ...decodeStreamShader(stream, this.layout.kvDtype === 'f16', this.layout.numChunks, true), constants: streamConstants(stream, this.layout) },
+      this.layout.numChunks,
+    ));
+  }
+
+  /**
+   * Whether encode can store the new K/V of `entries` in its decode dispatch (args.write): every entry is a
+   * decode (one query), decode runs on the streaming kernel and the device allows its bindings (the
+   * layer's chunks + 7 storage buffers). Answers for the same array again without looking at it.
+   */
+  writesKvFor(entries: readonly AttentionEntry[]): boolean {
+    if (entries === this.writesKvEntries) return this.writesKvAnswer;
+    let answer = this.streamDecodeConfig !== undefined && this.writeBindingsFit && this.tuning.decodeWritesKv !== false;
+    let rows = 0;
+    for (let i = 0; answer && i < entries.length; i++) {
+      answer = entries[i]!.numQueries === 1;
+      rows = Math.max(rows, entries[i]!.qRow + 1);
+    }
+    this.writesKvEntries = entries;
+    this.writesKvAnswer = answer;
+    this.writesKvRows = rows;
+    return answer;
   }
 
   /** Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use. */
@@ -251,8 +318,8 @@ export class PagedAttentionKernel {
    * Creates the pipelines `kinds` will use now instead of at their first encode (on software
    * adapters a pipeline takes seconds to compile).
    */
-  warmUp(kinds: ReadonlyArray<'decode' | 'prefill' | 'merge'> = ['decode', 'prefill', 'merge']): void {
-    for (const kind of kinds) void this[kind];
+  warmUp(kinds: ReadonlyArray<'decode' | 'decodeWrite' | 'prefill' | 'merge'> = ['decode', 'prefill', 'merge']): void {
+    for (const kind of kinds) if (kind !== 'decodeWrite' || this.streamDecodeConfig) void this[kind];
   }
 
   private tilePipeline(config: TileConfig): KernelPipeline {
@@ -274,6 +341,7 @@ export class PagedAttentionKernel {
     if (isComputePass(target) && args.timestampWrites !== undefined) {
       throw new InvalidArgumentError('timestampWrites needs a command encoder: the pass given already has its own');
     }
+    if (args.write !== undefined) this.validateWrite(args.write, args.entries);
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
     const decodeShape = this.decodeShape;
@@ -319,7 +387,8 @@ export class PagedAttentionKernel {
     const decodeWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / decodeShape.headsPerWorkgroup);
     const prefillWorkgroupsPerItem = this.layout.numKvHeads * (this.groupSize / prefillShape.headsPerWorkgroup);
     if (plan.decode.count > 0) {
-      this.dispatchTile(pass, this.decode, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem);
+      const kernel = args.write ? this.decodeWrite : this.decode;
+      this.dispatchTile(pass, kernel, args, slot, 0, partials ?? args.out, plan.decode.count * decodeWorkgroupsPerItem, args.write);
     }
     if (plan.split && partials) {
       const bindings = this.mergeBindings;
@@ -381,8 +450,10 @@ export class PagedAttentionKernel {
     paramsBlock: number,
     results: GPUBuffer,
     workgroups: number,
+    write?: DecodeKvWrite,
   ): void {
-    // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results.
+    // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results, then
+    // for the decode that writes K/V: slots, new K, new V.
     const bindings = this.tileBindings;
     const params = bindings[0]!;
     params.buffer = slot.params;
@@ -396,6 +467,13 @@ export class PagedAttentionKernel {
     bindings[MAX_KV_CHUNKS + 2]!.buffer = args.q;
     bindings[MAX_KV_CHUNKS + 3]!.buffer = slot.items;
     bindings[MAX_KV_CHUNKS + 4]!.buffer = results;
+    const writes = this.writeBindings;
+    if (write) {
+      writes[0]!.buffer = write.slots;
+      writes[1]!.buffer = write.k;
+      writes[2]!.buffer = write.v;
+    }
+    for (let i = 0; i < writes.length; i++) bindings[MAX_KV_CHUNKS + 5 + i] = write ? writes[i] : undefined;
     const group = this.resources.bindGroup(kernel.pipeline, bindings);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, group);
@@ -434,6 +512,26 @@ export class PagedAttentionKernel {
     if (v && v.entries === args.entries && v.maxSequences === maxSequences && queryRows >= v.queryRows) return;
     validateEntries(args.entries, { blockSize: layout.blockSize, rowStride: this.rowStride, maxSequences, queryRows });
     this.validated = { entries: args.entries, maxSequences, queryRows };
+  }
+
+  /** args.write is usable for `entries` and its buffers hold every entry's row. */
+  private validateWrite(write: DecodeKvWrite, entries: readonly AttentionEntry[]): void {
+    if (!this.writesKvFor(entries)) {
+      throw new InvalidArgumentError(
+        'write needs decode entries only (numQueries 1) on the streaming decode kernel; check writesKvFor(entries) and write K/V with write-kv otherwise',
+      );
+    }
+    const rows = this.writesKvRows;
+    const kvRowBytes = this.layout.numKvHeads * this.layout.headDim * 4;
+    const sizes: Array<[string, GPUBuffer, number]> = [
+      ['write.k', write.k, rows * kvRowBytes],
+      ['write.v', write.v, rows * kvRowBytes],
+      ['write.slots', write.slots, rows * 4],
+    ];
+    for (const [name, buffer, need] of sizes) {
+      const size = storageSize(name, buffer);
+      if (size < need) throw new InvalidArgumentError(`${name} holds ${size} bytes; the entries' rows need ${need}`);
+    }
   }
 
   /** Bind groups currently cached (tests use it to prove reuse). */

@@ -4,7 +4,8 @@
 // the first call with given buffers no GPU object is created. At most `paramSlots` encodes of one kernel
 // object may go into command buffers submitted together (see ParamRing). numTokens = 0 encodes nothing.
 // Tokens must map to distinct slots (two tokens writing one slot race); 0xffffffff marks a padding slot.
-import code from '../../shaders/write-kv.wgsl?raw';
+import writeCode from '../../shaders/write-kv.wgsl?raw';
+import f16BitsCode from '../../shaders/f16-bits.wgsl?raw';
 import { InvalidArgumentError } from '../errors';
 import type { KvLayout } from '../pool/kv-layout';
 import {
@@ -45,7 +46,7 @@ export class WriteKvKernel {
   constructor(device: GPUDevice, layout: KvLayout, options: KvKernelOptions = {}) {
     this.device = device;
     this.layout = layout;
-    this.core = new KvKernelCore(device, layout, 'write-kv', code, BINDINGS, options);
+    this.core = new KvKernelCore(device, layout, 'write-kv', `${f16BitsCode}\n${writeCode}`, BINDINGS, options);
   }
 
   /** Records the write into `target` (a compute pass, or an encoder that gets a pass of its own). */

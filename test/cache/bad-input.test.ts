@@ -105,6 +105,7 @@ describe('bad input', () => {
     await expect(PagedKVCache.create(device, { ...shape, numBlocks: undefined })).rejects.toThrow(/numBlocks or memoryBudgetBytes/);
     await expect(PagedKVCache.create(device, { ...shape, numBlocks: undefined, memoryBudgetBytes: 10 })).rejects.toThrow(/smaller than one block/);
     await expect(PagedKVCache.create(device, { ...shape, kvDtype: 'bf16' as never })).rejects.toBeInstanceOf(ConfigError);
+    await expect(PagedKVCache.create(device, { ...shape, decodeWritesKv: 'yes' as never })).rejects.toThrow(/decodeWritesKv must be true or false/);
   });
 
   it('sizes the pool from a memory budget without exceeding it', async () => {

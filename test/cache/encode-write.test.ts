@@ -19,6 +19,8 @@ const ATOL = 2e-5, RTOL = 1e-4;
 
 let device: GPUDevice;
 let cache: PagedKVCache;
+/** The same cache shape with decodeWritesKv: the decode dispatch stores a decode batch's K/V itself. */
+let decodeWritesCache: PagedKVCache;
 const buffers: GPUBuffer[] = [];
 
 function storage(bytes: number): GPUBuffer {
@@ -29,9 +31,9 @@ function storage(bytes: number): GPUBuffer {
 
 beforeAll(async () => {
   device = (await testGpu()).device;
-  cache = await PagedKVCache.create(device, {
-    numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 48,
-  });
+  const options = { numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 48 };
+  cache = await PagedKVCache.create(device, options);
+  decodeWritesCache = await PagedKVCache.create(device, { ...options, decodeWritesKv: true });
 });
 
 const liveIds: number[] = [];
@@ -59,23 +61,45 @@ async function writePrompt(id: number, logical: LogicalKv[], n: number, seed: nu
 
 const newKv = (): LogicalKv[] => Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
 
-/** Counts the compute passes begun on `encoder` from now on. */
-function countPasses(encoder: GPUCommandEncoder): () => number {
-  let count = 0;
+/** Counts the compute passes begun on `encoder` from now on, and the dispatches recorded in them. */
+function countPasses(encoder: GPUCommandEncoder): { passes: () => number; dispatches: () => number } {
+  let passes = 0;
+  let dispatches = 0;
   const begin = encoder.beginComputePass.bind(encoder);
   encoder.beginComputePass = (descriptor?: GPUComputePassDescriptor) => {
-    count++;
-    return begin(descriptor);
+    passes++;
+    const pass = begin(descriptor);
+    const dispatch = pass.dispatchWorkgroups.bind(pass);
+    pass.dispatchWorkgroups = (x: number, y?: number, z?: number) => {
+      dispatches++;
+      dispatch(x, y, z);
+    };
+    return pass;
   };
-  return () => count;
+  return { passes: () => passes, dispatches: () => dispatches };
 }
 
 describe('encodeWriteKV', () => {
   it.each([
-    ['encodeWriteKV then encodeAttention (two compute passes per layer)', 'two-calls'],
-    ['encodeAttention with k and v (one compute pass per layer)', 'one-call'],
-    ['every layer into one compute pass of the step (the pass option of both calls)', 'step-pass'],
-  ] as const)('a decode loop writes and attends per layer in one encoder and matches the reference: %s', async (_, form) => {
+    ['encodeWriteKV then encodeAttention (two compute passes per layer)', 'two-calls', false],
+    ['encodeAttention with k and v (one compute pass per layer)', 'one-call', false],
+    ['encodeAttention with k and v, decodeWritesKv (one dispatch per layer)', 'one-call', true],
+    ['every layer into one compute pass of the step (the pass option of both calls)', 'step-pass', false],
+    ['every layer into one compute pass of the step, decodeWritesKv', 'step-pass', true],
+  ] as const)('a decode loop writes and attends per layer in one encoder and matches the reference: %s', async (_, form, decodeWrites) => {
+    const plain = cache;
+    if (decodeWrites) cache = decodeWritesCache;
+    try {
+      await decodeLoop(form, decodeWrites);
+    } finally {
+      for (const id of liveIds.splice(0)) cache.free(id);
+      cache.checkInvariants();
+      cache = plain;
+    }
+  });
+
+  /** Six decode steps of three sequences (one a fork), every layer's K/V written and attended, checked against the reference. */
+  async function decodeLoop(form: 'two-calls' | 'one-call' | 'step-pass', decodeWrites: boolean): Promise<void> {
     const a = sequence([1, 2, 3, 4, 5]);
     const b = sequence([9, 8, 7, 6, 5, 4, 3, 2, 1]);
     const la = newKv(), lb = newKv();
@@ -124,7 +148,11 @@ describe('encodeWriteKV', () => {
       }
       stepPass?.end();
       for (let l = 0; l < LAYERS; l++) encoder.copyBufferToBuffer(outs[l]!, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
-      expect(passes()).toBe({ 'two-calls': 2 * LAYERS, 'one-call': LAYERS, 'step-pass': 1 }[form]);
+      expect(passes.passes()).toBe({ 'two-calls': 2 * LAYERS, 'one-call': LAYERS, 'step-pass': 1 }[form]);
+      // With decodeWritesKv, encodeAttention with k and v stores K/V from the decode dispatch (no split-K
+      // at these lengths); otherwise a layer takes a write-kv dispatch and the decode.
+      const oneCallLayers = decodeWrites ? { 'two-calls': 0, 'one-call': LAYERS, 'step-pass': LAYERS / 2 }[form] : 0;
+      expect(passes.dispatches()).toBe(oneCallLayers + 2 * (LAYERS - oneCallLayers));
       expect(cache.writtenLength(a, 0)).toBe(cache.length(a) - 1); // not yet submitted
       await cache.submit([encoder.finish()]);
       for (const id of ids) for (let l = 0; l < LAYERS; l++) expect(cache.writtenLength(id, l)).toBe(cache.length(id));
@@ -146,11 +174,14 @@ describe('encodeWriteKV', () => {
       const want = logical[r]![1]!;
       for (let h = 0; h < KV_HEADS; h++) {
         for (let pos = 0; pos < cache.length(ids[r]!); pos++) {
-          for (let d = 0; d < DIM; d++) expect(stored.k[(pos * KV_HEADS + h) * DIM + d]).toBe(want.k[h]![pos * DIM + d]);
+          for (let d = 0; d < DIM; d++) {
+            expect(stored.k[(pos * KV_HEADS + h) * DIM + d]).toBe(want.k[h]![pos * DIM + d]);
+            expect(stored.v[(pos * KV_HEADS + h) * DIM + d]).toBe(want.v[h]![pos * DIM + d]);
+          }
         }
       }
     }
-  });
+  }
 
   it('a pipelined loop (the next step encoded before the last one is submitted) copies no blocks', async () => {
     const a = sequence([1, 2, 3, 4, 5]);
@@ -365,7 +396,7 @@ describe('encodeWriteKV', () => {
     expect(() => cache.encodeWriteKV(encoder, { layer: 0, entries: batch, k, v, pass: notAPass })).toThrow(/pass must be an open GPUComputePassEncoder/);
     // Without k and v the query position is not written yet: attention alone is refused.
     expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out })).toThrow(/no K\/V written in layer 0/);
-    expect(passes()).toBe(0);
+    expect(passes.passes()).toBe(0);
     expect(cache.stats().pinnedBlocks).toBe(0);
     await cache.submit([encoder.finish()]);
     expect(cache.writtenLength(a, 0)).toBe(6); // nothing was claimed

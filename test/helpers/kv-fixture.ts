@@ -113,7 +113,7 @@ export function buildKvFixture(device: GPUDevice, o: KvFixtureOptions): KvFixtur
   const magnitude = o.qMagnitude ?? 1;
   for (let i = 0; i < q.length; i++) q[i] = (rand() * 2 - 1) * magnitude;
   const storage = GPUBufferUsage.STORAGE;
-  const chunks = chunkWords.map((w, c) => upload(device, w, storage, `kv-chunk-${c}`));
+  const chunks = chunkWords.map((w, c) => upload(device, w, storage | GPUBufferUsage.COPY_SRC, `kv-chunk-${c}`));
   const blockTableBuffer = upload(device, blockTable, storage, 'block-table');
   const qBuffer = upload(device, q, storage, 'q');
   const outBuffer = upload(device, new Float32Array(q.length).fill(OUT_SENTINEL), storage | GPUBufferUsage.COPY_SRC, 'out');
