@@ -269,9 +269,14 @@ describe('encodeWriteKV', () => {
     expect(b.cachedTokens).toBe(8); // two full blocks of 4, written in both layers
   });
 
-  it('a many-layer decode loop creates no bind groups or buffers once its upload rings are full', async () => {
+  it.each([
+    ['encodeWriteKV + encodeAttention', false],
+    ['encodeAttention with k and v, decodeWritesKv (one dispatch per layer)', true],
+  ] as const)('a many-layer decode loop creates no bind groups or buffers once its upload rings are full: %s', async (_, decodeWritesKv) => {
     const layers = 40;
-    const deep = await PagedKVCache.create(device, { numLayers: layers, numKvHeads: 1, headDim: 8, numQueryHeads: 2, blockSize: BLOCK, numBlocks: 16 });
+    const deep = await PagedKVCache.create(device, {
+      numLayers: layers, numKvHeads: 1, headDim: 8, numQueryHeads: 2, blockSize: BLOCK, numBlocks: 16, decodeWritesKv,
+    });
     const created = { groups: 0, buffers: 0 };
     const proto = Object.getPrototypeOf(device) as GPUDevice;
     const { createBindGroup, createBuffer } = proto;
@@ -297,10 +302,16 @@ describe('encodeWriteKV', () => {
         // Re-prepared every step (a new batch, like a decode step), recorded for every layer.
         const batch = deep.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
         const encoder = device.createCommandEncoder();
+        const passes = countPasses(encoder);
         for (let l = 0; l < layers; l++) {
-          deep.encodeWriteKV(encoder, { layer: l, entries: batch, k, v: k });
-          deep.encodeAttention(encoder, { layer: l, entries: batch, q, out });
+          if (decodeWritesKv) {
+            deep.encodeAttention(encoder, { layer: l, entries: batch, q, out, k, v: k });
+          } else {
+            deep.encodeWriteKV(encoder, { layer: l, entries: batch, k, v: k });
+            deep.encodeAttention(encoder, { layer: l, entries: batch, q, out });
+          }
         }
+        expect(passes.dispatches()).toBe((decodeWritesKv ? 1 : 2) * layers);
         encoder.finish(); // host-side behaviour only: the work is not run
         await deep.markSubmitted();
         perStep.push(created.groups + created.buffers - before);
