@@ -17,6 +17,13 @@ export function testGpu(): Promise<Gpu> {
   return shared;
 }
 
+/** The test device, which must have the 'subgroups' feature (streaming-decode tests). */
+export async function subgroupTestGpu(): Promise<Gpu> {
+  const gpu = await testGpu();
+  if (!gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
+  return gpu;
+}
+
 /** Call once at the top of a GPU test file: fails any test after which WebGPU reported an error. */
 export function failOnUncapturedGpuErrors(): void {
   afterEach(() => {

@@ -72,6 +72,24 @@ function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer>, usage: nu
   return buffer;
 }
 
+/**
+ * The streaming-decode tests' batch: 2 KV heads × 4 query heads of 64, f16 blocks of 16 in shuffled
+ * order, decodes at contexts 1, 17, 300 and 700 (one block, a partial second, and long enough to split).
+ */
+export function decodeFixtureOptions(seed: number, overrides: Partial<KvFixtureOptions> = {}): KvFixtureOptions {
+  return {
+    numKvHeads: 2,
+    groupSize: 4,
+    headDim: 64,
+    blockSize: 16,
+    kvDtype: 'f16',
+    shuffleBlocks: true,
+    sequences: [{ contextLength: 1 }, { contextLength: 17 }, { contextLength: 300 }, { contextLength: 700 }],
+    seed,
+    ...overrides,
+  };
+}
+
 export function buildKvFixture(device: GPUDevice, o: KvFixtureOptions): KvFixture {
   const rand = rng(o.seed ?? 1);
   const bs = o.blockSize;

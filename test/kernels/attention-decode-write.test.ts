@@ -6,9 +6,17 @@
 // tolerance of attention-paged.test.ts, the pool word for word. Entries that are not all decodes are
 // refused with a typed error and nothing recorded.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { attentionMismatches, buildKvFixture, OUT_SENTINEL, readF32, type KvFixture, type KvFixtureOptions } from '../helpers/kv-fixture';
-import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
+import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
+import {
+  attentionMismatches,
+  buildKvFixture,
+  decodeFixtureOptions,
+  OUT_SENTINEL,
+  readF32,
+  type KvFixture,
+  type KvFixtureOptions,
+} from '../helpers/kv-fixture';
+import { PagedAttentionKernel, type AttentionTuning, type DecodeKvWrite } from '../../src/kernels/paged-attention';
 import { pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { PADDING_SLOT, writeKvRef } from '../../src/kernels/write-kv.ref';
 import { InvalidArgumentError } from '../../src/errors';
@@ -20,8 +28,7 @@ failOnUncapturedGpuErrors();
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 let gpu: Gpu;
 beforeAll(async () => {
-  gpu = await testGpu();
-  if (!gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
+  gpu = await subgroupTestGpu();
 });
 
 function storageBuffer(data: ArrayBufferView<ArrayBuffer>): GPUBuffer {
@@ -30,8 +37,17 @@ function storageBuffer(data: ArrayBufferView<ArrayBuffer>): GPUBuffer {
   return buffer;
 }
 
+interface NewKv {
+  k: Float32Array<ArrayBuffer>;
+  v: Float32Array<ArrayBuffer>;
+  slots: Uint32Array<ArrayBuffer>;
+  /** The same, on the GPU. */
+  write: DecodeKvWrite;
+  destroy(): void;
+}
+
 /** New K/V rows for every q row, and the slot of each entry's query position (padding elsewhere). */
-function newKv(fx: KvFixture, seed: number): { k: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer>; slots: Uint32Array<ArrayBuffer> } {
+function newKv(fx: KvFixture, seed: number): NewKv {
   const rand = rng(seed);
   const rows = fx.q.length / (fx.numQueryHeads * fx.layout.headDim);
   const rowElements = fx.layout.numKvHeads * fx.layout.headDim;
@@ -43,7 +59,8 @@ function newKv(fx: KvFixture, seed: number): { k: Float32Array<ArrayBuffer>; v: 
     const pos = e.queryStart;
     slots[e.qRow] = fx.blockTable[e.seqSlot * fx.rowStride + Math.floor(pos / bs)]! * bs + (pos % bs);
   }
-  return { k, v, slots };
+  const write = { k: storageBuffer(k), v: storageBuffer(v), slots: storageBuffer(slots) };
+  return { k, v, slots, write, destroy: () => [write.k, write.v, write.slots].forEach((b) => b.destroy()) };
 }
 
 const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions> }> = [
@@ -54,20 +71,9 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
 
 describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => {
   it('equals write-kv then decode, for contexts 1, 17, 300 and 700, with and without split-K', async () => {
-    const fx = buildKvFixture(gpu.device, {
-      numKvHeads: 2,
-      groupSize: 4,
-      headDim: 64,
-      blockSize: 16,
-      kvDtype: 'f16',
-      shuffleBlocks: true,
-      sequences: [{ contextLength: 1 }, { contextLength: 17 }, { contextLength: 300 }, { contextLength: 700 }],
-      seed: 33,
-      ...fixture,
-    });
-    const { k, v, slots } = newKv(fx, 77);
-    const buffers = [storageBuffer(k), storageBuffer(v), storageBuffer(slots)];
-    const [kBuffer, vBuffer, slotBuffer] = buffers as [GPUBuffer, GPUBuffer, GPUBuffer];
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(33, fixture));
+    const fresh = newKv(fx, 77);
+    const { k, v, slots } = fresh;
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning });
       expect(kernel.writesKvFor(fx.entries)).toBe(true);
@@ -86,7 +92,7 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
           entries: fx.entries,
           scale: fx.scale,
           forceSplits,
-          write: { k: kBuffer, v: vBuffer, slots: slotBuffer },
+          write: fresh.write,
         });
         gpu.device.queue.submit([encoder.finish()]);
         if (forceSplits === 3) expect(kernel.lastPlan?.splitsPerEntry).toEqual([1, 3, 3, 3]);
@@ -101,7 +107,7 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
       }
     } finally {
       fx.destroy();
-      for (const b of buffers) b.destroy();
+      fresh.destroy();
     }
   });
 });
@@ -116,9 +122,8 @@ describe('decode storing its K/V: what it refuses', () => {
       kvDtype: 'f16',
       sequences: [{ contextLength: 9 }, { contextLength: 12, numQueries: 3 }],
     });
-    const { k, v, slots } = newKv(fx, 5);
-    const buffers = [storageBuffer(k), storageBuffer(v), storageBuffer(slots)];
-    const [kBuffer, vBuffer, slotBuffer] = buffers as [GPUBuffer, GPUBuffer, GPUBuffer];
+    const fresh = newKv(fx, 5);
+    const short = storageBuffer(new Float32Array(4));
     try {
       const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true };
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, options);
@@ -128,12 +133,10 @@ describe('decode storing its K/V: what it refuses', () => {
       const off = new PagedAttentionKernel(gpu.device, fx.layout, { ...options, tuning: { decodeWritesKv: false } });
       expect(off.writesKvFor(decodes)).toBe(false);
       const args = { chunks: fx.chunks, blockTable: fx.blockTableBuffer, q: fx.qBuffer, out: fx.outBuffer, scale: fx.scale };
-      const write = { k: kBuffer, v: vBuffer, slots: slotBuffer };
+      const write = fresh.write;
       const encoder = gpu.device.createCommandEncoder();
       expect(() => kernel.encode(encoder, { ...args, entries: fx.entries, write })).toThrow(InvalidArgumentError);
       expect(() => off.encode(encoder, { ...args, entries: decodes, write })).toThrow(InvalidArgumentError);
-      const short = storageBuffer(new Float32Array(4));
-      buffers.push(short);
       expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, k: short } })).toThrow(/write\.k holds 16 bytes/);
       gpu.device.queue.submit([encoder.finish()]);
       const pool = new Uint32Array((await readF32(gpu.device, fx.chunks[0]!)).buffer);
@@ -141,7 +144,8 @@ describe('decode storing its K/V: what it refuses', () => {
       expect(kernel.lastPlan).toBeUndefined();
     } finally {
       fx.destroy();
-      for (const b of buffers) b.destroy();
+      fresh.destroy();
+      short.destroy();
     }
   });
 });

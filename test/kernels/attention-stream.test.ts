@@ -4,8 +4,8 @@
 // tolerance of attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own
 // generated pipeline, so a wrong unrolling in one shape cannot hide behind another.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { buildKvFixture, checkAttention, type KvFixtureOptions } from '../helpers/kv-fixture';
+import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
+import { buildKvFixture, checkAttention, decodeFixtureOptions, type KvFixtureOptions } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import type { Gpu } from '../../src/gpu/create-gpu';
 
@@ -14,8 +14,7 @@ failOnUncapturedGpuErrors();
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 let gpu: Gpu;
 beforeAll(async () => {
-  gpu = await testGpu();
-  if (!gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
+  gpu = await subgroupTestGpu();
 });
 
 const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions> }> = [
@@ -27,18 +26,7 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
 
 describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture }) => {
   it('matches the reference for contexts 1, 17, 300 and 700, with and without split-K', async () => {
-    const options: KvFixtureOptions = {
-      numKvHeads: 2,
-      groupSize: 4,
-      headDim: 64,
-      blockSize: 16,
-      kvDtype: 'f16',
-      shuffleBlocks: true,
-      sequences: [{ contextLength: 1 }, { contextLength: 17 }, { contextLength: 300 }, { contextLength: 700 }],
-      seed: 21,
-      ...fixture,
-    };
-    const fx = buildKvFixture(gpu.device, options);
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(21, fixture));
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning });
       expect(kernel.streamDecodeConfig, 'the streaming kernel applies to this shape').toBeDefined();
