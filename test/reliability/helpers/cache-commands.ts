@@ -164,8 +164,12 @@ export interface WriteSpec {
   n: number;
   /** Non-zero: write different (salted) K/V, when the sequence no longer registers prefix blocks. */
   salt: number;
-  /** writeKV from Float32Arrays or GPU buffers, or encodeWriteKV of a prepared batch submitted with cache.submit. */
-  via: 'array' | 'buffer' | 'encoded';
+  /**
+   * writeKV from Float32Arrays or GPU buffers, encodeWriteKV of a prepared batch submitted with
+   * cache.submit, or encodeAttention with k and v of such a batch (its queries' attention checked too;
+   * only where every earlier position is written, else encoded).
+   */
+  via: 'array' | 'buffer' | 'encoded' | 'attended';
 }
 
 export class WriteCommand implements CacheCommand {
@@ -179,7 +183,8 @@ export class WriteCommand implements CacheCommand {
       const n = Math.min(this.spec.n, seq.length - start);
       const registers = r.cache.prefix.registeredBlocks(id) >= 0;
       const salt = registers ? 0 : this.spec.salt;
-      await writeRows(m, r, id, seq, layer, start, n, salt, this.spec.via);
+      const via = this.spec.via === 'attended' && seq.written[layer]! < start ? 'encoded' : this.spec.via;
+      await writeRows(m, r, id, seq, layer, start, n, salt, via);
       if (salt > 0) count(r, 'saltedWrites');
     }
     verify(m, r);
@@ -207,18 +212,44 @@ async function writeRows(m: CacheModel, r: RealCache, id: number, seq: SequenceM
     // The rows as one prepared batch: copy-on-write at prepare, one dispatch, written once submitted.
     const batch = r.cache.prepareAttention([{ seqId: id, numQueries: n, queryStart: start }], { writeKV: true });
     const encoder = r.device.createCommandEncoder();
-    r.cache.encodeWriteKV(encoder, { layer, entries: batch, k: buffers[0]!, v: buffers[1]! });
+    if (via === 'attended') {
+      // The write and the attention of its queries (with decodeWritesKv and n = 1: one dispatch).
+      const queryBuffers = attendedQueries(r.device, queries!, out!);
+      buffers.push(...queryBuffers);
+      r.cache.encodeAttention(encoder, { layer, entries: batch, q: queryBuffers[0]!, out: queryBuffers[1]!, k: buffers[0]!, v: buffers[1]! });
+      encoder.copyBufferToBuffer(queryBuffers[1]!, 0, out!, 0, out!.size);
+    } else {
+      r.cache.encodeWriteKV(encoder, { layer, entries: batch, k: buffers[0]!, v: buffers[1]! });
+    }
     return r.cache.submit([encoder.finish()]);
   };
+  const queries = via === 'attended' ? queryRows(start * 31 + n + salt, n, m.shape.numQueryHeads * m.shape.headDim) : undefined;
+  const out = queries ? r.device.createBuffer({ size: queries.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : undefined;
   const outcome = await mayFail(r, write, mustSucceed ? [] : [OutOfBlocksError], 'writeKV');
   for (const b of buffers) b.destroy();
   if (outcome.ok) {
     seq.write(layer, start, ids);
     count(r, 'writes');
     if (via === 'encoded') count(r, 'encodedWrites');
+    if (queries && out) {
+      await out.mapAsync(GPUMapMode.READ);
+      const got = new Float32Array(out.getMappedRange().slice(0));
+      const bad = mismatches(got, seq.expectedAttention(layer, queries, start, n, 1 / Math.sqrt(m.shape.headDim)));
+      assert(bad.length === 0, () => `attention of the written queries ${start}..${start + n - 1} of sequence ${id} (layer ${layer}): ${bad.join(' ')}`);
+      count(r, 'attendedWrites');
+    }
   } else {
     count(r, 'outOfBlocks');
   }
+  out?.destroy();
+}
+
+/** q (uploaded `queries`) and out buffers for an encodeAttention whose output is copied to `readback`. */
+function attendedQueries(device: GPUDevice, queries: Float32Array, readback: GPUBuffer): GPUBuffer[] {
+  const q = device.createBuffer({ size: queries.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(q, 0, queries.buffer, queries.byteOffset, queries.byteLength);
+  const out = device.createBuffer({ size: readback.size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  return [q, out];
 }
 
 /** Writes every unwritten position in every layer (a finished prefill), then optionally frees it. */

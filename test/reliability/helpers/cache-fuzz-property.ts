@@ -38,6 +38,8 @@ const poolArb = fc.record({
   numLayers: fc.integer({ min: 1, max: 2 }),
   maxSequences: fc.integer({ min: 4, max: 8 }),
   maxSequenceLength: fc.integer({ min: 12, max: 128 }),
+  // The decode dispatch storing a decode batch's K/V itself (encodeAttention with k and v, n = 1).
+  decodeWritesKv: fc.boolean(),
 });
 
 const promptArb = fc.record({
@@ -61,8 +63,11 @@ export function cacheCommandArbs(): Array<fc.Arbitrary<CacheCommand>> {
       start: fc.nat(),
       n: fc.integer({ min: 1, max: 8 }),
       salt: fc.integer({ min: 0, max: 3 }),
-      // Mostly writeKV from arrays; sometimes from GPU buffers, sometimes encoded (encodeWriteKV).
-      via: fc.integer({ min: 0, max: 9 }).map((x): WriteSpec['via'] => (x === 0 ? 'buffer' : x <= 3 ? 'encoded' : 'array')),
+      // Mostly writeKV from arrays; sometimes from GPU buffers, sometimes encoded (encodeWriteKV, or
+      // encodeAttention with k and v).
+      via: fc
+        .integer({ min: 0, max: 11 })
+        .map((x): WriteSpec['via'] => (x === 0 ? 'buffer' : x <= 3 ? 'encoded' : x <= 5 ? 'attended' : 'array')),
     })
     .map((spec) => new WriteCommand(spec));
   const attend = fc
