@@ -138,6 +138,34 @@ describe('a GPU call throwing inside a critical section', () => {
     out.destroy();
     cache.destroy();
   });
+
+  it('encodeAttention with k and v, the decode storing K/V (decodeWritesKv): recording throws — nothing pinned or counted written; a new encoder writes it', async () => {
+    const cache = await PagedKVCache.create(gpu.device, { ...options, decodeWritesKv: true });
+    const { id } = await written(cache, uniqueTokens(5, 6));
+    cache.appendTokens(id, [77]);
+    const kvRow = heads.numKvHeads * heads.headDim;
+    const k = new Float32Array(kvRow).map((_, i) => 0.25 * (i - 3));
+    const storage = (bytes: number) => gpu.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    const kBuffer = storage(kvRow * 4), q = storage(Q_ROW * 4), out = storage(Q_ROW * 4);
+    gpu.device.queue.writeBuffer(kBuffer, 0, k);
+    const batch = cache.prepareAttention([{ seqId: id }], { writeKV: true });
+    const encoder = gpu.device.createCommandEncoder();
+    gpu.throwOnCall('createBindGroup', 1); // fresh buffers: the decode must create a bind group
+    expect(() => cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out, k: kBuffer, v: kBuffer })).toThrow(/injected/);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    await cache.markSubmitted();
+    expect(cache.writtenLength(id, 0)).toBe(5);
+    const fresh = gpu.device.createCommandEncoder();
+    cache.encodeAttention(fresh, { layer: 0, entries: batch, q, out, k: kBuffer, v: kBuffer });
+    await cache.submit([fresh.finish()]);
+    expect(cache.writtenLength(id, 0)).toBe(6);
+    const stored = await cache.readKV(0, id);
+    expect(Array.from(stored.k.subarray(5 * kvRow))).toEqual(Array.from(k));
+    expect(Array.from(stored.v.subarray(5 * kvRow))).toEqual(Array.from(k));
+    expectNothingLost(cache);
+    for (const b of [kBuffer, q, out]) b.destroy();
+    cache.destroy();
+  });
 });
 
 describe('a prefix-cache hook throwing inside a critical section', () => {
