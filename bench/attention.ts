@@ -1,5 +1,6 @@
 // Paged-attention benchmark: decode (split-K) over several batch × context shapes with the block table
-// in identity and random physical order and at block sizes 8, 16 and 32, and causal prefill, on 32 query
+// in identity and random physical order, at block sizes 8, 16 and 32, and (where the kernel can) storing
+// the new token's K/V in the same dispatch (the cache's decodeWritesKv), and causal prefill, on 32 query
 // heads / 8 KV heads, head dim 128, f16 KV. Invariants: every figure is a median over samples of GPU
 // time (bench/gpu-timing.ts: timestamps around regions of repeated work, or wall time without
 // 'timestamp-query'); decode reports KV GB/s (K and V bytes of every attended key, once) and its ratio
@@ -9,7 +10,7 @@
 import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
-import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning } from '../src/kernels/paged-attention';
+import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning, type DecodeKvWrite } from '../src/kernels/paged-attention';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { SeededRandom } from '../src/sim/hash';
 import { timeGpu, type TimingOptions } from './gpu-timing';
@@ -38,6 +39,8 @@ export interface DecodeBenchResult {
   blockSize: number;
   context: number;
   tableOrder: 'identity' | 'random';
+  /** The decode also stored each sequence's new K/V (PagedAttentionArgs.write, the cache's decodeWritesKv). */
+  storesKv: boolean;
   /** Largest split-K count the kernel chose. */
   splits: number;
   ms: number;
@@ -127,6 +130,8 @@ interface Workload {
   out: GPUBuffer;
   entries: AttentionEntry[];
   rowStride: number;
+  /** New K/V rows (zeros) and each entry's slot at its query position, for a decode that stores them. */
+  write: DecodeKvWrite;
   destroy(): void;
 }
 
@@ -164,6 +169,14 @@ function createWorkload(
   const q = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(q, 0, qData);
   const out = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });
+  const newKv = device.createBuffer({ size: rows * NUM_KV_HEADS * HEAD_DIM * 4, usage: GPUBufferUsage.STORAGE });
+  const slotWords = Uint32Array.from({ length: rows }, (_, row) => {
+    const seq = Math.floor(row / numQueries);
+    const pos = context - numQueries + (row % numQueries);
+    return ids[seq * rowStride + Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize);
+  });
+  const slots = device.createBuffer({ size: slotWords.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(slots, 0, slotWords);
   const entries = Array.from({ length: batch }, (_, s) => ({
     seqSlot: s,
     contextLength: context,
@@ -179,15 +192,22 @@ function createWorkload(
     out,
     entries,
     rowStride,
-    destroy: () => [...chunks, table, q, out].forEach((b) => b.destroy()),
+    write: { k: newKv, v: newKv, slots },
+    destroy: () => [...chunks, table, q, out, newKv, slots].forEach((b) => b.destroy()),
   };
 }
 
-async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning) {
+/** GPU time of the workload's attention; with storesKv, of the decode that also stores its K/V (undefined where the kernel cannot). */
+async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning, storesKv = false) {
   const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning, adapterInfo: gpu.adapter.info });
+  if (storesKv && !kernel.writesKvFor(w.entries)) {
+    kernel.destroy();
+    return undefined;
+  }
+  const write = storesKv ? w.write : undefined;
   const { seconds } = await timeGpu(
     gpu.device,
-    (encoder) => kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM) }),
+    (encoder) => kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM), write }),
     timing,
   );
   const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
@@ -220,20 +240,25 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, timing));
     const baseline = baselines.get(kvBytes)!;
     const variants = [
-      { tableOrder: 'identity' as const, blockSize: BLOCK_SIZE },
-      { tableOrder: 'random' as const, blockSize: BLOCK_SIZE },
-      ...OTHER_BLOCK_SIZES.map((blockSize) => ({ tableOrder: 'random' as const, blockSize })),
+      { tableOrder: 'identity' as const, blockSize: BLOCK_SIZE, storesKv: false },
+      { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: false },
+      ...OTHER_BLOCK_SIZES.map((blockSize) => ({ tableOrder: 'random' as const, blockSize, storesKv: false })),
+      // The same decode storing the new token's K/V itself (one dispatch per layer instead of two).
+      { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: true },
     ];
-    for (const { tableOrder, blockSize } of variants) {
+    for (const { tableOrder, blockSize, storesKv } of variants) {
       const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize);
-      const { seconds, splits } = await timeAttention(gpu, w, subgroups, timing, opts.tuning);
+      const timed = await timeAttention(gpu, w, subgroups, timing, opts.tuning, storesKv);
       w.destroy();
+      if (timed === undefined) continue;
+      const { seconds, splits } = timed;
       const gbps = kvBytes / seconds / 1e9;
       result.decode.push({
         batch: shape.batch,
         blockSize,
         context,
         tableOrder,
+        storesKv,
         splits,
         ms: seconds * 1e3,
         kvBytes,
@@ -260,7 +285,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   if (probe.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
   probe.destroy();
   for (const { path, tuning } of paths) {
-    const { seconds } = await timeAttention(gpu, w, subgroups, timing, tuning);
+    const { seconds } = (await timeAttention(gpu, w, subgroups, timing, tuning))!;
     result.prefill.push({ path, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
@@ -277,9 +302,9 @@ export function printAttentionBench(r: AttentionBenchResult): void {
   ];
   for (const d of r.decode) {
     lines.push(
-      `          ${`${d.batch} × ${d.context}`.padEnd(16)}  ${d.tableOrder.padEnd(8)}  ${String(d.splits).padStart(6)}  ` +
+      `          ${`${d.batch} × ${d.context}`.padEnd(16)}  ${String(d.blockSize).padStart(5)}  ${d.tableOrder.padEnd(8)}  ${String(d.splits).padStart(6)}  ` +
         `${d.ms.toFixed(3).padStart(8)}  ${d.kvGBps.toFixed(3).padStart(10)}  ${d.baselineGBps.toFixed(3).padStart(10)}  ` +
-        `${d.ratioToBaseline.toFixed(2).padStart(6)}`,
+        `${d.ratioToBaseline.toFixed(2).padStart(6)}${d.storesKv ? '  (stores its K/V)' : ''}`,
     );
   }
   for (const p of r.prefill) {

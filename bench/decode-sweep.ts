@@ -56,7 +56,7 @@ for (const name of values.variants!.split(',')) {
   for (const d of r.decode) {
     console.log(
       `${name.padEnd(18)} ${`${d.batch}×${d.context}`.padEnd(9)} bs ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} ` +
-        `splits ${String(d.splits).padStart(3)}  ${d.kvGBps.toFixed(0).padStart(5)} GB/s  ratio ${d.ratioToBaseline.toFixed(3)}`,
+        `splits ${String(d.splits).padStart(3)}  ${d.kvGBps.toFixed(0).padStart(5)} GB/s  ratio ${d.ratioToBaseline.toFixed(3)}${d.storesKv ? '  stores K/V' : ''}`,
     );
   }
 }

@@ -24,7 +24,7 @@ export { computeKvLayout, MAX_KV_CHUNKS } from './pool/kv-layout';
 export type { KvDtype, KvLayout } from './pool/kv-layout';
 export { pagedAttentionRef, attentionRef } from './kernels/attention.ref';
 export { PagedAttentionKernel } from './kernels/paged-attention';
-export type { AdapterInfoWithSubgroups, AttentionTuning, PagedAttentionArgs, PagedAttentionOptions } from './kernels/paged-attention';
+export type { AdapterInfoWithSubgroups, AttentionTuning, DecodeKvWrite, PagedAttentionArgs, PagedAttentionOptions } from './kernels/paged-attention';
 export type { AttentionEntry } from './kernels/attention-types';
 export { WriteKvKernel } from './kernels/write-kv';
 export { CopyBlocksKernel } from './kernels/copy-blocks';
