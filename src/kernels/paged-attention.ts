@@ -341,7 +341,7 @@ export class PagedAttentionKernel {
     if (isComputePass(target) && args.timestampWrites !== undefined) {
       throw new InvalidArgumentError('timestampWrites needs a command encoder: the pass given already has its own');
     }
-    if (args.write !== undefined) this.validateWrite(args.write, args.entries);
+    if (args.write !== undefined) this.validateWrite(args.write, args);
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
     const decodeShape = this.decodeShape;
@@ -514,23 +514,20 @@ export class PagedAttentionKernel {
     this.validated = { entries: args.entries, maxSequences, queryRows };
   }
 
-  /** args.write is usable for `entries` and its buffers hold every entry's row. */
-  private validateWrite(write: DecodeKvWrite, entries: readonly AttentionEntry[]): void {
-    if (!this.writesKvFor(entries)) {
+  /** args.write is usable for `entries`, its buffers hold every entry's row and none is written by the dispatch. */
+  private validateWrite(write: DecodeKvWrite, args: PagedAttentionArgs): void {
+    if (!this.writesKvFor(args.entries)) {
       throw new InvalidArgumentError(
         'write needs decode entries only (numQueries 1) on the streaming decode kernel; check writesKvFor(entries) and write K/V with write-kv otherwise',
       );
     }
     const rows = this.writesKvRows;
     const kvRowBytes = this.layout.numKvHeads * this.layout.headDim * 4;
-    const sizes: Array<[string, GPUBuffer, number]> = [
-      ['write.k', write.k, rows * kvRowBytes],
-      ['write.v', write.v, rows * kvRowBytes],
-      ['write.slots', write.slots, rows * 4],
-    ];
-    for (const [name, buffer, need] of sizes) {
-      const size = storageSize(name, buffer);
-      if (size < need) throw new InvalidArgumentError(`${name} holds ${size} bytes; the entries' rows need ${need}`);
+    requireBytes('write.k', write.k, rows * kvRowBytes);
+    requireBytes('write.v', write.v, rows * kvRowBytes);
+    requireBytes('write.slots', write.slots, rows * 4);
+    if (writtenByDecode(write.k, args) || writtenByDecode(write.v, args) || writtenByDecode(write.slots, args)) {
+      throw new InvalidArgumentError('write.k, write.v and write.slots must not be out or a KV chunk (the decode writes those)');
     }
   }
 
@@ -565,6 +562,17 @@ function subgroupMatricesUsable(device: GPUDevice, info: AdapterInfoWithSubgroup
   if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return false;
   const configs = [...(info?.subgroupMatrixConfigs ?? [])];
   return configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+}
+
+/** Whether the decode binds `buffer` writable: out, or one of the layer's KV chunks. */
+function writtenByDecode(buffer: GPUBuffer, args: PagedAttentionArgs): boolean {
+  return buffer === args.out || args.chunks.includes(buffer);
+}
+
+/** Throws unless `buffer` is a STORAGE GPUBuffer of at least `bytes` bytes. */
+function requireBytes(name: string, buffer: GPUBuffer, bytes: number): void {
+  const size = storageSize(name, buffer);
+  if (size < bytes) throw new InvalidArgumentError(`${name} holds ${size} bytes; the entries' rows need ${bytes}`);
 }
 
 /** The size of `buffer`, which must be a GPUBuffer with STORAGE usage. */

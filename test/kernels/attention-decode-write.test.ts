@@ -113,7 +113,7 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
 });
 
 describe('decode storing its K/V: what it refuses', () => {
-  it('a batch with a prefill entry, or the tuning turned off, gets writesKvFor false; encode with write throws and records nothing', async () => {
+  it('a batch with a prefill entry, or the tuning turned off, gets writesKvFor false; encode with such a write, too small or aliasing what the decode writes, throws and records nothing', async () => {
     const fx = buildKvFixture(gpu.device, {
       numKvHeads: 2,
       groupSize: 2,
@@ -138,6 +138,8 @@ describe('decode storing its K/V: what it refuses', () => {
       expect(() => kernel.encode(encoder, { ...args, entries: fx.entries, write })).toThrow(InvalidArgumentError);
       expect(() => off.encode(encoder, { ...args, entries: decodes, write })).toThrow(InvalidArgumentError);
       expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, k: short } })).toThrow(/write\.k holds 16 bytes/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, v: fx.outBuffer } })).toThrow(/must not be out or a KV chunk/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, slots: fx.chunks[0]! } })).toThrow(/must not be out or a KV chunk/);
       gpu.device.queue.submit([encoder.finish()]);
       const pool = new Uint32Array((await readF32(gpu.device, fx.chunks[0]!)).buffer);
       expect(pool.findIndex((word, i) => word !== fx.chunkWords[0]![i])).toBe(-1);
