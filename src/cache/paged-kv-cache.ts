@@ -681,9 +681,10 @@ export class PagedKVCache {
     const { k, v } = this.checkKvBuffers(args, batch.rows);
     this.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
-    if (this.gpu.attentionWritesKv(batch.entries)) {
-      // A decode batch: the attention's own dispatch stores the K/V (one dispatch instead of two). Nothing
-      // is recorded if it throws, so the pin and the note come after it.
+    if (k !== out && v !== out && this.gpu.attentionWritesKv(batch.entries)) {
+      // A decode batch: the attention's own dispatch stores the K/V (one dispatch instead of two; it
+      // cannot read k or v from the buffer it writes). Nothing is recorded if it throws, so the pin and
+      // the note come after it.
       this.gpu.encodeAttention(into ?? encoder, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots });
       this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
       this.noteWriteRecorded(encoder, batch, writes, layer);
