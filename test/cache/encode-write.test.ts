@@ -9,6 +9,7 @@ import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { InvalidArgumentError, GpuValidationError } from '../../src/errors';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+import { roundToF16 } from '../../src/kernels/f16';
 
 failOnUncapturedGpuErrors();
 
@@ -322,6 +323,36 @@ describe('encodeWriteKV', () => {
       proto.createBindGroup = createBindGroup;
       proto.createBuffer = createBuffer;
       deep.destroy();
+    }
+  });
+
+  it('decodeWritesKv with k and v given in the out buffer: the write keeps its own dispatch (one dispatch cannot read what it writes)', async () => {
+    const id = decodeWritesCache.createSequence({ tokens: [3, 1, 4] }).id;
+    try {
+      decodeWritesCache.appendTokens(id, [1]);
+      // Positions 0..2 are unwritten: attention only at position 3 would be refused, so write them all.
+      const batch = decodeWritesCache.prepareAttention([{ seqId: id, numQueries: 4, queryStart: 0 }], { writeKV: true });
+      const kv = values(4 * KV_ROW, 71);
+      const shared = storage(4 * Q_ROW * 4), q = storage(4 * Q_ROW * 4);
+      device.queue.writeBuffer(shared, 0, kv);
+      const encoder = device.createCommandEncoder();
+      decodeWritesCache.encodeAttention(encoder, { layer: 0, entries: batch, q, out: shared, k: shared, v: shared });
+      await decodeWritesCache.submit([encoder.finish()]);
+      const next = decodeWritesCache.prepareAttention([{ seqId: id }], { writeKV: true });
+      const row = values(KV_ROW, 72);
+      device.queue.writeBuffer(shared, 0, row);
+      const decode = device.createCommandEncoder();
+      const passes = countPasses(decode);
+      decodeWritesCache.encodeAttention(decode, { layer: 0, entries: next, q, out: shared, k: shared, v: shared });
+      expect(passes.dispatches()).toBe(2);
+      await decodeWritesCache.submit([decode.finish()]);
+      const stored = await decodeWritesCache.readKV(0, id);
+      const want = Array.from(roundToF16(row));
+      expect(Array.from(stored.k.subarray(3 * KV_ROW, 4 * KV_ROW))).toEqual(want);
+      expect(Array.from(stored.v.subarray(3 * KV_ROW, 4 * KV_ROW))).toEqual(want);
+    } finally {
+      decodeWritesCache.free(id);
+      decodeWritesCache.checkInvariants();
     }
   });
 
