@@ -119,7 +119,9 @@ export interface PagedAttentionArgs {
    * Store these K/V rows into the slots named, in the decode dispatch itself, and attend over them there
    * (what a write-kv dispatch before the attention would give, one dispatch fewer). Only where
    * writesKvFor(entries) is true: decode entries only, on the streaming kernel, within the device's
-   * storage-binding limit.
+   * storage-binding limit. As with write-kv, the slots must be distinct, and no entry may read a slot
+   * that another entry writes (a sequence once per batch, its written blocks private: the cache
+   * ensures both).
    */
   write?: DecodeKvWrite;
   /**
