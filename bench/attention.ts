@@ -130,8 +130,8 @@ interface Workload {
   out: GPUBuffer;
   entries: AttentionEntry[];
   rowStride: number;
-  /** New K/V rows (zeros) and each entry's slot at its query position, for a decode that stores them. */
-  write: DecodeKvWrite;
+  /** New K/V rows (zeros) and each entry's slot at its query position, when made for a decode that stores them. */
+  write: DecodeKvWrite | undefined;
   destroy(): void;
 }
 
@@ -143,6 +143,7 @@ function createWorkload(
   numQueries: number,
   order: 'identity' | 'random',
   blockSize = BLOCK_SIZE,
+  storesKv = false,
 ): Workload {
   const rowStride = Math.ceil(context / blockSize);
   const numBlocks = batch * rowStride;
@@ -169,14 +170,7 @@ function createWorkload(
   const q = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(q, 0, qData);
   const out = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });
-  const newKv = device.createBuffer({ size: rows * NUM_KV_HEADS * HEAD_DIM * 4, usage: GPUBufferUsage.STORAGE });
-  const slotWords = Uint32Array.from({ length: rows }, (_, row) => {
-    const seq = Math.floor(row / numQueries);
-    const pos = context - numQueries + (row % numQueries);
-    return ids[seq * rowStride + Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize);
-  });
-  const slots = device.createBuffer({ size: slotWords.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(slots, 0, slotWords);
+  const write = storesKv ? newKvWrite(device, ids, rows, numQueries, context, rowStride, blockSize) : undefined;
   const entries = Array.from({ length: batch }, (_, s) => ({
     seqSlot: s,
     contextLength: context,
@@ -192,12 +186,25 @@ function createWorkload(
     out,
     entries,
     rowStride,
-    write: { k: newKv, v: newKv, slots },
-    destroy: () => [...chunks, table, q, out, newKv, slots].forEach((b) => b.destroy()),
+    write,
+    destroy: () => [...chunks, table, q, out, ...(write ? [write.k, write.slots] : [])].forEach((b) => b.destroy()),
   };
 }
 
 /** GPU time of the workload's attention; with storesKv, of the decode that also stores its K/V (undefined where the kernel cannot). */
+/** Zero K/V rows (k and v share one buffer) and each row's slot at its query position in the table `ids`. */
+function newKvWrite(device: GPUDevice, ids: Int32Array, rows: number, numQueries: number, context: number, rowStride: number, blockSize: number): DecodeKvWrite {
+  const newKv = device.createBuffer({ size: rows * NUM_KV_HEADS * HEAD_DIM * 4, usage: GPUBufferUsage.STORAGE });
+  const slotWords = Uint32Array.from({ length: rows }, (_, row) => {
+    const seq = Math.floor(row / numQueries);
+    const pos = context - numQueries + (row % numQueries);
+    return ids[seq * rowStride + Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize);
+  });
+  const slots = device.createBuffer({ size: slotWords.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(slots, 0, slotWords);
+  return { k: newKv, v: newKv, slots };
+}
+
 async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning, storesKv = false) {
   const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning, adapterInfo: gpu.adapter.info });
   if (storesKv && !kernel.writesKvFor(w.entries)) {
@@ -247,7 +254,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: true },
     ];
     for (const { tableOrder, blockSize, storesKv } of variants) {
-      const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize);
+      const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize, storesKv);
       const timed = await timeAttention(gpu, w, subgroups, timing, opts.tuning, storesKv);
       w.destroy();
       if (timed === undefined) continue;

@@ -320,8 +320,8 @@ export class PagedAttentionKernel {
    * Creates the pipelines `kinds` will use now instead of at their first encode (on software
    * adapters a pipeline takes seconds to compile).
    */
-  warmUp(kinds: ReadonlyArray<'decode' | 'decodeWrite' | 'prefill' | 'merge'> = ['decode', 'prefill', 'merge']): void {
-    for (const kind of kinds) if (kind !== 'decodeWrite' || this.streamDecodeConfig) void this[kind];
+  warmUp(kinds: ReadonlyArray<'decode' | 'prefill' | 'merge'> = ['decode', 'prefill', 'merge']): void {
+    for (const kind of kinds) void this[kind];
   }
 
   private tilePipeline(config: TileConfig): KernelPipeline {
