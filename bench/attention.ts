@@ -2,7 +2,7 @@
 // in identity and random physical order, at block sizes 8, 16 and 32, and (where the kernel can) storing
 // the new token's K/V in the same dispatch (the cache's decodeWritesKv), and causal prefill, on 32 query
 // heads / 8 KV heads, head dim 128, f16 KV. Invariants: every figure is a median over samples of GPU
-// time (bench/gpu-timing.ts: timestamps around regions of repeated work, or wall time without
+// time (src/gpu/gpu-timing.ts: timestamps around regions of repeated work, or wall time without
 // 'timestamp-query'); decode reports KV GB/s (K and V bytes of every attended key, once) and its ratio
 // to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size, measured in the
 // same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
@@ -13,7 +13,8 @@ import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
 import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning, type DecodeKvWrite } from '../src/kernels/paged-attention';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { SeededRandom } from '../src/sim/hash';
-import { timeGpu, type TimingOptions } from './gpu-timing';
+import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
+import { describeParallelism, probeParallelism, type ParallelismProbe } from '../src/gpu/parallelism-probe';
 
 export interface AttentionBenchOptions {
   /** SwiftShader-sized shapes (about a minute there) instead of GPU-sized ones. */
@@ -62,6 +63,8 @@ export interface PrefillBenchResult {
 export interface AttentionBenchResult {
   device: string;
   timing: 'timestamp' | 'wall';
+  /** What probeParallelism found (the kernels' split-K target comes from it). */
+  parallelism: ParallelismProbe;
   subgroups: boolean;
   numQueryHeads: number;
   numKvHeads: number;
@@ -205,8 +208,18 @@ function newKvWrite(device: GPUDevice, ids: Int32Array, rows: number, numQueries
   return { k: newKv, v: newKv, slots };
 }
 
-async function timeAttention(gpu: Gpu, w: Workload, subgroups: boolean, timing: TimingOptions, tuning?: AttentionTuning, storesKv = false) {
-  const kernel = new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning, adapterInfo: gpu.adapter.info });
+interface KernelChoice {
+  subgroups: boolean;
+  residentWorkgroups: number;
+  tuning?: AttentionTuning;
+}
+
+function benchKernel(gpu: Gpu, w: Workload, choice: KernelChoice): PagedAttentionKernel {
+  return new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, adapterInfo: gpu.adapter.info, ...choice });
+}
+
+async function timeAttention(gpu: Gpu, w: Workload, choice: KernelChoice, timing: TimingOptions, storesKv = false) {
+  const kernel = benchKernel(gpu, w, choice);
   if (storesKv && !kernel.writesKvFor(w.entries)) {
     kernel.destroy();
     return undefined;
@@ -228,9 +241,12 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   const timing: TimingOptions = { iterations: opts.iterations ?? (quick ? 3 : 7), warmup: opts.warmup ?? (quick ? 1 : 2) };
   const subgroups = opts.subgroups ?? gpu.features.subgroups;
   const device = gpu.device;
+  const parallelism = await probeParallelism(device);
+  const choice: KernelChoice = { subgroups, residentWorkgroups: parallelism.residentWorkgroups, tuning: opts.tuning };
   const result: AttentionBenchResult = {
     device: describeGpu(gpu),
     timing: device.features.has('timestamp-query') ? 'timestamp' : 'wall',
+    parallelism,
     subgroups,
     numQueryHeads: NUM_QUERY_HEADS,
     numKvHeads: NUM_KV_HEADS,
@@ -255,7 +271,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     ];
     for (const { tableOrder, blockSize, storesKv } of variants) {
       const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize, storesKv);
-      const timed = await timeAttention(gpu, w, subgroups, timing, opts.tuning, storesKv);
+      const timed = await timeAttention(gpu, w, choice, timing, storesKv);
       w.destroy();
       if (timed === undefined) continue;
       const { seconds, splits } = timed;
@@ -288,11 +304,11 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     { path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: false } },
     { path: 'register-blocked', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: true } },
   ];
-  const probe = new PagedAttentionKernel(device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, subgroups, tuning: opts.tuning, adapterInfo: gpu.adapter.info });
-  if (probe.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
-  probe.destroy();
+  const configs = benchKernel(gpu, w, choice);
+  if (configs.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
+  configs.destroy();
   for (const { path, tuning } of paths) {
-    const { seconds } = (await timeAttention(gpu, w, subgroups, timing, tuning))!;
+    const { seconds } = (await timeAttention(gpu, w, { ...choice, tuning }, timing))!;
     result.prefill.push({ path, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
@@ -305,6 +321,7 @@ export function printAttentionBench(r: AttentionBenchResult): void {
     `paged attention on ${r.device}`,
     `  ${r.numQueryHeads}/${r.numKvHeads} heads, head dim ${r.headDim}, ${r.kvDtype} KV, block ${r.blockSize}, ` +
       `subgroups ${r.subgroups}, ${r.timing} timing`,
+    `  workgroups at once (split-K target): ${describeParallelism(r.parallelism)}`,
     '  decode  batch × context   block  table     splits        ms     KV GB/s   read GB/s   ratio',
   ];
   for (const d of r.decode) {

@@ -1,7 +1,7 @@
 // Measures the device's f32 FMA rate (TFLOP/s) with shaders/bench-fma.wgsl, the baseline the portable
 // prefill kernel is compared against in the same run.
 import code from '../shaders/bench-fma.wgsl?raw';
-import { timeComputePasses, type GpuTiming } from './gpu-timing';
+import { timeComputePasses, type GpuTiming } from '../src/gpu/gpu-timing';
 
 export interface FmaResult {
   tflops: number;

@@ -5,7 +5,7 @@
 // and the attention: two dispatches, or one with decodeWritesKv) into one compute pass kept open
 // across the step's layers (or, with stepPass false, a pass per layer), and cache.submit. Invariants: host time is wall time of those calls
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
-// (bench/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
+// (src/gpu/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
 // heap is collected before each step (so the figure is this library's cost), and the bytes the step
 // itself allocates are reported next to it (JS heap growth between the collection and the submit). The default shape is a Llama-3-8B-like model (32 layers, 32/8 heads, head
@@ -14,7 +14,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PagedKVCache, type PreparedAttention } from '../src/cache/paged-kv-cache';
 import type { Gpu } from '../src/gpu/create-gpu';
-import { median, timeGpu, type GpuTiming } from './gpu-timing';
+import { median, timeGpu, type GpuTiming } from '../src/gpu/gpu-timing';
 
 export interface HostCostOptions {
   sequences?: number;

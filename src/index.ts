@@ -17,6 +17,8 @@ export type { PagedKVCacheOptions } from './cache/config';
 export type { WaitOptions } from './cache/block-waiters';
 export { createGpu, describeGpu } from './gpu/create-gpu';
 export type { CreateGpuOptions, Gpu, GpuFeatures, GpuInfo } from './gpu/create-gpu';
+export { probeParallelism, DEFAULT_RESIDENT_WORKGROUPS } from './gpu/parallelism-probe';
+export type { ParallelismProbe, ProbeSample } from './gpu/parallelism-probe';
 export * from './errors';
 export * from './table';
 export * from './prefix';

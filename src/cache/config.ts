@@ -40,6 +40,12 @@ export interface PagedKVCacheOptions {
    */
   decodeWritesKv?: boolean;
   /**
+   * Workgroups of 256 invocations the device runs at once, which sizes split-K in decode (a long
+   * sequence is cut into enough parts to fill the device). Default 'probe': `create` measures it once
+   * per device (`probeParallelism`, a few hundred milliseconds at most); give the number to skip that.
+   */
+  residentWorkgroups?: number | 'probe';
+  /**
    * The adapter's info (`gpu.adapter.info`), where `device.adapterInfo` lacks the subgroup-matrix
    * configurations (Dawn's Node binding): with it, prefill runs on subgroup matrices when the device was
    * created with them (`createGpu({ subgroupMatrix: true })`).
@@ -56,6 +62,8 @@ export interface ResolvedConfig {
   useSubgroups: boolean;
   lockTimeoutMs: number;
   decodeWritesKv: boolean;
+  /** undefined: probe the device (create does, then passes the number on). */
+  residentWorkgroups: number | undefined;
   adapterInfo: AdapterInfoWithSubgroups | undefined;
 }
 
@@ -101,6 +109,10 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
   if (!(lockTimeoutMs > 0)) throw new ConfigError(`lockTimeoutMs must be positive (got ${lockTimeoutMs})`);
   const decodeWritesKv = options.decodeWritesKv ?? false;
   if (typeof decodeWritesKv !== 'boolean') throw new ConfigError(`decodeWritesKv must be true or false (got ${String(decodeWritesKv)})`);
+  const resident = options.residentWorkgroups ?? 'probe';
+  if (resident !== 'probe' && !(Number.isInteger(resident) && resident >= 1)) {
+    throw new ConfigError(`residentWorkgroups must be 'probe' or a positive integer (got ${String(resident)})`);
+  }
   return {
     layout,
     numQueryHeads,
@@ -110,6 +122,7 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
     useSubgroups: (options.useSubgroups ?? true) && hasSubgroups,
     lockTimeoutMs,
     decodeWritesKv,
+    residentWorkgroups: resident === 'probe' ? undefined : resident,
     adapterInfo: options.adapterInfo,
   };
 }

@@ -121,6 +121,7 @@ export class KvGpu {
       rowStride: this.rowStride,
       subgroups: this.config.useSubgroups,
       adapterInfo: this.config.adapterInfo,
+      residentWorkgroups: this.config.residentWorkgroups,
       tuning: { decodeWritesKv: this.config.decodeWritesKv },
     }));
   }

@@ -41,6 +41,7 @@ import type { LockStats } from '../table/spin-lock';
 import { checkTokens } from '../table/tokens';
 import { BlockWaiters, type WaitOptions } from './block-waiters';
 import { resolveConfig, type PagedKVCacheOptions, type ResolvedConfig } from './config';
+import { probeParallelism } from '../gpu/parallelism-probe';
 import { GpuPins } from './gpu-pins';
 import { checkComputePass, checkGpuBuffer, checkLayer, checkPosition, rowsOf } from './input-checks';
 import { KvGpu } from './kv-gpu';
@@ -240,6 +241,8 @@ export class PagedKVCache {
   readonly numQueryHeads: number;
   readonly maxSequences: number;
   readonly maxSequenceLength: number;
+  /** 256-invocation workgroups the device runs at once (probed at create, or as given): sizes decode split-K. */
+  readonly residentWorkgroups: number;
   readonly table: BlockTable;
   /** The prefix index over `table` (shares its lock). */
   readonly prefix: PrefixCache;
@@ -264,8 +267,9 @@ export class PagedKVCache {
   private writeSlotWords = new Uint32Array(64);
   private rowScratch = { slots: new Int32Array(0), lengths: new Int32Array(0) };
 
-  private constructor(guard: DeviceGuard, config: ResolvedConfig, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
+  private constructor(guard: DeviceGuard, config: ResolvedConfig & { residentWorkgroups: number }, pool: KvPool, prefix: PrefixCache, gpu: KvGpu) {
     const table = prefix.table;
+    this.residentWorkgroups = config.residentWorkgroups;
     this.guard = guard;
     this.layout = config.layout;
     this.numQueryHeads = config.numQueryHeads;
@@ -300,7 +304,8 @@ export class PagedKVCache {
   /** Creates the pool on `device`. Throws ConfigError, GpuOutOfMemoryError (nothing leaked) or DeviceLostError. */
   static async create(device: GPUDevice, options: PagedKVCacheOptions): Promise<PagedKVCache> {
     const guard = new DeviceGuard(device);
-    const config = resolveConfig(device, options, device.features.has('subgroups'));
+    const resolved = resolveConfig(device, options, device.features.has('subgroups'));
+    const config = { ...resolved, residentWorkgroups: resolved.residentWorkgroups ?? (await probeParallelism(device)).residentWorkgroups };
     const pool = await KvPool.create(guard, config.layout);
     try {
       const prefix = PrefixCache.create(

@@ -5,6 +5,7 @@
 // unexpected errors print a stack trace.
 import { parseArgs } from 'node:util';
 import { createGpu, PRECISE_TIMING_DAWN_OPTIONS } from '../gpu/create-gpu';
+import { probeParallelism } from '../gpu/parallelism-probe';
 import { runBench } from './bench-command';
 import { benchHelp, infoHelp, mainHelp, PROGRAM, serveHelp } from './help';
 import { printInfo } from './info-command';
@@ -67,7 +68,7 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
         if (flags.help) return write(io.stdout, infoHelp());
         const gpu = await createGpu({ forceFallback: !!flags['force-fallback'] });
         try {
-          printInfo(gpu, !!flags.json, io.stdout);
+          printInfo(gpu, await probeParallelism(gpu.device), !!flags.json, io.stdout);
         } finally {
           gpu.device.destroy();
         }

@@ -11,7 +11,7 @@ Paged KV-cache + paged-attention runtime for WebGPU: serving simulation, adapter
 
 Commands:
   serve   (default) simulate an inference server on the paged KV cache and verify its attention outputs
-  info    show the WebGPU adapter, its features and limits
+  info    show the WebGPU adapter, its features, limits and parallelism
   bench   run the attention benchmark suite
 
 Run \`${PROGRAM} <command> --help\` for the flags of a command.
@@ -49,7 +49,8 @@ ${lines.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`).join('\n')}
 export function infoHelp(): string {
   return `Usage: ${PROGRAM} info [--json] [--force-fallback]
 
-Shows the WebGPU adapter this runtime would use, the optional features it enables and the device limits.
+Shows the WebGPU adapter this runtime would use, the optional features it enables, the device limits,
+and how many 256-invocation workgroups the device runs at once (measured: it sizes decode split-K).
 `;
 }
 

@@ -1,24 +1,27 @@
-// `info`: what createGpu() finds — adapter, whether it is a software fallback, features and limits.
+// `info`: what createGpu() finds — adapter, whether it is a software fallback, features and limits, and
+// how many workgroups the device runs at once (the parallelism probe that sizes decode split-K).
 import { describeGpu, type Gpu } from '../gpu/create-gpu';
+import { describeParallelism, type ParallelismProbe } from '../gpu/parallelism-probe';
 import { formatBytes, table } from '../sim/format';
 
 export interface Writable {
   write(text: string): unknown;
 }
 
-export function infoReport(gpu: Gpu): Record<string, unknown> {
+export function infoReport(gpu: Gpu, parallelism: ParallelismProbe): Record<string, unknown> {
   return {
     description: describeGpu(gpu),
     info: gpu.info,
     isFallback: gpu.isFallback,
     features: gpu.features,
     adapterFeatures: [...gpu.adapter.features].sort(),
+    parallelism,
   };
 }
 
-export function printInfo(gpu: Gpu, json: boolean, out: Writable): void {
+export function printInfo(gpu: Gpu, parallelism: ParallelismProbe, json: boolean, out: Writable): void {
   if (json) {
-    out.write(`${JSON.stringify(infoReport(gpu), null, 2)}\n`);
+    out.write(`${JSON.stringify(infoReport(gpu, parallelism), null, 2)}\n`);
     return;
   }
   const i = gpu.info;
@@ -36,6 +39,7 @@ export function printInfo(gpu: Gpu, json: boolean, out: Writable): void {
     ['invocations/workgroup', String(l.maxComputeInvocationsPerWorkgroup)],
     ['storage buffers/stage', String(l.maxStorageBuffersPerShaderStage)],
     ['workgroups/dimension', String(l.maxComputeWorkgroupsPerDimension)],
+    ['workgroups at once', describeParallelism(parallelism)],
   ];
   out.write(`${table(rows)}\n`);
 }

@@ -12,15 +12,18 @@
 //     if base < TARGET_WORKGROUPS each decode entry gets
 //         splits = clamp(min(ceil(TARGET_WORKGROUPS / base), floor(L / MIN_KEYS_PER_SPLIT)), 1, MAX_SPLITS)
 //     with split length rounded up to whole key tiles (so splits = ceil(L / length) may shrink). The target
-//     is shape.targetWorkgroups: by default 2 × 132 workgroups (two resident tile-engine workgroups per SM of
-//     a 132-SM GPU, H100 SXM), STREAM_TARGET_WORKGROUPS for the streaming decode kernel, whose workgroups
-//     keep many loads in flight each and want several per SM; both also fill smaller GPUs.
+//     is shape.targetWorkgroups, sized from the device: the kernel passes the 256-invocation workgroups
+//     the device runs at once (src/gpu/parallelism-probe.ts; 8 × 132 on an H100 SXM) for the streaming
+//     decode kernel, whose workgroups keep many loads in flight each and want several per SM, and a
+//     quarter of that for the tile engine (two of its workgroups per SM of an H100). Without a target,
+//     TARGET_WORKGROUPS (the H100's tile-engine figure).
 //     MIN_KEYS_PER_SPLIT keeps each split long enough to amortise its partial write and merge.
 import { InvalidArgumentError } from '../errors';
 import type { AttentionEntry } from './attention-types';
 
 export const TARGET_WORKGROUPS = 2 * 132;
-export const STREAM_TARGET_WORKGROUPS = 8 * 132;
+/** Tile-engine decode workgroups aimed for per four resident 256-invocation workgroups. */
+export const TILE_TARGET_DIVISOR = 4;
 /** Shortest split of the streaming decode kernel: its per-workgroup setup and merge cost more. */
 export const STREAM_MIN_KEYS_PER_SPLIT = 1024;
 export const MIN_KEYS_PER_SPLIT = 256;

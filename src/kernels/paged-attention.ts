@@ -45,7 +45,8 @@ import {
   type StreamDecodeTuning,
   type TileConfig,
 } from './attention-config';
-import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, STREAM_TARGET_WORKGROUPS, type BatchPlan, type DispatchRange } from './attention-plan';
+import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
+import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
@@ -63,6 +64,12 @@ export interface PagedAttentionOptions {
    * reductions).
    */
   subgroups: boolean;
+  /**
+   * Workgroups of 256 invocations the device runs at once (`(await probeParallelism(device))
+   * .residentWorkgroups`): split-K aims the streaming decode at this many workgroups and the tile engine
+   * at a quarter. Default DEFAULT_RESIDENT_WORKGROUPS (an H100 SXM's 8 × 132).
+   */
+  residentWorkgroups?: number;
   /** Benchmark / test knobs; the defaults are the tuned ones. */
   tuning?: AttentionTuning;
   /**
@@ -218,7 +225,12 @@ export class PagedAttentionKernel {
       opts.subgroups && tuning.streamDecode !== false
         ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream)
         : undefined;
-    this.decodeTarget = tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? STREAM_TARGET_WORKGROUPS : undefined);
+    const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
+    if (!Number.isInteger(resident) || resident < 1) {
+      throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);
+    }
+    this.decodeTarget =
+      tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? resident : Math.max(1, Math.round(resident / TILE_TARGET_DIVISOR)));
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     this.prefillMmaConfig =
       opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)

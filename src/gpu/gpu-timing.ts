@@ -1,13 +1,13 @@
-// GPU timing for benchmarks. Invariants: a sample is one command buffer holding `repeats` back-to-back
-// copies of the measured work, bracketed by two empty compute passes that write timestamps (GPU time
-// of the whole region, however many passes the work records); the reported time is the median sample
-// divided by `repeats`. `repeats` is chosen from a first measurement so that a region lasts at least
-// `minRegionMs`, which keeps Dawn's timestamp quantization (about 0.1 ms unless the bench device
-// disables it) and launch gaps out of the figure. Without 'timestamp-query' the region is timed on the
-// wall clock, submit to onSubmittedWorkDone (method 'wall').
+// GPU timing for benchmarks and the parallelism probe. Invariants: a sample is one command buffer
+// holding `repeats` back-to-back copies of the measured work, bracketed by two empty compute passes
+// that write timestamps (GPU time of the whole region, however many passes the work records); the
+// reported time is the median (or fastest) sample divided by `repeats`. `repeats` is chosen from a first
+// measurement so that a region lasts at least `minRegionMs`, which keeps Dawn's timestamp quantization
+// (about 0.1 ms unless the device disables it) and launch gaps out of the figure. Without
+// 'timestamp-query' the region is timed on the wall clock, submit to onSubmittedWorkDone (method 'wall').
 
 export interface GpuTiming {
-  /** Median seconds per repetition of the work. */
+  /** Seconds per repetition of the work: the median sample (or the fastest, with statistic 'min'). */
   seconds: number;
   method: 'timestamp' | 'wall';
   /** Samples taken. */
@@ -23,6 +23,8 @@ export interface TimingOptions {
   minRegionMs?: number;
   /** At most this many repetitions per sample (default 1000). */
   maxRepeats?: number;
+  /** Which sample to report: the median (default), or the fastest (noise on a busy host only adds time). */
+  statistic?: 'median' | 'min';
 }
 
 type Encode = (encoder: GPUCommandEncoder) => void;
@@ -61,7 +63,7 @@ export async function timeGpu(device: GPUDevice, encode: Encode, options: Timing
   const repeats = first > 0 ? Math.min(maxRepeats, Math.max(1, Math.ceil(minRegion / first))) : maxRepeats;
   const samples = await measure(repeats, iterations);
   stamps?.destroy();
-  return { seconds: median(samples), method: stamps ? 'timestamp' : 'wall', iterations, repeats };
+  return { seconds: options.statistic === 'min' ? Math.min(...samples) : median(samples), method: stamps ? 'timestamp' : 'wall', iterations, repeats };
 }
 
 /** Timestamp pairs written by empty marker passes, resolved and read back per measurement. */
