@@ -1,0 +1,28 @@
+#!/bin/bash
+# Everything a GPU machine should measure, in one command that fits one 10-minute device call:
+# adapter and parallelism probe, the bench suite (text and JSON), the decode variant sweep, and the
+# kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
+# results go to $OUT (or ./gpu-out). Needs a built dist/ and, for the sweep and tests, node_modules
+# (tsx, vitest). On the Node-less H100 machine: build here, then run there with the kit of
+# ../shared/gpu (carry .gpu and dist):  bash .gpu/remote.sh bash bench/gpu-session.sh
+#   STEPS="info bench sweep tests" (default: all), SWEEP="stream,stream-k512,…" (default: the sweep's own)
+set -u
+out="${OUT:-gpu-out}"
+mkdir -p "$out"
+steps="${STEPS:-info bench sweep tests}"
+run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status on stdout
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+  echo "$name: exit $? after $((SECONDS - start)) s"
+}
+for step in $steps; do
+  case $step in
+    info) run info 60 node dist/cli.js info --json ;;
+    bench) run bench 240 node dist/cli.js bench --json ;;
+    sweep) run sweep 180 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
+    tests) run tests 150 vitest run test/kernels test/gpu ;;
+    *) echo "unknown step $step (info, bench, sweep, tests)" >&2; exit 2 ;;
+  esac
+done
