@@ -180,7 +180,15 @@ export interface StreamDecodeConfig {
   keysPerStep: number;
   roundGroups: number;
   workgroupBytes: number;
+  /**
+   * Lazy rescaling: a head's running max (and with it the accumulators) is raised only when a step's
+   * scores exceed it by more than this; undefined rescales at every step.
+   */
+  rescaleThreshold: number | undefined;
 }
+
+/** Largest lazy-rescale threshold: e^32 × 2^17 keys × |v| stays far inside f32. */
+export const MAX_RESCALE_THRESHOLD = 32;
 
 /** Knobs of the streaming decode kernel (benchmarks); the defaults are the tuned values. */
 export interface StreamDecodeTuning {
@@ -194,6 +202,12 @@ export interface StreamDecodeTuning {
   workgroupSize?: 64 | 128 | 256;
   /** Read query elements from workgroup memory at every step instead of holding them in registers (default true). */
   queryInSmem?: boolean;
+  /**
+   * Rescale a head's accumulators only when a step's max exceeds the running max by more than this
+   * (a non-negative number; scores then reach at most e^threshold before normalising); default: at
+   * every step.
+   */
+  rescaleThreshold?: number;
 }
 
 /**
@@ -210,6 +224,10 @@ export function streamDecodeConfig(
   tuning: StreamDecodeTuning = {},
 ): StreamDecodeConfig | undefined {
   const wg = tuning.workgroupSize ?? WORKGROUP_SIZE;
+  const threshold = tuning.rescaleThreshold;
+  if (threshold !== undefined && !(threshold >= 0 && threshold <= MAX_RESCALE_THRESHOLD)) {
+    throw new ConfigError(`stream.rescaleThreshold must be a number in [0, ${MAX_RESCALE_THRESHOLD}] (got ${threshold})`);
+  }
   const vecsPerRow = layout.headDim / (layout.kvDtype === 'f16' ? 8 : 4);
   let lanes = 1;
   const maxLanes = Math.min(subgroupMinSize, 32, tuning.maxLanes ?? STREAM_DEFAULT_MAX_LANES);
@@ -241,6 +259,7 @@ export function streamDecodeConfig(
     keysPerStep: keyGroups * u,
     roundGroups,
     workgroupBytes,
+    rescaleThreshold: tuning.rescaleThreshold,
   };
 }
 

@@ -59,7 +59,8 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
 export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): ShaderSource {
   const shape =
     `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
-    `${config.queryInSmem ? '-qs' : ''}-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
+    `${config.queryInSmem ? '-qs' : ''}${config.rescaleThreshold === undefined ? '' : `-r${config.rescaleThreshold}`}` +
+    `-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
   const kvAccess = writesKv ? writablePool(kvAccessCode) : kvAccessCode;
   const writeParts = writesKv ? [f16BitsCode, decodeWriteCode] : [];
   return {

@@ -10,6 +10,10 @@
 //   - Semantics are those stated in shaders/paged-attention-decode-stream.wgsl: keys past key_end load
 //     as zeros and get p = 0; a missing block loads as zeros; a step's loads come before its use and,
 //     with prefetch, before the previous step is folded.
+//   - With config.rescaleThreshold, a head's running max m only moves when a step's largest score
+//     passes m + threshold (then l and the accumulators are scaled by e^(m_old − m_new)); otherwise the
+//     step's p = e^(s − m) ≤ e^threshold adds in unscaled. Every (m, l, acc) stays a valid state for
+//     the merge, which never assumes m is the exact maximum.
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
 //     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
@@ -17,12 +21,15 @@ import type { StreamDecodeConfig } from './attention-config';
 import { entryPreamble } from './generated-entry';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+const wgslFloat = (x: number): string => (Number.isInteger(x) ? `${x}.0` : `${x}`);
 
 export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): string {
   const H = range(config.headsPerWorkgroup);
   const W = range(config.words);
   const U = range(config.unroll);
   const halves = f16 ? (['lo', 'hi'] as const) : (['lo'] as const);
+  /** The lazy-rescale threshold as a WGSL float literal, or undefined (rescale at every step). */
+  const lazyThreshold = config.rescaleThreshold === undefined ? undefined : wgslFloat(config.rescaleThreshold);
   const lines: string[] = [];
   const add = (...l: string[]) => lines.push(...l);
 
@@ -104,16 +111,24 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
         if (f16) add(`    let vh_${u}_${w} = unpack_hi(v_${u}_${w});`);
       }
     }
+    const accumulators = (h: number) => W.flatMap((w) => halves.map((half) => ({ a: `a_${h}_${w}_${half}`, v: half === 'lo' ? 'vl' : 'vh', w })));
     for (const h of H) {
       const maxTerms = U.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
-      add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
-      for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
-      add(`    l_${h} = l_${h} * alpha_${h} + ${U.map((u) => `p_${u}_${h}`).join(' + ')};`, `    m_${h} = mn_${h};`);
-      for (const w of W) {
-        for (const half of halves) {
-          const v = half === 'lo' ? 'vl' : 'vh';
-          add(`    a_${h}_${w}_${half} = a_${h}_${w}_${half} * alpha_${h} + ${U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ')};`);
-        }
+      const pSum = U.map((u) => `p_${u}_${h}`).join(' + ');
+      const pv = (v: string, w: number) => U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ');
+      if (lazyThreshold === undefined) {
+        add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
+        for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
+        add(`    l_${h} = l_${h} * alpha_${h} + ${pSum};`, `    m_${h} = mn_${h};`);
+        for (const { a, v, w } of accumulators(h)) add(`    ${a} = ${a} * alpha_${h} + ${pv(v, w)};`);
+      } else {
+        // Raise the running max (and rescale) only when this step's scores pass it by more than the threshold.
+        add(`    let sm_${h} = ${maxTerms};`, `    if (sm_${h} > m_${h} + ${lazyThreshold}) {`, `      let alpha = exp(m_${h} - sm_${h});`, `      l_${h} = l_${h} * alpha;`);
+        for (const { a } of accumulators(h)) add(`      ${a} = ${a} * alpha;`);
+        add(`      m_${h} = sm_${h};`, `    }`);
+        for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - m_${h}), live_${u});`);
+        add(`    l_${h} = l_${h} + ${pSum};`);
+        for (const { a, v, w } of accumulators(h)) add(`    ${a} = ${a} + ${pv(v, w)};`);
       }
     }
     add(`    }`);

@@ -67,6 +67,7 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
   { name: 'f16, default stream shape', tuning: {}, fixture: {} },
   { name: 'f32, three chunks, no prefetch', tuning: { stream: { prefetch: false } }, fixture: { kvDtype: 'f32', blocksPerChunk: 24 } },
   { name: 'f16, two head tiles per kv head (only the first stores), unroll 1', tuning: { stream: { maxHeads: 2, unroll: 1 } }, fixture: { blockSize: 8 } },
+  { name: 'f16, lazy rescale at threshold 0, peaky softmax', tuning: { stream: { rescaleThreshold: 0 } }, fixture: { qMagnitude: 8 } },
 ];
 
 describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => {

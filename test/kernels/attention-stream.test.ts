@@ -1,6 +1,7 @@
 // The streaming decode kernel (subgroups) in shapes other than the default one — no prefetch, queries
 // held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
-// f32 KV, block size 1 (table-window reloads inside a split) — against the f64 CPU reference, with the
+// f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
+// (peaky queries make the running max move often) — against the f64 CPU reference, with the
 // tolerance of attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own
 // generated pipeline, so a wrong unrolling in one shape cannot hide behind another.
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,8 @@ import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, decodeFixtureOptions, type KvFixtureOptions } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import type { Gpu } from '../../src/gpu/create-gpu';
+import { MAX_RESCALE_THRESHOLD } from '../../src/kernels/attention-config';
+import { ConfigError } from '../../src/errors';
 
 failOnUncapturedGpuErrors();
 
@@ -22,6 +25,9 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
   { name: '2 lanes per row, 64-thread workgroups', tuning: { stream: { maxLanes: 2, workgroupSize: 64 } }, fixture: { kvDtype: 'f32', headDim: 32 } },
   { name: '2 heads of a group of 4 per workgroup, 256 threads, unroll 1', tuning: { stream: { maxHeads: 2, workgroupSize: 256, unroll: 1 } }, fixture: {} },
   { name: 'block size 1 (window reloads), f32, unroll 2', tuning: { stream: { unroll: 2 } }, fixture: { blockSize: 1, kvDtype: 'f32' } },
+  { name: 'lazy rescale, threshold 8', tuning: { stream: { rescaleThreshold: 8 } }, fixture: {} },
+  { name: 'lazy rescale, threshold 0, peaky softmax, f32, unroll 2', tuning: { stream: { rescaleThreshold: 0, unroll: 2 } }, fixture: { kvDtype: 'f32', qMagnitude: 8 } },
+  { name: 'lazy rescale, largest threshold (32), peaky softmax', tuning: { stream: { rescaleThreshold: MAX_RESCALE_THRESHOLD } }, fixture: { qMagnitude: 6 } },
 ];
 
 describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture }) => {
@@ -32,6 +38,20 @@ describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture }) => {
       expect(kernel.streamDecodeConfig, 'the streaming kernel applies to this shape').toBeDefined();
       const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+});
+
+describe('streaming decode: lazy rescale threshold', () => {
+  it('is refused outside [0, MAX_RESCALE_THRESHOLD] with a ConfigError', () => {
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(22));
+    try {
+      for (const bad of [-1, MAX_RESCALE_THRESHOLD + 1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { stream: { rescaleThreshold: bad } } };
+        expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(ConfigError);
+      }
     } finally {
       fx.destroy();
     }
