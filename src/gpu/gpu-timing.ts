@@ -1,9 +1,9 @@
 // GPU timing for benchmarks and the parallelism probe. Invariants: a sample is one command buffer
 // holding `repeats` back-to-back copies of the measured work, bracketed by two empty compute passes
 // that write timestamps (GPU time of the whole region, however many passes the work records); the
-// reported time is the median (or fastest) sample divided by `repeats`. `repeats` is chosen from a first
-// measurement so that a region lasts at least `minRegionMs`, which keeps Dawn's timestamp quantization
-// (about 0.1 ms unless the device disables it) and launch gaps out of the figure. Without
+// reported time is the median (or fastest) sample divided by `repeats`. `repeats` is chosen from a
+// first measurement so that a region lasts at least `minRegionMs`, which keeps Dawn's timestamp
+// quantization (about 0.1 ms unless the device disables it) and launch gaps out of the figure. Without
 // 'timestamp-query' the region is timed on the wall clock, submit to onSubmittedWorkDone (method 'wall').
 
 export interface GpuTiming {
@@ -29,7 +29,7 @@ export interface TimingOptions {
 
 type Encode = (encoder: GPUCommandEncoder) => void;
 
-/** Median seconds of one repetition of `encode` (which records passes into the encoder it is given). */
+/** Seconds of one repetition of `encode` (which records passes into the encoder it is given): the median sample, or the fastest. */
 export async function timeGpu(device: GPUDevice, encode: Encode, options: TimingOptions = {}): Promise<GpuTiming> {
   const iterations = options.iterations ?? 7;
   const warmup = options.warmup ?? 2;

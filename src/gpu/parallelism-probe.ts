@@ -20,10 +20,15 @@ export const DEFAULT_RESIDENT_WORKGROUPS = 8 * 132;
 export const SLOW_FACTOR = 1.5;
 /** The probe stops searching above this many workgroups. */
 export const MAX_PROBED_WORKGROUPS = 1 << 16;
-/** Shortest time of one workgroup's chain: launch overhead stays a few percent of it. */
-const MIN_CHAIN_SECONDS = 200e-6;
+/**
+ * Shortest time of one workgroup's chain, so that launch overhead (and, timed on the wall clock, the
+ * wait for the queue) stays a small part of it.
+ */
+const MIN_CHAIN_SECONDS = { timestamp: 200e-6, wall: 1e-3 };
 const FIRST_STEPS = 512;
 const MAX_STEPS = 1 << 22;
+/** The chain grows at most this much per calibration round (a quantized first time can read near 0). */
+const MAX_STEP_GROWTH = 16;
 
 export interface ProbeSample {
   workgroups: number;
@@ -101,8 +106,10 @@ async function runProbe(device: GPUDevice): Promise<ParallelismProbe> {
     // Lengthen the chain until one workgroup's time dwarfs a dispatch's fixed cost.
     let steps = FIRST_STEPS;
     let one = await kernel.time(1, steps);
-    while (one < MIN_CHAIN_SECONDS && steps < MAX_STEPS) {
-      steps = Math.min(MAX_STEPS, steps * Math.max(2, Math.ceil((1.5 * MIN_CHAIN_SECONDS) / Math.max(one, 1e-7))));
+    const minChain = MIN_CHAIN_SECONDS[kernel.method];
+    while (one < minChain && steps < MAX_STEPS) {
+      const growth = Math.min(MAX_STEP_GROWTH, Math.max(2, Math.ceil((1.5 * minChain) / Math.max(one, 1e-9))));
+      steps = Math.min(MAX_STEPS, steps * growth);
       one = await kernel.time(1, steps);
     }
     const maxWorkgroups = Math.min(MAX_PROBED_WORKGROUPS, device.limits.maxComputeWorkgroupsPerDimension);
