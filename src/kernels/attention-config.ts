@@ -360,31 +360,58 @@ export interface BlockedPrefillConfig {
   /** Packed words per K/V row and head-dim elements per word (8 for f16, 4 for f32). */
   wordsPerRow: number;
   elemsPerWord: number;
+  /**
+   * K and V tiles widened to f32 as they are staged (f16 K/V only): each element is converted once per
+   * tile instead of once per thread that reads it, for twice the tile's workgroup memory.
+   */
+  stagedF32: boolean;
   workgroupBytes: number;
+}
+
+/** Knobs of the register-blocked prefill (benchmarks and tests); the defaults are the tuned values. */
+export interface BlockedPrefillTuning {
+  /** Widen f16 K/V tiles to f32 when staging them (default false). */
+  stagedF32?: boolean;
+  /** At most this many query rows per workgroup (default 128: the most that fit). */
+  maxRows?: number;
+  /** At most this many keys per tile (default 32). */
+  maxKeyTile?: number;
+  /** Workgroup memory the tile may use, capped by the device (default MAX_WORKGROUP_BYTES). */
+  workgroupBytes?: number;
 }
 
 /**
  * Shape of the register-blocked prefill for `layout`, or undefined where no tile fits (then the tile
  * engine runs prefill). Threads (WORKGROUP_SIZE) tile the scores as (rows / scoreRows) × (keyTile /
  * scoreKeys) and the output as (rows / outRows) × wordsPerRow (outThreads, all of them when wordsPerRow
- * is a power of two); the most rows, then the longest key tile,
- * whose workgroup arrays fit min(device limit, MAX_WORKGROUP_BYTES) and whose per-thread blocks fit the
- * register budget, win. Heads per workgroup: the largest power of two ≤ 8 dividing the GQA group.
+ * is a power of two); the most rows, then the longest key tile (within tuning.maxRows / maxKeyTile),
+ * whose workgroup arrays fit min(device limit, tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES) and whose
+ * per-thread blocks fit the register budget, win. Heads per workgroup: the largest power of two ≤ 8
+ * dividing the GQA group. With tuning.stagedF32, f16 K/V tiles are staged as f32 (twice the bytes).
  */
-export function blockedPrefillConfig(layout: KvLayout, groupSize: number, deviceWorkgroupBytes: number): BlockedPrefillConfig | undefined {
+export function blockedPrefillConfig(
+  layout: KvLayout,
+  groupSize: number,
+  deviceWorkgroupBytes: number,
+  tuning: BlockedPrefillTuning = {},
+): BlockedPrefillConfig | undefined {
   const wg = WORKGROUP_SIZE;
   const elemsPerWord = layout.kvDtype === 'f16' ? 8 : 4;
   const words = layout.headDim / elemsPerWord;
-  const maxBytes = Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES);
+  const stagedF32 = (tuning.stagedF32 ?? false) && elemsPerWord === 8;
+  /** Bytes of one staged K or V row: packed words, or widened to f32 (two vec4 per f16 word), + one vec4 of padding. */
+  const tileRowBytes = 16 * ((stagedF32 ? 2 * words : words) + 1);
+  const maxBytes = Math.min(deviceWorkgroupBytes, tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES);
   let hpw = 1;
   while (hpw * 2 <= MAX_HEADS_PER_WORKGROUP && groupSize % (hpw * 2) === 0) hpw *= 2;
   for (const rows of [128, 64, 32, 16, 8]) {
-    if (rows % hpw !== 0) continue;
+    if (rows % hpw !== 0 || rows > (tuning.maxRows ?? 128)) continue;
     // Output rows per thread: a power of two (it divides rows) leaving no row group without a thread.
     let outRows = 1;
     while ((rows / outRows) * words > wg) outRows *= 2;
     if (outRows > rows || outRows * elemsPerWord > BLOCKED_MAX_OUT_FLOATS) continue;
     for (const keyTile of [32, 16, 8]) {
+      if (keyTile > (tuning.maxKeyTile ?? 32)) continue;
       const cells = (rows * keyTile) / wg;
       if (!Number.isInteger(cells) || cells < 1 || cells > BLOCKED_MAX_SCORES) continue;
       const scoreKeys = Math.min(4, cells);
@@ -393,7 +420,7 @@ export function blockedPrefillConfig(layout: KvLayout, groupSize: number, device
       // Mirrors the generated workgroup arrays (prefill-blocked-source.ts) and the fixed part's smem.
       const workgroupBytes =
         16 * rows * (layout.headDim / 4 + 1) + // q_tile
-        16 * keyTile * (words + 1) + // kv_tile
+        keyTile * tileRowBytes + // kv_tile
         4 * rows * keyTile + // sp
         4 * rows + // row_scale
         4 * wg + // red
@@ -411,6 +438,7 @@ export function blockedPrefillConfig(layout: KvLayout, groupSize: number, device
         outThreads: (rows / outRows) * words,
         wordsPerRow: words,
         elemsPerWord,
+        stagedF32,
         workgroupBytes,
       };
     }

@@ -40,6 +40,7 @@ import {
   tileConstants,
   MERGE_WORKGROUP_SIZE,
   type BlockedPrefillConfig,
+  type BlockedPrefillTuning,
   type MmaPrefillConfig,
   type StreamDecodeConfig,
   type StreamDecodeTuning,
@@ -92,6 +93,8 @@ export interface AttentionTuning {
   prefillMatrix?: boolean;
   /** false: prefill (where subgroup matrices are not used) on the tile engine instead of the register-blocked kernel. */
   prefillBlocked?: boolean;
+  /** Register-blocked prefill knobs (f32 staging, tile limits, workgroup memory). */
+  blocked?: BlockedPrefillTuning;
   /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
   prefillRescaleThreshold?: number;
   /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
@@ -237,7 +240,7 @@ export class PagedAttentionKernel {
         ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold)
         : undefined;
     this.prefillBlockedConfig =
-      this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes) : undefined;
+      this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
     this.writeBindingsFit = layout.numChunks + DECODE_WRITE_STORAGE_BINDINGS <= device.limits.maxStorageBuffersPerShaderStage;
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;

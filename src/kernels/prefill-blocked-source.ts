@@ -1,7 +1,8 @@
 // Generates the entry point of the register-blocked prefill kernel (shaders/paged-attention-prefill-
 // blocked.wgsl) for one tile shape. Invariants:
 //   - The workgroup arrays are declared here with literal sizes: q_tile (ROWS × (HEAD_DIM / 4 + 1)
-//     vec4<f32>), kv_tile (KEY_TILE × (WORDS + 1) packed words; K, then V in the same place), sp
+//     vec4<f32>), kv_tile (KEY_TILE × (WORDS + 1) packed words, or with stagedF32 KEY_TILE ×
+//     (2·WORDS + 1) vec4<f32>: each f16 word widened once, as it is staged; K, then V in the same place), sp
 //     (KEY_TILE × ROWS f32, S then P, key-major so softmax threads walk their row's column), row_scale
 //     and red (one f32 per thread).
 //   - Softmax thread (row, part) = (tid % ROWS, tid / ROWS) owns keys [part·KPP, (part + 1)·KPP) of
@@ -22,13 +23,14 @@ import { entryPreamble } from './generated-entry';
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
-  const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord } = config;
+  const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;
   const idle = outThreads < WORKGROUP_SIZE;
   const parts = WORKGROUP_SIZE / rows; // softmax threads per row
   const keysPerPart = keyTile / parts; // threads past outThreads own no output (head dims whose word count is not a power of two)
   const f16 = elemsPerWord === 8;
   const qStride = headDim / 4 + 1;
-  const kvStride = words + 1;
+  /** vec4 slots per staged K/V row: one packed word each, or two f32 vec4 per f16 word; + 1 of padding. */
+  const kvStride = (stagedF32 ? 2 * words : words) + 1;
   const tc = keyTile / scoreKeys;
   const SR = range(scoreRows);
   const SK = range(scoreKeys);
@@ -39,7 +41,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
   const unpack = (w: string, half: string) =>
     f16 ? (half === 'lo' ? `vec4<f32>(unpack2x16float(${w}.x), unpack2x16float(${w}.y))` : `vec4<f32>(unpack2x16float(${w}.z), unpack2x16float(${w}.w))`) : `bitcast<vec4<f32>>(${w})`;
 
-  /** Stages half 0 (K) or 1 (V) of keys [t0, tile_end) into kv_tile. */
+  /** Stages half 0 (K) or 1 (V) of keys [t0, tile_end) into kv_tile (widened to f32 with stagedF32). */
   const stage = (half: number) =>
     add(
       `    for (var i = tid; i < ${keyTile * words}u; i += WG_SIZE) {`,
@@ -49,14 +51,25 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
       `      if (t0 + key < tile_end) {`,
       `        w = load_half_word(kv_head, t0 + key, col, window_start, ${half}u);`,
       `      }`,
-      `      kv_tile[key * ${kvStride}u + col] = w;`,
+      ...(stagedF32
+        ? [`      kv_tile[key * ${kvStride}u + 2u * col] = ${unpack('w', 'lo')};`, `      kv_tile[key * ${kvStride}u + 2u * col + 1u] = ${unpack('w', 'hi')};`]
+        : [`      kv_tile[key * ${kvStride}u + col] = w;`]),
       `    }`,
     );
+  /** The K or V elements of packed word `col` of staged key `key` as let-bound vec4<f32>s named `${name}_lo` / `_hi`. */
+  const tileElements = (name: string, key: string, col: string) => {
+    if (stagedF32) {
+      add(`        let ${name}_lo = kv_tile[${key} * ${kvStride}u + 2u * ${col}];`, `        let ${name}_hi = kv_tile[${key} * ${kvStride}u + 2u * ${col} + 1u];`);
+      return;
+    }
+    add(`        let ${name} = kv_tile[${key} * ${kvStride}u + ${col}];`);
+    for (const h of halves) add(`        let ${name}_${h} = ${unpack(name, h)};`);
+  };
 
   /** The P·V loop over the tile's keys; `guarded` skips p = 0 (a masked V contributes nothing). */
   const accumulate = (guarded: boolean) => {
-    add(`      for (var j = 0u; j < n; j++) {`, `        let w = kv_tile[j * ${kvStride}u + pc];`);
-    for (const h of halves) add(`        let v_${h} = ${unpack('w', h)};`);
+    add(`      for (var j = 0u; j < n; j++) {`);
+    tileElements('v', 'j', 'pc');
     for (const i of OR) {
       add(`        let p${i} = sp[j * ${rows}u + out_row0 + ${i}u];`);
       for (const h of halves) {
@@ -68,7 +81,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
 
   add(
     `var<workgroup> q_tile: array<vec4<f32>, ${rows * qStride}>;`,
-    `var<workgroup> kv_tile: array<vec4<u32>, ${keyTile * kvStride}>;`,
+    `var<workgroup> kv_tile: array<vec4<${stagedF32 ? 'f32' : 'u32'}>, ${keyTile * kvStride}>;`,
     `var<workgroup> sp: array<f32, ${keyTile * rows}>;`,
     `var<workgroup> row_scale: array<f32, ${rows}>;`,
     `var<workgroup> red: array<f32, ${WORKGROUP_SIZE}>;`,
@@ -117,10 +130,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
   // Scores: this thread's scoreRows × scoreKeys block, dot products over the packed words.
   for (const i of SR) for (const j of SK) add(`    var s${i}_${j} = 0.0;`);
   add(`    for (var c = 0u; c < ${words}u; c++) {`);
-  for (const j of SK) {
-    add(`      let k${j} = kv_tile[(score_key0 + ${j * tc}u) * ${kvStride}u + c];`);
-    for (const h of halves) add(`      let k${j}_${h} = ${unpack(`k${j}`, h)};`);
-  }
+  for (const j of SK) tileElements(`k${j}`, `(score_key0 + ${j * tc}u)`, 'c');
   for (const i of SR) {
     const at = `(score_row0 + ${i}u) * ${qStride}u + ${f16 ? '2u * c' : 'c'}`;
     add(`      let q${i}_lo = q_tile[${at}];`);

@@ -6,7 +6,7 @@
 // over the same f16/f32 K/V words as the reference (which widens them exactly); only the summation order
 // and exp ULPs differ. Indexing or masking bugs give errors ≥ 1e-2.
 import { afterEach, describe, expect, it } from 'vitest';
-import { blockedPrefillConfig } from '../../src/kernels/attention-config';
+import { blockedPrefillConfig, type BlockedPrefillConfig, type BlockedPrefillTuning } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { computeKvLayout } from '../../src/pool/kv-layout';
 import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
@@ -29,16 +29,21 @@ const SEQUENCES: SequenceSpec[] = [
   { contextLength: 41, numQueries: 2 },
 ];
 
-/** Runs the fixture's batch on a kernel whose prefill is register-blocked; expects the reference's outputs. */
-async function expectMatchesReference(options: KvFixtureOptions): Promise<void> {
+/**
+ * Runs the fixture's batch on a kernel whose prefill is register-blocked (with `blocked` knobs); expects
+ * the reference's outputs, and returns the tile the kernel used.
+ */
+async function expectMatchesReference(options: KvFixtureOptions, blocked?: BlockedPrefillTuning): Promise<BlockedPrefillConfig> {
   const fx = buildKvFixture(gpu.device, options);
   try {
     const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-      numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false },
+      numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false, blocked },
     });
-    expect(kernel.prefillBlockedConfig).toBeDefined();
+    const config = kernel.prefillBlockedConfig;
+    if (config === undefined) throw new Error('no register-blocked tile for this shape');
     const result = await checkAttention(gpu.device, kernel, fx, TOL);
     expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    return config;
   } finally {
     fx.destroy();
   }
@@ -60,6 +65,33 @@ describe('register-blocked prefill', () => {
       numKvHeads: 1, groupSize: 2, headDim: 16, blockSize: 1, kvDtype: 'f16', shuffleBlocks: true,
       sequences: [{ contextLength: 300, numQueries: 45 }, { contextLength: 200, numQueries: 200 }], seed: 77, qMagnitude: 4,
     });
+  });
+
+  // f16 K/V widened to f32 as the tiles are staged, and tiles other than the default one (the shapes a
+  // GPU's tuning sweep tries; on SwiftShader within its 32 KiB of workgroup memory).
+  it.each([
+    { name: 'staged as f32, head dim 128, GQA 4', fixture: { headDim: 128, groupSize: 4 }, blocked: { stagedF32: true }, tile: { stagedF32: true, rows: 32, keyTile: 16 } },
+    { name: 'staged as f32, head dim 32, GQA 1, 64-row tile', fixture: { headDim: 32, groupSize: 1 }, blocked: { stagedF32: true, maxRows: 64 }, tile: { stagedF32: true, rows: 64 } },
+    { name: 'staged as f32, head dim 64, GQA 8, 8-key tile', fixture: { headDim: 64, groupSize: 8 }, blocked: { stagedF32: true, maxKeyTile: 8 }, tile: { stagedF32: true, keyTile: 8 } },
+    { name: 'packed, head dim 128, 16-row tile', fixture: { headDim: 128, groupSize: 4 }, blocked: { maxRows: 16 }, tile: { stagedF32: false, rows: 16 } },
+  ] as const)('$name matches the reference', async ({ fixture, blocked, tile }) => {
+    const config = await expectMatchesReference(
+      { numKvHeads: 2, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: 5, rowGap: 1, qMagnitude: 3, ...fixture },
+      blocked,
+    );
+    expect(config).toMatchObject(tile);
+  });
+
+  it('stages f32 K/V as it is whatever stagedF32 says, and sizes staged f32 tiles at twice the packed ones', () => {
+    const f32 = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 64, blockSize: 16, numBlocks: 4, kvDtype: 'f32' }, 1 << 20);
+    expect(blockedPrefillConfig(f32, 4, 32768, { stagedF32: true })).toEqual(blockedPrefillConfig(f32, 4, 32768));
+    const f16 = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+    const packed = blockedPrefillConfig(f16, 4, 65536, { workgroupBytes: 65536 })!;
+    const staged = blockedPrefillConfig(f16, 4, 65536, { workgroupBytes: 65536, stagedF32: true })!;
+    expect(staged).toMatchObject({ rows: packed.rows, keyTile: packed.keyTile, stagedF32: true });
+    expect(staged.workgroupBytes - packed.workgroupBytes).toBe(packed.keyTile * 16 * packed.wordsPerRow);
+    // The device's limit still caps a larger allowance.
+    expect(blockedPrefillConfig(f16, 4, 32768, { workgroupBytes: 65536 })!.workgroupBytes).toBeLessThanOrEqual(32768);
   });
 
   it('fits every head dim and format the pool accepts within 32 KiB of workgroup memory', () => {
