@@ -11,6 +11,7 @@ import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
 import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning, type DecodeKvWrite } from '../src/kernels/paged-attention';
+import type { BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { SeededRandom } from '../src/sim/hash';
 import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
@@ -52,8 +53,20 @@ export interface DecodeBenchResult {
 }
 
 export interface PrefillBenchResult {
-  /** Portable tile engine, portable register-blocked kernel, or the subgroup-matrix (tensor-core) kernel. */
-  path: 'scalar' | 'register-blocked' | 'subgroup-matrix';
+  /**
+   * Portable tile engine, portable register-blocked kernel (packed K/V tiles, or widened to f32 as they
+   * are staged, within the default 32 KiB or all the workgroup memory the device has), or the
+   * subgroup-matrix (tensor-core) kernel.
+   */
+  path:
+    | 'scalar'
+    | 'register-blocked'
+    | 'register-blocked, device memory'
+    | 'register-blocked, f32 tiles'
+    | 'register-blocked, f32 tiles, device memory'
+    | 'subgroup-matrix';
+  /** The register-blocked tile (rows × keys), for those paths. */
+  tile?: string;
   sequences: number;
   tokens: number;
   ms: number;
@@ -299,17 +312,32 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
   const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
-  // The portable paths (tile engine, register-blocked) always; the subgroup-matrix path where the device has it.
+  // The portable paths (tile engine, register-blocked in its tile variants) always; the subgroup-matrix
+  // path where the device has it. A variant whose tile comes out the same as an earlier one is not re-timed.
+  const deviceBytes = device.limits.maxComputeWorkgroupStorageSize;
+  const blocked = (variant: BlockedPrefillTuning): AttentionTuning => ({ ...opts.tuning, prefillMatrix: false, prefillBlocked: true, blocked: variant });
   const paths: Array<{ path: PrefillBenchResult['path']; tuning: AttentionTuning }> = [
     { path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: false } },
-    { path: 'register-blocked', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: true } },
+    { path: 'register-blocked', tuning: blocked({}) },
+    { path: 'register-blocked, device memory', tuning: blocked({ workgroupBytes: deviceBytes }) },
+    { path: 'register-blocked, f32 tiles', tuning: blocked({ stagedF32: true }) },
+    { path: 'register-blocked, f32 tiles, device memory', tuning: blocked({ stagedF32: true, workgroupBytes: deviceBytes }) },
   ];
   const configs = benchKernel(gpu, w, choice);
   if (configs.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
   configs.destroy();
+  const tilesTimed = new Set<string>();
   for (const { path, tuning } of paths) {
+    const kernel = benchKernel(gpu, w, { ...choice, tuning });
+    const config = tuning.prefillBlocked ? kernel.prefillBlockedConfig : undefined;
+    kernel.destroy();
+    const tile = config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
+    if (tile !== undefined) {
+      if (tilesTimed.has(tile)) continue;
+      tilesTimed.add(tile);
+    }
     const { seconds } = (await timeAttention(gpu, w, { ...choice, tuning }, timing))!;
-    result.prefill.push({ path, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
+    result.prefill.push({ path, tile, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
   if (opts.print ?? true) printAttentionBench(result);
@@ -332,7 +360,7 @@ export function printAttentionBench(r: AttentionBenchResult): void {
     );
   }
   for (const p of r.prefill) {
-    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
+    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}${p.tile ? ` (tile ${p.tile})` : ''}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
   }
   console.log(lines.join('\n'));
 }

@@ -26,7 +26,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   const attention = await runAttentionBench(gpu, { quick, print: !options.json });
   const prefillVsFma = attention.prefill.map((p) => ({ ...p, ratioToFma: p.tflops / fma.tflops }));
   for (const p of prefillVsFma) {
-    log(`  prefill ${p.sequences} × ${p.tokens}, ${p.path}: ${(100 * p.ratioToFma).toFixed(1)} % of the device's f32 FMA rate`);
+    log(`  prefill ${p.sequences} × ${p.tokens}, ${p.path}${p.tile ? ` (tile ${p.tile})` : ''}: ${(100 * p.ratioToFma).toFixed(1)} % of the device's f32 FMA rate`);
   }
   const table = runTableBench({ windows: quick ? 3 : 7, windowMs: quick ? 100 : 250 });
   log('\nbookkeeping (CPU, uncontended), M ops/s:');
