@@ -32,8 +32,16 @@ export interface AttentionBenchOptions {
   decodeOnly?: boolean;
   /** Skip decode (prefill sweeps). */
   prefillOnly?: boolean;
+  /** The prefill kernels to time (default: the portable ones, their tile variants, and subgroup matrices where available). */
+  prefillPaths?: PrefillPath[];
   /** Print a table (default true). */
   print?: boolean;
+}
+
+/** A prefill kernel to time: a name for the table and the tuning that selects it. */
+export interface PrefillPath {
+  path: string;
+  tuning: AttentionTuning;
 }
 
 export interface DecodeBenchResult {
@@ -54,17 +62,11 @@ export interface DecodeBenchResult {
 
 export interface PrefillBenchResult {
   /**
-   * Portable tile engine, portable register-blocked kernel (packed K/V tiles, or widened to f32 as they
-   * are staged, within the default 32 KiB or all the workgroup memory the device has), or the
-   * subgroup-matrix (tensor-core) kernel.
+   * Which kernel: by default 'scalar' (portable tile engine), 'register-blocked' with its variants
+   * (', f32 tiles': K/V widened to f32 as they are staged; ', device memory': all the workgroup memory
+   * the device has instead of 32 KiB), or 'subgroup-matrix' (tensor cores); a sweep's own names.
    */
-  path:
-    | 'scalar'
-    | 'register-blocked'
-    | 'register-blocked, device memory'
-    | 'register-blocked, f32 tiles'
-    | 'register-blocked, f32 tiles, device memory'
-    | 'subgroup-matrix';
+  path: string;
   /** The register-blocked tile (rows × keys), for those paths. */
   tile?: string;
   sequences: number;
@@ -316,20 +318,22 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   // path where the device has it. A variant whose tile comes out the same as an earlier one is not re-timed.
   const deviceBytes = device.limits.maxComputeWorkgroupStorageSize;
   const blocked = (variant: BlockedPrefillTuning): AttentionTuning => ({ ...opts.tuning, prefillMatrix: false, prefillBlocked: true, blocked: variant });
-  const paths: Array<{ path: PrefillBenchResult['path']; tuning: AttentionTuning }> = [
+  const paths: PrefillPath[] = opts.prefillPaths ?? [
     { path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: false } },
     { path: 'register-blocked', tuning: blocked({}) },
     { path: 'register-blocked, device memory', tuning: blocked({ workgroupBytes: deviceBytes }) },
     { path: 'register-blocked, f32 tiles', tuning: blocked({ stagedF32: true }) },
     { path: 'register-blocked, f32 tiles, device memory', tuning: blocked({ stagedF32: true, workgroupBytes: deviceBytes }) },
   ];
-  const configs = benchKernel(gpu, w, choice);
-  if (configs.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
-  configs.destroy();
+  if (!opts.prefillPaths) {
+    const configs = benchKernel(gpu, w, choice);
+    if (configs.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
+    configs.destroy();
+  }
   const tilesTimed = new Set<string>();
   for (const { path, tuning } of paths) {
     const kernel = benchKernel(gpu, w, { ...choice, tuning });
-    const config = tuning.prefillBlocked ? kernel.prefillBlockedConfig : undefined;
+    const config = kernel.prefillMmaConfig ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     kernel.destroy();
     const tile = config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     if (tile !== undefined) {

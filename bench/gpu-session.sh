@@ -1,15 +1,16 @@
 #!/bin/bash
 # Everything a GPU machine should measure, in one command that fits one 10-minute device call:
-# adapter and parallelism probe, the bench suite (text and JSON), the decode variant sweep, and the
+# adapter and parallelism probe, the bench suite (JSON), the decode and prefill variant sweeps, and the
 # kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
 # results go to $OUT (or ./gpu-out). Needs a built dist/ and, for the sweep and tests, node_modules
 # (tsx, vitest). On the Node-less H100 machine: build here, then run there with the kit of
 # ../shared/gpu (carry .gpu and dist):  bash .gpu/remote.sh bash bench/gpu-session.sh
-#   STEPS="info bench sweep tests" (default: all), SWEEP="stream,stream-k512,…" (default: the sweep's own)
+#   STEPS="info bench sweep prefill tests" (default: all), SWEEP / PREFILL_SWEEP="…" (variants; default:
+#   each sweep's own)
 set -u
 out="${OUT:-gpu-out}"
 mkdir -p "$out"
-steps="${STEPS:-info bench sweep tests}"
+steps="${STEPS:-info bench sweep prefill tests}"
 run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status on stdout
   local name=$1 limit=$2
   shift 2
@@ -19,10 +20,11 @@ run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status o
 }
 for step in $steps; do
   case $step in
-    info) run info 60 node dist/cli.js info --json ;;
-    bench) run bench 240 node dist/cli.js bench --json ;;
-    sweep) run sweep 180 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
-    tests) run tests 150 vitest run test/kernels test/gpu ;;
-    *) echo "unknown step $step (info, bench, sweep, tests)" >&2; exit 2 ;;
+    info) run info 40 node dist/cli.js info --json ;;
+    bench) run bench 200 node dist/cli.js bench --json ;;
+    sweep) run sweep 150 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
+    prefill) run prefill 80 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} --json "$out/prefill.json" ;;
+    tests) run tests 120 vitest run test/kernels test/gpu ;;
+    *) echo "unknown step $step (info, bench, sweep, prefill, tests)" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,68 @@
+// Prefill tuning sweep (not part of `npm run bench`): times the bench's causal prefill (8 × 2048, or
+// 2 × 128 with --quick) once per kernel variant and prints each variant's TFLOP/s and its share of the
+// device's f32 FMA rate measured in the same run. Used to pick the register-blocked kernel's defaults
+// (attention-config.ts). A variant whose tile comes out the same as an earlier one's is not re-timed.
+//   npx tsx bench/prefill-sweep.ts [--variants blocked,blocked-f32-m48,tile,mma] [--quick] [--json out.json]
+import { register } from 'node:module';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
+
+const { values } = parseArgs({
+  options: {
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma' },
+    json: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
+type BlockedPrefillTuning = import('../src/kernels/attention-config').BlockedPrefillTuning;
+const { createGpu, PRECISE_TIMING_DAWN_OPTIONS } = await import('../src/gpu/create-gpu');
+const { runAttentionBench } = await import('./attention');
+const { measureFmaRate } = await import('./fma');
+
+/**
+ * `tile` (tile engine), `mma` (subgroup matrices, where the device has them), or `blocked` followed by
+ * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
+ * device>, e.g. blocked-f32-r64-m48.
+ */
+function tuningOf(name: string): AttentionTuning {
+  if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
+  if (name === 'mma') return { prefillMatrix: true };
+  if (!name.startsWith('blocked')) throw new Error(`unknown variant ${name}`);
+  const blocked: BlockedPrefillTuning = {};
+  for (const knob of name.split('-').slice(1)) {
+    const n = Number(knob.slice(1));
+    if (knob === 'f32') blocked.stagedF32 = true;
+    else if (knob[0] === 'r') blocked.maxRows = n;
+    else if (knob[0] === 'k') blocked.maxKeyTile = n;
+    else if (knob[0] === 'm') blocked.workgroupBytes = n * 1024;
+    else throw new Error(`unknown knob ${knob} in ${name}`);
+  }
+  return { prefillMatrix: false, prefillBlocked: true, blocked };
+}
+
+const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS, subgroupMatrix: true });
+const fma = await measureFmaRate(gpu.device);
+console.log(`f32 FMA rate ${fma.tflops.toFixed(2)} TFLOP/s`);
+const names = values.variants!.split(',');
+const result = await runAttentionBench(gpu, {
+  quick: values.quick,
+  prefillOnly: true,
+  print: false,
+  prefillPaths: names.map((path) => ({ path, tuning: tuningOf(path) })),
+});
+for (const name of names) {
+  const p = result.prefill.find((r) => r.path === name);
+  if (p === undefined) {
+    console.log(`${name.padEnd(22)} not timed: same tile as an earlier variant, or no such kernel on this device`);
+    continue;
+  }
+  console.log(
+    `${name.padEnd(22)} ${(p.tile ?? '').padEnd(24)} ${p.ms.toFixed(3).padStart(9)} ms  ${p.tflops.toPrecision(3).padStart(8)} TFLOP/s  ` +
+      `${((100 * p.tflops) / fma.tflops).toFixed(1).padStart(5)} % of FMA`,
+  );
+}
+if (values.json) writeFileSync(values.json, JSON.stringify({ fmaTflops: fma.tflops, prefill: result.prefill }, null, 1));
+process.exit(0);
