@@ -12,6 +12,9 @@ export function formatSummary(r: SimResult): string {
   const saving = mem.peakPagedBytes > 0 ? mem.peakContiguousMaxBytes / mem.peakPagedBytes : NaN;
   const rows: Array<[string, string]> = [
     ['adapter', `${r.environment.adapter}${r.environment.isFallback ? '  (software: expect low numbers)' : ''}`],
+    ...(r.environment.residentWorkgroups === undefined
+      ? []
+      : [['parallelism', `${r.environment.residentWorkgroups} workgroups of 256 invocations at once (sizes decode split-K)`] as [string, string]]),
     ['model', `${o.numLayers} layers · ${o.numQueryHeads} query / ${o.numKvHeads} kv heads · head dim ${o.headDim} · ${o.kvDtype} KV`],
     ['KV pool', `${r.cache.blocksTotal} blocks × ${o.blockSize} tokens = ${formatBytes(r.cache.poolBytes)} (${formatBytes(r.cache.bytesPerBlock)}/block)`],
     ['requests', `${r.requests.completed}/${r.requests.total} done (${r.requests.samples} sequences incl. parallel samples) in ${m.elapsedSec.toFixed(2)} s → ${formatCount(r.requests.requestsPerSec)} req/s`],

@@ -13,6 +13,8 @@ export interface SimEnvironment {
   adapter: string;
   isFallback: boolean;
   backend: string;
+  /** 256-invocation workgroups the device runs at once (the cache's probe: it sizes decode split-K). */
+  residentWorkgroups?: number;
 }
 
 export interface SimResult {

@@ -15,8 +15,8 @@ export interface RunSimulationOptions extends SimulationHooks {
   gpuOptions?: CreateGpuOptions;
 }
 
-export function environmentOf(gpu: Gpu): SimEnvironment {
-  return { adapter: describeGpu(gpu), isFallback: gpu.isFallback, backend: gpu.info.backend };
+export function environmentOf(gpu: Gpu, cache?: { residentWorkgroups: number }): SimEnvironment {
+  return { adapter: describeGpu(gpu), isFallback: gpu.isFallback, backend: gpu.info.backend, residentWorkgroups: cache?.residentWorkgroups };
 }
 
 export async function runSimulation(options: SimOptions, run: RunSimulationOptions = {}): Promise<SimResult> {
@@ -24,7 +24,7 @@ export async function runSimulation(options: SimOptions, run: RunSimulationOptio
   try {
     const cache = await PagedKVCache.create(gpu.device, cacheOptionsFor(options));
     try {
-      return await simulate(cache, options, environmentOf(gpu), run);
+      return await simulate(cache, options, environmentOf(gpu, cache), run);
     } finally {
       cache.destroy();
     }

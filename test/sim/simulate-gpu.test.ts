@@ -5,6 +5,7 @@ import { cacheOptionsFor } from '../../src/sim/cache-options';
 import { resolveSimOptions } from '../../src/sim/options';
 import { environmentOf } from '../../src/sim/run-simulation';
 import { simulate } from '../../src/sim/simulate';
+import { formatSummary } from '../../src/cli/summary-table';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 
 failOnUncapturedGpuErrors();
@@ -15,7 +16,7 @@ describe('simulate on the GPU', () => {
     const options = resolveSimOptions({ requests: 6, outputLength: 6, numBlocks: 24, verifyFraction: 0.25, checkInvariantsEvery: 5 });
     const cache = await PagedKVCache.create(gpu.device, cacheOptionsFor(options));
     try {
-      const result = await simulate(cache, options, environmentOf(gpu));
+      const result = await simulate(cache, options, environmentOf(gpu, cache));
       expect(result.requests.completed).toBe(6);
       expect(result.verification.checked).toBeGreaterThanOrEqual(options.minVerifications);
       expect(result.verification.mismatches).toBe(0);
@@ -24,6 +25,9 @@ describe('simulate on the GPU', () => {
       expect(cache.stats().sequences).toBe(0);
       expect(cache.stats().blocksUsed).toBe(0);
       cache.checkInvariants();
+      // The summary names how many workgroups the cache's split-K was sized for.
+      expect(result.environment.residentWorkgroups).toBe(cache.residentWorkgroups);
+      expect(formatSummary(result)).toMatch(new RegExp(`parallelism +${cache.residentWorkgroups} workgroups of 256 invocations at once`));
     } finally {
       cache.destroy();
     }
