@@ -49,6 +49,13 @@ export interface HostCostResult extends DecodeShape {
   gpuTiming: GpuTiming['method'];
   /** stepMicros / gpuMicros. */
   hostToGpu: number;
+  /**
+   * The part of a step the performance target names, "table upload + dispatch encoding": prepare (which
+   * uploads the block-table rows) + every layer's encode, median per step.
+   */
+  uploadEncodeMicros: number;
+  /** uploadEncodeMicros / gpuMicros. */
+  uploadEncodeToGpu: number;
   /** Block-table entries uploaded per step (incremental upload). */
   tableEntriesPerStep: number;
   /** Median JS heap bytes allocated by a step's host work (undefined where the heap cannot be collected on demand). */
@@ -108,6 +115,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
     const of = (pick: (t: StepTimes) => number): number => median(samples.map(pick));
     const stepMicros = of((t) => t.total) * 1e3;
     const gpuMicros = timing.seconds * 1e6;
+    const uploadEncodeMicros = of((t) => t.prepare + t.layers.reduce((a, b) => a + b, 0)) * 1e3;
     return {
       ...shape,
       steps,
@@ -121,6 +129,8 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       gpuMicros,
       gpuTiming: timing.method,
       hostToGpu: stepMicros / gpuMicros,
+      uploadEncodeMicros,
+      uploadEncodeToGpu: uploadEncodeMicros / gpuMicros,
       tableEntriesPerStep: samples.reduce((sum, t) => sum + t.tableEntries, 0) / steps,
       heapBytesPerStep: gc ? of((t) => t.heapBytes) : undefined,
     };

@@ -49,7 +49,8 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   );
   log(
     `  GPU time of that step ${(host.gpuMicros / 1e3).toFixed(3)} ms (${host.gpuTiming} timing): ` +
-      `host cost = ${(100 * host.hostToGpu).toFixed(1)} % of it`,
+      `host cost = ${(100 * host.hostToGpu).toFixed(1)} % of it; table upload + dispatch encoding ` +
+      `(prepare + the layers' encodes) ${host.uploadEncodeMicros.toFixed(0)} µs = ${(100 * host.uploadEncodeToGpu).toFixed(1)} % of it`,
   );
   // On a real GPU, the same step with a compute pass per layer (what a caller gets without `pass`).
   const hostPassPerLayer = quick ? undefined : await measureHostCost(gpu, { stepPass: false });
@@ -65,7 +66,8 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
     `  with decodeWritesKv (the decode stores K/V: one dispatch per layer): ${hostDecodeWrites.stepMicros.toFixed(0)} µs per step ` +
       `(${hostDecodeWrites.layerMicros.toFixed(1)} per layer), GPU time ${(hostDecodeWrites.gpuMicros / 1e3).toFixed(3)} ms ` +
       `(${(hostDecodeWrites.gpuMicros / host.gpuMicros).toFixed(3)} × the two-dispatch step's): host cost = ` +
-      `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it`,
+      `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it; table upload + dispatch encoding ` +
+      `${hostDecodeWrites.uploadEncodeMicros.toFixed(0)} µs = ${(100 * hostDecodeWrites.uploadEncodeToGpu).toFixed(1)} % of it`,
   );
   const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer, hostDecodeWrites };
   if (options.json) console.log(JSON.stringify(results, null, 2));
