@@ -1,6 +1,6 @@
 #!/bin/bash
 # Everything a GPU machine should measure, in one command that fits one 10-minute device call:
-# adapter and parallelism probe, the bench suite (JSON), the decode and prefill variant sweeps, and the
+# adapter and parallelism probe, the bench suite, the decode and prefill variant sweeps, and the
 # kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
 # results go to $OUT (or ./gpu-out). Needs a built dist/ and, for the sweep and tests, node_modules
 # (tsx, vitest). On the Node-less H100 machine: build here, then run there with the kit of
@@ -20,11 +20,12 @@ run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status o
 }
 for step in $steps; do
   case $step in
-    info) run info 40 node dist/cli.js info --json ;;
-    bench) run bench 200 node dist/cli.js bench --json ;;
+    info) run info 30 node dist/cli.js info --json ;;
+    # Text, not --json: the suite prints each section as it finishes, so a step cut short keeps its figures.
+    bench) run bench 260 node dist/cli.js bench ;;
     sweep) run sweep 150 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
-    prefill) run prefill 80 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} --json "$out/prefill.json" ;;
-    tests) run tests 120 vitest run test/kernels test/gpu ;;
+    prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} --json "$out/prefill.json" ;;
+    tests) run tests 90 vitest run test/kernels test/gpu ;;
     *) echo "unknown step $step (info, bench, sweep, prefill, tests)" >&2; exit 2 ;;
   esac
 done
