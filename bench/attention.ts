@@ -306,10 +306,9 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       });
     }
   }
-  if (opts.decodeOnly) {
-    if (opts.print ?? true) printAttentionBench(result);
-    return result;
-  }
+  // Printed as each part finishes, so a run cut short keeps the decode table.
+  if (opts.print ?? true) console.log(decodeLines(result).join('\n'));
+  if (opts.decodeOnly) return result;
   const prefill = quick ? QUICK_PREFILL : PREFILL;
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
@@ -344,11 +343,11 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     result.prefill.push({ path, tile, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
-  if (opts.print ?? true) printAttentionBench(result);
+  if (opts.print ?? true) console.log(prefillLines(result).join('\n'));
   return result;
 }
 
-export function printAttentionBench(r: AttentionBenchResult): void {
+function decodeLines(r: AttentionBenchResult): string[] {
   const lines = [
     `paged attention on ${r.device}`,
     `  ${r.numQueryHeads}/${r.numKvHeads} heads, head dim ${r.headDim}, ${r.kvDtype} KV, block ${r.blockSize}, ` +
@@ -363,8 +362,11 @@ export function printAttentionBench(r: AttentionBenchResult): void {
         `${d.ratioToBaseline.toFixed(2).padStart(6)}${d.storesKv ? '  (stores its K/V)' : ''}`,
     );
   }
-  for (const p of r.prefill) {
-    lines.push(`  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}${p.tile ? ` (tile ${p.tile})` : ''}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`);
-  }
-  console.log(lines.join('\n'));
+  return lines;
+}
+
+function prefillLines(r: AttentionBenchResult): string[] {
+  return r.prefill.map(
+    (p) => `  prefill ${p.sequences} × ${p.tokens} causal, ${p.path}${p.tile ? ` (tile ${p.tile})` : ''}: ${p.ms.toFixed(3)} ms, ${p.tflops.toFixed(4)} TFLOP/s`,
+  );
 }
