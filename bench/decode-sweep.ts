@@ -3,9 +3,11 @@
 // engine — and prints one line per (variant, shape) with the ratio to the read kernel measured in the
 // same run. Used to pick the defaults in attention-config.ts / attention-plan.ts. The default variants
 // are the current defaults (`stream`) next to lazy rescaling (`-r8`: the running max moves only when a
-// step passes it by more than 8, so most steps skip scaling the accumulators) and shorter minimum
-// splits, which give the single long sequence (1 × 32768: 32 splits × 8 kv heads = 256 workgroups at
-// the 1024-key minimum) more workgroups.
+// step passes it by more than 8, so most steps skip scaling the accumulators), the portable shared
+// reduction (`-sh`) and the tile engine (`tile`) — the two decodes a device without subgroups can
+// run — and shorter minimum splits, which give the single long sequence (1 × 32768: 32 splits × 8 kv
+// heads = 256 workgroups at the 1024-key minimum) more workgroups. Each variant's lines are printed
+// as soon as it is done.
 //   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
@@ -15,7 +17,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-r8,stream-k512,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
+    variants: { type: 'string', default: 'stream,stream-r8,stream-sh,tile,stream-k512,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
@@ -28,7 +30,8 @@ const { runAttentionBench } = await import('./attention');
 /**
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
  * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np (no prefetch) -qs (queries in
- * workgroup memory), e.g. stream-u4-l8-w256.
+ * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
+ * portable form), e.g. stream-u4-l8-w256.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { streamDecode: false };
@@ -38,6 +41,7 @@ function tuningOf(name: string): AttentionTuning {
   for (const knob of name.split('-').slice(1)) {
     const n = Number(knob.slice(1));
     if (knob === 'np') stream.prefetch = false;
+    else if (knob === 'sh') stream.reduction = 'shared';
     else if (knob === 'qs') stream.queryInSmem = true;
     else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
     else if (knob[0] === 'r') stream.rescaleThreshold = n;

@@ -185,6 +185,13 @@ export interface StreamDecodeConfig {
    * scores exceed it by more than this; undefined rescales at every step.
    */
   rescaleThreshold: number | undefined;
+  /**
+   * How a key group's lanes add up their partial scores: subgroup shuffles, or (portable, no subgroup
+   * feature needed) through workgroup memory, double-buffered, one barrier per step.
+   */
+  reduction: 'subgroup' | 'shared';
+  /** vec4 slots of one score-exchange buffer (shared reduction; 0 otherwise): keyGroups × unroll × heads × lanes / 4. */
+  scoreVecs: number;
 }
 
 /** Largest lazy-rescale threshold: e^32 × 2^17 keys × |v| stays far inside f32. */
@@ -208,6 +215,12 @@ export interface StreamDecodeTuning {
    * every step.
    */
   rescaleThreshold?: number;
+  /**
+   * 'shared': add up the lanes' partial scores through workgroup memory instead of subgroup shuffles,
+   * so the kernel runs without the subgroup feature (then lanes are not limited by the subgroup size,
+   * but at least 4). Default 'subgroup'.
+   */
+  reduction?: 'subgroup' | 'shared';
 }
 
 /**
@@ -228,10 +241,13 @@ export function streamDecodeConfig(
   if (threshold !== undefined && !(threshold >= 0 && threshold <= MAX_RESCALE_THRESHOLD)) {
     throw new ConfigError(`stream.rescaleThreshold must be a number in [0, ${MAX_RESCALE_THRESHOLD}] (got ${threshold})`);
   }
+  const reduction = tuning.reduction ?? 'subgroup';
   const vecsPerRow = layout.headDim / (layout.kvDtype === 'f16' ? 8 : 4);
   let lanes = 1;
-  const maxLanes = Math.min(subgroupMinSize, 32, tuning.maxLanes ?? STREAM_DEFAULT_MAX_LANES);
+  const laneLimit = reduction === 'shared' ? 32 : Math.min(subgroupMinSize, 32);
+  const maxLanes = Math.min(laneLimit, tuning.maxLanes ?? STREAM_DEFAULT_MAX_LANES);
   while (lanes * 2 <= maxLanes && vecsPerRow % (lanes * 2) === 0) lanes *= 2;
+  if (reduction === 'shared' && lanes < 4) return undefined; // a lane set fills whole vec4 slots of the exchange
   const words = vecsPerRow / lanes;
   if (words > STREAM_MAX_HW) return undefined;
   const maxHeads = Math.min(MAX_HEADS_PER_WORKGROUP, tuning.maxHeads ?? MAX_HEADS_PER_WORKGROUP, Math.floor(STREAM_MAX_HW / words));
@@ -244,7 +260,9 @@ export function streamDecodeConfig(
   const cells = (hpw * layout.headDim) / 4;
   const roundGroups = Math.max(1, Math.min(keyGroups, Math.floor(STREAM_MERGE_BYTES / (16 * (cells + hpw)))));
   const queryInSmem = tuning.queryInSmem ?? true;
-  const workgroupBytes = 16 * (TABLE_WINDOW / 4 + wg / 4 + roundGroups * (hpw + cells) + (queryInSmem ? cells : 0)) + 4;
+  const scoreVecs = reduction === 'shared' ? (keyGroups * u * hpw * lanes) / 4 : 0;
+  // Mirrors SMEM_LEN of the WGSL: the score buffers share the merge region.
+  const workgroupBytes = 16 * (TABLE_WINDOW / 4 + wg / 4 + (queryInSmem ? cells : 0) + Math.max(roundGroups * (hpw + cells), 2 * scoreVecs)) + 4;
   if (workgroupBytes > Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) || cells > 4 * wg || keyGroups > TABLE_WINDOW) return undefined;
   return {
     kind: 'decode-stream',
@@ -260,6 +278,8 @@ export function streamDecodeConfig(
     roundGroups,
     workgroupBytes,
     rescaleThreshold: tuning.rescaleThreshold,
+    reduction,
+    scoreVecs,
   };
 }
 
@@ -271,6 +291,7 @@ export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): R
     UNROLL: config.unroll,
     ROUND_GROUPS: config.roundGroups,
     Q_STAGED: config.queryInSmem ? 1 : 0,
+    SCORE_VECS: config.scoreVecs,
   };
 }
 

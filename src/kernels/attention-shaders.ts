@@ -60,12 +60,20 @@ export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, num
   const shape =
     `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
     `${config.queryInSmem ? '-qs' : ''}${config.rescaleThreshold === undefined ? '' : `-r${config.rescaleThreshold}`}` +
+    `${config.reduction === 'shared' ? '-sh' : ''}` +
     `-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
   const kvAccess = writesKv ? writablePool(kvAccessCode) : kvAccessCode;
   const writeParts = writesKv ? [f16BitsCode, decodeWriteCode] : [];
   return {
     name: `paged-attention-decode-stream-${shape}`,
-    code: ['enable subgroups;\n', lanesSubgroupCode, typesCode, kvAccess, ...writeParts, decodeStreamCode, decodeStreamEntry(config, f16, numChunks, writesKv)].join('\n'),
+    code: [
+      ...(config.reduction === 'subgroup' ? ['enable subgroups;\n', lanesSubgroupCode] : [lanesSharedCode]),
+      typesCode,
+      kvAccess,
+      ...writeParts,
+      decodeStreamCode,
+      decodeStreamEntry(config, f16, numChunks, writesKv),
+    ].join('\n'),
     entryPoint: 'decode_stream_main',
   };
 }

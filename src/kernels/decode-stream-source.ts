@@ -14,6 +14,8 @@
 //     passes m + threshold (then l and the accumulators are scaled by e^(m_old − m_new)); otherwise the
 //     step's p = e^(s − m) ≤ e^threshold adds in unscaled. Every (m, l, acc) stays a valid state for
 //     the merge, which never assumes m is the exact maximum.
+//   - With the shared reduction every fold has one barrier, so folds happen only in workgroup-uniform
+//     control flow (the key loop's bounds come from the work item); writesKv needs the subgroup one.
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
 //     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
@@ -24,6 +26,7 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const wgslFloat = (x: number): string => (Number.isInteger(x) ? `${x}.0` : `${x}`);
 
 export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): string {
+  if (writesKv && config.reduction !== 'subgroup') throw new Error('the decode that stores K/V needs the subgroup reduction');
   const H = range(config.headsPerWorkgroup);
   const W = range(config.words);
   const U = range(config.unroll);
@@ -102,9 +105,26 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
         add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
       }
     }
-    add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
-    for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
-    add(`    }`);
+    if (config.reduction === 'subgroup') {
+      add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
+      for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
+      add(`    }`);
+    } else {
+      // Through workgroup memory: slot (u, h) of this group holds LANES partials = LANES / 4 vec4.
+      const perSlot = config.lanes / 4;
+      add(`    let scores_at = SMEM_SCORES + score_parity * SCORE_VECS + group * ${config.unroll * config.headsPerWorkgroup * perSlot}u;`);
+      for (const u of U) {
+        for (const h of H) add(`    smem[scores_at + ${(u * config.headsPerWorkgroup + h) * perSlot}u + lane / 4u][lane % 4u] = bitcast<u32>(s_${u}_${h});`);
+      }
+      add(`    workgroupBarrier();`);
+      for (const u of U) {
+        for (const h of H) {
+          const parts = range(perSlot).map((k) => `sum4(smem[scores_at + ${(u * config.headsPerWorkgroup + h) * perSlot + k}u])`);
+          add(`    s_${u}_${h} = ${parts.join(' + ')};`);
+        }
+      }
+      add(`    score_parity = 1u - score_parity;`);
+    }
     for (const u of U) {
       for (const w of W) {
         add(`    let vl_${u}_${w} = unpack_lo(v_${u}_${w});`);
@@ -199,6 +219,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     add(`  var m_${h} = NEG_BIG;`, `  var l_${h} = 0.0;`);
     for (const w of W) for (const half of halves) add(`  var a_${h}_${w}_${half} = vec4<f32>(0.0);`);
   }
+  if (config.reduction === 'shared') add(`  var score_parity = 0u;`);
   add(
     `  var window_start = 0u;`,
     `  if (item.key_start < key_end) {`,

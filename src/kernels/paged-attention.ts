@@ -9,7 +9,8 @@
 //     recording anything; block ids inside the table are not checked on the host (an id outside
 //     [0, numBlocks) reads as zeros).
 //   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point)
-//     when subgroups are on and its shape limits allow, else on the tile engine; prefill runs on subgroup
+//     when subgroups are on (or its tuning asks for the portable shared reduction) and its shape limits
+//     allow, else on the tile engine; prefill runs on subgroup
 //     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 16×16×16 ones with f32
 //     results and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
 //     blocked.wgsl, portable) where a tile fits the device's workgroup memory, else on the tile engine.
@@ -160,7 +161,7 @@ export class PagedAttentionKernel {
   readonly groupSize: number;
   /** Tile-engine decode shape (used when streamDecodeConfig is undefined). */
   readonly decodeConfig: TileConfig;
-  /** Streaming decode shape, when subgroups are on and the head shape allows it. */
+  /** Streaming decode shape, when subgroups are on (or tuning.stream.reduction is 'shared') and the head shape allows it. */
   readonly streamDecodeConfig: StreamDecodeConfig | undefined;
   readonly prefillConfig: TileConfig;
   /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
@@ -224,10 +225,9 @@ export class PagedAttentionKernel {
     const tuning = (this.tuning = opts.tuning ?? {});
     const info = opts.adapterInfo ?? adapterInfoOf(device);
     const subgroupMinSize = info?.subgroupMinSize || 4;
-    this.streamDecodeConfig =
-      opts.subgroups && tuning.streamDecode !== false
-        ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream)
-        : undefined;
+    // The streaming decode needs subgroups unless its tuning asks for the shared reduction.
+    const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || tuning.stream?.reduction === 'shared');
+    this.streamDecodeConfig = streamAllowed ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream) : undefined;
     const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
     if (!Number.isInteger(resident) || resident < 1) {
       throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);
@@ -289,7 +289,8 @@ export class PagedAttentionKernel {
    */
   writesKvFor(entries: readonly AttentionEntry[]): boolean {
     if (entries === this.writesKvEntries) return this.writesKvAnswer;
-    let answer = this.streamDecodeConfig !== undefined && this.writeBindingsFit && this.tuning.decodeWritesKv !== false;
+    let answer =
+      this.streamDecodeConfig?.reduction === 'subgroup' && this.writeBindingsFit && this.tuning.decodeWritesKv !== false;
     let rows = 0;
     for (let i = 0; answer && i < entries.length; i++) {
       answer = entries[i]!.numQueries === 1;

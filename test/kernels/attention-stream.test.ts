@@ -1,7 +1,8 @@
 // The streaming decode kernel (subgroups) in shapes other than the default one — no prefetch, queries
 // held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
 // f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
-// (peaky queries make the running max move often) — against the f64 CPU reference, with the
+// (peaky queries make the running max move often), the portable shared reduction (workgroup memory
+// instead of subgroup shuffles, also on a kernel without subgroups) — against the f64 CPU reference, with the
 // tolerance of attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own
 // generated pipeline, so a wrong unrolling in one shape cannot hide behind another.
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +29,9 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
   { name: 'lazy rescale, threshold 8', tuning: { stream: { rescaleThreshold: 8 } }, fixture: {} },
   { name: 'lazy rescale, threshold 0, peaky softmax, f32, unroll 2', tuning: { stream: { rescaleThreshold: 0, unroll: 2 } }, fixture: { kvDtype: 'f32', qMagnitude: 8 } },
   { name: 'lazy rescale, largest threshold (32), peaky softmax', tuning: { stream: { rescaleThreshold: MAX_RESCALE_THRESHOLD } }, fixture: { qMagnitude: 6 } },
+  { name: 'shared reduction, 8 lanes, f16', tuning: { stream: { reduction: 'shared' } }, fixture: {} },
+  { name: 'shared reduction, 4 lanes, no prefetch, f32, lazy rescale 0', tuning: { stream: { reduction: 'shared', maxLanes: 4, prefetch: false, rescaleThreshold: 0 } }, fixture: { kvDtype: 'f32', qMagnitude: 8 } },
+  { name: 'shared reduction, 16 lanes, 2 heads of 4, 256 threads, block 1', tuning: { stream: { reduction: 'shared', maxLanes: 16, maxHeads: 2, workgroupSize: 256 } }, fixture: { blockSize: 1 } },
 ];
 
 describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture }) => {
@@ -52,6 +56,24 @@ describe('streaming decode: lazy rescale threshold', () => {
         const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { stream: { rescaleThreshold: bad } } };
         expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(ConfigError);
       }
+    } finally {
+      fx.destroy();
+    }
+  });
+});
+
+describe('streaming decode without subgroups (shared reduction)', () => {
+  it('runs on a kernel made with subgroups: false and matches the reference, with and without split-K', async () => {
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(23));
+    try {
+      const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: false, tuning: { stream: { reduction: 'shared' as const } } };
+      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, options);
+      expect(kernel.streamDecodeConfig).toMatchObject({ reduction: 'shared', lanes: 8 });
+      expect(kernel.writesKvFor(fx.entries)).toBe(false); // storing K/V from the decode needs the subgroup reduction
+      const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
+      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+      // Without the knob, a kernel without subgroups decodes on the tile engine.
+      expect(new PagedAttentionKernel(gpu.device, fx.layout, { ...options, tuning: {} }).streamDecodeConfig).toBeUndefined();
     } finally {
       fx.destroy();
     }
