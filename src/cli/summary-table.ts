@@ -14,7 +14,7 @@ export function formatSummary(r: SimResult): string {
     ['adapter', `${r.environment.adapter}${r.environment.isFallback ? '  (software: expect low numbers)' : ''}`],
     ...(r.environment.residentWorkgroups === undefined
       ? []
-      : [['parallelism', `${r.environment.residentWorkgroups} workgroups of 256 invocations at once (sizes decode split-K)`] as [string, string]]),
+      : [['parallelism', `${workgroups(r.environment.residentWorkgroups)} of 256 invocations at once (sizes decode split-K)`] as [string, string]]),
     ['model', `${o.numLayers} layers · ${o.numQueryHeads} query / ${o.numKvHeads} kv heads · head dim ${o.headDim} · ${o.kvDtype} KV`],
     ['KV pool', `${r.cache.blocksTotal} blocks × ${o.blockSize} tokens = ${formatBytes(r.cache.poolBytes)} (${formatBytes(r.cache.bytesPerBlock)}/block)`],
     ['requests', `${r.requests.completed}/${r.requests.total} done (${r.requests.samples} sequences incl. parallel samples) in ${m.elapsedSec.toFixed(2)} s → ${formatCount(r.requests.requestsPerSec)} req/s`],
@@ -33,4 +33,8 @@ export function formatSummary(r: SimResult): string {
     ['invariants', `ok · ${r.invariants.sequencesLeft} sequences left · ${r.invariants.blocksUsedAtEnd} blocks in use at the end`],
   ];
   return `Serving simulation — passed\n${table(rows)}\n`;
+}
+
+function workgroups(n: number): string {
+  return `${n} workgroup${n === 1 ? '' : 's'}`;
 }

@@ -27,7 +27,8 @@ describe('simulate on the GPU', () => {
       cache.checkInvariants();
       // The summary names how many workgroups the cache's split-K was sized for.
       expect(result.environment.residentWorkgroups).toBe(cache.residentWorkgroups);
-      expect(formatSummary(result)).toMatch(new RegExp(`parallelism +${cache.residentWorkgroups} workgroups of 256 invocations at once`));
+      const n = cache.residentWorkgroups;
+      expect(formatSummary(result)).toMatch(new RegExp(`parallelism +${n} workgroup${n === 1 ? '' : 's'} of 256 invocations at once`));
     } finally {
       cache.destroy();
     }
