@@ -233,12 +233,8 @@ function benchKernel(gpu: Gpu, w: Workload, choice: KernelChoice): PagedAttentio
   return new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, adapterInfo: gpu.adapter.info, ...choice });
 }
 
-async function timeAttention(gpu: Gpu, w: Workload, choice: KernelChoice, timing: TimingOptions, storesKv = false) {
-  const kernel = benchKernel(gpu, w, choice);
-  if (storesKv && !kernel.writesKvFor(w.entries)) {
-    kernel.destroy();
-    return undefined;
-  }
+/** Times `kernel` on the workload (storing the new K/V from the decode with storesKv); the caller destroys the kernel. */
+async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: Workload, timing: TimingOptions, storesKv = false) {
   const write = storesKv ? w.write : undefined;
   const { seconds } = await timeGpu(
     gpu.device,
@@ -246,7 +242,6 @@ async function timeAttention(gpu: Gpu, w: Workload, choice: KernelChoice, timing
     timing,
   );
   const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
-  kernel.destroy();
   return { seconds, splits };
 }
 
@@ -286,9 +281,11 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     ];
     for (const { tableOrder, blockSize, storesKv } of variants) {
       const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize, storesKv);
-      const timed = await timeAttention(gpu, w, choice, timing, storesKv);
+      const kernel = benchKernel(gpu, w, choice);
+      const timed = storesKv && !kernel.writesKvFor(w.entries) ? undefined : await timeAttention(gpu, kernel, w, timing, storesKv);
+      kernel.destroy();
       w.destroy();
-      if (timed === undefined) continue;
+      if (timed === undefined) continue; // this device's decode cannot store K/V
       const { seconds, splits } = timed;
       const gbps = kvBytes / seconds / 1e9;
       result.decode.push({
@@ -333,13 +330,14 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   for (const { path, tuning } of paths) {
     const kernel = benchKernel(gpu, w, { ...choice, tuning });
     const config = kernel.prefillMmaConfig ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
-    kernel.destroy();
     const tile = config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
-    if (tile !== undefined) {
-      if (tilesTimed.has(tile)) continue;
-      tilesTimed.add(tile);
+    if (tile !== undefined && tilesTimed.has(tile)) {
+      kernel.destroy();
+      continue;
     }
-    const { seconds } = (await timeAttention(gpu, w, { ...choice, tuning }, timing))!;
+    if (tile !== undefined) tilesTimed.add(tile);
+    const { seconds } = await timeAttention(gpu, kernel, w, timing);
+    kernel.destroy();
     result.prefill.push({ path, tile, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
