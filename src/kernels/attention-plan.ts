@@ -9,23 +9,32 @@
 //     decode item i writes partial slots i × numQueryHeads + head; the partial buffer holds `partialSlots`
 //     accumulators of headDim floats followed by one (max, sum, 0, 0) vec4 per slot.
 //   - Split heuristic (when not forced): base = decode items × kvHeads × headTiles + prefill workgroups;
-//     if base < TARGET_WORKGROUPS each decode entry gets
-//         splits = clamp(min(ceil(TARGET_WORKGROUPS / base), floor(L / MIN_KEYS_PER_SPLIT)), 1, MAX_SPLITS)
-//     with split length rounded up to whole key tiles (so splits = ceil(L / length) may shrink). The target
+//     each decode entry gets
+//         splits = clamp(min(floor(target / base), floor(L / minKeysPerSplit)), 1, MAX_SPLITS)
+//     with split length rounded up to whole key tiles (so splits = ceil(L / length) may shrink): the most
+//     splits whose workgroups all fit on the device at once. One more would start a second, partial
+//     wave of workgroups that runs while most of the device idles. The target
 //     is shape.targetWorkgroups, sized from the device: the kernel passes the 256-invocation workgroups
 //     the device runs at once (src/gpu/parallelism-probe.ts; 8 × 132 on an H100 SXM) for the streaming
 //     decode kernel, whose workgroups keep many loads in flight each and want several per SM, and a
 //     quarter of that for the tile engine (two of its workgroups per SM of an H100). Without a target,
 //     TARGET_WORKGROUPS (the H100's tile-engine figure).
-//     MIN_KEYS_PER_SPLIT keeps each split long enough to amortise its partial write and merge.
+//     minKeysPerSplit (default MIN_KEYS_PER_SPLIT; the streaming decode passes STREAM_MIN_STEPS_PER_SPLIT
+//     of its key steps) keeps each split long enough to amortise its setup, partial write and merge.
 import { InvalidArgumentError } from '../errors';
 import type { AttentionEntry } from './attention-types';
 
 export const TARGET_WORKGROUPS = 2 * 132;
 /** Tile-engine decode workgroups aimed for per four resident 256-invocation workgroups. */
 export const TILE_TARGET_DIVISOR = 4;
-/** Shortest split of the streaming decode kernel: its per-workgroup setup and merge cost more. */
-export const STREAM_MIN_KEYS_PER_SPLIT = 1024;
+/**
+ * Shortest split of the streaming decode kernel, in its key steps (keysPerStep keys each: 64 for the
+ * H100's default shape, so 512 keys). A workgroup pays fixed costs once per split (staging its queries,
+ * merging its key groups through workgroup memory, writing partials for the merge pass). On the H100
+ * they cost about one to two steps: 256 × 512 (8 steps per workgroup) read 0.64 of the read kernel's
+ * bandwidth where 64 × 2048 (16 steps) read 0.70, so eight steps keep them to a fifth or less.
+ */
+export const STREAM_MIN_STEPS_PER_SPLIT = 8;
 export const MIN_KEYS_PER_SPLIT = 256;
 export const MAX_SPLITS = 128;
 export const WORK_ITEM_WORDS = 8;
@@ -84,7 +93,7 @@ export function splitPolicy(
     return (l) => Math.ceil(l / Math.min(forceSplits, l));
   }
   const base = decodeEntries * workgroupsPerItem + otherWorkgroups;
-  const wanted = base >= target ? 1 : Math.ceil(target / base);
+  const wanted = Math.max(1, Math.floor(target / base));
   return (l) => {
     const splits = Math.max(1, Math.min(wanted, Math.floor(l / minKeys), MAX_SPLITS));
     return splits === 1 ? l : Math.ceil(Math.ceil(l / splits) / keyTile) * keyTile;

@@ -47,7 +47,7 @@ import {
   type StreamDecodeTuning,
   type TileConfig,
 } from './attention-config';
-import { planBatch, STREAM_MIN_KEYS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
+import { planBatch, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
@@ -375,7 +375,7 @@ export class PagedAttentionKernel {
         decodeKeyTile: decodeShape.keyTile,
         prefillQueriesPerWorkgroup: prefillShape.queriesPerWorkgroup,
         targetWorkgroups: this.decodeTarget,
-        minKeysPerSplit: this.tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_KEYS_PER_SPLIT : undefined),
+        minKeysPerSplit: this.tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_STEPS_PER_SPLIT * this.streamDecodeConfig.keysPerStep : undefined),
       },
       this.planScratch,
       args.forceSplits,

@@ -3,7 +3,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
-import { planBatch, splitPolicy, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { DEFAULT_RESIDENT_WORKGROUPS } from '../../src/gpu/parallelism-probe';
 import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
 import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
@@ -24,11 +25,31 @@ describe('split-K heuristic', () => {
   it('splits only when the batch leaves the GPU under-filled', () => {
     expect(decode(64, 2048)).toBe(1); // 512 workgroups ≥ 264
     expect(decode(256, 512)).toBe(1);
-    expect(decode(16, 8192)).toBe(3); // 128 workgroups → ×3
-    expect(decode(1, 32768)).toBe(32); // 8 workgroups → 33 wanted, 1024-key splits
+    expect(decode(16, 8192)).toBe(2); // 128 workgroups → ×2 (×3 would need a second wave)
+    expect(decode(1, 32768)).toBe(32); // 8 workgroups → 33 wanted, split length rounded up to 1024
     expect(decode(1, 300)).toBe(1); // too short to split
     expect(decode(1, 600)).toBe(2);
     expect(TARGET_WORKGROUPS).toBe(264);
+  });
+
+  it('fills one wave of the streaming decode at the H100 bench shapes, splits of at least eight steps', () => {
+    // 32/8 heads × 128, f16, subgroups of 32, 48 KiB: 8 kv heads × one head tile, 64 keys per step,
+    // 8 × 132 workgroups at once, 512-key minimum.
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 30);
+    const config = streamDecodeConfig(layout, 4, 32, 49152)!;
+    expect([config.headsPerWorkgroup, config.keysPerStep]).toEqual([4, 64]);
+    expect(DEFAULT_RESIDENT_WORKGROUPS).toBe(1056);
+    const stream = (batch: number, context: number) => {
+      const keys = Array(batch).fill(context);
+      const policy = splitPolicy(batch, 8, 0, config.keysPerStep, undefined, DEFAULT_RESIDENT_WORKGROUPS, STREAM_MIN_STEPS_PER_SPLIT * config.keysPerStep);
+      return splitsOf(keys, keys.map(policy))[0];
+    };
+    expect(stream(64, 2048)).toBe(2); // 512 workgroups → 1024 (1536 would be a wave and a half)
+    expect(stream(16, 8192)).toBe(8); // 128 → 1024
+    expect(stream(256, 512)).toBe(1); // 2048 workgroups: two full waves already
+    expect(stream(1, 32768)).toBe(64); // 132 wanted, 512-key splits → 512 workgroups
+    expect(stream(4, 4096)).toBe(8); // 33 wanted, 512-key splits
+    expect(stream(8, 600)).toBe(1); // too short to split
   });
 
   it('counts prefill workgroups as filling the GPU', () => {
