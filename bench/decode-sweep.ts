@@ -5,9 +5,10 @@
 // are the current defaults (`stream`) next to lazy rescaling (`-r8`: the running max moves only when a
 // step passes it by more than 8, so most steps skip scaling the accumulators), the portable shared
 // reduction (`-sh`) and the tile engine (`tile`) — the two decodes a device without subgroups can
-// run — and shorter minimum splits, which give the single long sequence (1 × 32768: 32 splits × 8 kv
-// heads = 256 workgroups at the 1024-key minimum) more workgroups. Each variant's lines are printed
-// as soon as it is done.
+// run — and other minimum split lengths around the default of 8 steps (512 keys on the H100 shape),
+// which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
+// workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
+// printed as soon as it is done.
 //   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-r8,stream-sh,tile,stream-k512,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
+    variants: { type: 'string', default: 'stream,stream-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },

@@ -34,9 +34,9 @@ export interface PagedKVCacheOptions {
    * Let the attention dispatch of a decode batch store the batch's new K/V itself (encodeAttention with
    * k and v, streaming decode kernel): one dispatch per layer instead of a write-kv dispatch and the
    * attention, so less host encoding per step. Batches with prefill entries, and devices whose decode
-   * runs on the tile engine (no subgroups), still get the write-kv dispatch. Default false: the decode
-   * then binds the pool read_write, which on SwiftShader made it 1.2–1.6× as slow; `npm run bench`
-   * times both forms on the device at hand.
+   * runs without subgroup shuffles (no subgroups, or the tile engine), still get the write-kv
+   * dispatch. Default false: the decode then binds the pool read_write, which on SwiftShader made it
+   * 1.2–1.6× as slow; `npm run bench` times both forms on the device at hand.
    */
   decodeWritesKv?: boolean;
   /**

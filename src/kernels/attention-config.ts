@@ -218,15 +218,16 @@ export interface StreamDecodeTuning {
   /**
    * 'shared': add up the lanes' partial scores through workgroup memory instead of subgroup shuffles,
    * so the kernel runs without the subgroup feature (then lanes are not limited by the subgroup size,
-   * but at least 4). Default 'subgroup'.
+   * but at least 4). Default: 'subgroup' on a kernel with subgroups, 'shared' on one without.
    */
   reduction?: 'subgroup' | 'shared';
 }
 
 /**
- * Shape of the streaming decode kernel (subgroups), or undefined where it does not apply (a row of
- * more than 16 words per lane, e.g. an odd number of f16 words with a large head dim): the tile engine
- * decodes then. `subgroupMinSize` is the device's smallest subgroup size (4 when unknown). A step
+ * Shape of the streaming decode kernel (tuning.reduction: subgroup shuffles unless 'shared'), or
+ * undefined where it does not apply (a row of more than 16 words per lane, e.g. an odd number of f16
+ * words with a large head dim; the shared reduction with fewer than 4 lanes): the tile engine decodes
+ * then. `subgroupMinSize` is the device's smallest subgroup size (4 when unknown). A step
  * covers at most TABLE_WINDOW keys, so it fits the table window for every block size.
  */
 export function streamDecodeConfig(

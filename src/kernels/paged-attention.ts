@@ -8,9 +8,9 @@
 //   - encode validates everything it can check on the host and throws InvalidArgumentError before
 //     recording anything; block ids inside the table are not checked on the host (an id outside
 //     [0, numBlocks) reads as zeros).
-//   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point)
-//     when subgroups are on (or its tuning asks for the portable shared reduction) and its shape limits
-//     allow, else on the tile engine; prefill runs on subgroup
+//   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point;
+//     subgroup shuffles when subgroups are on, else the portable shared reduction) where its shape
+//     limits allow, else on the tile engine; prefill runs on subgroup
 //     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 16×16×16 ones with f32
 //     results and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
 //     blocked.wgsl, portable) where a tile fits the device's workgroup memory, else on the tile engine.
@@ -61,9 +61,9 @@ export interface PagedAttentionOptions {
   /** Entries per block-table row. */
   rowStride: number;
   /**
-   * Use subgroup operations (needs the 'subgroups' feature): subgroup reductions, and decode by the
-   * streaming kernel where its shape limits allow; false = portable path (tile engine, workgroup-memory
-   * reductions).
+   * Use subgroup operations (needs the 'subgroups' feature): subgroup reductions and shuffles; false =
+   * portable path (workgroup-memory reductions). Decode runs on the streaming kernel either way where
+   * its shape limits allow, else on the tile engine.
    */
   subgroups: boolean;
   /**
@@ -161,7 +161,7 @@ export class PagedAttentionKernel {
   readonly groupSize: number;
   /** Tile-engine decode shape (used when streamDecodeConfig is undefined). */
   readonly decodeConfig: TileConfig;
-  /** Streaming decode shape, when subgroups are on (or tuning.stream.reduction is 'shared') and the head shape allows it. */
+  /** Streaming decode shape, where the head shape allows it (and tuning does not turn it off). */
   readonly streamDecodeConfig: StreamDecodeConfig | undefined;
   readonly prefillConfig: TileConfig;
   /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
@@ -225,9 +225,13 @@ export class PagedAttentionKernel {
     const tuning = (this.tuning = opts.tuning ?? {});
     const info = opts.adapterInfo ?? adapterInfoOf(device);
     const subgroupMinSize = info?.subgroupMinSize || 4;
-    // The streaming decode needs subgroups unless its tuning asks for the shared reduction.
-    const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || tuning.stream?.reduction === 'shared');
-    this.streamDecodeConfig = streamAllowed ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, tuning.stream) : undefined;
+    // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
+    // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
+    const reduction = tuning.stream?.reduction ?? (opts.subgroups ? 'subgroup' : 'shared');
+    const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || reduction === 'shared');
+    this.streamDecodeConfig = streamAllowed
+      ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, { ...tuning.stream, reduction })
+      : undefined;
     const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
     if (!Number.isInteger(resident) || resident < 1) {
       throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);

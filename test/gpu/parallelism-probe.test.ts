@@ -106,23 +106,29 @@ describe('`info` reports the probe', () => {
 });
 
 describe('split-K sized from the resident workgroups', () => {
-  // Tile-engine decode (no subgroups): splits of at least 256 keys, target = resident / 4 workgroups.
+  // 3 decode entries × 2 kv heads × one head tile = 6 workgroups before splitting; a kernel without
+  // subgroups. Streaming decode (shared reduction, 64 keys per step): target = resident workgroups,
+  // splits of at least 8 steps = 512 keys. Tile engine: target = resident / 4, splits of at least 256 keys.
   const fixture = () => buildKvFixture(gpu.device, decodeFixtureOptions(11, { sequences: [{ contextLength: 40 }, { contextLength: 700 }, { contextLength: 1100 }] }));
   const TOL = { atol: 2e-5, rtol: 1e-4 };
 
-  for (const [resident, splits] of [
-    [DEFAULT_RESIDENT_WORKGROUPS, [1, 2, 4]],
-    [72, [1, 2, 3]],
-    [4, [1, 1, 1]],
+  for (const [engine, resident, splits] of [
+    ['stream', DEFAULT_RESIDENT_WORKGROUPS, [1, 1, 2]],
+    ['stream', 6, [1, 1, 1]],
+    ['tile', DEFAULT_RESIDENT_WORKGROUPS, [1, 2, 4]],
+    ['tile', 72, [1, 2, 3]],
+    ['tile', 4, [1, 1, 1]],
   ] as const) {
-    it(`${resident} resident workgroups → splits ${splits.join(', ')}, results within tolerance`, async () => {
+    it(`${engine} decode, ${resident} resident workgroups → splits ${splits.join(', ')}, results within tolerance`, async () => {
       const fx = fixture();
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
         numQueryHeads: fx.numQueryHeads,
         rowStride: fx.rowStride,
         subgroups: false,
         residentWorkgroups: resident,
+        tuning: { streamDecode: engine === 'stream' },
       });
+      expect(kernel.streamDecodeConfig?.keysPerStep).toBe(engine === 'stream' ? 64 : undefined);
       const check = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(check.lines).toEqual([]);
       expect(check.splits).toEqual(splits);

@@ -1,5 +1,6 @@
 // Paged attention kernels against the f64 CPU reference, on one tile shape (head dim 64, f16 KV, GQA 4)
-// through every table/pool scenario, with subgroup reductions on and off.
+// through every table/pool scenario, on each decode path: the streaming kernel with subgroup shuffles,
+// the streaming kernel without subgroups (workgroup-memory reduction), and the tile engine.
 // Tolerance, |gpu − ref| ≤ atol + rtol·|ref|:
 //   - f16 KV: the reference decodes the same packed f16 words, so storage rounding cancels exactly; what
 //     remains is f32 arithmetic in another order (64-term dot products, online-softmax rescaling,
@@ -11,7 +12,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
-import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
+import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import { pipelineCount } from '../../src/kernels/pipeline-cache';
 import type { Gpu } from '../../src/gpu/create-gpu';
 import type { KvLayout } from '../../src/pool/kv-layout';
@@ -29,14 +30,22 @@ function fixtureOptions(sequences: SequenceSpec[], extra: Partial<KvFixtureOptio
   return { numKvHeads: 2, groupSize: 4, headDim: 64, blockSize: 16, kvDtype: 'f16', shuffleBlocks: true, sequences, ...extra };
 }
 
+interface DecodePath {
+  subgroups: boolean;
+  tuning?: AttentionTuning;
+  /** The decode kernel the path must run: the streaming kernel's reduction, or the tile engine. */
+  runs: 'subgroup' | 'shared' | 'tile';
+}
+
 async function expectMatch(
-  subgroups: boolean,
+  { subgroups, tuning, runs }: DecodePath,
   options: KvFixtureOptions,
   forceSplits?: number,
 ): Promise<{ splits: number[]; layout: KvLayout }> {
   const fx = buildKvFixture(gpu.device, options);
   try {
-    const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups });
+    const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups, tuning });
+    expect(kernel.streamDecodeConfig?.reduction ?? 'tile').toBe(runs);
     const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits });
     expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     return { splits: result.splits, layout: fx.layout };
@@ -45,29 +54,35 @@ async function expectMatch(
   }
 }
 
-describe.each([false, true])('paged attention, subgroups=%s', (subgroups) => {
+const DECODE_PATHS: [string, DecodePath][] = [
+  ['streaming decode, subgroups', { subgroups: true, runs: 'subgroup' }],
+  ['streaming decode, no subgroups', { subgroups: false, runs: 'shared' }],
+  ['tile-engine decode, no subgroups', { subgroups: false, tuning: { streamDecode: false }, runs: 'tile' }],
+];
+
+describe.each(DECODE_PATHS)('paged attention, %s', (_, path) => {
   beforeAll(() => {
-    if (subgroups && !gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
+    if (path.subgroups && !gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
   });
 
   it('decode: contexts 1, partial block, blockSize+1 and a few hundred, for block sizes 1, 8, 16, 32', async () => {
     for (const blockSize of [1, 8, 16, 32]) {
       const contexts = [1, blockSize > 1 ? blockSize + Math.floor(blockSize / 2) : 3, blockSize + 1, 300];
-      await expectMatch(subgroups, fixtureOptions(contexts.map((contextLength) => ({ contextLength })), { blockSize, seed: blockSize }));
+      await expectMatch(path, fixtureOptions(contexts.map((contextLength) => ({ contextLength })), { blockSize, seed: blockSize }));
     }
   });
 
   it('decode split-K: forced splits 2, 3 and 7 merge to the same result, short contexts included', async () => {
     const sequences = [{ contextLength: 1 }, { contextLength: 17 }, { contextLength: 300 }, { contextLength: 523 }];
     for (const forceSplits of [2, 3, 7]) {
-      const { splits } = await expectMatch(subgroups, fixtureOptions(sequences, { seed: 10 + forceSplits }), forceSplits);
+      const { splits } = await expectMatch(path, fixtureOptions(sequences, { seed: 10 + forceSplits }), forceSplits);
       // Equal split lengths of ceil(L / n) keys: 17 keys in 7 splits become 6 splits of 3 keys.
       expect(splits).toEqual([1, Math.ceil(17 / Math.ceil(17 / forceSplits)), forceSplits, forceSplits]);
     }
   });
 
   it('decode split-K: the heuristic splits a lone long context', async () => {
-    const { splits } = await expectMatch(subgroups, fixtureOptions([{ contextLength: 2100 }], { seed: 3 }));
+    const { splits } = await expectMatch(path, fixtureOptions([{ contextLength: 2100 }], { seed: 3 }));
     expect(splits[0]).toBeGreaterThan(1);
   });
 
@@ -80,8 +95,8 @@ describe.each([false, true])('paged attention, subgroups=%s', (subgroups) => {
       { contextLength: 5, numQueries: 2 },
       { contextLength: 70, numQueries: 17 },
     ];
-    await expectMatch(subgroups, fixtureOptions(sequences, { blockSize: 8, seed: 4 }));
-    await expectMatch(subgroups, fixtureOptions(sequences, { blockSize: 8, seed: 5 }), 3);
+    await expectMatch(path, fixtureOptions(sequences, { blockSize: 8, seed: 4 }));
+    await expectMatch(path, fixtureOptions(sequences, { blockSize: 8, seed: 5 }), 3);
   });
 
   it('forked sequences read the same physical blocks through their own rows', async () => {
@@ -90,18 +105,18 @@ describe.each([false, true])('paged attention, subgroups=%s', (subgroups) => {
       { contextLength: 90, fork: { of: 0, sharedBlocks: 4 } },
       { contextLength: 110, numQueries: 10, fork: { of: 0, sharedBlocks: 6 } },
     ];
-    await expectMatch(subgroups, fixtureOptions(sequences, { seed: 6 }));
+    await expectMatch(path, fixtureOptions(sequences, { seed: 6 }));
   });
 
   it('a layer split over four chunk buffers', async () => {
     const sequences: SequenceSpec[] = [{ contextLength: 40 }, { contextLength: 30, numQueries: 6 }];
-    const { layout } = await expectMatch(subgroups, fixtureOptions(sequences, { blockSize: 8, blocksPerChunk: 3, seed: 7 }), 2);
+    const { layout } = await expectMatch(path, fixtureOptions(sequences, { blockSize: 8, blocksPerChunk: 3, seed: 7 }), 2);
     expect(layout.numChunks).toBe(4);
   });
 
   it('large scores (peaked softmax) stay finite and exact', async () => {
     const sequences: SequenceSpec[] = [{ contextLength: 200 }, { contextLength: 50, numQueries: 9 }];
-    await expectMatch(subgroups, fixtureOptions(sequences, { qMagnitude: 40, seed: 8 }), 4);
+    await expectMatch(path, fixtureOptions(sequences, { qMagnitude: 40, seed: 8 }), 4);
   });
 });
 

@@ -32,6 +32,8 @@ interface Shape {
   groupSize: number;
   blockSize: number;
   subgroups: boolean;
+  /** false: decode on the tile engine even where the streaming kernel applies. */
+  streamDecode?: false;
 }
 
 const SMALL_BATCH: SequenceSpec[] = [
@@ -59,14 +61,15 @@ async function expectShape(
   tuning?: AttentionTuning,
 ) {
   if (shape.subgroups && !gpu.features.subgroups) return;
-  const options: KvFixtureOptions = { ...shape, sequences, shuffleBlocks: true, seed };
+  const { streamDecode, ...fixtureShape } = shape;
+  const options: KvFixtureOptions = { ...fixtureShape, sequences, shuffleBlocks: true, seed };
   const fx = buildKvFixture(gpu.device, options);
   try {
     const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
       numQueryHeads: fx.numQueryHeads,
       rowStride: fx.rowStride,
       subgroups: shape.subgroups,
-      tuning,
+      tuning: streamDecode === false ? { ...tuning, streamDecode } : tuning,
     });
     const r = await checkAttention(gpu.device, kernel, fx, tol[shape.kvDtype], { forceSplits });
     expect(r.count, `${JSON.stringify(shape)}: ${r.count} mismatches (max |Δ| ${r.maxError}):\n${r.lines.join('\n')}`).toBe(0);
@@ -76,14 +79,15 @@ async function expectShape(
 }
 
 const label = (s: Shape) =>
-  `head dim ${s.headDim}, ${s.kvDtype}, ${s.numKvHeads * s.groupSize}/${s.numKvHeads} heads, block ${s.blockSize}, subgroups ${s.subgroups}`;
+  `head dim ${s.headDim}, ${s.kvDtype}, ${s.numKvHeads * s.groupSize}/${s.numKvHeads} heads, block ${s.blockSize}, subgroups ${s.subgroups}` +
+  (s.streamDecode === false ? ', tile-engine decode' : '');
 
 describe('paged attention shapes (small contexts)', () => {
   const shapes: Shape[] = [
     { headDim: 128, kvDtype: 'f32', numKvHeads: 3, groupSize: 1, blockSize: 16, subgroups: true },
     { headDim: 80, kvDtype: 'f16', numKvHeads: 1, groupSize: 8, blockSize: 8, subgroups: false },
     { headDim: 256, kvDtype: 'f16', numKvHeads: 2, groupSize: 4, blockSize: 32, subgroups: true },
-    { headDim: 256, kvDtype: 'f32', numKvHeads: 1, groupSize: 8, blockSize: 1, subgroups: false },
+    { headDim: 256, kvDtype: 'f32', numKvHeads: 1, groupSize: 8, blockSize: 1, subgroups: false, streamDecode: false },
     { headDim: 64, kvDtype: 'f32', numKvHeads: 2, groupSize: 6, blockSize: 16, subgroups: false },
   ];
   for (const shape of shapes) {
@@ -120,10 +124,11 @@ describe('paged attention full matrix with long contexts (real GPU)', () => {
   }
   // Skipped on SwiftShader: 48 pipelines at seconds of compilation each, and thousands of tokens at
   // ~0.04 GB/s, would take many minutes.
-  it.skipIf(!realGpu)('every head dim × dtype × GQA ratio × reduction path × prefill kernel, contexts up to 4099 tokens (real GPU only)', async () => {
+  // The second pass of each shape runs the fallback kernels: the tile engine for decode and prefill.
+  it.skipIf(!realGpu)('every head dim × dtype × GQA ratio × reduction path × kernel, contexts up to 4099 tokens (real GPU only)', async () => {
     for (const [i, shape] of shapes.entries()) {
       await expectShape(shape, LONG_BATCH, [undefined, 5], LONG_TOL, i);
-      await expectShape(shape, LONG_BATCH, [undefined], LONG_TOL, i, { prefillBlocked: false });
+      await expectShape(shape, LONG_BATCH, [undefined], LONG_TOL, i, { prefillBlocked: false, streamDecode: false });
     }
   }, 600_000);
 });

@@ -66,14 +66,17 @@ describe('streaming decode without subgroups (shared reduction)', () => {
   it('runs on a kernel made with subgroups: false and matches the reference, with and without split-K', async () => {
     const fx = buildKvFixture(gpu.device, decodeFixtureOptions(23));
     try {
-      const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: false, tuning: { stream: { reduction: 'shared' as const } } };
-      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, options);
+      const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: false };
+      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, options); // the shared reduction is the default here
       expect(kernel.streamDecodeConfig).toMatchObject({ reduction: 'shared', lanes: 8 });
       expect(kernel.writesKvFor(fx.entries)).toBe(false); // storing K/V from the decode needs the subgroup reduction
       const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
-      // Without the knob, a kernel without subgroups decodes on the tile engine.
-      expect(new PagedAttentionKernel(gpu.device, fx.layout, { ...options, tuning: {} }).streamDecodeConfig).toBeUndefined();
+      // Asking for subgroup shuffles (or no streaming decode) on a kernel without subgroups leaves decode to the tile engine.
+      const tileEngine = [{ stream: { reduction: 'subgroup' as const } }, { streamDecode: false }].map(
+        (tuning) => new PagedAttentionKernel(gpu.device, fx.layout, { ...options, tuning }).streamDecodeConfig,
+      );
+      expect(tileEngine).toEqual([undefined, undefined]);
     } finally {
       fx.destroy();
     }
