@@ -1,13 +1,15 @@
 // The benchmark suite behind `npm run bench` / `webgpu-paged-attention bench`. Invariants: every GPU
 // figure is printed next to a baseline measured in the same run on the same device (the device's own
 // read bandwidth for decode, its own f32 FMA rate for prefill), so figures from different machines are
-// comparable as ratios; nothing here is asserted — tests never depend on timings.
+// comparable as ratios; nothing here is asserted — tests never depend on timings. The run ends with
+// each performance target, what the run measured for it and whether that meets it (bench/targets.ts).
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { runAttentionBench } from './attention';
 import { measureFmaRate } from './fma';
 import { measureHostCost } from './host-cost';
 import { runPrefixBench } from './prefix.bench';
 import { runTableBench } from './table.bench';
+import { checkTargets, targetLines } from './targets';
 
 export interface SuiteOptions {
   json: boolean;
@@ -69,6 +71,8 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it; table upload + dispatch encoding ` +
       `${hostDecodeWrites.uploadEncodeMicros.toFixed(0)} µs = ${(100 * hostDecodeWrites.uploadEncodeToGpu).toFixed(1)} % of it`,
   );
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer, hostDecodeWrites };
+  const targets = checkTargets({ attention, fmaTflops: fma.tflops, table, prefix, host, hostDecodeWrites });
+  log(`\n${targetLines(targets, quick).join('\n')}`);
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer, hostDecodeWrites, targets };
   if (options.json) console.log(JSON.stringify(results, null, 2));
 }
