@@ -31,8 +31,9 @@ export const TILE_TARGET_DIVISOR = 4;
  * Shortest split of the streaming decode kernel, in its key steps (keysPerStep keys each: 64 for the
  * H100's default shape, so 512 keys). A workgroup pays fixed costs once per split (staging its queries,
  * merging its key groups through workgroup memory, writing partials for the merge pass). On the H100
- * they cost about one to two steps: 256 × 512 (8 steps per workgroup) read 0.64 of the read kernel's
- * bandwidth where 64 × 2048 (16 steps) read 0.70, so eight steps keep them to a fifth or less.
+ * they cost at most about two steps: 256 × 512 (8 steps per workgroup) read 0.64 of the read kernel's
+ * bandwidth where 64 × 2048 (16 steps) read 0.70 (bench/RESULTS.md), so eight steps keep them to a
+ * fifth or less.
  */
 export const STREAM_MIN_STEPS_PER_SPLIT = 8;
 export const MIN_KEYS_PER_SPLIT = 256;
