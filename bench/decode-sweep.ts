@@ -9,7 +9,7 @@
 // which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
 // workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
 // printed as soon as it is done.
-//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json]
+//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json] [--quick] [--default-limits]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,8 @@ const { values } = parseArgs({
     variants: { type: 'string', default: 'stream,stream-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    /** A device with WebGPU's default limits (16 KiB of workgroup memory), as a page that asks for none gets. */
+    'default-limits': { type: 'boolean', default: false },
   },
 });
 type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
@@ -56,7 +58,7 @@ function tuningOf(name: string): AttentionTuning {
   return tuning;
 }
 
-const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
+const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS, defaultLimits: values['default-limits'] });
 const all: Record<string, unknown> = {};
 for (const name of values.variants!.split(',')) {
   const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true });

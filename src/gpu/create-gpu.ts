@@ -1,8 +1,9 @@
 // Acquires a WebGPU adapter and device on Node (Dawn, npm `webgpu`) or in the browser (navigator.gpu).
 // Invariants: the device is created with the adapter's real limits for everything this runtime uses
-// (WebGPU defaults are far lower), and with every optional feature the runtime can use that the adapter
-// has. On Node without a hardware adapter it retries with Chromium's SwiftShader Vulkan driver and says
-// so through `isFallback`; with no adapter at all it throws NoAdapterError naming what to install.
+// (WebGPU defaults are far lower; `defaultLimits` asks for those instead), and with every optional
+// feature the runtime can use that the adapter has. On Node without a hardware adapter it retries
+// with Chromium's SwiftShader Vulkan driver and says so through `isFallback`; with no adapter at all it
+// throws NoAdapterError naming what to install.
 import { NoAdapterError } from '../errors';
 
 export interface CreateGpuOptions {
@@ -13,6 +14,11 @@ export interface CreateGpuOptions {
   forceFallback?: boolean;
   /** Extra Dawn toggles (Node only), e.g. 'enable-dawn-features=...'. */
   dawnOptions?: readonly string[];
+  /**
+   * Create the device with WebGPU's default limits (what a page that asks for none gets: e.g. 16 KiB of
+   * workgroup memory) instead of the adapter's; for trying the kernels as such a device runs them.
+   */
+  defaultLimits?: boolean;
 }
 
 export interface GpuFeatures {
@@ -162,7 +168,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   const timestampQuery = want('timestamp-query');
   const subgroupMatrix = !!options.subgroupMatrix && want('chromium-experimental-subgroup-matrix');
   const requiredLimits: Record<string, number> = {};
-  for (const name of WANTED_LIMITS) {
+  for (const name of options.defaultLimits ? [] : WANTED_LIMITS) {
     const value = (adapter.limits as unknown as Record<string, number>)[name];
     if (typeof value === 'number') requiredLimits[name] = value;
   }

@@ -227,8 +227,10 @@ export interface StreamDecodeTuning {
  * Shape of the streaming decode kernel (tuning.reduction: subgroup shuffles unless 'shared'), or
  * undefined where it does not apply (a row of more than 16 words per lane, e.g. an odd number of f16
  * words with a large head dim; the shared reduction with fewer than 4 lanes): the tile engine decodes
- * then. `subgroupMinSize` is the device's smallest subgroup size (4 when unknown). A step
- * covers at most TABLE_WINDOW keys, so it fits the table window for every block size.
+ * then. `subgroupMinSize` is the device's smallest subgroup size (4 when unknown). A step covers at
+ * most TABLE_WINDOW keys, so it fits the table window for every block size. The shape fits
+ * `deviceWorkgroupBytes` (down to WebGPU's default 16 KiB) by merging fewer key groups per round and,
+ * with the shared reduction, unrolling less.
  */
 export function streamDecodeConfig(
   layout: KvLayout,
@@ -254,17 +256,25 @@ export function streamDecodeConfig(
   const maxHeads = Math.min(MAX_HEADS_PER_WORKGROUP, tuning.maxHeads ?? MAX_HEADS_PER_WORKGROUP, Math.floor(STREAM_MAX_HW / words));
   const hpw = largestDivisorAtMost(groupSize, maxHeads);
   const keyGroups = wg / lanes;
-  const u = Math.max(
+  const cells = (hpw * layout.headDim) / 4;
+  const queryInSmem = tuning.queryInSmem ?? true;
+  // Workgroup memory in vec4 slots (mirrors SMEM_LEN of the WGSL): the table window, the reduction
+  // scratch and the staged queries, then one region shared by the merge rounds and (shared reduction)
+  // the two score buffers. The region takes what the device has left (WebGPU's default limit is
+  // 16 KiB), the merge rounds at most STREAM_MERGE_BYTES of it: fewer groups per round, or a shorter
+  // unroll for the score buffers, rather than no streaming decode on a small device.
+  const fixedVecs = TABLE_WINDOW / 4 + wg / 4 + (queryInSmem ? cells : 0);
+  const regionVecs = Math.floor((Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) - 4) / 16) - fixedVecs;
+  const roundGroups = Math.min(keyGroups, Math.max(1, Math.floor(Math.min(STREAM_MERGE_BYTES / 16, regionVecs) / (cells + hpw))));
+  const scoreVecsPerKey = reduction === 'shared' ? (keyGroups * hpw * lanes) / 4 : 0;
+  let u = Math.max(
     1,
     Math.min(tuning.unroll ?? STREAM_DEFAULT_UNROLL, Math.floor(STREAM_MAX_UW / words), Math.floor(STREAM_MAX_SCORES / hpw), Math.floor(TABLE_WINDOW / keyGroups)),
   );
-  const cells = (hpw * layout.headDim) / 4;
-  const roundGroups = Math.max(1, Math.min(keyGroups, Math.floor(STREAM_MERGE_BYTES / (16 * (cells + hpw)))));
-  const queryInSmem = tuning.queryInSmem ?? true;
-  const scoreVecs = reduction === 'shared' ? (keyGroups * u * hpw * lanes) / 4 : 0;
-  // Mirrors SMEM_LEN of the WGSL: the score buffers share the merge region.
-  const workgroupBytes = 16 * (TABLE_WINDOW / 4 + wg / 4 + (queryInSmem ? cells : 0) + Math.max(roundGroups * (hpw + cells), 2 * scoreVecs)) + 4;
-  if (workgroupBytes > Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) || cells > 4 * wg || keyGroups > TABLE_WINDOW) return undefined;
+  while (u > 1 && 2 * u * scoreVecsPerKey > regionVecs) u--;
+  const scoreVecs = u * scoreVecsPerKey;
+  if (roundGroups * (cells + hpw) > regionVecs || 2 * scoreVecs > regionVecs || cells > 4 * wg || keyGroups > TABLE_WINDOW) return undefined;
+  const workgroupBytes = 16 * (fixedVecs + Math.max(roundGroups * (hpw + cells), 2 * scoreVecs)) + 4;
   return {
     kind: 'decode-stream',
     workgroupSize: wg,

@@ -123,32 +123,65 @@ describe('tile shapes', () => {
 });
 
 describe('streaming decode shapes', () => {
-  it('keep lanes inside the smallest subgroup, a step inside the table window and memory under the limit', () => {
+  it('keep lanes inside the smallest subgroup, a step inside the table window and memory under the limit, at 32 and 16 KiB', () => {
     for (const subgroupMinSize of [4, 8, 16, 32, 64]) {
       for (let headDim = 8; headDim <= 256; headDim += 8) {
         for (const kvDtype of ['f16', 'f32'] as const) {
           const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
           const vecsPerRow = headDim / (kvDtype === 'f16' ? 8 : 4);
           for (const groupSize of [1, 3, 4, 8, 16]) {
-            const c = streamDecodeConfig(layout, groupSize, subgroupMinSize, 32768);
-            const where = `hd ${headDim} ${kvDtype} G ${groupSize} subgroup ${subgroupMinSize}`;
-            if (!c) {
-              // Only rows that need more than 16 words per lane fall back to the tile engine.
-              const widestLanes = Math.min(vecsPerRow & -vecsPerRow, 8, subgroupMinSize);
-              expect(vecsPerRow / widestLanes, where).toBeGreaterThan(16);
-              continue;
+            for (const limit of [32768, 16384]) {
+              const c = streamDecodeConfig(layout, groupSize, subgroupMinSize, limit);
+              const where = `hd ${headDim} ${kvDtype} G ${groupSize} subgroup ${subgroupMinSize} limit ${limit}`;
+              if (!c) {
+                // Only rows that need more than 16 words per lane fall back to the tile engine.
+                const widestLanes = Math.min(vecsPerRow & -vecsPerRow, 8, subgroupMinSize);
+                expect(vecsPerRow / widestLanes, where).toBeGreaterThan(16);
+                continue;
+              }
+              expect(c.lanes, where).toBeLessThanOrEqual(subgroupMinSize);
+              expect(vecsPerRow % c.lanes, where).toBe(0);
+              expect(c.words * c.lanes, where).toBe(vecsPerRow);
+              expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
+              expect(c.keysPerStep, where).toBeLessThanOrEqual(TABLE_WINDOW);
+              expect(c.workgroupBytes, where).toBeLessThanOrEqual(limit);
+              expect(c.roundGroups, where).toBeGreaterThanOrEqual(1);
+              expect((c.headsPerWorkgroup * headDim) / 4, where).toBeLessThanOrEqual(4 * c.workgroupSize);
             }
-            expect(c.lanes, where).toBeLessThanOrEqual(subgroupMinSize);
-            expect(vecsPerRow % c.lanes, where).toBe(0);
-            expect(c.words * c.lanes, where).toBe(vecsPerRow);
-            expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
-            expect(c.keysPerStep, where).toBeLessThanOrEqual(TABLE_WINDOW);
-            expect(c.workgroupBytes, where).toBeLessThanOrEqual(32768);
-            expect((c.headsPerWorkgroup * headDim) / 4, where).toBeLessThanOrEqual(4 * c.workgroupSize);
           }
         }
       }
     }
+  });
+
+  it('with the shared reduction, run every row of 4 to 16 lanes × ≤ 16 words in 16 KiB too', () => {
+    for (let headDim = 8; headDim <= 256; headDim += 8) {
+      for (const kvDtype of ['f16', 'f32'] as const) {
+        const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
+        const vecsPerRow = headDim / (kvDtype === 'f16' ? 8 : 4);
+        const lanes = Math.min(vecsPerRow & -vecsPerRow, 8);
+        for (const groupSize of [1, 3, 4, 8, 16]) {
+          for (const limit of [32768, 16384]) {
+            const c = streamDecodeConfig(layout, groupSize, 4, limit, { reduction: 'shared' });
+            const where = `hd ${headDim} ${kvDtype} G ${groupSize} limit ${limit}`;
+            expect(c !== undefined, where).toBe(lanes >= 4 && vecsPerRow / lanes <= 16);
+            if (!c) continue;
+            expect(c.lanes, where).toBe(lanes);
+            expect(c.scoreVecs, where).toBe((c.keyGroups * c.unroll * c.headsPerWorkgroup * c.lanes) / 4);
+            expect(c.workgroupBytes, where).toBeLessThanOrEqual(limit);
+          }
+        }
+      }
+    }
+  });
+
+  it('fit the H100 shape into the WebGPU default of 16 KiB by merging fewer groups per round (shuffles) or unrolling less (shared)', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
+    const pick = (c: ReturnType<typeof streamDecodeConfig>) => c && { unroll: c.unroll, roundGroups: c.roundGroups, workgroupBytes: c.workgroupBytes };
+    expect(pick(streamDecodeConfig(layout, 4, 32, 32768))).toEqual({ unroll: 4, roundGroups: 7, workgroupBytes: 17860 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 16384))).toEqual({ unroll: 4, roundGroups: 6, workgroupBytes: 15748 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 32768, { reduction: 'shared' }))).toEqual({ unroll: 4, roundGroups: 7, workgroupBytes: 19460 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 16384, { reduction: 'shared' }))).toEqual({ unroll: 3, roundGroups: 6, workgroupBytes: 15748 });
   });
 
   it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {

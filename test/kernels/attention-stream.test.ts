@@ -2,14 +2,15 @@
 // held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
 // f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
 // (peaky queries make the running max move often), the portable shared reduction (workgroup memory
-// instead of subgroup shuffles, also on a kernel without subgroups) — against the f64 CPU reference, with the
-// tolerance of attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own
-// generated pipeline, so a wrong unrolling in one shape cannot hide behind another.
-import { beforeAll, describe, expect, it } from 'vitest';
+// instead of subgroup shuffles, also on a kernel without subgroups), a device with WebGPU's default
+// 16 KiB of workgroup memory — against the f64 CPU reference, with the tolerance of
+// attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own generated
+// pipeline, so a wrong unrolling in one shape cannot hide behind another.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, decodeFixtureOptions, type KvFixtureOptions } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
-import type { Gpu } from '../../src/gpu/create-gpu';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 import { MAX_RESCALE_THRESHOLD } from '../../src/kernels/attention-config';
 import { ConfigError } from '../../src/errors';
 
@@ -81,4 +82,30 @@ describe('streaming decode without subgroups (shared reduction)', () => {
       fx.destroy();
     }
   });
+});
+
+describe('streaming decode on a device with the WebGPU default limits (16 KiB of workgroup memory)', () => {
+  let small: Gpu;
+  beforeAll(async () => {
+    small = await createGpu({ defaultLimits: true });
+  });
+  afterAll(() => small.device.destroy());
+
+  for (const subgroups of [true, false]) {
+    it(`runs the streaming kernel (${subgroups ? 'subgroup shuffles' : 'shared reduction'}) there and matches the reference`, async () => {
+      expect(small.device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+      // Head dim 128, f16, 4 heads per kv head: the H100 bench shape's workgroup, at 15748 bytes here.
+      const fx = buildKvFixture(small.device, decodeFixtureOptions(24, { headDim: 128 }));
+      try {
+        const kernel = new PagedAttentionKernel(small.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups });
+        expect(kernel.streamDecodeConfig).toMatchObject({ reduction: subgroups ? 'subgroup' : 'shared', unroll: subgroups ? 4 : 3, roundGroups: 6, workgroupBytes: 15748 });
+        small.device.pushErrorScope('validation');
+        const result = await checkAttention(small.device, kernel, fx, TOL, { forceSplits: [undefined, 3] });
+        expect(await small.device.popErrorScope()).toBeNull();
+        expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+      } finally {
+        fx.destroy();
+      }
+    });
+  }
 });
