@@ -1,8 +1,10 @@
 // Attention through the public cache API equals the CPU reference on the logical K/V that were written:
 // chunked prefill (queryStart > 0), decode, forked sequences sharing blocks, GQA, in mixed batches; and
-// encodeAttention (no readback) pins the blocks it reads until its submission completes.
-import { beforeAll, describe, expect, it } from 'vitest';
+// encodeAttention (no readback) pins the blocks it reads until its submission completes; the same on a
+// device with WebGPU's default limits.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { expectClose as expectCloseTo, LogicalKv, values } from '../helpers/logical-kv';
 
@@ -127,5 +129,40 @@ describe('attend', () => {
     cache.free(a);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
+  });
+});
+
+// A device made with WebGPU's default limits (16 KiB of workgroup memory, 8 storage buffers per stage,
+// 128 MiB bindings): the whole cache runs there (the kernel tests check which decode kernel it gets).
+describe('attend on a device with the WebGPU default limits', () => {
+  const HEADS = 2, GROUP = 4, HEAD_DIM = 128, ROW = HEADS * HEAD_DIM, QROW = HEADS * GROUP * HEAD_DIM;
+  let small: Gpu;
+  beforeAll(async () => {
+    small = await createGpu({ defaultLimits: true });
+  });
+  afterAll(() => small.device.destroy());
+
+  it('matches the reference for a prefill, then a decode', async () => {
+    expect(small.device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+    const cache = await PagedKVCache.create(small.device, {
+      numLayers: 1, numKvHeads: HEADS, headDim: HEAD_DIM, numQueryHeads: HEADS * GROUP, blockSize: 16, numBlocks: 16, kvDtype: 'f16',
+    });
+    try {
+      const id = cache.createSequence({ tokens: Array.from({ length: 40 }, (_, i) => i) }).id;
+      const logical = new LogicalKv(HEADS, HEAD_DIM);
+      const k = values(40 * ROW, 31), v = values(40 * ROW, 32);
+      await cache.writeKV(0, id, 0, k, v);
+      for (let i = 0; i < 40; i++) logical.set(i, k.subarray(i * ROW, (i + 1) * ROW), v.subarray(i * ROW, (i + 1) * ROW));
+      const prefillQ = values(40 * QROW, 33);
+      const [prefill] = await cache.attend(0, [{ seqId: id, q: prefillQ, queryStart: 0 }]);
+      expectCloseTo(prefill!, logical.attend(prefillQ, 0, HEADS * GROUP), ATOL, RTOL);
+      const decodeQ = values(QROW, 34);
+      const [decode] = await cache.attend(0, [{ seqId: id, q: decodeQ }]);
+      expectCloseTo(decode!, logical.attend(decodeQ, 39, HEADS * GROUP), ATOL, RTOL);
+      cache.free(id);
+      cache.checkInvariants();
+    } finally {
+      cache.destroy();
+    }
   });
 });
