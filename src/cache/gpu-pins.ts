@@ -86,7 +86,8 @@ export class GpuPins {
   pin(encoder: GPUCommandEncoder, blocks: ArrayLike<number>, slots: readonly number[] = []): void {
     const batch = this.batchOf(encoder);
     const epoch = batch.epoch;
-    for (const slot of slots) {
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
       if (this.slotPinnedIn[slot] === epoch) continue;
       this.slotPinnedIn[slot] = epoch;
       this.slotPins[slot]!++;
@@ -195,7 +196,7 @@ export class GpuPins {
       }
     }
     const blocks = pinnedBlocks(taken.map((f) => f.batch));
-    const slots = taken.flatMap((f) => f.batch.slots);
+    const slots = taken.length === 1 ? taken[0]!.batch.slots : taken.flatMap((f) => f.batch.slots); // one encoder per step: no copy
     if (failure !== undefined) {
       void this.releaseWhenDone(blocks, slots);
       throw failure.error;
@@ -209,7 +210,7 @@ export class GpuPins {
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
-      for (const slot of slots) this.slotPins[slot]!--;
+      for (let i = 0; i < slots.length; i++) this.slotPins[slots[i]!]!--;
       this.release(blocks);
     };
     return this.device.queue.onSubmittedWorkDone().then(done, done);

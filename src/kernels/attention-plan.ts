@@ -118,7 +118,11 @@ export function planBatch(
   const qpw = shape.prefillQueriesPerWorkgroup;
   let decodeEntries = 0;
   let prefillItems = 0;
-  for (const e of entries) {
+  // Indexed loops: this runs once per step over every entry, and array iterators allocate until the
+  // function is optimised.
+  const n0 = entries.length;
+  for (let i = 0; i < n0; i++) {
+    const e = entries[i]!;
     if (e.numQueries === 1) decodeEntries++;
     else prefillItems += Math.ceil(e.numQueries / qpw);
   }
@@ -134,7 +138,8 @@ export function planBatch(
   const splitsPerEntry: number[] = new Array<number>(decodeEntries);
   let decodeItems = 0;
   let d = 0;
-  for (const e of entries) {
+  for (let i = 0; i < n0; i++) {
+    const e = entries[i]!;
     if (e.numQueries !== 1) continue;
     const keys = e.queryStart + 1;
     const splits = Math.ceil(keys / splitLength(keys));
@@ -158,7 +163,8 @@ export function planBatch(
     items[o + 7] = 0;
   };
   d = 0;
-  for (const e of entries) {
+  for (let i = 0; i < n0; i++) {
+    const e = entries[i]!;
     if (e.numQueries !== 1) continue;
     const keys = e.queryStart + 1;
     const splits = splitsPerEntry[d++]!;
@@ -167,7 +173,8 @@ export function planBatch(
       put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads);
     }
   }
-  for (const e of entries) {
+  for (let i = 0; i < n0; i++) {
+    const e = entries[i]!;
     if (e.numQueries === 1) continue;
     for (let first = 0; first < e.numQueries; first += qpw) {
       const numQ = Math.min(qpw, e.numQueries - first);
@@ -178,7 +185,8 @@ export function planBatch(
   if (split) {
     let firstSplitItem = 0;
     d = 0;
-    for (const e of entries) {
+    for (let i = 0; i < n0; i++) {
+      const e = entries[i]!;
       if (e.numQueries !== 1) continue;
       const splits = splitsPerEntry[d++]!;
       put(e.seqSlot, e.qRow, splits, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads);

@@ -103,6 +103,14 @@ export class PrefixCache {
   private readonly rowStride: number;
   private readonly row: Int32Array;
   private scratch: Int32Array;
+  /** noteWrite's arguments and its locked body, made once (it runs once per sequence of a decode step). */
+  private readonly noteArgs = { id: 0, startPos: 0 };
+  private readonly noteWriteBody = (): void => {
+    const { id, startPos } = this.noteArgs;
+    const slot = this.table.rowOf(id);
+    const r = this.index.slots.registeredOf(slot, id);
+    if (r > 0 && startPos < r * this.blockSize) this.index.slots.close(slot);
+  };
 
   /** A new table and index with fresh shared buffers. */
   static create(config: BlockTableConfig, options: PrefixCacheOptions = {}): PrefixCache {
@@ -295,12 +303,12 @@ export class PrefixCache {
    * copies them) stops the sequence from registering further blocks.
    */
   noteWrite(id: number, startPos: number): void {
-    this.table.atomic(() => {
-      const slot = this.table.rowOf(id);
-      const r = this.index.slots.registeredOf(slot, id);
-      if (r > 0 && startPos < r * this.blockSize) this.index.slots.close(slot);
-    });
+    // No closure per call: the body runs synchronously inside atomic(), reading the arguments here.
+    this.noteArgs.id = id;
+    this.noteArgs.startPos = startPos;
+    this.table.atomic(this.noteWriteBody);
   }
+
 
   /** Leading registered blocks of `id`, or -1 when it does not register. */
   registeredBlocks(id: number): number {
