@@ -8,13 +8,16 @@
 // (src/gpu/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
 // heap is collected before each step (so the figure is this library's cost), and the bytes the step
-// itself allocates are reported next to it (JS heap growth between the collection and the submit). The default shape is a Llama-3-8B-like model (32 layers, 32/8 heads, head
-// dim 128, f16 K/V) at 256 × 512.
+// itself allocates are reported next to it (JS heap growth between the collection and the submit).
+// One more step after the measured ones counts the GPU objects it creates (bench/gpu-object-count.ts;
+// a steady loop should create none). The default shape is a Llama-3-8B-like model (32 layers, 32/8
+// heads, head dim 128, f16 K/V) at 256 × 512.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PagedKVCache, type PreparedAttention } from '../src/cache/paged-kv-cache';
 import type { Gpu } from '../src/gpu/create-gpu';
 import { median, timeGpu, type GpuTiming } from '../src/gpu/gpu-timing';
+import { countGpuObjects, type GpuObjectCount } from './gpu-object-count';
 
 export interface HostCostOptions {
   sequences?: number;
@@ -58,6 +61,10 @@ export interface HostCostResult extends DecodeShape {
   uploadEncodeToGpu: number;
   /** Block-table entries uploaded per step (incremental upload). */
   tableEntriesPerStep: number;
+  /** Block-table entries the step's batch spans (what uploading its rows whole would send). */
+  tableEntriesPerBatch: number;
+  /** GPU objects (buffers, bind groups, pipelines, …) one more step created after the measured ones. */
+  gpuObjectsPerStep: GpuObjectCount;
   /** Median JS heap bytes allocated by a step's host work (undefined where the heap cannot be collected on demand). */
   heapBytesPerStep: number | undefined;
 }
@@ -83,6 +90,7 @@ const JIT_WARMUP_STEPS = 300;
 const WRITE_ENCODES_PER_SUBMIT = 256;
 /** Prompt K/V are written this many sequences at a time (bounds the staging buffers). */
 const PROMPT_CHUNK = 16;
+const BLOCK_SIZE = 16;
 
 export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): Promise<HostCostResult> {
   const shape: DecodeShape = {
@@ -103,7 +111,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   } finally {
     warm.destroy();
   }
-  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps, stepPass, decodeWritesKv);
+  const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps + 1, stepPass, decodeWritesKv);
   try {
     const samples: StepTimes[] = [];
     for (let step = 0; step < WARMUP_STEPS + steps; step++) {
@@ -111,6 +119,8 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       const times = await loop.step(step);
       if (step >= WARMUP_STEPS) samples.push(times);
     }
+    // One more step, not timed: what it creates on the device (a steady decode loop should create nothing).
+    const { created } = await countGpuObjects(gpu.device, () => loop.step(WARMUP_STEPS + steps));
     const timing = await loop.timeGpu();
     const of = (pick: (t: StepTimes) => number): number => median(samples.map(pick));
     const stepMicros = of((t) => t.total) * 1e3;
@@ -132,6 +142,8 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       uploadEncodeMicros,
       uploadEncodeToGpu: uploadEncodeMicros / gpuMicros,
       tableEntriesPerStep: samples.reduce((sum, t) => sum + t.tableEntries, 0) / steps,
+      tableEntriesPerBatch: shape.sequences * Math.ceil((shape.context + WARMUP_STEPS + steps) / BLOCK_SIZE),
+      gpuObjectsPerStep: created,
       heapBytesPerStep: gc ? of((t) => t.heapBytes) : undefined,
     };
   } finally {
@@ -189,7 +201,7 @@ class DecodeLoop {
   /** A cache with room for `steps` more tokens per sequence, its prompts' K/V written. */
   static async create(gpu: Gpu, shape: DecodeShape, steps: number, stepPass: boolean, decodeWritesKv: boolean): Promise<DecodeLoop> {
     const { sequences, context, layers, numKvHeads, numQueryHeads, headDim } = shape;
-    const blockSize = 16;
+    const blockSize = BLOCK_SIZE;
     const maxLength = context + steps;
     const cache = await PagedKVCache.create(gpu.device, {
       numLayers: layers, numKvHeads, numQueryHeads, headDim, blockSize, kvDtype: 'f16',

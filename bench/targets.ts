@@ -1,7 +1,8 @@
 // The performance targets, checked against one bench run: each target names what it asks, what this run
 // measured and whether that meets it. Pure (no GPU, no timing): it only reads the suite's results.
 // Invariants: every figure compared is a ratio or a CPU rate from the same run (decode against the
-// run's read kernel, prefill against its FMA rate or in TFLOP/s, host cost against the step's GPU time);
+// run's read kernel, prefill against its FMA rate or in TFLOP/s, host cost against the step's GPU time,
+// GPU objects and table entries counted over a step);
 // a target the run could not measure (no subgroup matrices, no decode rows) is `met: undefined`, never
 // counted as met; quick shapes are not the targets' shapes, so their verdicts are marked indicative.
 import type { AttentionBenchResult, DecodeBenchResult, PrefillBenchResult } from './attention';
@@ -144,7 +145,22 @@ function bookkeepingChecks(table: readonly RateResult[], prefix: readonly Prefix
 
 function hostChecks(host: HostCostResult, decodeWrites: HostCostResult | undefined): TargetCheck[] {
   const forms = [{ name: 'write-kv + decode', r: host }, ...(decodeWrites ? [{ name: 'decodeWritesKv', r: decodeWrites }] : [])];
+  const created = forms.map(({ r }) => r.gpuObjectsPerStep.total);
+  // Incremental: on average at most one new entry per sequence and step (a new block), never the rows whole.
+  const incremental = forms.every(({ r }) => r.tableEntriesPerStep <= r.sequences);
   return [
+    {
+      target: 'no allocation per step on the hot path: no GPU object created, block-table uploads incremental',
+      measured:
+        forms
+          .map(({ name, r }) => {
+            const methods = Object.entries(r.gpuObjectsPerStep.byMethod).map(([m, n]) => `${m} × ${n}`).join(', ');
+            return `${name}: ${r.gpuObjectsPerStep.total} GPU objects in a step${methods ? ` (${methods})` : ''}`;
+          })
+          .join('; ') +
+        `; ${host.tableEntriesPerStep.toFixed(1)} of ${host.tableEntriesPerBatch} table entries uploaded per step`,
+      met: created.every((n) => n === 0) && incremental,
+    },
     {
       target: `host cost of a ${host.sequences}-sequence decode step (table upload + dispatch encoding) ≤ ${pct(TARGETS.hostShareOfGpu)} of its GPU time`,
       measured: forms

@@ -25,8 +25,16 @@ function decodeRows(ratio: number): DecodeBenchResult[] {
   return rows;
 }
 
-const host = (share: number): HostCostResult =>
-  ({ sequences: 256, gpuMicros: 8000, uploadEncodeMicros: 8000 * share, uploadEncodeToGpu: share }) as HostCostResult;
+const host = (share: number, objects: Record<string, number> = {}, tableEntriesPerStep = 16): HostCostResult =>
+  ({
+    sequences: 256,
+    gpuMicros: 8000,
+    uploadEncodeMicros: 8000 * share,
+    uploadEncodeToGpu: share,
+    tableEntriesPerStep,
+    tableEntriesPerBatch: 8448,
+    gpuObjectsPerStep: { total: Object.values(objects).reduce((a, b) => a + b, 0), byMethod: objects },
+  }) as HostCostResult;
 
 function inputs(overrides: Partial<TargetInputs> & { decode?: DecodeBenchResult[]; prefill?: PrefillBenchResult[] } = {}): TargetInputs {
   const { decode, prefill, ...rest } = overrides;
@@ -64,7 +72,7 @@ const verdicts = (i: TargetInputs) => checkTargets(i).map((c) => c.met);
 describe('bench target checks', () => {
   it('all met on results that meet every target, in the issue order', () => {
     const checks = checkTargets(inputs());
-    expect(checks.map((c) => c.met)).toEqual([true, true, true, true, true, true, true, true]);
+    expect(checks.map((c) => c.met)).toEqual([true, true, true, true, true, true, true, true, true]);
     expect(checks[0]!.measured).toContain('64 × 2048 0.90');
     expect(checks[4]!.measured).toContain('register-blocked'); // the best portable path: 30 / 60 TFLOP/s
   });
@@ -113,8 +121,17 @@ describe('bench target checks', () => {
     const prefix = (us: number) => [{ name: PREFIX_ROW, bestUsPerOp: us, medianUsPerOp: us, bestOpsPerSec: 1, medianOpsPerSec: 1, notes: {} }];
     expect(verdicts(inputs({ prefix: prefix(20.1) }))[6]).toBe(false);
     expect(verdicts(inputs({ prefix: [] }))[6]).toBeUndefined();
-    expect(verdicts(inputs({ host: host(0.051) }))[7]).toBe(false);
-    expect(verdicts(inputs({ host: host(0.05), hostDecodeWrites: host(0.01) }))[7]).toBe(true);
+    expect(verdicts(inputs({ host: host(0.051) }))[8]).toBe(false);
+    expect(verdicts(inputs({ host: host(0.05), hostDecodeWrites: host(0.01) }))[8]).toBe(true);
+  });
+
+  it('hot path: one GPU object in a step, or more table entries than sequences per step, fails it', () => {
+    expect(verdicts(inputs())[7]).toBe(true);
+    expect(verdicts(inputs({ host: host(0.04, { createBindGroup: 1 }) }))[7]).toBe(false);
+    expect(verdicts(inputs({ hostDecodeWrites: host(0.04, { createBuffer: 2 }) }))[7]).toBe(false);
+    expect(checkTargets(inputs({ hostDecodeWrites: host(0.04, { createBuffer: 2 }) }))[7]!.measured).toContain('createBuffer × 2');
+    expect(verdicts(inputs({ host: host(0.04, {}, 256) }))[7]).toBe(true);
+    expect(verdicts(inputs({ host: host(0.04, {}, 257) }))[7]).toBe(false);
   });
 
   it('prints a verdict per target, marked indicative on quick shapes', () => {
