@@ -1,8 +1,32 @@
-// `info`: what createGpu() finds — adapter, whether it is a software fallback, features and limits, and
-// how many workgroups the device runs at once (the parallelism probe that sizes decode split-K).
+// `info`: what createGpu() finds — adapter, whether it is a software fallback, features and limits, how
+// many workgroups the device runs at once (the parallelism probe that sizes decode split-K), and which
+// attention kernels it gets for a reference model shape (building them compiles nothing).
 import { describeGpu, type Gpu } from '../gpu/create-gpu';
 import { describeParallelism, type ParallelismProbe } from '../gpu/parallelism-probe';
+import { PagedAttentionKernel } from '../kernels/paged-attention';
+import { computeKvLayout } from '../pool/kv-layout';
 import { formatBytes, table } from '../sim/format';
+
+/** The reference shape `info` reports kernels for: a Llama-3-8B-like layer. */
+const REFERENCE = { numQueryHeads: 32, numKvHeads: 8, headDim: 128, blockSize: 16, kvDtype: 'f16' } as const;
+const REFERENCE_LABEL = `${REFERENCE.numQueryHeads}/${REFERENCE.numKvHeads} heads × ${REFERENCE.headDim}, ${REFERENCE.kvDtype}`;
+
+/** The decode and prefill kernels this device runs for the reference shape (as PagedKVCache would pick them). */
+export function referenceKernels(gpu: Gpu): { shape: string; decode: string; prefill: string } {
+  const { numQueryHeads, numKvHeads, headDim, blockSize, kvDtype } = REFERENCE;
+  const layout = computeKvLayout({ numLayers: 1, numKvHeads, headDim, blockSize, numBlocks: 16, kvDtype }, gpu.device.limits.maxStorageBufferBindingSize);
+  const kernel = new PagedAttentionKernel(gpu.device, layout, {
+    numQueryHeads,
+    rowStride: 1,
+    subgroups: gpu.features.subgroups,
+    adapterInfo: gpu.adapter.info,
+  });
+  try {
+    return { shape: REFERENCE_LABEL, ...kernel.describeKernels() };
+  } finally {
+    kernel.destroy();
+  }
+}
 
 export interface Writable {
   write(text: string): unknown;
@@ -16,6 +40,7 @@ export function infoReport(gpu: Gpu, parallelism: ParallelismProbe): Record<stri
     features: gpu.features,
     adapterFeatures: [...gpu.adapter.features].sort(),
     parallelism,
+    attentionKernels: referenceKernels(gpu),
   };
 }
 
@@ -41,5 +66,7 @@ export function printInfo(gpu: Gpu, parallelism: ParallelismProbe, json: boolean
     ['workgroups/dimension', String(l.maxComputeWorkgroupsPerDimension)],
     ['workgroups at once', describeParallelism(parallelism)],
   ];
+  const kernels = referenceKernels(gpu);
+  rows.push([`decode (${kernels.shape})`, kernels.decode], [`prefill (${kernels.shape})`, kernels.prefill]);
   out.write(`${table(rows)}\n`);
 }

@@ -559,6 +559,24 @@ export class PagedAttentionKernel {
   }
 
   /** Frees the kernel's scratch buffers (pipelines stay cached per device). */
+  /** The decode and prefill kernels this object runs, and their shapes, in words (`info`, diagnostics). */
+  describeKernels(): { decode: string; prefill: string } {
+    const s = this.streamDecodeConfig;
+    const decode = s
+      ? `streaming (${s.reduction === 'subgroup' ? 'subgroup shuffles' : 'workgroup-memory reduction'}): ` +
+        `${s.lanes} lanes per key row, unroll ${s.unroll}, ${s.headsPerWorkgroup} heads per workgroup, ${s.workgroupBytes} B`
+      : `tile engine: ${this.decodeConfig.keyTile}-key tiles, ${this.decodeConfig.headsPerWorkgroup} heads per workgroup, ${this.decodeConfig.workgroupBytes} B`;
+    const m = this.prefillMmaConfig;
+    const b = this.prefillBlockedConfig;
+    const t = this.prefillConfig;
+    const prefill = m
+      ? `subgroup matrices: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup, ${m.workgroupBytes} B`
+      : b
+        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
+        : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;
+    return { decode, prefill };
+  }
+
   destroy(): void {
     this.resources.destroy();
   }

@@ -103,6 +103,14 @@ describe('`info` reports the probe', () => {
     expect(report.parallelism.residentWorkgroups).toBeGreaterThanOrEqual(1);
     expect(report.parallelism.method).not.toBe('default');
   });
+
+  it('with the attention kernels the device gets for the reference shape', async () => {
+    const text = await run(['info']);
+    expect(text).toMatch(/decode \(32\/8 heads × 128, f16\) +(streaming \(subgroup shuffles|streaming \(workgroup-memory reduction|tile engine)/);
+    expect(text).toMatch(/prefill \(32\/8 heads × 128, f16\) +(subgroup matrices|register-blocked|tile engine)/);
+    const report = JSON.parse(await run(['info', '--json'])) as { attentionKernels: { shape: string; decode: string; prefill: string } };
+    expect(report.attentionKernels.shape).toBe('32/8 heads × 128, f16');
+  });
 });
 
 describe('split-K sized from the resident workgroups', () => {

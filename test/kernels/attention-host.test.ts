@@ -190,6 +190,24 @@ describe('streaming decode shapes', () => {
   });
 });
 
+describe('describeKernels', () => {
+  it('names the decode path and the prefill tile a kernel object runs', async () => {
+    const gpu = await testGpu();
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
+    const kernelsOf = (subgroups: boolean, tuning = {}) => {
+      const kernel = new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 8, rowStride: 4, subgroups, tuning });
+      const text = kernel.describeKernels();
+      kernel.destroy();
+      return text;
+    };
+    if (gpu.features.subgroups) expect(kernelsOf(true).decode).toMatch(/^streaming \(subgroup shuffles\): \d+ lanes per key row, unroll \d, 4 heads per workgroup, \d+ B$/);
+    expect(kernelsOf(false).decode).toMatch(/^streaming \(workgroup-memory reduction\): 8 lanes per key row/);
+    expect(kernelsOf(false, { streamDecode: false }).decode).toMatch(/^tile engine: \d+-key tiles/);
+    expect(kernelsOf(false).prefill).toMatch(/^register-blocked: \d+ rows × \d+ keys, \d+ B$/);
+    expect(kernelsOf(false, { prefillBlocked: false }).prefill).toMatch(/^tile engine: \d+ rows × \d+ keys/);
+  });
+});
+
 describe('subgroup-matrix prefill shapes', () => {
   const limits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
   const layoutOf = (headDim: number, kvDtype: 'f16' | 'f32') =>
