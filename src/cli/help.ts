@@ -11,7 +11,7 @@ Paged KV-cache + paged-attention runtime for WebGPU: serving simulation, adapter
 
 Commands:
   serve   (default) simulate an inference server on the paged KV cache and verify its attention outputs
-  info    show the WebGPU adapter, its features, limits and parallelism
+  info    show the WebGPU adapter, its features, limits, parallelism and kernels
   bench   run the attention benchmark suite
 
 Run \`${PROGRAM} <command> --help\` for the flags of a command.
@@ -50,7 +50,8 @@ export function infoHelp(): string {
   return `Usage: ${PROGRAM} info [--json] [--force-fallback]
 
 Shows the WebGPU adapter this runtime would use, the optional features it enables, the device limits,
-and how many 256-invocation workgroups the device runs at once (measured: it sizes decode split-K).
+how many 256-invocation workgroups the device runs at once (measured: it sizes decode split-K), and
+the decode and prefill kernels it gets for a reference shape (32/8 heads × 128, f16 KV).
 `;
 }
 
