@@ -9,7 +9,8 @@
 // which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
 // workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
 // printed as soon as it is done.
-//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--json out.json] [--quick] [--default-limits]
+//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--rounds 3] [--json out.json] [--quick]
+//     [--default-limits]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -23,12 +24,15 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     /** A device with WebGPU's default limits (16 KiB of workgroup memory), as a page that asks for none gets. */
     'default-limits': { type: 'boolean', default: false },
+    /** Run the variant list this many times, alternating, and print each variant's median per shape. */
+    rounds: { type: 'string', default: '1' },
   },
 });
 type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
 type StreamDecodeTuning = import('../src/kernels/attention-config').StreamDecodeTuning;
 const { createGpu, PRECISE_TIMING_DAWN_OPTIONS } = await import('../src/gpu/create-gpu');
 const { runAttentionBench } = await import('./attention');
+const { median } = await import('../src/gpu/gpu-timing');
 
 /**
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
@@ -59,16 +63,34 @@ function tuningOf(name: string): AttentionTuning {
 }
 
 const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS, defaultLimits: values['default-limits'] });
-const all: Record<string, unknown> = {};
-for (const name of values.variants!.split(',')) {
-  const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true });
-  all[name] = r.decode;
-  for (const d of r.decode) {
-    console.log(
-      `${name.padEnd(18)} ${`${d.batch}×${d.context}`.padEnd(9)} bs ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} ` +
-        `splits ${String(d.splits).padStart(3)}  ${d.kvGBps.toFixed(0).padStart(5)} GB/s  ratio ${d.ratioToBaseline.toFixed(3)}${d.storesKv ? '  stores K/V' : ''}`,
-    );
+const names = values.variants!.split(',');
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
+type DecodeRow = Awaited<ReturnType<typeof runAttentionBench>>['decode'][number];
+const all: Record<string, DecodeRow[]> = {};
+for (let round = 0; round < rounds; round++) {
+  for (const name of names) {
+    const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true });
+    (all[name] ??= []).push(...r.decode);
+    for (const d of r.decode) {
+      console.log(
+        `${name.padEnd(18)} ${`${d.batch}×${d.context}`.padEnd(9)} bs ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} ` +
+          `splits ${String(d.splits).padStart(3)}  ${d.kvGBps.toFixed(0).padStart(5)} GB/s  ratio ${d.ratioToBaseline.toFixed(3)}${d.storesKv ? '  stores K/V' : ''}`,
+      );
+    }
   }
+}
+// Per variant and shape, the median ratio of the read-only rows (both orders, every block size) over
+// every round: on a noisy machine compare these, not single rows.
+const shapes = [...new Set(Object.values(all).flatMap((rows) => rows.map((d) => `${d.batch}×${d.context}`)))];
+console.log(`\nmedian ratio to the read kernel, read-only rows over ${rounds} round(s):`);
+console.log(`${'variant'.padEnd(18)} ${shapes.map((s) => s.padStart(10)).join('')}`);
+for (const name of Object.keys(all)) {
+  const cells = shapes.map((shape) => {
+    const ratios = all[name]!.filter((d) => !d.storesKv && `${d.batch}×${d.context}` === shape).map((d) => d.ratioToBaseline);
+    return (ratios.length > 0 ? median(ratios).toFixed(3) : '-').padStart(10);
+  });
+  console.log(`${name.padEnd(18)} ${cells.join('')}`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify(all, null, 1));
 process.exit(0);
