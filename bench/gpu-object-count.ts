@@ -1,8 +1,8 @@
 // Counts the GPU objects a piece of host work creates on a device (buffers, bind groups, layouts,
 // pipelines, shader modules, query sets, textures, samplers): the "no allocation per step" check of the
 // host-cost bench. Invariants: the device's create methods are wrapped only while `work` runs (own
-// properties shadowing the prototype's, removed afterwards even when `work` throws); command encoders
-// and passes are not counted (a step records into new ones by design).
+// properties shadowing the prototype's, put back as they were afterwards even when `work` throws);
+// command encoders and passes are not counted (a step records into new ones by design).
 const COUNTED = [
   'createBuffer',
   'createBindGroup',
@@ -25,9 +25,12 @@ export interface GpuObjectCount {
 export async function countGpuObjects<T>(device: GPUDevice, work: () => Promise<T>): Promise<{ result: T; created: GpuObjectCount }> {
   const created: GpuObjectCount = { total: 0, byMethod: {} };
   const target = device as unknown as Record<string, unknown>;
+  /** Methods the device held as own properties before (put back as they were, not deleted). */
+  const ownBefore = new Map<string, unknown>();
   for (const name of COUNTED) {
     const original = target[name];
     if (typeof original !== 'function') continue;
+    if (Object.prototype.hasOwnProperty.call(target, name)) ownBefore.set(name, original);
     target[name] = (...args: unknown[]): unknown => {
       created.total++;
       created.byMethod[name] = (created.byMethod[name] ?? 0) + 1;
@@ -37,6 +40,9 @@ export async function countGpuObjects<T>(device: GPUDevice, work: () => Promise<
   try {
     return { result: await work(), created };
   } finally {
-    for (const name of COUNTED) delete target[name];
+    for (const name of COUNTED) {
+      if (ownBefore.has(name)) target[name] = ownBefore.get(name);
+      else delete target[name];
+    }
   }
 }

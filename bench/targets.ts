@@ -1,10 +1,10 @@
-// The performance targets, checked against one bench run: each target names what it asks, what this run
-// measured and whether that meets it. Pure (no GPU, no timing): it only reads the suite's results.
+// The performance targets, checked against one bench run: each target names what it asks, what this
+// run measured and whether that meets it. Pure (no GPU, no timing): it only reads the suite's results.
 // Invariants: every figure compared is a ratio or a CPU rate from the same run (decode against the
-// run's read kernel, prefill against its FMA rate or in TFLOP/s, host cost against the step's GPU time,
-// GPU objects and table entries counted over a step);
-// a target the run could not measure (no subgroup matrices, no decode rows) is `met: undefined`, never
-// counted as met; quick shapes are not the targets' shapes, so their verdicts are marked indicative.
+// run's read kernel, prefill against its FMA rate or in TFLOP/s, host cost against the step's GPU
+// time, GPU objects and table entries counted over a step); a target the run could not measure (no
+// subgroup matrices, no decode rows) is `met: undefined`, never counted as met; quick shapes are not
+// the targets' shapes, so their verdicts are marked indicative.
 import type { AttentionBenchResult, DecodeBenchResult, PrefillBenchResult } from './attention';
 import type { HostCostResult } from './host-cost';
 import type { PrefixBenchResult } from './prefix.bench';

@@ -120,8 +120,8 @@ export function planBatch(
   let prefillItems = 0;
   // Indexed loops: this runs once per step over every entry, and array iterators allocate until the
   // function is optimised.
-  const n0 = entries.length;
-  for (let i = 0; i < n0; i++) {
+  const count = entries.length;
+  for (let i = 0; i < count; i++) {
     const e = entries[i]!;
     if (e.numQueries === 1) decodeEntries++;
     else prefillItems += Math.ceil(e.numQueries / qpw);
@@ -138,7 +138,7 @@ export function planBatch(
   const splitsPerEntry: number[] = new Array<number>(decodeEntries);
   let decodeItems = 0;
   let d = 0;
-  for (let i = 0; i < n0; i++) {
+  for (let i = 0; i < count; i++) {
     const e = entries[i]!;
     if (e.numQueries !== 1) continue;
     const keys = e.queryStart + 1;
@@ -163,7 +163,7 @@ export function planBatch(
     items[o + 7] = 0;
   };
   d = 0;
-  for (let i = 0; i < n0; i++) {
+  for (let i = 0; i < count; i++) {
     const e = entries[i]!;
     if (e.numQueries !== 1) continue;
     const keys = e.queryStart + 1;
@@ -173,7 +173,7 @@ export function planBatch(
       put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads);
     }
   }
-  for (let i = 0; i < n0; i++) {
+  for (let i = 0; i < count; i++) {
     const e = entries[i]!;
     if (e.numQueries === 1) continue;
     for (let first = 0; first < e.numQueries; first += qpw) {
@@ -185,7 +185,7 @@ export function planBatch(
   if (split) {
     let firstSplitItem = 0;
     d = 0;
-    for (let i = 0; i < n0; i++) {
+    for (let i = 0; i < count; i++) {
       const e = entries[i]!;
       if (e.numQueries !== 1) continue;
       const splits = splitsPerEntry[d++]!;

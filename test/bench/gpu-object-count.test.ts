@@ -1,5 +1,5 @@
 // The bench's GPU-object counter: counts what the work creates on the device (not encoders), and
-// leaves the device's own methods in place afterwards, also when the work throws.
+// leaves the device's methods as they were afterwards, also when the work throws.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { countGpuObjects } from '../../bench/gpu-object-count';
 import { testGpu } from '../helpers/gpu';
@@ -26,6 +26,14 @@ describe('countGpuObjects', () => {
     expect(result).toBe(7);
     expect(created).toEqual({ total: 2, byMethod: { createBuffer: 1, createBindGroup: 1 } });
     expect(ownCreateMethods(device)).toEqual([]);
+  });
+
+  it('puts back create methods the device held as own properties', async () => {
+    const own = () => 'own buffer';
+    const device = { createBuffer: own } as unknown as GPUDevice;
+    const { created } = await countGpuObjects(device, async () => device.createBuffer({ size: 4, usage: 0 }));
+    expect(created.byMethod).toEqual({ createBuffer: 1 });
+    expect((device as unknown as { createBuffer: unknown }).createBuffer).toBe(own);
   });
 
   it('restores the device when the work throws', async () => {
