@@ -126,6 +126,11 @@ export class KvGpu {
     }));
   }
 
+  /** The decode and prefill kernels attention runs on, in words (building the kernel object compiles nothing). */
+  describeAttentionKernels(): { decode: string; prefill: string } {
+    return this.attention.describeKernels();
+  }
+
   get tableEntriesUploaded(): number {
     return this.tableUpload.uploadedEntries;
   }

@@ -825,6 +825,16 @@ export class PagedKVCache {
 
   // ---- observation ----------------------------------------------------------------------------------
 
+  /**
+   * The attention kernels this cache runs on its device, in words: decode (streaming with subgroup
+   * shuffles or a workgroup-memory reduction, or the tile engine) and prefill (subgroup matrices,
+   * register-blocked or the tile engine), each with its shape. For logs; it compiles nothing.
+   */
+  describeKernels(): { decode: string; prefill: string } {
+    this.checkUsable();
+    return this.gpu.describeAttentionKernels();
+  }
+
   stats(): CacheStats {
     this.checkUsable();
     const { t, p } = this.table.batch(() => ({ t: this.table.stats(), p: this.prefix.stats() }));

@@ -15,6 +15,12 @@ export function formatSummary(r: SimResult): string {
     ...(r.environment.residentWorkgroups === undefined
       ? []
       : [['parallelism', `${workgroups(r.environment.residentWorkgroups)} of 256 invocations at once (sizes decode split-K)`] as [string, string]]),
+    ...(r.environment.kernels === undefined
+      ? []
+      : ([
+          ['decode kernel', r.environment.kernels.decode],
+          ['prefill kernel', r.environment.kernels.prefill],
+        ] as Array<[string, string]>)),
     ['model', `${o.numLayers} layers · ${o.numQueryHeads} query / ${o.numKvHeads} kv heads · head dim ${o.headDim} · ${o.kvDtype} KV`],
     ['KV pool', `${r.cache.blocksTotal} blocks × ${o.blockSize} tokens = ${formatBytes(r.cache.poolBytes)} (${formatBytes(r.cache.bytesPerBlock)}/block)`],
     ['requests', `${r.requests.completed}/${r.requests.total} done (${r.requests.samples} sequences incl. parallel samples) in ${m.elapsedSec.toFixed(2)} s → ${formatCount(r.requests.requestsPerSec)} req/s`],

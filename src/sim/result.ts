@@ -15,6 +15,8 @@ export interface SimEnvironment {
   backend: string;
   /** 256-invocation workgroups the device runs at once (the cache's probe: it sizes decode split-K). */
   residentWorkgroups?: number;
+  /** The attention kernels the cache runs (PagedKVCache.describeKernels). */
+  kernels?: { decode: string; prefill: string };
 }
 
 export interface SimResult {

@@ -15,8 +15,14 @@ export interface RunSimulationOptions extends SimulationHooks {
   gpuOptions?: CreateGpuOptions;
 }
 
-export function environmentOf(gpu: Gpu, cache?: { residentWorkgroups: number }): SimEnvironment {
-  return { adapter: describeGpu(gpu), isFallback: gpu.isFallback, backend: gpu.info.backend, residentWorkgroups: cache?.residentWorkgroups };
+export function environmentOf(gpu: Gpu, cache?: { residentWorkgroups: number; describeKernels(): { decode: string; prefill: string } }): SimEnvironment {
+  return {
+    adapter: describeGpu(gpu),
+    isFallback: gpu.isFallback,
+    backend: gpu.info.backend,
+    residentWorkgroups: cache?.residentWorkgroups,
+    kernels: cache?.describeKernels(),
+  };
 }
 
 export async function runSimulation(options: SimOptions, run: RunSimulationOptions = {}): Promise<SimResult> {

@@ -29,6 +29,10 @@ describe('simulate on the GPU', () => {
       expect(result.environment.residentWorkgroups).toBe(cache.residentWorkgroups);
       const n = cache.residentWorkgroups;
       expect(formatSummary(result)).toMatch(new RegExp(`parallelism +${n} workgroup${n === 1 ? '' : 's'} of 256 invocations at once`));
+      // … and the kernels it ran.
+      expect(result.environment.kernels).toEqual(cache.describeKernels());
+      expect(formatSummary(result)).toMatch(/decode kernel +(streaming \(|tile engine: )/);
+      expect(formatSummary(result)).toMatch(/prefill kernel +(subgroup matrices|register-blocked|tile engine): /);
     } finally {
       cache.destroy();
     }
