@@ -150,6 +150,13 @@ function hostChecks(host: HostCostResult, decodeWrites: HostCostResult | undefin
   const incremental = forms.every(({ r }) => r.tableEntriesPerStep <= r.sequences);
   return [
     {
+      target: `host cost of a ${host.sequences}-sequence decode step (table upload + dispatch encoding) ≤ ${pct(TARGETS.hostShareOfGpu)} of its GPU time`,
+      measured: forms
+        .map(({ name, r }) => `${name}: ${r.uploadEncodeMicros.toFixed(0)} µs of ${(r.gpuMicros / 1e3).toFixed(2)} ms = ${pct(r.uploadEncodeToGpu)}`)
+        .join('; '),
+      met: host.uploadEncodeToGpu <= TARGETS.hostShareOfGpu,
+    },
+    {
       target: 'no allocation per step on the hot path: no GPU object created, block-table uploads incremental',
       measured:
         forms
@@ -160,13 +167,6 @@ function hostChecks(host: HostCostResult, decodeWrites: HostCostResult | undefin
           .join('; ') +
         `; ${host.tableEntriesPerStep.toFixed(1)} of ${host.tableEntriesPerBatch} table entries uploaded per step`,
       met: created.every((n) => n === 0) && incremental,
-    },
-    {
-      target: `host cost of a ${host.sequences}-sequence decode step (table upload + dispatch encoding) ≤ ${pct(TARGETS.hostShareOfGpu)} of its GPU time`,
-      measured: forms
-        .map(({ name, r }) => `${name}: ${r.uploadEncodeMicros.toFixed(0)} µs of ${(r.gpuMicros / 1e3).toFixed(2)} ms = ${pct(r.uploadEncodeToGpu)}`)
-        .join('; '),
-      met: host.uploadEncodeToGpu <= TARGETS.hostShareOfGpu,
     },
   ];
 }
