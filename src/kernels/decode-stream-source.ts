@@ -20,9 +20,8 @@
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
 //     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
 import type { StreamDecodeConfig } from './attention-config';
-import { entryPreamble } from './generated-entry';
+import { entryPreamble, range } from './generated-entry';
 
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 const wgslFloat = (x: number): string => (Number.isInteger(x) ? `${x}.0` : `${x}`);
 
 export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): string {

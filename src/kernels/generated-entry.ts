@@ -1,7 +1,7 @@
-// The opening lines shared by generated attention entry points. Invariant: they bind the names the
-// generated bodies rely on — task (work item, kv head, head tile) from workgroup_task, tid from
-// lanes_init, item, kv_head and first_head — and return early, workgroup-uniformly, for padding
-// workgroups past the last task.
+// The opening lines shared by generated attention entry points, and the index helper their generators
+// unroll with. Invariant: the opening lines bind the names the generated bodies rely on — task (work
+// item, kv head, head tile) from workgroup_task, tid from lanes_init, item, kv_head and first_head —
+// and return early, workgroup-uniformly, for padding workgroups past the last task.
 export function entryPreamble(entryPoint: string): string[] {
   const pad = ' '.repeat(entryPoint.length + 4);
   return [
@@ -18,3 +18,6 @@ export function entryPreamble(entryPoint: string): string[] {
     `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
   ];
 }
+
+/** 0, 1, …, n − 1: the indices a generator unrolls over (one WGSL variable per index). */
+export const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);

@@ -558,7 +558,6 @@ export class PagedAttentionKernel {
     return this.resources.bindGroupCount;
   }
 
-  /** Frees the kernel's scratch buffers (pipelines stay cached per device). */
   /** The decode and prefill kernels this object runs, and their shapes, in words (`info`, diagnostics). */
   describeKernels(): { decode: string; prefill: string } {
     const s = this.streamDecodeConfig;
@@ -577,6 +576,7 @@ export class PagedAttentionKernel {
     return { decode, prefill };
   }
 
+  /** Frees the kernel's scratch buffers (pipelines stay cached per device). */
   destroy(): void {
     this.resources.destroy();
   }

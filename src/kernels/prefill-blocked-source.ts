@@ -18,9 +18,8 @@
 //     contributes nothing, as in the reference); elsewhere every staged key is visible to every live row.
 //   - The generated text depends only on the config (it names the pipeline in the cache).
 import { WORKGROUP_SIZE, type BlockedPrefillConfig } from './attention-config';
-import { entryPreamble } from './generated-entry';
+import { entryPreamble, range } from './generated-entry';
 
-const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
   const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;

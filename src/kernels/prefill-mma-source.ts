@@ -5,14 +5,14 @@
 // arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
 // COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
 // barrier or a matrix operation are workgroup-uniform.
-import { entryPreamble } from './generated-entry';
+import { entryPreamble, range } from './generated-entry';
 
 export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
   const subgroups = 1;
-  const chunks = Array.from({ length: headDim / 16 }, (_, c) => c);
+  const chunks = range(headDim / 16);
   const lanesPerRow = subgroupSize / 16;
   const colsPerLane = 16 / lanesPerRow;
-  const cols = Array.from({ length: colsPerLane }, (_, j) => j);
+  const cols = range(colsPerLane);
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
