@@ -27,6 +27,17 @@ export type { KvDtype, KvLayout } from './pool/kv-layout';
 export { pagedAttentionRef, attentionRef } from './kernels/attention.ref';
 export { PagedAttentionKernel } from './kernels/paged-attention';
 export type { AdapterInfoWithSubgroups, AttentionTuning, DecodeKvWrite, PagedAttentionArgs, PagedAttentionOptions } from './kernels/paged-attention';
+export { checkAttentionTuning, describeTuning } from './kernels/attention-tuning';
+export {
+  tuneAttention,
+  DEFAULT_DECODE_SHAPES,
+  DEFAULT_PREFILL_SHAPE,
+  QUICK_DECODE_SHAPES,
+  QUICK_PREFILL_SHAPE,
+} from './tuning/tune-attention';
+export type { AttentionTuningResult, DecodeShape, PrefillShape, TuneAttentionOptions, TuningPart } from './tuning/tune-attention';
+export type { SearchTrial, TrialOutcome, TuningKnob } from './tuning/tuning-search';
+export { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning/tuning-knobs';
 export type { AttentionEntry } from './kernels/attention-types';
 export { WriteKvKernel } from './kernels/write-kv';
 export { CopyBlocksKernel } from './kernels/copy-blocks';

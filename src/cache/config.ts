@@ -4,6 +4,7 @@
 // names the field and what would work.
 import type { AdapterInfoWithSubgroups } from '../kernels/paged-attention';
 import { ConfigError } from '../errors';
+import { checkAttentionTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { MAX_HEAD_DIM, type KvDtype, type KvLayout } from '../pool/kv-layout';
 import { maxChunkBytes, planPool } from '../pool/kv-pool';
 
@@ -51,6 +52,12 @@ export interface PagedKVCacheOptions {
    * created with them (`createGpu({ subgroupMatrix: true })`).
    */
   adapterInfo?: AdapterInfoWithSubgroups;
+  /**
+   * Kernel knobs for this device and model: which decode and prefill kernels run and their shapes, as
+   * `tuneAttention` (or the `tune` command) measures them. Default: the built-in choices. Its
+   * decodeWritesKv is used where the decodeWritesKv option above is not given.
+   */
+  attentionTuning?: AttentionTuning;
 }
 
 export interface ResolvedConfig {
@@ -65,6 +72,8 @@ export interface ResolvedConfig {
   /** undefined: probe the device (create does, then passes the number on). */
   residentWorkgroups: number | undefined;
   adapterInfo: AdapterInfoWithSubgroups | undefined;
+  /** Validated and frozen; its decodeWritesKv equals the field above. */
+  attentionTuning: AttentionTuning;
 }
 
 function positiveInt(name: string, value: unknown): number {
@@ -107,7 +116,8 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
   }
   const lockTimeoutMs = options.lockTimeoutMs ?? 5000;
   if (!(lockTimeoutMs > 0)) throw new ConfigError(`lockTimeoutMs must be positive (got ${lockTimeoutMs})`);
-  const decodeWritesKv = options.decodeWritesKv ?? false;
+  const tuning = options.attentionTuning === undefined ? {} : checkAttentionTuning(options.attentionTuning);
+  const decodeWritesKv = options.decodeWritesKv ?? tuning.decodeWritesKv ?? false;
   if (typeof decodeWritesKv !== 'boolean') throw new ConfigError(`decodeWritesKv must be true or false (got ${String(decodeWritesKv)})`);
   const resident = options.residentWorkgroups ?? 'probe';
   if (resident !== 'probe' && !(Number.isInteger(resident) && resident >= 1)) {
@@ -124,5 +134,6 @@ export function resolveConfig(device: GPUDevice, options: PagedKVCacheOptions, h
     decodeWritesKv,
     residentWorkgroups: resident === 'probe' ? undefined : resident,
     adapterInfo: options.adapterInfo,
+    attentionTuning: Object.freeze({ ...tuning, decodeWritesKv }),
   };
 }

@@ -122,7 +122,7 @@ export class KvGpu {
       subgroups: this.config.useSubgroups,
       adapterInfo: this.config.adapterInfo,
       residentWorkgroups: this.config.residentWorkgroups,
-      tuning: { decodeWritesKv: this.config.decodeWritesKv },
+      tuning: this.config.attentionTuning,
     }));
   }
 

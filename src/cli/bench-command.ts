@@ -2,7 +2,7 @@
 // Invariant: loaded lazily so `serve` and `info` never load benchmark code.
 import type { Gpu } from '../gpu/create-gpu';
 
-export async function runBench(gpu: Gpu, options: { json: boolean; quick: boolean }): Promise<void> {
+export async function runBench(gpu: Gpu, options: { json: boolean; quick: boolean; tune?: boolean }): Promise<void> {
   const { runBenchSuite } = await import('../../bench/suite');
   await runBenchSuite(gpu, options);
 }

@@ -7,10 +7,11 @@ import { parseArgs } from 'node:util';
 import { createGpu, PRECISE_TIMING_DAWN_OPTIONS } from '../gpu/create-gpu';
 import { probeParallelism } from '../gpu/parallelism-probe';
 import { runBench } from './bench-command';
-import { benchHelp, infoHelp, mainHelp, PROGRAM, serveHelp } from './help';
+import { benchHelp, infoHelp, mainHelp, PROGRAM, serveHelp, tuneHelp } from './help';
 import { printInfo } from './info-command';
 import type { ProgressStream } from './progress-bar';
 import { serve } from './serve-command';
+import { tune, TUNE_SHAPE_FLAGS } from './tune-command';
 import { WORKLOAD_FLAGS } from './serve-flags';
 import { UsageError } from './usage-error';
 
@@ -31,10 +32,20 @@ const SERVE: OptionSpec = {
   ...COMMON,
   preset: { type: 'string' },
   'no-progress': { type: 'boolean' },
+  tuning: { type: 'string' },
   ...Object.fromEntries(WORKLOAD_FLAGS.map((f) => [f.name, { type: 'string' as const }])),
 };
 
-const BENCH: OptionSpec = { ...COMMON, quick: { type: 'boolean' } };
+const BENCH: OptionSpec = { ...COMMON, quick: { type: 'boolean' }, tune: { type: 'boolean' }, 'no-tune': { type: 'boolean' } };
+
+const TUNE: OptionSpec = {
+  ...COMMON,
+  out: { type: 'string' },
+  'kv-dtype': { type: 'string' },
+  'decode-shapes': { type: 'string' },
+  'prefill-shape': { type: 'string' },
+  ...Object.fromEntries(TUNE_SHAPE_FLAGS.map((f) => [f.name, { type: 'string' as const }])),
+};
 
 function parse(args: string[], options: OptionSpec, command: string): Record<string, string | boolean | undefined> {
   try {
@@ -83,14 +94,21 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
           dawnOptions: PRECISE_TIMING_DAWN_OPTIONS,
         });
         try {
-          await runBench(gpu, { json: !!flags.json, quick: !!flags.quick });
+          if (flags.tune && flags['no-tune']) throw new UsageError('bench: --tune and --no-tune contradict each other');
+          const tune = flags.tune ? true : flags['no-tune'] ? false : undefined;
+          await runBench(gpu, { json: !!flags.json, quick: !!flags.quick, tune });
         } finally {
           gpu.device.destroy();
         }
         return 0;
       }
+      case 'tune': {
+        const flags = parse(args, TUNE, command);
+        if (flags.help) return write(io.stdout, tuneHelp());
+        return await tune(flags, io);
+      }
       default:
-        throw new UsageError(`unknown command "${command}" (commands: serve, info, bench)`);
+        throw new UsageError(`unknown command "${command}" (commands: serve, info, bench, tune)`);
     }
   } catch (error) {
     return reportError(error, command, io.stderr);

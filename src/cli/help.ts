@@ -1,6 +1,15 @@
 // --help text for every command, generated from the flag table so it cannot drift from the parser.
 import { PRESETS } from '../sim/options';
 import { WORKLOAD_FLAGS } from './serve-flags';
+import { TUNE_SHAPE_FLAGS } from './tune-command';
+import {
+  DEFAULT_DECODE_SHAPES,
+  DEFAULT_PREFILL_SHAPE,
+  QUICK_DECODE_SHAPES,
+  QUICK_PREFILL_SHAPE,
+  type DecodeShape,
+  type PrefillShape,
+} from '../tuning/tune-attention';
 
 export const PROGRAM = 'webgpu-paged-attention';
 
@@ -13,6 +22,7 @@ Commands:
   serve   (default) simulate an inference server on the paged KV cache and verify its attention outputs
   info    show the WebGPU adapter, its features, limits, parallelism and kernels
   bench   run the attention benchmark suite
+  tune    choose the attention kernels for this GPU and a model shape by timing them (autotuning)
 
 Run \`${PROGRAM} <command> --help\` for the flags of a command.
 `;
@@ -28,6 +38,7 @@ export function serveHelp(): string {
   }
   lines.push(
     ['--json', 'print the result as JSON on stdout instead of the table'],
+    ['--tuning <file>', 'attention kernel tuning (JSON, as `tune --out` writes it) [built-in choices]'],
     ['--no-progress', 'no progress line on stderr'],
     ['--force-fallback', 'use the software adapter (SwiftShader) even when a GPU exists'],
     ['-h, --help', 'this help'],
@@ -56,8 +67,38 @@ the decode and prefill kernels it gets for a reference shape (32/8 heads × 128,
 }
 
 export function benchHelp(): string {
-  return `Usage: ${PROGRAM} bench [--json] [--quick] [--force-fallback]
+  return `Usage: ${PROGRAM} bench [--json] [--quick] [--tune | --no-tune] [--force-fallback]
 
 Runs the attention benchmark suite on the WebGPU adapter and prints its table (--json: machine-readable).
+--quick: smaller shapes (the default on a software adapter). Unless quick (or --no-tune), the suite also
+runs the autotuner (as the tune command) on its own shapes and times the decode table again with the
+kernels it chose; --tune runs it on a software adapter too.
 `;
 }
+
+export function tuneHelp(): string {
+  const lines: Array<[string, string]> = [
+    ...TUNE_SHAPE_FLAGS.map((f): [string, string] => [`--${f.name} <n>`, `${f.help} [${f.fallback}]`]),
+    ['--kv-dtype f16|f32', 'KV storage type [f16]'],
+    ['--decode-shapes <BxC,…>', `decode batches to time, batch x context [${decodeShapes(DEFAULT_DECODE_SHAPES)}; software ${decodeShapes(QUICK_DECODE_SHAPES)}]`],
+    ['--prefill-shape <SxT|none>', `prefill batch to time, sequences x tokens, or none [${prefillShape(DEFAULT_PREFILL_SHAPE)}; software ${prefillShape(QUICK_PREFILL_SHAPE)}]`],
+    ['--out <file>', 'write the chosen tuning as JSON (for `serve --tuning` or attentionTuning)'],
+    ['--json', 'print the whole result as JSON on stdout instead of the report'],
+    ['--force-fallback', 'use the software adapter (SwiftShader) even when a GPU exists'],
+    ['-h, --help', 'this help'],
+  ];
+  const width = Math.max(...lines.map(([flag]) => flag.length));
+  return `Usage: ${PROGRAM} tune [flags]
+
+Chooses the paged-attention kernels for this GPU and a model's head shape: tries the decode and prefill
+kernels' knobs one at a time (lanes, unroll, workgroup size, split-K, tiles, …), checks each candidate
+against the CPU reference, times it, and keeps a change only when it is faster by more than 3 % twice.
+On a software adapter (SwiftShader) it times smaller batches.
+
+Flags:
+${lines.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`).join('\n')}
+`;
+}
+
+const decodeShapes = (shapes: readonly DecodeShape[]): string => shapes.map((s) => `${s.batch}x${s.context}`).join(',');
+const prefillShape = (shape: PrefillShape): string => `${shape.sequences}x${shape.tokens}`;

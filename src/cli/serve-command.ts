@@ -1,7 +1,9 @@
 // `serve`: runs the serving simulation with a progress line on stderr, then prints the summary table
 // (or the SimResult as JSON with --json). Invariants: stdout carries only the final report; the
 // progress line is erased before it is printed; the GPU acquired here is released on every path.
+import { readFileSync } from 'node:fs';
 import { createGpu } from '../gpu/create-gpu';
+import { checkAttentionTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { isPresetName, resolveSimOptions } from '../sim/options';
 import { runSimulation } from '../sim/run-simulation';
 import { ProgressBar, type ProgressStream } from './progress-bar';
@@ -15,12 +17,15 @@ export interface ServeFlags {
   json?: boolean;
   'no-progress'?: boolean;
   'force-fallback'?: boolean;
+  /** A JSON file with the attention tuning (`tune --out`). */
+  tuning?: string;
 }
 
 export async function serve(flags: ServeFlags, io: { stdout: ProgressStream; stderr: ProgressStream }): Promise<number> {
   const preset = flags.preset ?? 'small';
   if (!isPresetName(preset)) throw new UsageError(`--preset must be small or gpu (got "${preset}")`);
   const options = resolveSimOptions(workloadOverrides(flags), preset);
+  const attentionTuning = typeof flags.tuning === 'string' ? readTuning(flags.tuning) : undefined;
   const gpu = await createGpu({ forceFallback: !!flags['force-fallback'] });
   if (gpu.isFallback && preset === 'gpu') {
     io.stderr.write('warning: --preset gpu on a software adapter (SwiftShader) will take a very long time\n');
@@ -28,7 +33,7 @@ export async function serve(flags: ServeFlags, io: { stdout: ProgressStream; std
   const bar = flags['no-progress'] ? undefined : new ProgressBar(io.stderr);
   bar?.message(`${gpu.isFallback ? 'software adapter: ' : ''}building GPU pipelines…`);
   try {
-    const result = await runSimulation(options, { gpu, onStep: bar ? (p) => bar.update(p) : undefined });
+    const result = await runSimulation(options, { gpu, attentionTuning, onStep: bar ? (p) => bar.update(p) : undefined });
     bar?.clear();
     io.stdout.write(flags.json ? `${JSON.stringify(result, jsonReplacer, 2)}\n` : formatSummary(result));
     return 0;
@@ -36,6 +41,23 @@ export async function serve(flags: ServeFlags, io: { stdout: ProgressStream; std
     bar?.clear();
     gpu.device.destroy();
   }
+}
+
+/** The attention tuning in a JSON file (as `tune --out` writes it), validated. */
+function readTuning(path: string): AttentionTuning {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--tuning: cannot read ${path} (${error instanceof Error ? error.message : String(error)})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--tuning: ${path} is not JSON (${error instanceof Error ? error.message : String(error)})`);
+  }
+  return checkAttentionTuning(value, `the tuning in ${path}`);
 }
 
 /** JSON has no Infinity: write it as the string "Infinity". */

@@ -21,6 +21,7 @@ export function formatSummary(r: SimResult): string {
           ['decode kernel', r.environment.kernels.decode],
           ['prefill kernel', r.environment.kernels.prefill],
         ] as Array<[string, string]>)),
+    ...(r.environment.tuning === undefined ? [] : [['kernel tuning', r.environment.tuning] as [string, string]]),
     ['model', `${o.numLayers} layers · ${o.numQueryHeads} query / ${o.numKvHeads} kv heads · head dim ${o.headDim} · ${o.kvDtype} KV`],
     ['KV pool', `${r.cache.blocksTotal} blocks × ${o.blockSize} tokens = ${formatBytes(r.cache.poolBytes)} (${formatBytes(r.cache.bytesPerBlock)}/block)`],
     ['requests', `${r.requests.completed}/${r.requests.total} done (${r.requests.samples} sequences incl. parallel samples) in ${m.elapsedSec.toFixed(2)} s → ${formatCount(r.requests.requestsPerSec)} req/s`],

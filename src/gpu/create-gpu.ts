@@ -191,7 +191,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
       maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
     },
   };
-  const isFallback = !!(a as { isFallbackAdapter?: boolean }).isFallbackAdapter || /swiftshader/i.test(`${a.vendor} ${a.architecture} ${a.description}`);
+  const isFallback = isSoftwareAdapter(a);
   return { device, adapter, info, features: { subgroups, shaderF16, timestampQuery, subgroupMatrix }, isFallback };
 }
 
@@ -201,4 +201,10 @@ export function describeGpu(gpu: Gpu): string {
   const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
   const feats = Object.entries(gpu.features).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none';
   return `${name || 'unknown adapter'} [${i.backend}${gpu.isFallback ? ', software fallback' : ''}] features: ${feats}`;
+}
+
+/** Whether adapter info describes a software (fallback) adapter: SwiftShader, or one that says it is a fallback. */
+export function isSoftwareAdapter(info: { vendor?: string; architecture?: string; description?: string; isFallbackAdapter?: boolean } | undefined): boolean {
+  if (!info) return false;
+  return !!info.isFallbackAdapter || /swiftshader/i.test(`${info.vendor ?? ''} ${info.architecture ?? ''} ${info.description ?? ''}`);
 }

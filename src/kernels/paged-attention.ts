@@ -41,20 +41,20 @@ import {
   tileConstants,
   MERGE_WORKGROUP_SIZE,
   type BlockedPrefillConfig,
-  type BlockedPrefillTuning,
   type MmaPrefillConfig,
   type StreamDecodeConfig,
-  type StreamDecodeTuning,
   type TileConfig,
 } from './attention-config';
-import { planBatch, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
+import { planBatch, MIN_KEYS_PER_SPLIT, type PlanShape, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
+import type { AttentionTuning } from './attention-tuning';
 
 export type { AttentionEntry } from './attention-types';
+export type { AttentionTuning } from './attention-tuning';
 
 export interface PagedAttentionOptions {
   numQueryHeads: number;
@@ -81,26 +81,6 @@ export interface PagedAttentionOptions {
   adapterInfo?: AdapterInfoWithSubgroups;
 }
 
-export interface AttentionTuning {
-  /** false: decode with the tile engine even where the streaming kernel applies. */
-  streamDecode?: boolean;
-  /** Streaming decode kernel knobs (unroll, prefetch, lanes, heads, workgroup size). */
-  stream?: StreamDecodeTuning;
-  /** Workgroups the decode split heuristic aims for. */
-  decodeTargetWorkgroups?: number;
-  /** Shortest decode split (keys). */
-  decodeMinKeysPerSplit?: number;
-  /** false: prefill without subgroup matrices even where they are available. */
-  prefillMatrix?: boolean;
-  /** false: prefill (where subgroup matrices are not used) on the tile engine instead of the register-blocked kernel. */
-  prefillBlocked?: boolean;
-  /** Register-blocked prefill knobs (f32 staging, tile limits, workgroup memory). */
-  blocked?: BlockedPrefillTuning;
-  /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
-  prefillRescaleThreshold?: number;
-  /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
-  decodeWritesKv?: boolean;
-}
 
 /** The new tokens' K/V that a decode encode stores itself (PagedAttentionArgs.write). */
 export interface DecodeKvWrite {
@@ -168,7 +148,9 @@ export class PagedAttentionKernel {
   readonly prefillMmaConfig: MmaPrefillConfig | undefined;
   /** Register-blocked prefill shape, when it is chosen (no subgroup matrices) and a tile fits. */
   readonly prefillBlockedConfig: BlockedPrefillConfig | undefined;
-  private readonly decodeTarget: number | undefined;
+  /** Workgroups the decode's split-K aims for, and its shortest split in keys. */
+  readonly decodeSplitTarget: number;
+  readonly decodeMinKeysPerSplit: number;
   private readonly tuning: AttentionTuning;
   /** The plan of the last encode (splits per decode entry etc.), for diagnostics. */
   lastPlan: BatchPlan | undefined;
@@ -236,8 +218,10 @@ export class PagedAttentionKernel {
     if (!Number.isInteger(resident) || resident < 1) {
       throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);
     }
-    this.decodeTarget =
+    this.decodeSplitTarget =
       tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? resident : Math.max(1, Math.round(resident / TILE_TARGET_DIVISOR)));
+    this.decodeMinKeysPerSplit =
+      tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_STEPS_PER_SPLIT * this.streamDecodeConfig.keysPerStep : MIN_KEYS_PER_SPLIT);
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     this.prefillMmaConfig =
       opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
@@ -354,6 +338,29 @@ export class PagedAttentionKernel {
   }
 
   /**
+   * The split-K count encode would give each decode entry of `entries` (in decode-entry order), without
+   * encoding anything; a valid batch is assumed (encode validates it).
+   */
+  splitsFor(entries: readonly AttentionEntry[]): number[] {
+    return planBatch(entries, this.planShape(), new Uint32Array(0)).splitsPerEntry;
+  }
+
+  private planShape(): PlanShape {
+    const decodeShape = this.decodeShape;
+    const prefillShape = this.prefillShape;
+    return {
+      numKvHeads: this.layout.numKvHeads,
+      numQueryHeads: this.numQueryHeads,
+      decodeHeadTiles: this.groupSize / decodeShape.headsPerWorkgroup,
+      prefillHeadTiles: this.groupSize / prefillShape.headsPerWorkgroup,
+      decodeKeyTile: decodeShape.keyTile,
+      prefillQueriesPerWorkgroup: prefillShape.queriesPerWorkgroup,
+      targetWorkgroups: this.decodeSplitTarget,
+      minKeysPerSplit: this.decodeMinKeysPerSplit,
+    };
+  }
+
+  /**
    * Records the attention of `args.entries`: into the caller's compute pass (after other dispatches that
    * produce what it reads: each dispatch sees the writes of those before it), or into a pass of its own
    * on the caller's encoder.
@@ -366,24 +373,8 @@ export class PagedAttentionKernel {
     if (args.write !== undefined) this.validateWrite(args.write, args);
     if (args.entries.length === 0) return;
     const hd = this.layout.headDim;
-    const decodeShape = this.decodeShape;
-    const prefillShape = this.prefillShape;
     const reuse = this.lastPlan !== undefined && this.plannedEntries === args.entries && this.plannedSplits === args.forceSplits;
-    const plan = reuse ? this.lastPlan! : planBatch(
-      args.entries,
-      {
-        numKvHeads: this.layout.numKvHeads,
-        numQueryHeads: this.numQueryHeads,
-        decodeHeadTiles: this.groupSize / decodeShape.headsPerWorkgroup,
-        prefillHeadTiles: this.groupSize / prefillShape.headsPerWorkgroup,
-        decodeKeyTile: decodeShape.keyTile,
-        prefillQueriesPerWorkgroup: prefillShape.queriesPerWorkgroup,
-        targetWorkgroups: this.decodeTarget,
-        minKeysPerSplit: this.tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_STEPS_PER_SPLIT * this.streamDecodeConfig.keysPerStep : undefined),
-      },
-      this.planScratch,
-      args.forceSplits,
-    );
+    const plan = reuse ? this.lastPlan! : planBatch(args.entries, this.planShape(), this.planScratch, args.forceSplits);
     if (!reuse) this.planVersion++;
     this.planScratch = plan.items;
     this.lastPlan = plan;

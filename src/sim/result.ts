@@ -17,6 +17,8 @@ export interface SimEnvironment {
   residentWorkgroups?: number;
   /** The attention kernels the cache runs (PagedKVCache.describeKernels). */
   kernels?: { decode: string; prefill: string };
+  /** The attention tuning the cache was given (describeTuning), where one was. */
+  tuning?: string;
 }
 
 export interface SimResult {

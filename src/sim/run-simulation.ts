@@ -4,6 +4,7 @@
 // is never destroyed here, one acquired here is destroyed at the end.
 import { PagedKVCache } from '../cache/paged-kv-cache';
 import { createGpu, describeGpu, type CreateGpuOptions, type Gpu } from '../gpu/create-gpu';
+import { describeTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { cacheOptionsFor } from './cache-options';
 import type { SimOptions } from './options';
 import type { SimEnvironment, SimResult } from './result';
@@ -13,24 +14,31 @@ export interface RunSimulationOptions extends SimulationHooks {
   /** Use this GPU instead of acquiring one. */
   gpu?: Gpu;
   gpuOptions?: CreateGpuOptions;
+  /** The cache's attention kernel tuning (PagedKVCacheOptions.attentionTuning). */
+  attentionTuning?: AttentionTuning;
 }
 
-export function environmentOf(gpu: Gpu, cache?: { residentWorkgroups: number; describeKernels(): { decode: string; prefill: string } }): SimEnvironment {
+export function environmentOf(
+  gpu: Gpu,
+  cache?: { residentWorkgroups: number; describeKernels(): { decode: string; prefill: string } },
+  tuning?: AttentionTuning,
+): SimEnvironment {
   return {
     adapter: describeGpu(gpu),
     isFallback: gpu.isFallback,
     backend: gpu.info.backend,
     residentWorkgroups: cache?.residentWorkgroups,
     kernels: cache?.describeKernels(),
+    ...(tuning === undefined ? {} : { tuning: describeTuning(tuning) }),
   };
 }
 
 export async function runSimulation(options: SimOptions, run: RunSimulationOptions = {}): Promise<SimResult> {
   const gpu = run.gpu ?? (await createGpu(run.gpuOptions));
   try {
-    const cache = await PagedKVCache.create(gpu.device, cacheOptionsFor(options));
+    const cache = await PagedKVCache.create(gpu.device, { ...cacheOptionsFor(options), attentionTuning: run.attentionTuning });
     try {
-      return await simulate(cache, options, environmentOf(gpu, cache), run);
+      return await simulate(cache, options, environmentOf(gpu, cache, run.attentionTuning), run);
     } finally {
       cache.destroy();
     }

@@ -1,4 +1,7 @@
 // The command line without a GPU: flag parsing, help, usage errors and error reporting.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NoAdapterError } from '../../src/errors';
 import { reportError, runCli } from '../../src/cli/cli';
@@ -35,7 +38,7 @@ describe('serve flags', () => {
 
 describe('runCli', () => {
   it('prints help for the program and for each command', async () => {
-    for (const argv of [['--help'], ['serve', '--help'], ['info', '-h'], ['bench', '--help']]) {
+    for (const argv of [['--help'], ['serve', '--help'], ['info', '-h'], ['bench', '--help'], ['tune', '--help']]) {
       const out = capture();
       const err = capture();
       expect(await runCli(argv, { stdout: out.stream, stderr: err.stream })).toBe(0);
@@ -45,6 +48,33 @@ describe('runCli', () => {
     await runCli(['serve', '--help'], { stdout: out.stream, stderr: capture().stream });
     expect(out.text()).toMatch(/--blocks <value>/);
     expect(out.text()).toMatch(/--verify-fraction <value>/);
+    expect(out.text()).toMatch(/--tuning <file>/);
+    const tune = capture();
+    await runCli(['tune', '--help'], { stdout: tune.stream, stderr: capture().stream });
+    expect(tune.text()).toMatch(/--kv-heads <n> +key\/value heads \[8\]/);
+    expect(tune.text()).toMatch(/--out <file>/);
+  });
+
+  it('refuses a bad tune shape or a bad --tuning file (exit 2) before touching a GPU', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tuning-'));
+    const notJson = join(dir, 'not.json');
+    const misspelt = join(dir, 'misspelt.json');
+    writeFileSync(notJson, '{ stream: ');
+    writeFileSync(misspelt, JSON.stringify({ stream: { unrol: 2 } }));
+    const cases: Array<[string[], RegExp]> = [
+      [['tune', '--head-dim', 'wide'], /--head-dim must be a positive integer \(got "wide"\)/],
+      [['tune', '--kv-heads', '0'], /--kv-heads must be a positive integer/],
+      [['tune', '--kv-dtype', 'bf16'], /--kv-dtype must be f16 or f32/],
+      [['serve', '--tuning', join(dir, 'missing.json')], /--tuning: cannot read .*missing\.json/],
+      [['serve', '--tuning', notJson], /--tuning: .*not\.json is not JSON/],
+      [['serve', '--tuning', misspelt], /the tuning in .*misspelt\.json\.stream\.unrol is not a tuning knob/],
+    ];
+    for (const [argv, message] of cases) {
+      const err = capture();
+      expect(await runCli(argv, { stdout: capture().stream, stderr: err.stream }), argv.join(' ')).toBe(2);
+      expect(err.text()).toMatch(message);
+      expect(err.text()).toMatch(/--help/);
+    }
   });
 
   it('exits 2 with a pointer to --help on usage and configuration mistakes', async () => {

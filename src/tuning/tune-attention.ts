@@ -1,0 +1,225 @@
+// Autotuning of the paged-attention kernels for one device and one model head shape: which decode and
+// prefill kernels run, and their shapes, chosen by timing them on the device at hand. Invariants:
+//   - A candidate is timed only after it matched the CPU reference (kernel-check.ts); one that does
+//     not, or that the device refuses (a validation error), is rejected and never chosen. The default
+//     kernels failing that check is a KernelMismatchError: no tuning hides a wrong kernel.
+//   - Decode is scored by the geometric mean of its GPU time over the decode shapes (each shape counts
+//     the same, whatever its size), prefill by its GPU time on the prefill shape; GPU time is
+//     timeGpu's median (timestamps where the device has them). A candidate replaces the best so far
+//     only when faster by more than minGain (default 3 %), so noise keeps the defaults.
+//   - The decode search runs first, the prefill search starts from its winner; the result is a frozen
+//     AttentionTuning for PagedKVCache's attentionTuning option (or PagedAttentionKernel's tuning).
+//   - Workloads are made once per shape and destroyed before returning, also on failure.
+import { KernelMismatchError } from '../errors';
+import { checkAttentionTuning, describeTuning, type AttentionTuning } from '../kernels/attention-tuning';
+import { PagedAttentionKernel, type AdapterInfoWithSubgroups } from '../kernels/paged-attention';
+import { timeGpu, type TimingOptions } from '../gpu/gpu-timing';
+import { probeParallelism } from '../gpu/parallelism-probe';
+import { isSoftwareAdapter } from '../gpu/create-gpu';
+import type { KvDtype } from '../pool/kv-layout';
+import { createAttentionWorkload, uniformSequences, type AttentionWorkload, type WorkloadHeads } from './attention-workload';
+import { KernelChecker } from './kernel-check';
+import { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning-knobs';
+import { BaseTuningRejected, searchTuning, type SearchTrial, type TuningKnob } from './tuning-search';
+
+export interface DecodeShape {
+  batch: number;
+  context: number;
+}
+
+export interface PrefillShape {
+  sequences: number;
+  tokens: number;
+}
+
+/** GPU-sized defaults: many mid-length decodes, many short ones, one long one; 4 prompts of 2048 tokens. */
+export const DEFAULT_DECODE_SHAPES: readonly DecodeShape[] = [
+  { batch: 64, context: 2048 },
+  { batch: 256, context: 512 },
+  { batch: 1, context: 32768 },
+];
+export const DEFAULT_PREFILL_SHAPE: PrefillShape = { sequences: 4, tokens: 2048 };
+/** Sizes a software adapter (SwiftShader) finishes in about a minute. */
+export const QUICK_DECODE_SHAPES: readonly DecodeShape[] = [
+  { batch: 4, context: 256 },
+  { batch: 1, context: 2048 },
+];
+export const QUICK_PREFILL_SHAPE: PrefillShape = { sequences: 1, tokens: 128 };
+
+export interface TuneAttentionOptions {
+  numKvHeads: number;
+  /** Default numKvHeads. */
+  numQueryHeads?: number;
+  headDim: number;
+  /** Default 'f16'. */
+  kvDtype?: KvDtype;
+  /** Default 16. */
+  blockSize?: number;
+  /** Decode batches to time (default DEFAULT_DECODE_SHAPES; QUICK_DECODE_SHAPES on a software adapter). */
+  decodeShapes?: readonly DecodeShape[];
+  /** The prefill batch to time (default DEFAULT_PREFILL_SHAPE), or null to keep the prefill defaults untimed. */
+  prefillShape?: PrefillShape | null;
+  /** Use subgroup operations (default: when the device has 'subgroups'), as the cache's useSubgroups. */
+  subgroups?: boolean;
+  /** As PagedKVCacheOptions.adapterInfo (subgroup-matrix configurations under Dawn's Node binding). */
+  adapterInfo?: AdapterInfoWithSubgroups;
+  /** Default: probeParallelism(device). */
+  residentWorkgroups?: number;
+  /** Where the search starts (default: the built-in choices). */
+  base?: AttentionTuning;
+  /** Fraction by which a candidate must beat the best so far (default 0.03). */
+  minGain?: number;
+  /** The knobs to try (default defaultDecodeKnobs / defaultPrefillKnobs). */
+  decodeKnobs?: readonly TuningKnob[];
+  prefillKnobs?: readonly TuningKnob[];
+  timing?: TimingOptions;
+  /** Called after each candidate (progress). */
+  onTrial?: (kind: 'decode' | 'prefill', trial: SearchTrial) => void;
+}
+
+export interface TuningPart {
+  /** The chosen kernel, in words (PagedAttentionKernel.describeKernels). */
+  kernel: string;
+  /** Score of the defaults over the chosen tuning's (1: the defaults stay). */
+  speedup: number;
+  trials: SearchTrial[];
+}
+
+export interface AttentionTuningResult {
+  /** Pass as PagedKVCacheOptions.attentionTuning (frozen; JSON-able). */
+  tuning: AttentionTuning;
+  timing: 'timestamp' | 'wall';
+  residentWorkgroups: number;
+  decode: TuningPart;
+  prefill: TuningPart | undefined;
+}
+
+export async function tuneAttention(device: GPUDevice, options: TuneAttentionOptions): Promise<AttentionTuningResult> {
+  const heads: WorkloadHeads = {
+    numKvHeads: options.numKvHeads,
+    numQueryHeads: options.numQueryHeads ?? options.numKvHeads,
+    headDim: options.headDim,
+    kvDtype: options.kvDtype ?? 'f16',
+    blockSize: options.blockSize ?? 16,
+  };
+  const base = checkAttentionTuning(options.base ?? {}, 'base');
+  const subgroups = options.subgroups ?? device.features.has('subgroups');
+  const resident = options.residentWorkgroups ?? (await probeParallelism(device)).residentWorkgroups;
+  const software = onSoftwareAdapter(device);
+  const decodeShapes = options.decodeShapes ?? (software ? QUICK_DECODE_SHAPES : DEFAULT_DECODE_SHAPES);
+  const prefillShape = options.prefillShape === undefined ? (software ? QUICK_PREFILL_SHAPE : DEFAULT_PREFILL_SHAPE) : options.prefillShape;
+  const timing: TimingOptions = options.timing ?? (software ? { iterations: 3, warmup: 1 } : {});
+  const minGain = options.minGain ?? 0.03;
+
+  const owned: { destroy(): void }[] = [];
+  try {
+    const checker = new KernelChecker(device, heads);
+    owned.push(checker);
+    const kernelFor = (tuning: AttentionTuning, rowStride = checker.rowStride, layout = checker.layout) =>
+      new PagedAttentionKernel(device, layout, { numQueryHeads: heads.numQueryHeads, rowStride, subgroups, adapterInfo: options.adapterInfo, residentWorkgroups: resident, tuning });
+    /**
+     * Kernel identity, or undefined where the kernel cannot be made: the selected configs, and for
+     * decode the split-K counts the timed batches get (split knobs that do not change them are the same kernels).
+     */
+    const identity = (tuning: AttentionTuning, part: 'decode' | 'prefill', workloads: readonly AttentionWorkload[]): string | undefined => {
+      let kernel: PagedAttentionKernel;
+      try {
+        kernel = kernelFor(tuning);
+      } catch {
+        return undefined;
+      }
+      kernel.destroy();
+      if (part === 'decode') {
+        const decode = kernel.streamDecodeConfig ?? kernel.decodeConfig;
+        return JSON.stringify([decode, workloads.map((w) => kernel.splitsFor(w.entries))]);
+      }
+      return JSON.stringify(kernel.prefillMmaConfig ?? kernel.prefillBlockedConfig ?? kernel.prefillConfig);
+    };
+    /** Checks, then times, `tuning` on every workload; the score is the geometric mean of the times. */
+    const measure = async (tuning: AttentionTuning, workloads: readonly AttentionWorkload[]) => {
+      device.pushErrorScope('validation');
+      let mismatch: string | undefined;
+      let seconds: number[] = [];
+      try {
+        const checked = kernelFor(tuning);
+        try {
+          mismatch = await checker.check(checked);
+        } finally {
+          checked.destroy();
+        }
+        if (mismatch === undefined) {
+          for (const w of workloads) {
+            const kernel = kernelFor(tuning, w.rowStride, w.layout);
+            try {
+              seconds.push((await timeGpu(device, (encoder) => kernel.encode(encoder, w.args()), timing)).seconds);
+            } finally {
+              kernel.destroy();
+            }
+          }
+        }
+      } catch (error) {
+        mismatch = `refused: ${error instanceof Error ? error.message : String(error)}`;
+        seconds = [];
+      }
+      const gpuError = await device.popErrorScope();
+      if (gpuError) return { rejected: `the device refused it: ${gpuError.message}` };
+      if (mismatch !== undefined) return { rejected: mismatch };
+      const score = Math.exp(seconds.reduce((sum, s) => sum + Math.log(s), 0) / seconds.length);
+      return { score, detail: seconds.map((s) => `${(s * 1e3).toFixed(3)} ms`).join(', ') };
+    };
+    const search = async (part: 'decode' | 'prefill', start: AttentionTuning, knobs: readonly TuningKnob[], workloads: AttentionWorkload[]) => {
+      try {
+        return await searchTuning(
+          start,
+          knobs,
+          {
+            identify: (tuning) => identity(tuning, part, workloads),
+            measure: (tuning) => measure(tuning, workloads),
+            onTrial: options.onTrial && ((trial) => options.onTrial!(part, trial)),
+          },
+          minGain,
+        );
+      } catch (error) {
+        if (error instanceof BaseTuningRejected) {
+          throw new KernelMismatchError(`the ${part} kernels of ${describeTuning(start)} failed their check on this device: ${error.reason}`);
+        }
+        throw error;
+      }
+    };
+
+    const decodeWorkloads = decodeShapes.map((s) => createAttentionWorkload(device, { ...heads, sequences: uniformSequences(s.batch, s.context), order: 'random' }));
+    owned.push(...decodeWorkloads);
+    const decode = await search('decode', base, options.decodeKnobs ?? defaultDecodeKnobs(resident), decodeWorkloads);
+    decodeWorkloads.forEach((w) => w.destroy());
+    let best = decode.best;
+    let prefill: TuningPart | undefined;
+    if (prefillShape !== null) {
+      const { sequences, tokens } = prefillShape;
+      const prefillWorkload = createAttentionWorkload(device, { ...heads, sequences: uniformSequences(sequences, tokens, tokens), order: 'random' });
+      owned.push(prefillWorkload);
+      const found = await search('prefill', best, options.prefillKnobs ?? defaultPrefillKnobs(device.limits.maxComputeWorkgroupStorageSize), [prefillWorkload]);
+      best = found.best;
+      prefill = { kernel: describe(best).prefill, speedup: found.baseScore / found.bestScore, trials: found.trials };
+    }
+    return {
+      tuning: checkAttentionTuning(best, 'tuning'),
+      timing: device.features.has('timestamp-query') ? 'timestamp' : 'wall',
+      residentWorkgroups: resident,
+      decode: { kernel: describe(best).decode, speedup: decode.baseScore / decode.bestScore, trials: decode.trials },
+      prefill,
+    };
+
+    function describe(tuning: AttentionTuning): { decode: string; prefill: string } {
+      const kernel = kernelFor(tuning);
+      kernel.destroy();
+      return kernel.describeKernels();
+    }
+  } finally {
+    for (const o of owned) o.destroy();
+  }
+}
+
+/** Whether the device came from a software (fallback) adapter, where the quick shapes are the default. */
+function onSoftwareAdapter(device: GPUDevice): boolean {
+  return isSoftwareAdapter((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+}

@@ -1,0 +1,168 @@
+// The autotuner on the device: its workloads hold what they say, its checker catches a kernel that is
+// 1 % off and passes the real ones, tuneAttention returns a checked tuning built from the knobs it was
+// given (and the trials that led there), and a cache made with that tuning runs the chosen kernels and
+// still matches the CPU reference. Small heads and batches: SwiftShader runs every candidate.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+import type { Gpu } from '../../src/gpu/create-gpu';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
+import { readBackWords } from '../../src/kernels/kv-bindings';
+import { createAttentionWorkload, PATTERN_WORDS, uniformSequences } from '../../src/tuning/attention-workload';
+import { KernelChecker } from '../../src/tuning/kernel-check';
+import { tuneAttention } from '../../src/tuning/tune-attention';
+import { checkAttentionTuning } from '../../src/kernels/attention-tuning';
+import { ConfigError } from '../../src/errors';
+import { resolveConfig } from '../../src/cache/config';
+
+failOnUncapturedGpuErrors();
+
+const HEADS = { numKvHeads: 2, numQueryHeads: 8, headDim: 32, kvDtype: 'f16' as const, blockSize: 16 };
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+
+describe('attention workload', () => {
+  it('fills a pool larger than its random pattern with repeats of it, exactly as chunkWords() says', async () => {
+    // 1 kv head × 64 dims, f16, blocks of 16: 4 KiB per block; 1100 blocks ≈ 4.3 MiB > the 4 MiB pattern.
+    const w = createAttentionWorkload(gpu.device, {
+      numKvHeads: 1, numQueryHeads: 2, headDim: 64, kvDtype: 'f16', blockSize: 16,
+      sequences: uniformSequences(2, 550 * 16), order: 'random',
+    });
+    try {
+      const expected = w.chunkWords();
+      expect(expected.reduce((n, c) => n + c.length, 0)).toBeGreaterThan(PATTERN_WORDS);
+      for (let c = 0; c < w.chunks.length; c++) {
+        const actual = await readBackWords(gpu.device, w.chunks[c]!);
+        expect(actual.length).toBe(expected[c]!.length);
+        expect(actual.every((word, i) => word === expected[c]![i])).toBe(true);
+      }
+      const first = expected[0]!;
+      expect(first[PATTERN_WORDS]).toBe(first[0]); // the pattern repeats ...
+      expect(new Set(first.subarray(0, 4096)).size).toBeGreaterThan(4000); // ... and is not constant
+      expect([...w.blockTable].sort((a, b) => a - b)).toEqual([...Array(1100).keys()]); // a permutation
+      expect([...w.blockTable.subarray(0, 8)]).not.toEqual([0, 1, 2, 3, 4, 5, 6, 7]); // in random order
+      expect(w.kvBytes).toBe(2 * 550 * 16 * 64 * 2 * 2);
+    } finally {
+      w.destroy();
+    }
+  });
+
+  it('gives each decode row that stores its K/V the slot of its position', () => {
+    const w = createAttentionWorkload(gpu.device, { ...HEADS, sequences: uniformSequences(3, 40), storesKv: true });
+    try {
+      expect(w.write).toBeDefined();
+      expect(w.args({ storesKv: true }).write).toBe(w.write);
+      expect(w.args().write).toBeUndefined();
+      expect(w.entries.map((e) => [e.queryStart, e.numQueries, e.qRow])).toEqual([[39, 1, 0], [39, 1, 1], [39, 1, 2]]);
+    } finally {
+      w.destroy();
+    }
+  });
+});
+
+describe('kernel checker', () => {
+  it('passes the default kernels and the tile engine, and catches a kernel whose scale is 1 % off', async () => {
+    const checker = new KernelChecker(gpu.device, HEADS);
+    const kernel = (tuning = {}) =>
+      new PagedAttentionKernel(gpu.device, checker.layout, { numQueryHeads: HEADS.numQueryHeads, rowStride: checker.rowStride, subgroups: gpu.features.subgroups, tuning });
+    try {
+      for (const tuning of [{}, { streamDecode: false, prefillBlocked: false }]) {
+        const k = kernel(tuning);
+        expect(await checker.check(k)).toBeUndefined();
+        k.destroy();
+      }
+      const real = kernel();
+      const offByOnePercent = Object.assign(Object.create(real) as PagedAttentionKernel, {
+        encode: (encoder: GPUCommandEncoder, args: Parameters<PagedAttentionKernel['encode']>[1]) => real.encode(encoder, { ...args, scale: args.scale * 1.01 }),
+      });
+      expect(await checker.check(offByOnePercent)).toMatch(/^decode of \d+ keys: row \d+ element \d+ is .* where the reference is /);
+      real.destroy();
+    } finally {
+      checker.destroy();
+    }
+  });
+});
+
+describe('tuneAttention', () => {
+  it('returns a checked tuning made of the knobs it tried, with every trial, and a cache runs it', async () => {
+    const seen: string[] = [];
+    const result = await tuneAttention(gpu.device, {
+      ...HEADS,
+      decodeShapes: [{ batch: 2, context: 96 }],
+      prefillShape: { sequences: 1, tokens: 32 },
+      residentWorkgroups: 8,
+      decodeKnobs: [
+        { name: 'decode kernel', values: [{ streamDecode: false }] },
+        { name: 'unroll', values: [{ stream: { unroll: 2 } }] },
+      ],
+      prefillKnobs: [{ name: 'register-blocked', values: [{ prefillBlocked: false }] }],
+      timing: { iterations: 3, warmup: 1, minRegionMs: 5 },
+      onTrial: (kind, trial) => seen.push(`${kind} ${trial.knob}`),
+    });
+    expect(seen).toEqual(['decode base', 'decode decode kernel', 'decode unroll', 'prefill base', 'prefill register-blocked']);
+    expect(result.decode.trials.map((t) => t.outcome)[0]).toBe('base');
+    for (const t of [...result.decode.trials, ...result.prefill!.trials]) {
+      expect(['base', 'better', 'not better', 'same kernels']).toContain(t.outcome); // nothing rejected: all are correct kernels
+      expect(t.score).toBeGreaterThan(0);
+    }
+    expect(Object.isFrozen(result.tuning)).toBe(true);
+    expect(checkAttentionTuning(result.tuning)).toEqual(result.tuning);
+    const allowed = new Set(['streamDecode', 'stream', 'prefillBlocked']);
+    for (const key of Object.keys(result.tuning)) expect(allowed.has(key), key).toBe(true);
+    expect(result.decode.speedup).toBeGreaterThanOrEqual(1);
+    expect(result.prefill!.speedup).toBeGreaterThanOrEqual(1);
+    expect(result.residentWorkgroups).toBe(8);
+
+    // A cache made with the tuning describes the same kernels and matches the reference.
+    const cache = await PagedKVCache.create(gpu.device, {
+      numLayers: 1, numKvHeads: HEADS.numKvHeads, numQueryHeads: HEADS.numQueryHeads, headDim: HEADS.headDim, numBlocks: 32,
+      attentionTuning: result.tuning, residentWorkgroups: 8,
+    });
+    try {
+      expect(cache.describeKernels()).toEqual({ decode: result.decode.kernel, prefill: result.prefill!.kernel });
+      const kvRow = HEADS.numKvHeads * HEADS.headDim, qRow = HEADS.numQueryHeads * HEADS.headDim;
+      const id = cache.createSequence({ tokens: Array.from({ length: 40 }, (_, i) => i) }).id;
+      const k = values(40 * kvRow, 1), v = values(40 * kvRow, 2);
+      await cache.writeKV(0, id, 0, k, v);
+      const logical = new LogicalKv(HEADS.numKvHeads, HEADS.headDim);
+      for (let i = 0; i < 40; i++) logical.set(i, k.subarray(i * kvRow, (i + 1) * kvRow), v.subarray(i * kvRow, (i + 1) * kvRow));
+      const prefillQ = values(40 * qRow, 3), decodeQ = values(qRow, 4);
+      const [prefill] = await cache.attend(0, [{ seqId: id, q: prefillQ, queryStart: 0 }]);
+      expectClose(prefill!, logical.attend(prefillQ, 0, HEADS.numQueryHeads), 2e-5, 1e-4);
+      const [decode] = await cache.attend(0, [{ seqId: id, q: decodeQ, queryStart: 39 }]);
+      expectClose(decode!, logical.attend(decodeQ, 39, HEADS.numQueryHeads), 2e-5, 1e-4);
+    } finally {
+      cache.destroy();
+    }
+  });
+});
+
+describe('attentionTuning cache option', () => {
+  const options = { numLayers: 1, numKvHeads: 2, numQueryHeads: 8, headDim: 32, numBlocks: 8, residentWorkgroups: 8 };
+
+  it('selects the kernels it names', async () => {
+    const cache = await PagedKVCache.create(gpu.device, { ...options, attentionTuning: { streamDecode: false, prefillBlocked: false } });
+    try {
+      expect(cache.describeKernels().decode).toMatch(/^tile engine/);
+      expect(cache.describeKernels().prefill).toMatch(/^tile engine/);
+    } finally {
+      cache.destroy();
+    }
+  });
+
+  it('carries its decodeWritesKv unless the decodeWritesKv option is given, which wins', () => {
+    const resolved = (extra: object) => resolveConfig(gpu.device, { ...options, ...extra }, gpu.features.subgroups);
+    expect(resolved({}).attentionTuning).toEqual({ decodeWritesKv: false });
+    expect(resolved({ attentionTuning: { decodeWritesKv: true } }).decodeWritesKv).toBe(true);
+    const both = resolved({ attentionTuning: { decodeWritesKv: true, stream: { unroll: 2 } }, decodeWritesKv: false });
+    expect([both.decodeWritesKv, both.attentionTuning]).toEqual([false, { decodeWritesKv: false, stream: { unroll: 2 } }]);
+  });
+
+  it('refuses a misspelt or out-of-range knob with a ConfigError before allocating anything', async () => {
+    await expect(PagedKVCache.create(gpu.device, { ...options, attentionTuning: { stream: { unrol: 2 } } as never })).rejects.toThrow(ConfigError);
+    await expect(PagedKVCache.create(gpu.device, { ...options, attentionTuning: { stream: { unroll: 99 } } })).rejects.toThrow(/attentionTuning\.stream\.unroll must be an integer in \[1, 16\]/);
+  });
+});
