@@ -5,15 +5,16 @@
 // time (src/gpu/gpu-timing.ts: timestamps around regions of repeated work, or wall time without
 // 'timestamp-query'); decode reports KV GB/s (K and V bytes of every attended key, once) and its ratio
 // to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size, measured in the
-// same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). Results are JSON-able.
+// same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). K/V and queries hold random values
+// (src/tuning/attention-workload.ts), so a kernel whose work depends on the scores (lazy rescaling) is
+// timed on real softmax traffic, not on an all-zero pool. Results are JSON-able.
 // Run: `npm run bench` (the whole suite), or bench/decode-sweep.ts for decode kernel variants.
 import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
-import { computeKvLayout, type KvLayout } from '../src/pool/kv-layout';
-import { PagedAttentionKernel, type AttentionEntry, type AttentionTuning, type DecodeKvWrite } from '../src/kernels/paged-attention';
+import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged-attention';
+import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
 import type { BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
-import { SeededRandom } from '../src/sim/hash';
 import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
 import { describeParallelism, probeParallelism, type ParallelismProbe } from '../src/gpu/parallelism-probe';
 
@@ -94,13 +95,15 @@ const NUM_QUERY_HEADS = 32;
 const NUM_KV_HEADS = 8;
 const HEAD_DIM = 128;
 const BLOCK_SIZE = 16;
-const DECODE_SHAPES = [
+/** The bench's head shape (what `tune` in the suite tunes for). */
+export const BENCH_HEADS = { numQueryHeads: NUM_QUERY_HEADS, numKvHeads: NUM_KV_HEADS, headDim: HEAD_DIM, kvDtype: 'f16', blockSize: BLOCK_SIZE } as const;
+export const DECODE_SHAPES = [
   { batch: 64, context: 2048 },
   { batch: 16, context: 8192 },
   { batch: 256, context: 512 },
   { batch: 1, context: 32768 },
 ];
-const QUICK_DECODE_SHAPES = [
+export const QUICK_DECODE_SHAPES = [
   { batch: 4, context: 256 },
   { batch: 2, context: 1024 },
   { batch: 16, context: 64 },
@@ -108,8 +111,8 @@ const QUICK_DECODE_SHAPES = [
 ];
 /** Block sizes compared with BLOCK_SIZE on every decode shape (random table order). */
 const OTHER_BLOCK_SIZES = [8, 32];
-const PREFILL = { sequences: 8, tokens: 2048 };
-const QUICK_PREFILL = { sequences: 2, tokens: 128 };
+export const PREFILL = { sequences: 8, tokens: 2048 };
+export const QUICK_PREFILL = { sequences: 2, tokens: 128 };
 
 /** Read bandwidth (bytes/s) of the baseline kernel over a buffer of `bytes` bytes (capped by the device). */
 async function measureReadBaseline(device: GPUDevice, bytes: number, timing: TimingOptions): Promise<number> {
@@ -140,20 +143,7 @@ async function measureReadBaseline(device: GPUDevice, bytes: number, timing: Tim
   return size / seconds;
 }
 
-interface Workload {
-  layout: KvLayout;
-  chunks: GPUBuffer[];
-  table: GPUBuffer;
-  q: GPUBuffer;
-  out: GPUBuffer;
-  entries: AttentionEntry[];
-  rowStride: number;
-  /** New K/V rows (zeros) and each entry's slot at its query position, when made for a decode that stores them. */
-  write: DecodeKvWrite | undefined;
-  destroy(): void;
-}
-
-/** `batch` sequences of `context` tokens with `numQueries` queries each at the end of the context. */
+/** `batch` sequences of `context` tokens with `numQueries` queries each at the end of the context (random K/V and queries). */
 function createWorkload(
   device: GPUDevice,
   batch: number,
@@ -162,65 +152,17 @@ function createWorkload(
   order: 'identity' | 'random',
   blockSize = BLOCK_SIZE,
   storesKv = false,
-): Workload {
-  const rowStride = Math.ceil(context / blockSize);
-  const numBlocks = batch * rowStride;
-  const maxChunk = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
-  const layout = computeKvLayout(
-    { numLayers: 1, numKvHeads: NUM_KV_HEADS, headDim: HEAD_DIM, blockSize, numBlocks, kvDtype: 'f16' },
-    maxChunk,
-  );
-  const chunks = layout.chunkBytes.map((size, c) => device.createBuffer({ label: `bench-kv-${c}`, size, usage: GPUBufferUsage.STORAGE }));
-  const ids = Int32Array.from({ length: numBlocks }, (_, i) => i);
-  if (order === 'random') {
-    const random = new SeededRandom(7);
-    for (let i = ids.length - 1; i > 0; i--) {
-      const j = random.int(0, i);
-      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
-    }
-  }
-  const table = device.createBuffer({ size: ids.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(table, 0, ids);
-  const rowBytes = NUM_QUERY_HEADS * HEAD_DIM * 4;
-  const rows = batch * numQueries;
-  const random = new SeededRandom(3);
-  const qData = Float32Array.from({ length: rows * NUM_QUERY_HEADS * HEAD_DIM }, () => random.next() * 2 - 1);
-  const q = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(q, 0, qData);
-  const out = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });
-  const write = storesKv ? newKvWrite(device, ids, rows, numQueries, context, rowStride, blockSize) : undefined;
-  const entries = Array.from({ length: batch }, (_, s) => ({
-    seqSlot: s,
-    contextLength: context,
-    queryStart: context - numQueries,
-    numQueries,
-    qRow: s * numQueries,
-  }));
-  return {
-    layout,
-    chunks,
-    table,
-    q,
-    out,
-    entries,
-    rowStride,
-    write,
-    destroy: () => [...chunks, table, q, out, ...(write ? [write.k, write.slots] : [])].forEach((b) => b.destroy()),
-  };
-}
-
-/** GPU time of the workload's attention; with storesKv, of the decode that also stores its K/V (undefined where the kernel cannot). */
-/** Zero K/V rows (k and v share one buffer) and each row's slot at its query position in the table `ids`. */
-function newKvWrite(device: GPUDevice, ids: Int32Array, rows: number, numQueries: number, context: number, rowStride: number, blockSize: number): DecodeKvWrite {
-  const newKv = device.createBuffer({ size: rows * NUM_KV_HEADS * HEAD_DIM * 4, usage: GPUBufferUsage.STORAGE });
-  const slotWords = Uint32Array.from({ length: rows }, (_, row) => {
-    const seq = Math.floor(row / numQueries);
-    const pos = context - numQueries + (row % numQueries);
-    return ids[seq * rowStride + Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize);
+): AttentionWorkload {
+  return createAttentionWorkload(device, {
+    numKvHeads: NUM_KV_HEADS,
+    numQueryHeads: NUM_QUERY_HEADS,
+    headDim: HEAD_DIM,
+    kvDtype: 'f16',
+    blockSize,
+    sequences: uniformSequences(batch, context, numQueries),
+    order,
+    storesKv,
   });
-  const slots = device.createBuffer({ size: slotWords.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(slots, 0, slotWords);
-  return { k: newKv, v: newKv, slots };
 }
 
 interface KernelChoice {
@@ -229,18 +171,14 @@ interface KernelChoice {
   tuning?: AttentionTuning;
 }
 
-function benchKernel(gpu: Gpu, w: Workload, choice: KernelChoice): PagedAttentionKernel {
+function benchKernel(gpu: Gpu, w: AttentionWorkload, choice: KernelChoice): PagedAttentionKernel {
   return new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, adapterInfo: gpu.adapter.info, ...choice });
 }
 
 /** Times `kernel` on the workload (storing the new K/V from the decode with storesKv); the caller destroys the kernel. */
-async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: Workload, timing: TimingOptions, storesKv = false) {
-  const write = storesKv ? w.write : undefined;
-  const { seconds } = await timeGpu(
-    gpu.device,
-    (encoder) => kernel.encode(encoder, { chunks: w.chunks, blockTable: w.table, q: w.q, out: w.out, entries: w.entries, scale: 1 / Math.sqrt(HEAD_DIM), write }),
-    timing,
-  );
+async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: AttentionWorkload, timing: TimingOptions, storesKv = false) {
+  const args = w.args({ storesKv });
+  const { seconds } = await timeGpu(gpu.device, (encoder) => kernel.encode(encoder, args), timing);
   const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
   return { seconds, splits };
 }

@@ -4,7 +4,9 @@
 // comparable as ratios; nothing here is asserted — tests never depend on timings. The run ends with
 // each performance target, what the run measured for it and whether that meets it (bench/targets.ts).
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
-import { runAttentionBench } from './attention';
+import { BENCH_HEADS, DECODE_SHAPES, PREFILL, QUICK_DECODE_SHAPES, QUICK_PREFILL, runAttentionBench } from './attention';
+import { describeTuning } from '../src/kernels/attention-tuning';
+import { tuneAttention } from '../src/tuning/tune-attention';
 import { measureFmaRate } from './fma';
 import { measureHostCost } from './host-cost';
 import { runPrefixBench } from './prefix.bench';
@@ -15,6 +17,8 @@ export interface SuiteOptions {
   json: boolean;
   /** Smaller shapes and fewer repetitions (the default on a software adapter). */
   quick: boolean;
+  /** Run the autotuner on the bench's shapes and time the decode table again with its choice (default: unless quick). */
+  tune?: boolean;
 }
 
 export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<void> {
@@ -30,6 +34,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   for (const p of prefillVsFma) {
     log(`  prefill ${p.sequences} × ${p.tokens}, ${p.path}${p.tile ? ` (tile ${p.tile})` : ''}: ${(100 * p.ratioToFma).toFixed(1)} % of the device's f32 FMA rate`);
   }
+  const tuned = (options.tune ?? !quick) ? await runTuned(gpu, quick, attention.parallelism.residentWorkgroups, log) : undefined;
   const table = runTableBench({ windows: quick ? 3 : 7, windowMs: quick ? 100 : 250 });
   log('\nbookkeeping (CPU, uncontended), M ops/s:');
   for (const r of table) log(`  ${r.name.padEnd(64)} best ${r.bestMops.toFixed(2).padStart(7)}  median ${r.medianMops.toFixed(2).padStart(7)}`);
@@ -72,8 +77,31 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it; table upload + dispatch encoding ` +
       `${hostDecodeWrites.uploadEncodeMicros.toFixed(0)} µs = ${(100 * hostDecodeWrites.uploadEncodeToGpu).toFixed(1)} % of it`,
   );
-  const targets = checkTargets({ attention, fmaTflops: fma.tflops, table, prefix, host, hostDecodeWrites });
+  const targets = checkTargets({ attention, fmaTflops: fma.tflops, table, prefix, host, hostDecodeWrites, tunedDecode: tuned && (tuned.decode ?? attention.decode) });
   log(`\n${targetLines(targets, quick).join('\n')}`);
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, table, prefix, host, hostPassPerLayer, hostDecodeWrites, targets };
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, targets };
   if (options.json) console.log(JSON.stringify(results, null, 2));
+}
+
+/**
+ * Runs the autotuner on the bench's head shape and batches, then the decode table again with the tuning
+ * it chose (the same rows as the default table; `decode` is undefined when it kept the defaults).
+ */
+async function runTuned(gpu: Gpu, quick: boolean, residentWorkgroups: number, log: (line: string) => void) {
+  const result = await tuneAttention(gpu.device, {
+    ...BENCH_HEADS,
+    adapterInfo: gpu.adapter.info,
+    residentWorkgroups,
+    decodeShapes: quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES,
+    prefillShape: quick ? QUICK_PREFILL : PREFILL,
+  });
+  const changed = Object.keys(result.tuning).length > 0;
+  log(`\nautotuned (${result.timing} timing): ${describeTuning(result.tuning)}`);
+  log(`  decode ${result.decode.kernel}: ${result.decode.speedup.toFixed(2)} × the defaults`);
+  if (result.prefill) log(`  prefill ${result.prefill.kernel}: ${result.prefill.speedup.toFixed(2)} × the defaults`);
+  const decode = changed ? (await runAttentionBench(gpu, { quick, tuning: result.tuning, decodeOnly: true, print: false })).decode : undefined;
+  for (const d of decode ?? []) {
+    log(`  tuned decode ${`${d.batch} × ${d.context}`.padEnd(12)} block ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)}${d.storesKv ? ' stores K/V' : '           '}  ratio ${d.ratioToBaseline.toFixed(2)}`);
+  }
+  return { result, decode };
 }

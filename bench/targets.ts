@@ -43,6 +43,8 @@ export interface TargetInputs {
   host: HostCostResult;
   /** The same step with decodeWritesKv, when measured. */
   hostDecodeWrites?: HostCostResult;
+  /** The decode rows with the kernels the autotuner chose for the bench's shapes, when it ran. */
+  tunedDecode?: readonly DecodeBenchResult[];
 }
 
 const shapeOf = (d: DecodeBenchResult) => `${d.batch} × ${d.context}`;
@@ -173,8 +175,12 @@ function hostChecks(host: HostCostResult, decodeWrites: HostCostResult | undefin
 
 /** Every target, in the issue's order, checked against one suite run. */
 export function checkTargets(inputs: TargetInputs): TargetCheck[] {
+  const [ratio, ...spreads] = decodeChecks(inputs.attention.decode);
+  const tuned = inputs.tunedDecode && decodeChecks(inputs.tunedDecode)[0]!;
   return [
-    ...decodeChecks(inputs.attention.decode),
+    ratio!,
+    ...(tuned ? [{ ...tuned, target: `${tuned.target}, with the kernels the autotuner chose (tuneAttention)` }] : []),
+    ...spreads,
     ...prefillChecks(inputs.attention.prefill, inputs.fmaTflops),
     ...bookkeepingChecks(inputs.table, inputs.prefix),
     ...hostChecks(inputs.host, inputs.hostDecodeWrites),

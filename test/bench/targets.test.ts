@@ -87,6 +87,15 @@ describe('bench target checks', () => {
     expect(verdicts(inputs({ decode: withStores })).slice(0, 3)).toEqual([true, true, true]);
   });
 
+  it('with autotuned decode rows, adds their ratio check right after the default one', () => {
+    const checks = checkTargets(inputs({ decode: decodeRows(0.8), tunedDecode: decodeRows(0.9) }));
+    expect(checks).toHaveLength(10);
+    expect(checks.slice(0, 2).map((c) => c.met)).toEqual([false, true]);
+    expect(checks[1]!.target).toMatch(/on every shape .*, with the kernels the autotuner chose \(tuneAttention\)$/);
+    expect(checks[1]!.measured).toContain('64 × 2048 0.90');
+    expect(checks[2]!.target).toMatch(/^random table order/); // the spreads stay the default kernels'
+  });
+
   it('order and block-size spreads flip at 3 % and 5 %', () => {
     const spread = (blockSize: number, gbps: number) => {
       const rows = decodeRows(0.9);
