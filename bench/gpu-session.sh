@@ -1,7 +1,7 @@
 #!/bin/bash
 # Everything a GPU machine should measure, in one command that fits one 10-minute device call:
-# adapter and parallelism probe, the bench suite, the decode and prefill variant sweeps, and the
-# kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
+# adapter and parallelism probe, the bench suite (with the autotuner's trials and its tuned decode
+# table), the decode and prefill variant sweeps, and the kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
 # results go to $OUT (or ./gpu-out). Needs a built dist/ and, for the sweep and tests, node_modules
 # (tsx, vitest). On the Node-less H100 machine: build here, then run there with the kit of
 # ../shared/gpu (carry .gpu and dist):  bash .gpu/remote.sh bash bench/gpu-session.sh
@@ -22,8 +22,8 @@ for step in $steps; do
   case $step in
     info) run info 30 node dist/cli.js info --json ;;
     # Text, not --json: the suite prints each section as it finishes, so a step cut short keeps its figures.
-    bench) run bench 260 node dist/cli.js bench ;;
-    sweep) run sweep 150 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
+    bench) run bench 300 node dist/cli.js bench ;;
+    sweep) run sweep 110 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} --json "$out/sweep.json" ;;
     prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} --json "$out/prefill.json" ;;
     tests) run tests 90 vitest run test/kernels test/gpu ;;
     *) echo "unknown step $step (info, bench, sweep, prefill, tests)" >&2; exit 2 ;;

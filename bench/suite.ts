@@ -7,6 +7,7 @@ import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { BENCH_HEADS, DECODE_SHAPES, PREFILL, QUICK_DECODE_SHAPES, QUICK_PREFILL, runAttentionBench } from './attention';
 import { describeTuning } from '../src/kernels/attention-tuning';
 import { tuneAttention } from '../src/tuning/tune-attention';
+import { describeTrial } from '../src/tuning/tuning-search';
 import { measureFmaRate } from './fma';
 import { measureHostCost } from './host-cost';
 import { runPrefixBench } from './prefix.bench';
@@ -88,15 +89,17 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
  * it chose (the same rows as the default table; `decode` is undefined when it kept the defaults).
  */
 async function runTuned(gpu: Gpu, quick: boolean, residentWorkgroups: number, log: (line: string) => void) {
+  log('\nautotuning the kernels for these shapes (each candidate checked against the CPU reference, then timed):');
   const result = await tuneAttention(gpu.device, {
     ...BENCH_HEADS,
     adapterInfo: gpu.adapter.info,
     residentWorkgroups,
     decodeShapes: quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES,
     prefillShape: quick ? QUICK_PREFILL : PREFILL,
+    onTrial: (kind, trial) => log(`  ${describeTrial(kind, trial)}`),
   });
   const changed = Object.keys(result.tuning).length > 0;
-  log(`\nautotuned (${result.timing} timing): ${describeTuning(result.tuning)}`);
+  log(`autotuned (${result.timing} timing): ${describeTuning(result.tuning)}`);
   log(`  decode ${result.decode.kernel}: ${result.decode.speedup.toFixed(2)} × the defaults`);
   if (result.prefill) log(`  prefill ${result.prefill.kernel}: ${result.prefill.speedup.toFixed(2)} × the defaults`);
   const decode = changed ? (await runAttentionBench(gpu, { quick, tuning: result.tuning, decodeOnly: true, print: false })).decode : undefined;

@@ -37,6 +37,7 @@ export {
 } from './tuning/tune-attention';
 export type { AttentionTuningResult, DecodeShape, PrefillShape, TuneAttentionOptions, TuningPart } from './tuning/tune-attention';
 export type { SearchTrial, TrialOutcome, TuningKnob } from './tuning/tuning-search';
+export { describeTrial } from './tuning/tuning-search';
 export { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning/tuning-knobs';
 export type { AttentionEntry } from './kernels/attention-types';
 export { WriteKvKernel } from './kernels/write-kv';

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS } from '../gpu/create-gpu';
 import { describeTuning } from '../kernels/attention-tuning';
 import { tuneAttention } from '../tuning/tune-attention';
-import type { SearchTrial } from '../tuning/tuning-search';
+import { describeTrial } from '../tuning/tuning-search';
 import type { ProgressStream } from './progress-bar';
 import { UsageError } from './usage-error';
 
@@ -47,7 +47,7 @@ export async function tune(flags: TuneFlags, io: { stdout: ProgressStream; stder
       adapterInfo: gpu.adapter.info,
       decodeShapes,
       prefillShape,
-      onTrial: (kind, trial) => log(trialLine(kind, trial)),
+      onTrial: (kind, trial) => log(`  ${describeTrial(kind, trial)}`),
     });
     const json = JSON.stringify(result.tuning, null, 2);
     if (typeof flags.out === 'string') writeFileSync(flags.out, `${json}\n`);
@@ -63,11 +63,6 @@ export async function tune(flags: TuneFlags, io: { stdout: ProgressStream; stder
   } finally {
     gpu.device.destroy();
   }
-}
-
-function trialLine(kind: string, t: SearchTrial): string {
-  const score = t.score === undefined ? '' : `${(t.score * 1e3).toFixed(3)} ms`;
-  return `  ${kind.padEnd(7)} ${t.knob.padEnd(28)} ${(t.knob === 'base' ? '' : t.label).padEnd(34)} ${t.outcome.padEnd(14)} ${score.padStart(11)}${t.detail ? `  (${t.detail})` : ''}`;
 }
 
 /** `AxB[,AxB…]` as pairs of positive integers. */

@@ -127,3 +127,9 @@ export async function searchTuning(base: AttentionTuning, knobs: readonly Tuning
   }
   return { best, bestScore, baseScore: first.score, trials };
 }
+
+/** One line per trial for progress output: part, knob, value, outcome, score (ms) and detail. */
+export function describeTrial(part: string, t: SearchTrial): string {
+  const score = t.score === undefined ? '' : `${(t.score * 1e3).toFixed(3)} ms`;
+  return `${part.padEnd(7)} ${t.knob.padEnd(28)} ${(t.knob === 'base' ? '' : t.label).padEnd(34)} ${t.outcome.padEnd(14)} ${score.padStart(11)}${t.detail ? `  (${t.detail})` : ''}`;
+}
