@@ -10,7 +10,7 @@
 //   - The decode search runs first, the prefill search starts from its winner; the result is a frozen
 //     AttentionTuning for PagedKVCache's attentionTuning option (or PagedAttentionKernel's tuning).
 //   - Workloads are made once per shape and destroyed before returning, also on failure.
-import { KernelMismatchError } from '../errors';
+import { InvalidArgumentError, KernelMismatchError } from '../errors';
 import { checkAttentionTuning, describeTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { PagedAttentionKernel, type AdapterInfoWithSubgroups } from '../kernels/paged-attention';
 import { timeGpu, type TimingOptions } from '../gpu/gpu-timing';
@@ -103,6 +103,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
     blockSize: options.blockSize ?? 16,
   };
   const base = checkAttentionTuning(options.base ?? {}, 'base');
+  checkOptions(options);
   const subgroups = options.subgroups ?? device.features.has('subgroups');
   const resident = options.residentWorkgroups ?? (await probeParallelism(device)).residentWorkgroups;
   const software = onSoftwareAdapter(device);
@@ -217,6 +218,20 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
   } finally {
     for (const o of owned) o.destroy();
   }
+}
+
+/** Throws InvalidArgumentError for batches or a minGain the tuner cannot time or compare with. */
+function checkOptions(o: TuneAttentionOptions): void {
+  const positive = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+  if (o.decodeShapes !== undefined) {
+    if (!Array.isArray(o.decodeShapes) || o.decodeShapes.length === 0 || !o.decodeShapes.every((s) => positive(s?.batch) && positive(s?.context))) {
+      throw new InvalidArgumentError('decodeShapes must be a non-empty list of { batch, context } with positive integers');
+    }
+  }
+  if (o.prefillShape != null && !(positive(o.prefillShape.sequences) && positive(o.prefillShape.tokens))) {
+    throw new InvalidArgumentError('prefillShape must be { sequences, tokens } with positive integers, or null');
+  }
+  if (o.minGain !== undefined && !(o.minGain >= 0 && o.minGain < 1)) throw new InvalidArgumentError(`minGain must be in [0, 1) (got ${o.minGain})`);
 }
 
 /** Whether the device came from a software (fallback) adapter, where the quick shapes are the default. */

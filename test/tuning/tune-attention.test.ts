@@ -140,6 +140,33 @@ describe('tuneAttention', () => {
   });
 });
 
+describe('tuneAttention on a kernel without subgroups, and bad options', () => {
+  it('tunes the portable decode (workgroup-memory reduction) when told not to use subgroups', async () => {
+    const result = await tuneAttention(gpu.device, {
+      ...HEADS,
+      subgroups: false,
+      residentWorkgroups: 8,
+      decodeShapes: [{ batch: 2, context: 96 }],
+      prefillShape: null,
+      decodeKnobs: [{ name: 'unroll', values: [{ stream: { unroll: 2 } }] }],
+      timing: { iterations: 3, warmup: 1, minRegionMs: 5 },
+    });
+    expect(result.decode.kernel).toMatch(/^streaming \(workgroup-memory reduction\)/);
+    expect(result.prefill).toBeUndefined();
+    expect(result.decode.trials.map((t) => t.outcome)).not.toContain('rejected');
+  });
+
+  it.each([
+    [{ decodeShapes: [] }, /decodeShapes must be a non-empty list/],
+    [{ decodeShapes: [{ batch: 0, context: 8 }] }, /decodeShapes must be/],
+    [{ prefillShape: { sequences: 1, tokens: 1.5 } }, /prefillShape must be/],
+    [{ minGain: 1 }, /minGain must be in \[0, 1\)/],
+    [{ base: { stream: { unroll: 0 } } }, /base\.stream\.unroll must be an integer/],
+  ])('refuses %j before timing anything', async (bad, message) => {
+    await expect(tuneAttention(gpu.device, { ...HEADS, residentWorkgroups: 8, ...bad })).rejects.toThrow(message);
+  });
+});
+
 describe('attentionTuning cache option', () => {
   const options = { numLayers: 1, numKvHeads: 2, numQueryHeads: 8, headDim: 32, numBlocks: 8, residentWorkgroups: 8 };
 
