@@ -51,7 +51,7 @@ import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
-import type { AttentionTuning } from './attention-tuning';
+import { checkAttentionTuning, type AttentionTuning } from './attention-tuning';
 
 export type { AttentionEntry } from './attention-types';
 export type { AttentionTuning } from './attention-tuning';
@@ -72,7 +72,7 @@ export interface PagedAttentionOptions {
    * at a quarter. Default DEFAULT_RESIDENT_WORKGROUPS (an H100 SXM's 8 × 132).
    */
   residentWorkgroups?: number;
-  /** Benchmark / test knobs; the defaults are the tuned ones. */
+  /** Kernel knobs (tuneAttention chooses them for a device; checkAttentionTuning validates them); default: the built-in choices. */
   tuning?: AttentionTuning;
   /**
    * The adapter's info (subgroup sizes, subgroup-matrix configurations) when the device does not expose
@@ -80,7 +80,6 @@ export interface PagedAttentionOptions {
    */
   adapterInfo?: AdapterInfoWithSubgroups;
 }
-
 
 /** The new tokens' K/V that a decode encode stores itself (PagedAttentionArgs.write). */
 export interface DecodeKvWrite {
@@ -204,7 +203,7 @@ export class PagedAttentionKernel {
     this.groupSize = numQueryHeads / layout.numKvHeads;
     const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
     this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
-    const tuning = (this.tuning = opts.tuning ?? {});
+    const tuning = (this.tuning = opts.tuning === undefined ? {} : checkAttentionTuning(opts.tuning, 'tuning'));
     const info = opts.adapterInfo ?? adapterInfoOf(device);
     const subgroupMinSize = info?.subgroupMinSize || 4;
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
