@@ -385,6 +385,11 @@ export interface BlockedPrefillConfig {
   /** Score block of a thread: rows × keys. */
   scoreRows: number;
   scoreKeys: number;
+  /**
+   * Threads that compute scores: WORKGROUP_SIZE, or rows × keyTile (one score each) for the smallest
+   * tile, 8 rows × 8 keys, which a small device (16 KiB) gets for the largest head dims.
+   */
+  scoreThreads: number;
   /** Output rows of a thread (it owns one packed word of columns of each). */
   outRows: number;
   /** Threads that accumulate output: (rows / outRows) × wordsPerRow ≤ WORKGROUP_SIZE (the rest idle then). */
@@ -414,8 +419,8 @@ export interface BlockedPrefillTuning {
 
 /**
  * Shape of the register-blocked prefill for `layout`, or undefined where no tile fits (then the tile
- * engine runs prefill). Threads (WORKGROUP_SIZE) tile the scores as (rows / scoreRows) × (keyTile /
- * scoreKeys) and the output as (rows / outRows) × wordsPerRow (outThreads, all of them when wordsPerRow
+ * engine runs prefill). Threads (WORKGROUP_SIZE, or half of them for an 8 × 8 tile) tile the scores as
+ * (rows / scoreRows) × (keyTile / scoreKeys) and the output as (rows / outRows) × wordsPerRow (outThreads, all of them when wordsPerRow
  * is a power of two); the most rows, then the longest key tile (within tuning.maxRows / maxKeyTile),
  * whose workgroup arrays fit min(device limit, tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES) and whose
  * per-thread blocks fit the register budget, win. Heads per workgroup: the largest power of two ≤ 8
@@ -444,8 +449,10 @@ export function blockedPrefillConfig(
     if (outRows > rows || outRows * elemsPerWord > BLOCKED_MAX_OUT_FLOATS) continue;
     for (const keyTile of [32, 16, 8]) {
       if (keyTile > (tuning.maxKeyTile ?? 32)) continue;
-      const cells = (rows * keyTile) / wg;
-      if (!Number.isInteger(cells) || cells < 1 || cells > BLOCKED_MAX_SCORES) continue;
+      // Scores per thread; a tile of half a workgroup's scores leaves the other half idle while scoring.
+      const scoreThreads = Math.min(wg, rows * keyTile);
+      const cells = (rows * keyTile) / scoreThreads;
+      if (!Number.isInteger(cells) || scoreThreads < wg / 2 || cells > BLOCKED_MAX_SCORES) continue;
       const scoreKeys = Math.min(4, cells);
       const scoreRows = cells / scoreKeys;
       if (rows % scoreRows !== 0) continue;
@@ -466,6 +473,7 @@ export function blockedPrefillConfig(
         keyTile,
         scoreRows,
         scoreKeys,
+        scoreThreads,
         outRows,
         outThreads: (rows / outRows) * words,
         wordsPerRow: words,

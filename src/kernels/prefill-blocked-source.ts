@@ -6,10 +6,11 @@
 //     (KEY_TILE × ROWS f32, S then P, key-major so softmax threads walk their row's column), row_scale
 //     and red (one f32 per thread).
 //   - Softmax thread (row, part) = (tid % ROWS, tid / ROWS) owns keys [part·KPP, (part + 1)·KPP) of
-//     the tile (KPP = KEY_TILE / (WG_SIZE / ROWS)); the row's max is combined through red each tile, the
+//     the tile (KPP = KEY_TILE / PARTS, PARTS = min(WG_SIZE / ROWS, KEY_TILE): threads of a later part
+//     own no keys and contribute nothing); the row's max is combined through red each tile, the
 //     running max is the same in all of a row's threads, each keeps its share of the sum (added up at the end).
 //     Row strides are padded by one vec4 so threads reading different rows hit different banks.
-//   - Score thread (tr, tc) = (tid / TC, tid % TC) computes rows tr·SR + i and keys tc + j·TC; output
+//   - Score thread (tr, tc) = (tid / TC, tid % TC), for tid < scoreThreads, computes rows tr·SR + i and keys tc + j·TC; output
 //     thread (pg, pc) = (tid / WORDS, tid % WORDS), for tid < outThreads, accumulates rows pg·OR + i over
 //     head-dim word pc (the other threads stage, score and softmax only).
 //     Each of those values is its own WGSL variable (the loops over i and j are unrolled here).
@@ -22,10 +23,11 @@ import { entryPreamble, range } from './generated-entry';
 
 
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
-  const { rows, keyTile, scoreRows, scoreKeys, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;
+  const { rows, keyTile, scoreRows, scoreKeys, scoreThreads, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;
   const idle = outThreads < WORKGROUP_SIZE;
-  const parts = WORKGROUP_SIZE / rows; // softmax threads per row
-  const keysPerPart = keyTile / parts; // threads past outThreads own no output (head dims whose word count is not a power of two)
+  const idleScoring = scoreThreads < WORKGROUP_SIZE;
+  const parts = Math.min(WORKGROUP_SIZE / rows, keyTile); // softmax threads per row (the rest own no keys)
+  const keysPerPart = keyTile / parts; // threads past outThreads own no output either (head dims whose word count is not a power of two)
   const f16 = elemsPerWord === 8;
   const qStride = headDim / 4 + 1;
   /** vec4 slots per staged K/V row: one packed word each, or two f32 vec4 per f16 word; + 1 of padding. */
@@ -127,6 +129,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
   stage(0);
   add(`    workgroupBarrier();`);
   // Scores: this thread's scoreRows × scoreKeys block, dot products over the packed words.
+  if (idleScoring) add(`    if (tid < ${scoreThreads}u) {`);
   for (const i of SR) for (const j of SK) add(`    var s${i}_${j} = 0.0;`);
   add(`    for (var c = 0u; c < ${words}u; c++) {`);
   for (const j of SK) tileElements(`k${j}`, `(score_key0 + ${j * tc}u)`, 'c');
@@ -138,6 +141,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
   }
   add(`    }`);
   for (const i of SR) for (const j of SK) add(`    sp[(score_key0 + ${j * tc}u) * ${rows}u + score_row0 + ${i}u] = s${i}_${j};`);
+  if (idleScoring) add(`    }`);
   add(
     `    workgroupBarrier();`,
     // Softmax: the `parts` threads of a row split its column of S (a contiguous run of keys each); the

@@ -74,6 +74,9 @@ describe('register-blocked prefill', () => {
     { name: 'staged as f32, head dim 32, GQA 1, 64-row tile', fixture: { headDim: 32, groupSize: 1 }, blocked: { stagedF32: true, maxRows: 64 }, tile: { stagedF32: true, rows: 64 } },
     { name: 'staged as f32, head dim 64, GQA 8, 8-key tile', fixture: { headDim: 64, groupSize: 8 }, blocked: { stagedF32: true, maxKeyTile: 8 }, tile: { stagedF32: true, keyTile: 8 } },
     { name: 'packed, head dim 128, 16-row tile', fixture: { headDim: 128, groupSize: 4 }, blocked: { maxRows: 16 }, tile: { stagedF32: false, rows: 16 } },
+    // What a 16 KiB device gets for the largest head dims: 8 rows × 8 keys, half the threads scoring.
+    { name: '8 × 8 tile in 16 KiB, head dim 256, f16, GQA 2', fixture: { headDim: 256, groupSize: 2 }, blocked: { workgroupBytes: 16384 }, tile: { rows: 8, keyTile: 8, scoreThreads: 64 } },
+    { name: '8 × 8 tile in 16 KiB, head dim 152, f32, GQA 4', fixture: { headDim: 152, groupSize: 4, kvDtype: 'f32' }, blocked: { workgroupBytes: 16384 }, tile: { rows: 8, keyTile: 8, scoreThreads: 64 } },
   ] as const)('$name matches the reference', async ({ fixture, blocked, tile }) => {
     const config = await expectMatchesReference(
       { numKvHeads: 2, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: 5, rowGap: 1, qMagnitude: 3, ...fixture },
@@ -104,7 +107,8 @@ describe('register-blocked prefill', () => {
           if (config === undefined) throw new Error(`no tile for head dim ${headDim}, ${kvDtype}, GQA ${groupSize}`);
           expect(config.workgroupBytes).toBeLessThanOrEqual(32768);
           expect(config.rows % config.headsPerWorkgroup).toBe(0);
-          expect((config.rows / config.scoreRows) * (config.keyTile / config.scoreKeys)).toBe(128);
+          expect((config.rows / config.scoreRows) * (config.keyTile / config.scoreKeys)).toBe(config.scoreThreads);
+          expect(config.scoreThreads).toBe(128); // only smaller devices get the half-scoring 8 × 8 tile
           expect((config.rows / config.outRows) * config.wordsPerRow).toBe(config.outThreads);
           expect(config.outThreads).toBeLessThanOrEqual(128);
           expect(config.outThreads).toBeGreaterThan(64);
@@ -115,5 +119,26 @@ describe('register-blocked prefill', () => {
     expect(shapes).toBe(2 * 32 * 5); // every one has a tile
     const common = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
     expect(blockedPrefillConfig(common, 4, 32768)).toMatchObject({ rows: 32, keyTile: 32, headsPerWorkgroup: 4 });
+  });
+
+  it("fits WebGPU's default 16 KiB for every head dim and format but f32 K/V of head dim 224 and more", () => {
+    const missing: string[] = [];
+    for (const kvDtype of ['f16', 'f32'] as const) {
+      for (let headDim = 8; headDim <= 256; headDim += 8) {
+        for (const groupSize of [1, 2, 3, 4, 8]) {
+          const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 20);
+          const config = blockedPrefillConfig(layout, groupSize, 16384);
+          if (config === undefined) {
+            missing.push(`${kvDtype} ${headDim}`);
+            continue;
+          }
+          expect(config.workgroupBytes).toBeLessThanOrEqual(16384);
+          expect((config.rows / config.scoreRows) * (config.keyTile / config.scoreKeys)).toBe(config.scoreThreads);
+          expect(config.scoreThreads === 128 || (config.rows === 8 && config.keyTile === 8 && config.scoreThreads === 64)).toBe(true);
+          expect(config.outThreads).toBeLessThanOrEqual(128);
+        }
+      }
+    }
+    expect([...new Set(missing)]).toEqual(['f32 224', 'f32 232', 'f32 240', 'f32 248', 'f32 256']); // the query and K/V tiles alone exceed 16 KiB
   });
 });
