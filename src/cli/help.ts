@@ -13,6 +13,18 @@ import {
 
 export const PROGRAM = 'webgpu-paged-attention';
 
+/** The flags every command with a flag list ends with. */
+const COMMON_FLAGS: Array<[string, string]> = [
+  ['--force-fallback', 'use the software adapter (SwiftShader) even when a GPU exists'],
+  ['-h, --help', 'this help'],
+];
+
+/** Flag and help columns, the flags padded to the longest. */
+function flagLines(lines: ReadonlyArray<[string, string]>): string {
+  const width = Math.max(...lines.map(([flag]) => flag.length));
+  return lines.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`).join('\n');
+}
+
 export function mainHelp(): string {
   return `Usage: ${PROGRAM} [command] [flags]
 
@@ -40,10 +52,8 @@ export function serveHelp(): string {
     ['--json', 'print the result as JSON on stdout instead of the table'],
     ['--tuning <file>', 'attention kernel tuning (JSON, as `tune --out` writes it) [built-in choices]'],
     ['--no-progress', 'no progress line on stderr'],
-    ['--force-fallback', 'use the software adapter (SwiftShader) even when a GPU exists'],
-    ['-h, --help', 'this help'],
+    ...COMMON_FLAGS,
   );
-  const width = Math.max(...lines.map(([flag]) => flag.length));
   return `Usage: ${PROGRAM} serve [flags]
 
 Simulates an inference server on the paged KV cache: requests arrive with a shared system prompt,
@@ -53,7 +63,7 @@ preemption do their work under pool pressure. A sample of attention outputs is c
 reference; any mismatch fails the run (exit code 1).
 
 Flags:
-${lines.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`).join('\n')}
+${flagLines(lines)}
 `;
 }
 
@@ -84,10 +94,8 @@ export function tuneHelp(): string {
     ['--prefill-shape <SxT|none>', `prefill batch to time, sequences x tokens, or none [${prefillShape(DEFAULT_PREFILL_SHAPE)}; software ${prefillShape(QUICK_PREFILL_SHAPE)}]`],
     ['--out <file>', 'write the chosen tuning as JSON (for `serve --tuning` or attentionTuning)'],
     ['--json', 'print the whole result as JSON on stdout instead of the report'],
-    ['--force-fallback', 'use the software adapter (SwiftShader) even when a GPU exists'],
-    ['-h, --help', 'this help'],
+    ...COMMON_FLAGS,
   ];
-  const width = Math.max(...lines.map(([flag]) => flag.length));
   return `Usage: ${PROGRAM} tune [flags]
 
 Chooses the paged-attention kernels for this GPU and a model's head shape: tries the decode and prefill
@@ -96,7 +104,7 @@ against the CPU reference, times it, and keeps a change only when it is faster b
 On a software adapter (SwiftShader) it times smaller batches.
 
 Flags:
-${lines.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`).join('\n')}
+${flagLines(lines)}
 `;
 }
 
