@@ -1,5 +1,6 @@
 // The knobs the autotuner tries by default, in the order it tries them (tuning-search.ts: each on top
-// of the winners before it). Invariants: every value is a valid AttentionTuning patch
+// of the winners before it): a kernel's own knobs before the switch to the next simpler kernel, so that
+// a kernel is weighed as tuned. Invariants: every value is a valid AttentionTuning patch
 // (checkAttentionTuning accepts it) and every kernel it selects is one the correctness tests cover
 // (test/kernels/attention-stream, -blocked, -mma, -paged); the base tuning (the built-in defaults) is
 // not among the values. Decode knobs move the decode kernel and split-K only; prefill knobs move the
@@ -9,7 +10,6 @@ import type { TuningKnob } from './tuning-search';
 /** Decode knobs; the split targets are relative to the device's resident workgroups. */
 export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
   return [
-    { name: 'decode kernel', values: [{ streamDecode: false }] },
     { name: 'lane reduction', values: [{ stream: { reduction: 'shared' } }] },
     { name: 'lanes per key row', values: [{ stream: { maxLanes: 4 } }, { stream: { maxLanes: 16 } }] },
     { name: 'unroll', values: [{ stream: { unroll: 2 } }, { stream: { unroll: 8 } }] },
@@ -18,6 +18,8 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }] },
     { name: 'lazy rescale', values: [{ stream: { rescaleThreshold: 8 } }] },
     { name: 'prefetch', values: [{ stream: { prefetch: false } }] },
+    // The tile engine against the streaming kernel as tuned so far; the split knobs then tune the winner.
+    { name: 'decode kernel', values: [{ streamDecode: false }] },
     {
       name: 'split length',
       values: [{ decodeMinKeysPerSplit: 256 }, { decodeMinKeysPerSplit: 1024 }, { decodeMinKeysPerSplit: 2048 }],
@@ -31,14 +33,16 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
 
 /** Prefill knobs; `deviceWorkgroupBytes` is the device's workgroup-memory limit. */
 export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] {
-  const knobs: TuningKnob[] = [
-    { name: 'subgroup matrices', values: [{ prefillMatrix: false }] },
+  // The subgroup-matrix kernel (where the device has it) is tuned, then weighed against the
+  // register-blocked one, whose knobs then apply if it won; the tile engine comes last, against the
+  // register-blocked kernel as tuned.
+  return [
     { name: 'matrix rescale threshold', values: [{ prefillRescaleThreshold: 0 }, { prefillRescaleThreshold: 16 }] },
-    { name: 'register-blocked', values: [{ prefillBlocked: false }] },
+    { name: 'subgroup matrices', values: [{ prefillMatrix: false }] },
     { name: 'f32 tiles', values: [{ blocked: { stagedF32: true } }] },
-    { name: 'tile rows', values: [{ blocked: { maxRows: 64 } }, { blocked: { maxRows: 32 } }] },
-    { name: 'key tile', values: [{ blocked: { maxKeyTile: 16 } }] },
+    { name: 'tile rows', values: [{ blocked: { maxRows: 64 } }, { blocked: { maxRows: 32 } }, { blocked: { maxRows: 16 } }] },
+    { name: 'key tile', values: [{ blocked: { maxKeyTile: 16 } }, { blocked: { maxKeyTile: 8 } }] },
+    ...(deviceWorkgroupBytes > 32 * 1024 ? [{ name: 'workgroup memory', values: [{ blocked: { workgroupBytes: deviceWorkgroupBytes } }] }] : []),
+    { name: 'register-blocked', values: [{ prefillBlocked: false }] },
   ];
-  if (deviceWorkgroupBytes > 32 * 1024) knobs.push({ name: 'workgroup memory', values: [{ blocked: { workgroupBytes: deviceWorkgroupBytes } }] });
-  return knobs;
 }
