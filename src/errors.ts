@@ -90,7 +90,7 @@ export class AbortError extends PagedAttentionError {
  * A kernel's output disagreed with the CPU reference on this device (the autotuner checks every
  * candidate; this one is thrown when the default kernels themselves disagree). Report it with the
  * output of `webgpu-paged-attention info --json`; pass `attentionTuning: { streamDecode: false,
- * prefillBlocked: false }` to run on the simplest kernels meanwhile.
+ * prefillMatrix: false, prefillBlocked: false }` to run on the simplest kernels meanwhile.
  */
 export class KernelMismatchError extends PagedAttentionError {
   constructor(message: string) {

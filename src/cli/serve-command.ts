@@ -3,6 +3,7 @@
 // progress line is erased before it is printed; the GPU acquired here is released on every path.
 import { readFileSync } from 'node:fs';
 import { createGpu } from '../gpu/create-gpu';
+import { ConfigError } from '../errors';
 import { checkAttentionTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { isPresetName, resolveSimOptions } from '../sim/options';
 import { runSimulation } from '../sim/run-simulation';
@@ -57,7 +58,12 @@ function readTuning(path: string): AttentionTuning {
   } catch (error) {
     throw new UsageError(`--tuning: ${path} is not JSON (${error instanceof Error ? error.message : String(error)})`);
   }
-  return checkAttentionTuning(value, `the tuning in ${path}`);
+  try {
+    return checkAttentionTuning(value, 'tuning');
+  } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`--tuning ${path}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** JSON has no Infinity: write it as the string "Infinity". */

@@ -67,7 +67,7 @@ describe('runCli', () => {
       [['tune', '--kv-dtype', 'bf16'], /--kv-dtype must be f16 or f32/],
       [['serve', '--tuning', join(dir, 'missing.json')], /--tuning: cannot read .*missing\.json/],
       [['serve', '--tuning', notJson], /--tuning: .*not\.json is not JSON/],
-      [['serve', '--tuning', misspelt], /the tuning in .*misspelt\.json\.stream\.unrol is not a tuning knob/],
+      [['serve', '--tuning', misspelt], /--tuning .*misspelt\.json: tuning\.stream\.unrol is not a tuning knob; the knobs of tuning\.stream are: unroll,/],
     ];
     for (const [argv, message] of cases) {
       const err = capture();
