@@ -419,12 +419,13 @@ export interface BlockedPrefillTuning {
 
 /**
  * Shape of the register-blocked prefill for `layout`, or undefined where no tile fits (then the tile
- * engine runs prefill). Threads (WORKGROUP_SIZE, or half of them for an 8 × 8 tile) tile the scores as
- * (rows / scoreRows) × (keyTile / scoreKeys) and the output as (rows / outRows) × wordsPerRow (outThreads, all of them when wordsPerRow
- * is a power of two); the most rows, then the longest key tile (within tuning.maxRows / maxKeyTile),
- * whose workgroup arrays fit min(device limit, tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES) and whose
- * per-thread blocks fit the register budget, win. Heads per workgroup: the largest power of two ≤ 8
- * dividing the GQA group. With tuning.stagedF32, f16 K/V tiles are staged as f32 (twice the bytes).
+ * engine runs prefill). Threads (WORKGROUP_SIZE, or half of them for an 8 × 8 tile) tile the scores
+ * as (rows / scoreRows) × (keyTile / scoreKeys) and the output as (rows / outRows) × wordsPerRow
+ * (outThreads, all of them when wordsPerRow is a power of two). The most rows, then the longest key
+ * tile (within tuning.maxRows / maxKeyTile), whose workgroup arrays fit min(device limit,
+ * tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES) and whose per-thread blocks fit the register budget,
+ * win. Heads per workgroup: the largest power of two ≤ 8 dividing the GQA group. With
+ * tuning.stagedF32, f16 K/V tiles are staged as f32 (twice the bytes).
  */
 export function blockedPrefillConfig(
   layout: KvLayout,
