@@ -9,14 +9,17 @@
 //     only when faster by more than minGain (default 3 %), so noise keeps the defaults.
 //   - The decode search runs first, the prefill search starts from its winner; the result is a frozen
 //     AttentionTuning for PagedKVCache's attentionTuning option (or PagedAttentionKernel's tuning).
-//   - Workloads are made once per shape and destroyed before returning, also on failure.
-import { InvalidArgumentError, KernelMismatchError } from '../errors';
+//   - Workloads are made once per shape and destroyed before returning, also on failure. The default
+//     batches shrink (fewer sequences, then shorter contexts) to what one layer of the device holds;
+//     a batch the caller names that does not fit is an InvalidArgumentError before anything runs.
+import { ConfigError, InvalidArgumentError, KernelMismatchError } from '../errors';
 import { checkAttentionTuning, describeTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { PagedAttentionKernel, type AdapterInfoWithSubgroups } from '../kernels/paged-attention';
 import { timeGpu, type TimingOptions } from '../gpu/gpu-timing';
 import { probeParallelism } from '../gpu/parallelism-probe';
 import { isSoftwareAdapter } from '../gpu/create-gpu';
-import type { KvDtype } from '../pool/kv-layout';
+import { bytesPerBlock, computeKvLayout, MAX_KV_CHUNKS, type KvDtype } from '../pool/kv-layout';
+import { maxChunkBytes } from '../pool/kv-pool';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload, type WorkloadHeads } from './attention-workload';
 import { KernelChecker } from './kernel-check';
 import { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning-knobs';
@@ -104,11 +107,30 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
   };
   const base = checkAttentionTuning(options.base ?? {}, 'base');
   checkOptions(options);
+  computeKvLayout({ numLayers: 1, numBlocks: 1, ...heads }, maxChunkBytes(device.limits)); // ConfigError for a bad head shape
+  if (!Number.isInteger(heads.numQueryHeads) || heads.numQueryHeads < 1 || heads.numQueryHeads % heads.numKvHeads !== 0) {
+    throw new ConfigError(`numQueryHeads (${heads.numQueryHeads}) must be a positive multiple of numKvHeads (${heads.numKvHeads})`);
+  }
+  const software = onSoftwareAdapter(device);
+  // The default batches shrink to what one layer of this device holds; batches the caller names must fit.
+  const maxBlocks = blocksPerLayer(device, heads);
+  const fits = (sequences: number, context: number, what: string): void => requireFits(sequences, context, maxBlocks, heads.blockSize, what);
+  let decodeShapes: readonly DecodeShape[];
+  if (options.decodeShapes) {
+    for (const s of options.decodeShapes) fits(s.batch, s.context, `decode batch ${s.batch} × ${s.context}`);
+    decodeShapes = options.decodeShapes;
+  } else {
+    decodeShapes = (software ? QUICK_DECODE_SHAPES : DEFAULT_DECODE_SHAPES).map((s) => fitDecodeShape(s, maxBlocks, heads.blockSize));
+  }
+  let prefillShape: PrefillShape | null;
+  if (options.prefillShape === undefined) {
+    prefillShape = fitPrefillShape(software ? QUICK_PREFILL_SHAPE : DEFAULT_PREFILL_SHAPE, maxBlocks, heads.blockSize);
+  } else {
+    prefillShape = options.prefillShape;
+    if (prefillShape) fits(prefillShape.sequences, prefillShape.tokens, `prefill batch ${prefillShape.sequences} × ${prefillShape.tokens}`);
+  }
   const subgroups = options.subgroups ?? device.features.has('subgroups');
   const resident = options.residentWorkgroups ?? (await probeParallelism(device)).residentWorkgroups;
-  const software = onSoftwareAdapter(device);
-  const decodeShapes = options.decodeShapes ?? (software ? QUICK_DECODE_SHAPES : DEFAULT_DECODE_SHAPES);
-  const prefillShape = options.prefillShape === undefined ? (software ? QUICK_PREFILL_SHAPE : DEFAULT_PREFILL_SHAPE) : options.prefillShape;
   const timing: TimingOptions = options.timing ?? (software ? { iterations: 3, warmup: 1 } : {});
   const minGain = options.minGain ?? 0.03;
 
@@ -217,6 +239,37 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
     }
   } finally {
     for (const o of owned) o.destroy();
+  }
+}
+
+/** Blocks of this head shape one layer can hold on the device (MAX_KV_CHUNKS buffers of the binding limit). */
+function blocksPerLayer(device: GPUDevice, heads: WorkloadHeads): number {
+  const blockBytes = bytesPerBlock(heads);
+  return MAX_KV_CHUNKS * Math.floor(maxChunkBytes(device.limits) / blockBytes);
+}
+
+/** Blocks a workload of `sequences` × `context` tokens takes (the tuner's workloads give each sequence its own). */
+function blocksOf(sequences: number, context: number, blockSize: number): number {
+  return sequences * Math.ceil(context / blockSize);
+}
+
+/** The shape with fewer sequences (then a shorter context) until it fits `maxBlocks`. */
+export function fitDecodeShape(shape: DecodeShape, maxBlocks: number, blockSize: number): DecodeShape {
+  let { batch, context } = shape;
+  while (batch > 1 && blocksOf(batch, context, blockSize) > maxBlocks) batch = Math.ceil(batch / 2);
+  while (context > blockSize && blocksOf(batch, context, blockSize) > maxBlocks) context = Math.ceil(context / 2);
+  return { batch, context };
+}
+
+export function fitPrefillShape(shape: PrefillShape, maxBlocks: number, blockSize: number): PrefillShape {
+  const { batch, context } = fitDecodeShape({ batch: shape.sequences, context: shape.tokens }, maxBlocks, blockSize);
+  return { sequences: batch, tokens: context };
+}
+
+function requireFits(sequences: number, context: number, maxBlocks: number, blockSize: number, what: string): void {
+  const blocks = blocksOf(sequences, context, blockSize);
+  if (blocks > maxBlocks) {
+    throw new InvalidArgumentError(`the ${what} needs ${blocks} KV blocks of one layer; this device holds at most ${maxBlocks} for this head shape: pass a smaller one`);
   }
 }
 

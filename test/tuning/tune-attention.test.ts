@@ -11,7 +11,7 @@ import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { readBackWords } from '../../src/kernels/kv-bindings';
 import { createAttentionWorkload, PATTERN_WORDS, uniformSequences } from '../../src/tuning/attention-workload';
 import { KernelChecker } from '../../src/tuning/kernel-check';
-import { tuneAttention } from '../../src/tuning/tune-attention';
+import { fitDecodeShape, fitPrefillShape, tuneAttention } from '../../src/tuning/tune-attention';
 import { checkAttentionTuning } from '../../src/kernels/attention-tuning';
 import { ConfigError } from '../../src/errors';
 import { resolveConfig } from '../../src/cache/config';
@@ -162,8 +162,21 @@ describe('tuneAttention on a kernel without subgroups, and bad options', () => {
     [{ prefillShape: { sequences: 1, tokens: 1.5 } }, /prefillShape must be/],
     [{ minGain: 1 }, /minGain must be in \[0, 1\)/],
     [{ base: { stream: { unroll: 0 } } }, /base\.stream\.unroll must be an integer/],
+    [{ decodeShapes: [{ batch: 1 << 20, context: 1 << 16 }] }, /the decode batch 1048576 × 65536 needs 4294967296 KV blocks of one layer; this device holds at most \d+/],
+    [{ prefillShape: { sequences: 1 << 20, tokens: 1 << 16 } }, /the prefill batch .* needs .* KV blocks/],
+    [{ headDim: 12 }, /headDim must be a multiple of 8/],
+    [{ numQueryHeads: 3 }, /numQueryHeads \(3\) must be a positive multiple of numKvHeads \(2\)/],
   ])('refuses %j before timing anything', async (bad, message) => {
     await expect(tuneAttention(gpu.device, { ...HEADS, residentWorkgroups: 8, ...bad })).rejects.toThrow(message);
+  });
+});
+
+describe('fitting the default batches to the device', () => {
+  it('halves the sequences, then the context, until one layer holds the batch', () => {
+    expect(fitDecodeShape({ batch: 64, context: 2048 }, 1 << 20, 16)).toEqual({ batch: 64, context: 2048 }); // fits as is
+    expect(fitDecodeShape({ batch: 64, context: 2048 }, 1000, 16)).toEqual({ batch: 4, context: 2048 }); // 4 × 128 blocks
+    expect(fitDecodeShape({ batch: 1, context: 32768 }, 1000, 16)).toEqual({ batch: 1, context: 8192 }); // 2048, 1024, then 512 blocks
+    expect(fitPrefillShape({ sequences: 4, tokens: 2048 }, 100, 16)).toEqual({ sequences: 1, tokens: 1024 });
   });
 });
 
