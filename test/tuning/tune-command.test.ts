@@ -18,10 +18,10 @@ describe('tune command', () => {
   it('reports each candidate, writes the chosen tuning, and serve runs with it', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'tune-')), 'tuning.json');
     const report = capture();
-    const args = ['tune', '--kv-heads', '1', '--query-heads', '2', '--head-dim', '16', '--decode-shapes', '2x64', '--prefill-shape', 'none', '--out', out];
+    const args = ['tune', '--kv-heads', '1', '--query-heads', '2', '--head-dim', '8', '--decode-shapes', '2x64', '--prefill-shape', 'none', '--out', out];
     expect(await runCli(args, { stdout: report.stream, stderr: capture().stream })).toBe(0);
     const text = report.text();
-    expect(text).toMatch(/2\/1 heads × 16, f16 KV, block 16\n/);
+    expect(text).toMatch(/2\/1 heads × 8, f16 KV, block 16\n/);
     for (const knob of defaultDecodeKnobs(1).map((k) => k.name)) expect(text).toContain(` ${knob} `);
     expect(text).not.toMatch(/ prefill /); // --prefill-shape none
     expect(text).not.toMatch(/rejected/);
@@ -29,7 +29,7 @@ describe('tune command', () => {
     expect(text).toMatch(new RegExp(`tuning \\((timestamp|wall) timing\\): ${describeTuning(tuning).replace(/[.]/g, '\\.')}\n`));
 
     const served = capture();
-    const serveArgs = ['serve', '--tuning', out, '--requests', '4', '--query-heads', '2', '--kv-heads', '1', '--head-dim', '16', '--no-progress'];
+    const serveArgs = ['serve', '--tuning', out, '--requests', '4', '--query-heads', '2', '--kv-heads', '1', '--head-dim', '8', '--no-progress'];
     expect(await runCli(serveArgs, { stdout: served.stream, stderr: capture().stream })).toBe(0);
     expect(served.text()).toMatch(/Serving simulation — passed/);
     expect(served.text()).toContain(`kernel tuning       ${describeTuning(tuning)}`);
