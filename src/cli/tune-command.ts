@@ -58,6 +58,7 @@ export async function tune(flags: TuneFlags, io: { stdout: ProgressStream; stder
     log(`\ndecode: ${result.decode.kernel} — ${result.decode.speedup.toFixed(2)}× the defaults`);
     if (result.prefill) log(`prefill: ${result.prefill.kernel} — ${result.prefill.speedup.toFixed(2)}× the defaults`);
     log(`tuning (${result.timing} timing): ${describeTuning(result.tuning)}`);
+    log(`split-K sized for ${result.residentWorkgroups} workgroups of 256 invocations at once (probed; the cache probes its own device the same way)`);
     log(typeof flags.out === 'string' ? `written to ${flags.out}; use it with \`serve --tuning ${flags.out}\`` : json);
     return 0;
   } finally {

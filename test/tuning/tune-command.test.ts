@@ -26,6 +26,7 @@ describe('tune command', () => {
     expect(text).not.toMatch(/ prefill /); // --prefill-shape none
     expect(text).not.toMatch(/rejected/);
     const tuning = checkAttentionTuning(JSON.parse(readFileSync(out, 'utf8')));
+    expect(text).toMatch(/split-K sized for \d+ workgroups of 256 invocations at once/);
     expect(text).toMatch(new RegExp(`tuning \\((timestamp|wall) timing\\): ${describeTuning(tuning).replace(/[.]/g, '\\.')}\n`));
 
     const served = capture();
