@@ -1,10 +1,11 @@
 #!/bin/bash
 # Everything a GPU machine should measure, in one command that fits one 10-minute device call:
 # adapter and parallelism probe, the bench suite (with the autotuner's trials and its tuned decode
-# table), the decode and prefill variant sweeps, and the kernel tests at GPU scale. Each step has its own time limit so a slow one cannot eat the others';
-# results go to $OUT (or ./gpu-out). Needs a built dist/ and, for the sweep and tests, node_modules
-# (tsx, vitest). On the Node-less H100 machine: build here, then run there with the kit of
-# ../shared/gpu (carry .gpu and dist):  bash .gpu/remote.sh bash bench/gpu-session.sh
+# table), the decode and prefill variant sweeps, and the kernel tests at GPU scale. Each step has its
+# own time limit so a slow one cannot eat the others'; results go to $OUT (or ./gpu-out). Needs a
+# built dist/ and, for the sweep and tests, node_modules (tsx, vitest). On the Node-less H100 machine:
+# build here, then run there with the kit of ../shared/gpu (carry .gpu and dist):
+#   bash .gpu/remote.sh bash bench/gpu-session.sh
 #   STEPS="info bench sweep prefill tests" (default: all), SWEEP / PREFILL_SWEEP="…" (variants; default:
 #   each sweep's own)
 set -u
