@@ -194,7 +194,7 @@ export function requireWords(name: string, buffer: GPUBuffer, words: number): vo
 }
 
 /** A new storage buffer holding `words` (COPY_SRC/COPY_DST too). Allocates: not for hot paths. */
-export function uploadWords(device: GPUDevice, words: Uint32Array | Float32Array, label = 'kv-upload'): GPUBuffer {
+export function uploadWords(device: GPUDevice, words: Uint32Array | Int32Array | Float32Array, label = 'kv-upload'): GPUBuffer {
   const size = Math.max(16, Math.ceil(words.byteLength / 16) * 16);
   const buffer = device.createBuffer({
     label,

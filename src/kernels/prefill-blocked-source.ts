@@ -10,8 +10,8 @@
 //     own no keys and contribute nothing); the row's max is combined through red each tile, the
 //     running max is the same in all of a row's threads, each keeps its share of the sum (added up at the end).
 //     Row strides are padded by one vec4 so threads reading different rows hit different banks.
-//   - Score thread (tr, tc) = (tid / TC, tid % TC), for tid < scoreThreads, computes rows tr·SR + i and keys tc + j·TC; output
-//     thread (pg, pc) = (tid / WORDS, tid % WORDS), for tid < outThreads, accumulates rows pg·OR + i over
+//   - Score thread (tr, tc) = (tid / TC, tid % TC), for tid < scoreThreads, computes rows tr·SR + i and
+//     keys tc + j·TC; output thread (pg, pc) = (tid / WORDS, tid % WORDS), for tid < outThreads, accumulates rows pg·OR + i over
 //     head-dim word pc (the other threads stage, score and softmax only).
 //     Each of those values is its own WGSL variable (the loops over i and j are unrolled here).
 //   - A key masked for some row (the causal diagonal) can only lie in a tile reaching past the item's
@@ -21,13 +21,12 @@
 import { WORKGROUP_SIZE, type BlockedPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
-
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
   const { rows, keyTile, scoreRows, scoreKeys, scoreThreads, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;
-  const idle = outThreads < WORKGROUP_SIZE;
-  const idleScoring = scoreThreads < WORKGROUP_SIZE;
+  const idle = outThreads < WORKGROUP_SIZE; // threads past outThreads own no output (head dims whose word count is not a power of two)
+  const idleScoring = scoreThreads < WORKGROUP_SIZE; // the 8 × 8 tile: threads past scoreThreads compute no scores
   const parts = Math.min(WORKGROUP_SIZE / rows, keyTile); // softmax threads per row (the rest own no keys)
-  const keysPerPart = keyTile / parts; // threads past outThreads own no output either (head dims whose word count is not a power of two)
+  const keysPerPart = keyTile / parts; // keys of the tile each softmax thread owns
   const f16 = elemsPerWord === 8;
   const qStride = headDim / 4 + 1;
   /** vec4 slots per staged K/V row: one packed word each, or two f32 vec4 per f16 word; + 1 of padding. */

@@ -309,7 +309,6 @@ export class PrefixCache {
     this.table.atomic(this.noteWriteBody);
   }
 
-
   /** Leading registered blocks of `id`, or -1 when it does not register. */
   registeredBlocks(id: number): number {
     return this.table.atomic(() => this.index.slots.registeredOf(this.table.rowOf(id), id));

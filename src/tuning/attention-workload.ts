@@ -9,6 +9,8 @@
 // and its slot, as the decode that stores them takes them.
 import { computeKvLayout, type KvDtype, type KvLayout } from '../pool/kv-layout';
 import { packF16Pairs } from '../kernels/f16';
+import { uploadWords } from '../kernels/kv-bindings';
+import { maxChunkBytes } from '../pool/kv-pool';
 import type { AttentionEntry } from '../kernels/attention-types';
 import type { DecodeKvWrite, PagedAttentionArgs } from '../kernels/paged-attention';
 import { SeededRandom } from '../sim/hash';
@@ -74,8 +76,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
   const random = new SeededRandom(spec.seed ?? 7);
   const rowStride = Math.max(1, ...sequences.map((s) => Math.ceil(s.contextLength / blockSize)));
   const numBlocks = sequences.length * rowStride;
-  const maxChunk = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
-  const layout = computeKvLayout({ numLayers: 1, numKvHeads, headDim, blockSize, numBlocks, kvDtype }, maxChunk);
+  const layout = computeKvLayout({ numLayers: 1, numKvHeads, headDim, blockSize, numBlocks, kvDtype }, maxChunkBytes(device.limits));
   const ids = Int32Array.from({ length: numBlocks }, (_, i) => i);
   if ((spec.order ?? 'random') === 'random') {
     for (let i = ids.length - 1; i > 0; i--) {
@@ -87,7 +88,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
   sequences.forEach((s, i) => blockTable.set(ids.subarray(i * rowStride, i * rowStride + Math.ceil(s.contextLength / blockSize)), i * rowStride));
 
   const pattern = randomKvWords(kvDtype, Math.min(PATTERN_WORDS, Math.max(...layout.chunkBytes) / 4), random);
-  const patternBuffer = upload(device, pattern, GPUBufferUsage.COPY_SRC, 'workload-kv-pattern');
+  const patternBuffer = uploadWords(device, pattern, 'workload-kv-pattern');
   const chunks = layout.chunkBytes.map((size, c) =>
     device.createBuffer({ label: `workload-kv-${c}`, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC }),
   );
@@ -108,10 +109,9 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
     qRow += s.numQueries;
   });
   const q = Float32Array.from({ length: qRow * rowFloats }, () => random.next() * 2 - 1);
-  const storage = GPUBufferUsage.STORAGE;
-  const table = upload(device, blockTable, storage, 'workload-block-table');
-  const qBuffer = upload(device, q, storage, 'workload-q');
-  const out = device.createBuffer({ label: 'workload-out', size: Math.max(16, q.byteLength), usage: storage | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const table = uploadWords(device, blockTable, 'workload-block-table');
+  const qBuffer = uploadWords(device, q, 'workload-q');
+  const out = device.createBuffer({ label: 'workload-out', size: Math.max(16, q.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   const write = spec.storesKv ? newKvWrite(device, entries, blockTable, rowStride, numKvHeads * headDim, blockSize, random) : undefined;
   const kvBytes = sequences.reduce((sum, s) => sum + s.contextLength, 0) * numKvHeads * headDim * layout.elementBytes * 2;
   const owned = [...chunks, table, qBuffer, out, ...(write ? [write.k, write.slots] : [])];
@@ -176,12 +176,6 @@ function newKvWrite(
     }
   }
   const kv = Float32Array.from({ length: rows * rowFloats }, () => random.next() * 2 - 1);
-  const k = upload(device, kv, GPUBufferUsage.STORAGE, 'workload-new-kv');
-  return { k, v: k, slots: upload(device, slots, GPUBufferUsage.STORAGE, 'workload-new-kv-slots') };
-}
-
-function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer>, usage: number, label: string): GPUBuffer {
-  const buffer = device.createBuffer({ label, size: Math.max(16, Math.ceil(data.byteLength / 4) * 4), usage: usage | GPUBufferUsage.COPY_DST });
-  device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-  return buffer;
+  const k = uploadWords(device, kv, 'workload-new-kv');
+  return { k, v: k, slots: uploadWords(device, slots, 'workload-new-kv-slots') };
 }

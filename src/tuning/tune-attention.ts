@@ -174,7 +174,8 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
           for (const w of workloads) {
             const kernel = kernelFor(tuning, w.rowStride, w.layout);
             try {
-              seconds.push((await timeGpu(device, (encoder) => kernel.encode(encoder, w.args()), timing)).seconds);
+              const args = w.args();
+              seconds.push((await timeGpu(device, (encoder) => kernel.encode(encoder, args), timing)).seconds);
             } finally {
               kernel.destroy();
             }
