@@ -5,8 +5,9 @@
 // words repeated over each chunk by GPU copies, so even a pool of gigabytes is filled without a host
 // copy of it, and `chunkWords()` rebuilds exactly what the GPU holds (for the CPU reference, on small
 // workloads); block ids are a permutation of 0..numBlocks-1 and sequence s owns the s-th run of
-// rowStride of them; a decode workload made with `storesKv` also has each query row's new K/V (random)
-// and its slot, as the decode that stores them takes them.
+// rowStride of them; a decode workload made with `storesKv` also has each query row's new K and V
+// (random, distinct) and its slot, as the decode that stores them (or write-kv) takes them, with host
+// copies for the reference; `refill` puts the pattern back over the pool after a run stored into it.
 import { computeKvLayout, type KvDtype, type KvLayout } from '../pool/kv-layout';
 import { packF16Pairs } from '../kernels/f16';
 import { uploadWords } from '../kernels/kv-bindings';
@@ -56,6 +57,8 @@ export interface AttentionWorkload {
   readonly qBuffer: GPUBuffer;
   readonly out: GPUBuffer;
   readonly write: DecodeKvWrite | undefined;
+  /** Host copies of `write`'s rows and slots (f32 [row][numKvHeads][headDim]; u32 per row). */
+  readonly newKv: { k: Float32Array; v: Float32Array; slots: Uint32Array } | undefined;
   /** The encode arguments for this workload (with `write` when asked and made). */
   args(options?: { storesKv?: boolean; forceSplits?: number }): PagedAttentionArgs;
   /**
@@ -63,6 +66,8 @@ export interface AttentionWorkload {
    * (allocates the whole pool on the host: for small workloads).
    */
   chunkWords(): Uint32Array[];
+  /** Records copies that make every chunk hold chunkWords() again (undoing stored K/V). */
+  refill(encoder: GPUCommandEncoder): void;
   destroy(): void;
 }
 
@@ -92,14 +97,16 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
   const chunks = layout.chunkBytes.map((size, c) =>
     device.createBuffer({ label: `workload-kv-${c}`, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC }),
   );
-  const encoder = device.createCommandEncoder();
-  for (const chunk of chunks) {
-    for (let offset = 0; offset < chunk.size; offset += pattern.byteLength) {
-      encoder.copyBufferToBuffer(patternBuffer, 0, chunk, offset, Math.min(pattern.byteLength, chunk.size - offset));
+  const refill = (encoder: GPUCommandEncoder): void => {
+    for (const chunk of chunks) {
+      for (let offset = 0; offset < chunk.size; offset += pattern.byteLength) {
+        encoder.copyBufferToBuffer(patternBuffer, 0, chunk, offset, Math.min(pattern.byteLength, chunk.size - offset));
+      }
     }
-  }
+  };
+  const encoder = device.createCommandEncoder();
+  refill(encoder);
   device.queue.submit([encoder.finish()]);
-  patternBuffer.destroy(); // after the submit: the copies keep their source alive
 
   const rowFloats = numQueryHeads * headDim;
   const entries: AttentionEntry[] = [];
@@ -112,9 +119,10 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
   const table = uploadWords(device, blockTable, 'workload-block-table');
   const qBuffer = uploadWords(device, q, 'workload-q');
   const out = device.createBuffer({ label: 'workload-out', size: Math.max(16, q.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  const write = spec.storesKv ? newKvWrite(device, entries, blockTable, rowStride, numKvHeads * headDim, blockSize, random) : undefined;
+  const newKv = spec.storesKv ? newKvRows(entries, blockTable, rowStride, numKvHeads * headDim, blockSize, random) : undefined;
+  const write = newKv && { k: uploadWords(device, newKv.k, 'workload-new-k'), v: uploadWords(device, newKv.v, 'workload-new-v'), slots: uploadWords(device, newKv.slots, 'workload-new-kv-slots') };
   const kvBytes = sequences.reduce((sum, s) => sum + s.contextLength, 0) * numKvHeads * headDim * layout.elementBytes * 2;
-  const owned = [...chunks, table, qBuffer, out, ...(write ? [write.k, write.slots] : [])];
+  const owned = [...chunks, patternBuffer, table, qBuffer, out, ...(write ? [write.k, write.v, write.slots] : [])];
   return {
     layout,
     numQueryHeads,
@@ -128,6 +136,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
     qBuffer,
     out,
     write,
+    newKv,
     args: (options = {}) => ({
       chunks,
       blockTable: table,
@@ -144,6 +153,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
         for (let offset = 0; offset < words.length; offset += pattern.length) words.set(pattern.subarray(0, Math.min(pattern.length, words.length - offset)), offset);
         return words;
       }),
+    refill,
     destroy: () => owned.forEach((b) => b.destroy()),
   };
 }
@@ -157,16 +167,15 @@ function randomKvWords(kvDtype: KvDtype, words: number, random: SeededRandom): U
   return new Uint32Array(Float32Array.from({ length: words }, () => random.next() * 2 - 1).buffer);
 }
 
-/** Random new K/V rows (k and v are the same buffer, so the same rows) and each query row's slot. */
-function newKvWrite(
-  device: GPUDevice,
+/** Random new K and V rows and each query row's slot (its position's block and offset; padding where none). */
+function newKvRows(
   entries: readonly AttentionEntry[],
   blockTable: Int32Array,
   rowStride: number,
   rowFloats: number,
   blockSize: number,
   random: SeededRandom,
-): DecodeKvWrite {
+): { k: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer>; slots: Uint32Array<ArrayBuffer> } {
   const rows = entries.reduce((n, e) => n + e.numQueries, 0);
   const slots = new Uint32Array(rows).fill(0xffffffff);
   for (const e of entries) {
@@ -175,7 +184,6 @@ function newKvWrite(
       slots[e.qRow + i] = blockTable[e.seqSlot * rowStride + Math.floor(pos / blockSize)]! * blockSize + (pos % blockSize);
     }
   }
-  const kv = Float32Array.from({ length: rows * rowFloats }, () => random.next() * 2 - 1);
-  const k = uploadWords(device, kv, 'workload-new-kv');
-  return { k, v: k, slots: uploadWords(device, slots, 'workload-new-kv-slots') };
+  const rowsOf = () => Float32Array.from({ length: rows * rowFloats }, () => random.next() * 2 - 1);
+  return { k: rowsOf(), v: rowsOf(), slots };
 }

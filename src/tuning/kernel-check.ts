@@ -5,9 +5,14 @@
 // is computed once per checker; a row passes when |gpu − ref| ≤ atol + rtol·|ref| — the kernel tests'
 // tolerances: 2e-5 + 1e-4 (f32 arithmetic over the same stored values), and for prefill rows on
 // subgroup matrices, which round queries and probabilities to f16, 5e-3 + 1e-2; NaN never passes.
+// A decode that stores its own K/V (PagedAttentionArgs.write) is checked on the same contexts as
+// decodes, over a pool refilled before each run: its output against the reference over the pool with
+// the new rows written, and every pool word against write-kv's CPU reference, exactly.
 import type { PagedAttentionKernel } from '../kernels/paged-attention';
 import { pagedAttentionRef } from '../kernels/attention.ref';
 import { readBackWords } from '../kernels/kv-bindings';
+import { writeKvRef } from '../kernels/write-kv.ref';
+import type { AttentionEntry } from '../kernels/attention-types';
 import { createAttentionWorkload, type AttentionWorkload, type WorkloadHeads } from './attention-workload';
 
 export const STRICT_TOLERANCE = { atol: 2e-5, rtol: 1e-4 } as const;
@@ -23,26 +28,31 @@ export const CHECK_SEQUENCES = [
   { contextLength: 33, numQueries: 33 },
 ] as const;
 
+/** The batch a decode storing its K/V is checked on: a decode at every context of CHECK_SEQUENCES (so the same pool layout). */
+export const CHECK_STORING_SEQUENCES = CHECK_SEQUENCES.map((s) => ({ contextLength: s.contextLength, numQueries: 1 }));
+
 export class KernelChecker {
   private readonly workload: AttentionWorkload;
   private readonly reference: Float32Array;
+  private readonly storing: AttentionWorkload;
+  private readonly storingReference: Float32Array;
+  /** What the pool must hold after the storing batch: the pattern with its new rows written. */
+  private readonly storedWords: Uint32Array[];
 
   constructor(
     private readonly device: GPUDevice,
     heads: WorkloadHeads,
   ) {
+    const scale = 1 / Math.sqrt(heads.headDim);
+    const referenceOf = (w: AttentionWorkload, chunkWords: Uint32Array[]) =>
+      pagedAttentionRef({ layout: w.layout, chunkWords, blockTable: w.blockTable, rowStride: w.rowStride, numQueryHeads: w.numQueryHeads, q: w.q, entries: w.entries, scale });
     this.workload = createAttentionWorkload(device, { ...heads, sequences: CHECK_SEQUENCES, order: 'random', seed: 11 });
-    const w = this.workload;
-    this.reference = pagedAttentionRef({
-      layout: w.layout,
-      chunkWords: w.chunkWords(),
-      blockTable: w.blockTable,
-      rowStride: w.rowStride,
-      numQueryHeads: w.numQueryHeads,
-      q: w.q,
-      entries: w.entries,
-      scale: 1 / Math.sqrt(heads.headDim),
-    });
+    this.reference = referenceOf(this.workload, this.workload.chunkWords());
+    this.storing = createAttentionWorkload(device, { ...heads, sequences: CHECK_STORING_SEQUENCES, order: 'random', seed: 13, storesKv: true });
+    const { k, v, slots } = this.storing.newKv!;
+    this.storedWords = this.storing.chunkWords();
+    writeKvRef(this.storing.layout, this.storedWords, k, v, slots);
+    this.storingReference = referenceOf(this.storing, this.storedWords);
   }
 
   /** Layout and row stride a kernel under check must be made for. */
@@ -54,28 +64,45 @@ export class KernelChecker {
     return this.workload.rowStride;
   }
 
-  /** undefined when the kernel matches the reference in both runs, else what went wrong first. */
-  async check(kernel: PagedAttentionKernel): Promise<string | undefined> {
-    const w = this.workload;
+  /** The batch of the storing check, for kernel.writesKvFor (made for the same layout and row stride). */
+  get storingEntries(): readonly AttentionEntry[] {
+    return this.storing.entries;
+  }
+
+  /**
+   * undefined when the kernel matches the reference in both runs, else what went wrong first. With
+   * `storesKv` the kernel is checked as a decode storing its K/V (it must answer writesKvFor(storingEntries)).
+   */
+  async check(kernel: PagedAttentionKernel, options: { storesKv?: boolean } = {}): Promise<string | undefined> {
+    const w = options.storesKv ? this.storing : this.workload;
+    const reference = options.storesKv ? this.storingReference : this.reference;
+    const what = options.storesKv ? 'decode storing its K/V' : 'decode';
     const rowFloats = w.numQueryHeads * w.layout.headDim;
     for (const forceSplits of [undefined, 3]) {
       const encoder = this.device.createCommandEncoder({ label: 'kernel-check' });
+      if (options.storesKv) w.refill(encoder);
       encoder.clearBuffer(w.out);
-      kernel.encode(encoder, w.args({ forceSplits }));
+      kernel.encode(encoder, w.args({ forceSplits, storesKv: options.storesKv }));
       this.device.queue.submit([encoder.finish()]);
-      const out = new Float32Array((await readBackWords(this.device, w.out, this.reference.byteLength)).buffer);
+      const runs = `${forceSplits ? `, split-K forced to ${forceSplits}` : ''}`;
+      const out = new Float32Array((await readBackWords(this.device, w.out, reference.byteLength)).buffer);
       for (const e of w.entries) {
         const tol = e.numQueries > 1 && kernel.prefillMmaConfig ? MATRIX_TOLERANCE : STRICT_TOLERANCE;
         for (let i = e.qRow * rowFloats; i < (e.qRow + e.numQueries) * rowFloats; i++) {
-          const expected = this.reference[i]!;
+          const expected = reference[i]!;
           const error = Math.abs(out[i]! - expected);
           if (!(error <= tol.atol + tol.rtol * Math.abs(expected))) {
             const row = Math.floor(i / rowFloats);
-            return (
-              `${e.numQueries > 1 ? 'prefill' : 'decode'} of ${e.contextLength} keys${forceSplits ? `, split-K forced to ${forceSplits}` : ''}: ` +
-              `row ${row} element ${i % rowFloats} is ${out[i]} where the reference is ${expected}`
-            );
+            return `${e.numQueries > 1 ? 'prefill' : what} of ${e.contextLength} keys${runs}: row ${row} element ${i % rowFloats} is ${out[i]} where the reference is ${expected}`;
           }
+        }
+      }
+      if (options.storesKv) {
+        for (let c = 0; c < w.chunks.length; c++) {
+          const words = await readBackWords(this.device, w.chunks[c]!);
+          const expected = this.storedWords[c]!;
+          const i = words.findIndex((word, j) => word !== expected[j]);
+          if (i >= 0) return `${what}${runs}: pool word ${i} of chunk ${c} is ${hex(words[i]!)} where write-kv's reference is ${hex(expected[i]!)}`;
         }
       }
     }
@@ -84,5 +111,8 @@ export class KernelChecker {
 
   destroy(): void {
     this.workload.destroy();
+    this.storing.destroy();
   }
 }
+
+const hex = (word: number) => `0x${word.toString(16).padStart(8, '0')}`;

@@ -4,7 +4,10 @@
 //     not, or that the device refuses (a validation error), is rejected and never chosen. The default
 //     kernels failing that check is a KernelMismatchError: no tuning hides a wrong kernel.
 //   - Decode is scored by the geometric mean of its GPU time over the decode shapes (each shape counts
-//     the same, whatever its size), prefill by its GPU time on the prefill shape; GPU time is
+//     the same, whatever its size), prefill by its GPU time on the prefill shape. A decode is timed as
+//     the cache runs a layer of a decode step: the new tokens' K/V stored, by a write-kv dispatch in the
+//     same pass or, where the tuning's decodeWritesKv is on and the kernel can, by the decode itself
+//     (then checked as such: its output and every pool word); GPU time is
 //     timeGpu's median (timestamps where the device has them). A candidate replaces the best so far
 //     only when faster by more than minGain (default 3 %), so noise keeps the defaults.
 //   - The decode search runs first, the prefill search starts from its winner; the result is a frozen
@@ -20,8 +23,11 @@ import { probeParallelism } from '../gpu/parallelism-probe';
 import { isSoftwareAdapter } from '../gpu/create-gpu';
 import { bytesPerBlock, computeKvLayout, MAX_KV_CHUNKS, type KvDtype } from '../pool/kv-layout';
 import { maxChunkBytes } from '../pool/kv-pool';
+import type { AttentionEntry } from '../kernels/attention-types';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload, type WorkloadHeads } from './attention-workload';
 import { KernelChecker } from './kernel-check';
+import { WriteKvKernel } from '../kernels/write-kv';
+import { withComputePass } from '../kernels/kv-bindings';
 import { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning-knobs';
 import { BaseTuningRejected, searchTuning, type SearchTrial, type TuningKnob } from './tuning-search';
 
@@ -154,9 +160,35 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       kernel.destroy();
       if (part === 'decode') {
         const decode = kernel.streamDecodeConfig ?? kernel.decodeConfig;
-        return JSON.stringify([decode, workloads.map((w) => kernel.splitsFor(w.entries))]);
+        return JSON.stringify([decode, workloads.map((w) => [kernel.splitsFor(w.entries), storesKv(tuning, kernel, w.entries)])]);
       }
       return JSON.stringify(kernel.prefillMmaConfig ?? kernel.prefillBlockedConfig ?? kernel.prefillConfig);
+    };
+    const writers = new Map<AttentionWorkload, WriteKvKernel>();
+    /** Records one run of `kernel` on `w`: a decode step's layer where `w` has new K/V (see the header), else the kernel alone. */
+    const stepOf = (tuning: AttentionTuning, kernel: PagedAttentionKernel, w: AttentionWorkload): ((encoder: GPUCommandEncoder) => void) => {
+      if (w.write === undefined) {
+        const args = w.args();
+        return (encoder) => kernel.encode(encoder, args);
+      }
+      if (storesKv(tuning, kernel, w.entries)) {
+        const args = w.args({ storesKv: true });
+        return (encoder) => kernel.encode(encoder, args);
+      }
+      let writer = writers.get(w);
+      if (writer === undefined) {
+        writer = new WriteKvKernel(device, w.layout);
+        writers.set(w, writer);
+        owned.push(writer);
+      }
+      const writeKv = writer;
+      const write = { chunks: w.chunks, ...w.write, numTokens: w.entries.length };
+      const args = w.args();
+      return (encoder) =>
+        withComputePass(encoder, (pass) => {
+          writeKv.encode(pass, write);
+          kernel.encode(pass, args);
+        });
     };
     /** Checks, then times, `tuning` on every workload; the score is the geometric mean of the times. */
     const measure = async (tuning: AttentionTuning, workloads: readonly AttentionWorkload[]) => {
@@ -166,7 +198,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       try {
         const checked = kernelFor(tuning);
         try {
-          mismatch = await checker.check(checked);
+          mismatch = await checker.check(checked, { storesKv: storesKv(tuning, checked, checker.storingEntries) });
         } finally {
           checked.destroy();
         }
@@ -174,8 +206,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
           for (const w of workloads) {
             const kernel = kernelFor(tuning, w.rowStride, w.layout);
             try {
-              const args = w.args();
-              seconds.push((await timeGpu(device, (encoder) => kernel.encode(encoder, args), timing)).seconds);
+              seconds.push((await timeGpu(device, stepOf(tuning, kernel, w), timing)).seconds);
             } finally {
               kernel.destroy();
             }
@@ -211,7 +242,9 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       }
     };
 
-    const decodeWorkloads = decodeShapes.map((s) => createAttentionWorkload(device, { ...heads, sequences: uniformSequences(s.batch, s.context), order: 'random' }));
+    const decodeWorkloads = decodeShapes.map((s) =>
+      createAttentionWorkload(device, { ...heads, sequences: uniformSequences(s.batch, s.context), order: 'random', storesKv: true }),
+    );
     owned.push(...decodeWorkloads);
     const decode = await search('decode', base, options.decodeKnobs ?? defaultDecodeKnobs(resident), decodeWorkloads);
     decodeWorkloads.forEach((w) => w.destroy());
@@ -241,6 +274,11 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
   } finally {
     for (const o of owned) o.destroy();
   }
+}
+
+/** Whether a decode of `entries` stores its own K/V under `tuning`: asked for (decodeWritesKv) and possible there. */
+function storesKv(tuning: AttentionTuning, kernel: PagedAttentionKernel, entries: readonly AttentionEntry[]): boolean {
+  return tuning.decodeWritesKv === true && kernel.writesKvFor(entries);
 }
 
 /** Blocks of this head shape one layer can hold on the device (MAX_KV_CHUNKS buffers of the binding limit). */

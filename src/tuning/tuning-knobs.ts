@@ -3,8 +3,8 @@
 // a kernel is weighed as tuned. Invariants: every value is a valid AttentionTuning patch
 // (checkAttentionTuning accepts it) and every kernel it selects is one the correctness tests cover
 // (test/kernels/attention-stream, -blocked, -mma, -paged); the base tuning (the built-in defaults) is
-// not among the values. Decode knobs move the decode kernel and split-K only; prefill knobs move the
-// prefill kernel only, so the two searches are independent.
+// not among the values. Decode knobs move the decode kernel, split-K and whether the decode stores its
+// K/V only; prefill knobs move the prefill kernel only, so the two searches are independent.
 import type { TuningKnob } from './tuning-search';
 
 /** Decode knobs; the split targets are relative to the device's resident workgroups. */
@@ -18,6 +18,8 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }] },
     { name: 'lazy rescale', values: [{ stream: { rescaleThreshold: 8 } }] },
     { name: 'prefetch', values: [{ stream: { prefetch: false } }] },
+    // One dispatch per layer instead of write-kv + decode (the streaming kernel with subgroup reduction).
+    { name: 'decode stores its K/V', values: [{ decodeWritesKv: true }] },
     // The tile engine against the streaming kernel as tuned so far; the split knobs then tune the winner.
     { name: 'decode kernel', values: [{ streamDecode: false }] },
     {

@@ -9,6 +9,8 @@ import type { Gpu } from '../../src/gpu/create-gpu';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { readBackWords } from '../../src/kernels/kv-bindings';
+import { WriteKvKernel } from '../../src/kernels/write-kv';
+import { writeKvRef } from '../../src/kernels/write-kv.ref';
 import { createAttentionWorkload, PATTERN_WORDS, uniformSequences } from '../../src/tuning/attention-workload';
 import { KernelChecker } from '../../src/tuning/kernel-check';
 import { fitDecodeShape, fitPrefillShape, tuneAttention } from '../../src/tuning/tune-attention';
@@ -50,14 +52,32 @@ describe('attention workload', () => {
     }
   });
 
-  it('gives each decode row that stores its K/V the slot of its position', () => {
+  it('gives each decode row that stores its K/V distinct new K and V and the slot of its position, and refills the pool', async () => {
     const w = createAttentionWorkload(gpu.device, { ...HEADS, sequences: uniformSequences(3, 40), storesKv: true });
+    const writer = new WriteKvKernel(gpu.device, w.layout);
     try {
       expect(w.write).toBeDefined();
       expect(w.args({ storesKv: true }).write).toBe(w.write);
       expect(w.args().write).toBeUndefined();
       expect(w.entries.map((e) => [e.queryStart, e.numQueries, e.qRow])).toEqual([[39, 1, 0], [39, 1, 1], [39, 1, 2]]);
+      const { k, v, slots } = w.newKv!;
+      expect(k.length).toBe(3 * HEADS.numKvHeads * HEADS.headDim);
+      expect(k.some((x, i) => x !== v[i])).toBe(true);
+      expect([...slots]).toEqual(w.entries.map((e) => w.blockTable[e.seqSlot * w.rowStride + 2]! * 16 + 7)); // position 39: block 2, offset 7
+      // write-kv stores the rows where writeKvRef says; refill undoes it.
+      const stored = w.chunkWords();
+      writeKvRef(w.layout, stored, k, v, slots);
+      const encoder = gpu.device.createCommandEncoder();
+      writer.encode(encoder, { chunks: w.chunks, ...w.write!, numTokens: 3 });
+      gpu.device.queue.submit([encoder.finish()]);
+      expect(await readBackWords(gpu.device, w.chunks[0]!)).toEqual(stored[0]);
+      const refill = gpu.device.createCommandEncoder();
+      w.refill(refill);
+      gpu.device.queue.submit([refill.finish()]);
+      expect(await readBackWords(gpu.device, w.chunks[0]!)).toEqual(w.chunkWords()[0]);
+      expect(stored[0]).not.toEqual(w.chunkWords()[0]);
     } finally {
+      writer.destroy();
       w.destroy();
     }
   });
@@ -84,7 +104,44 @@ describe('kernel checker', () => {
       checker.destroy();
     }
   });
+
+  it('checks a decode storing its K/V by its output and every pool word, and catches one that skips or misplaces the store', async () => {
+    const checker = new KernelChecker(gpu.device, HEADS);
+    const real = new PagedAttentionKernel(gpu.device, checker.layout, {
+      numQueryHeads: HEADS.numQueryHeads, rowStride: checker.rowStride, subgroups: true, tuning: { decodeWritesKv: true },
+    });
+    type Args = Parameters<PagedAttentionKernel['encode']>[1];
+    const wrapped = (change: (args: Args) => Args) =>
+      Object.assign(Object.create(real) as PagedAttentionKernel, { encode: (encoder: GPUCommandEncoder, args: Args) => real.encode(encoder, change(args)) });
+    const rows = checker.storingEntries.length;
+    const rotated = gpu.device.createBuffer({ size: 4 * rows, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    try {
+      expect(real.writesKvFor(checker.storingEntries)).toBe(true);
+      expect(await checker.check(real, { storesKv: true })).toBeUndefined();
+      expect(await checker.check(real)).toBeUndefined(); // the mixed batch is untouched by the stores
+      expect(await checker.check(real, { storesKv: true })).toBeUndefined(); // refilled: the same again
+
+      // Without the store the decode reads its own key from the pool, which still holds the old word.
+      const skips = wrapped(({ write: _write, ...args }) => args);
+      expect(await checker.check(skips, { storesKv: true })).toMatch(/^decode storing its K\/V of \d+ keys: row \d+ element \d+ is .* where the reference is /);
+      // Each row stored at the next row's slot: the outputs are right (a decode takes its own key from
+      // the new K/V by position), the pool is not.
+      const misplaced = Object.assign(Object.create(real) as PagedAttentionKernel, {
+        encode: (encoder: GPUCommandEncoder, args: Args) => {
+          encoder.copyBufferToBuffer(args.write!.slots, 4, rotated, 0, 4 * (rows - 1));
+          encoder.copyBufferToBuffer(args.write!.slots, 0, rotated, 4 * (rows - 1), 4);
+          real.encode(encoder, { ...args, write: { ...args.write!, slots: rotated } });
+        },
+      });
+      expect(await checker.check(misplaced, { storesKv: true })).toMatch(/^decode storing its K\/V(, split-K forced to 3)?: pool word \d+ of chunk \d+ is 0x[0-9a-f]{8} where write-kv's reference is 0x[0-9a-f]{8}$/);
+    } finally {
+      rotated.destroy();
+      real.destroy();
+      checker.destroy();
+    }
+  });
 });
+
 
 describe('tuneAttention', () => {
   it('returns a checked tuning made of the knobs it tried, with every trial, and a cache runs it', async () => {
@@ -140,6 +197,24 @@ describe('tuneAttention', () => {
   });
 });
 
+describe('tuneAttention weighing a decode that stores its K/V', () => {
+  it('times it against write-kv + decode after checking its stores, and keeps it only when faster', async () => {
+    const result = await tuneAttention(gpu.device, {
+      ...HEADS,
+      decodeShapes: [{ batch: 2, context: 96 }],
+      prefillShape: null,
+      residentWorkgroups: 8,
+      decodeKnobs: [{ name: 'decode stores its K/V', values: [{ decodeWritesKv: true }] }],
+      timing: { iterations: 3, warmup: 1, minRegionMs: 5 },
+    });
+    const [base, stores] = result.decode.trials;
+    expect(base!.outcome).toBe('base');
+    expect(['better', 'not better']).toContain(stores!.outcome); // checked (not rejected) and timed as its own kernel
+    expect(stores!.score).toBeGreaterThan(0);
+    expect(result.tuning.decodeWritesKv === true).toBe(stores!.outcome === 'better');
+  });
+});
+
 describe('tuneAttention on a kernel without subgroups, and bad options', () => {
   it('tunes the portable decode (workgroup-memory reduction) when told not to use subgroups', async () => {
     const result = await tuneAttention(gpu.device, {
@@ -149,12 +224,17 @@ describe('tuneAttention on a kernel without subgroups, and bad options', () => {
       residentWorkgroups: 8,
       decodeShapes: [{ batch: 2, context: 96 }],
       prefillShape: null,
-      decodeKnobs: [{ name: 'unroll', values: [{ stream: { unroll: 2 } }] }],
+      decodeKnobs: [
+        { name: 'unroll', values: [{ stream: { unroll: 2 } }] },
+        { name: 'decode stores its K/V', values: [{ decodeWritesKv: true }] },
+      ],
       timing: { iterations: 3, warmup: 1, minRegionMs: 5 },
     });
     expect(result.decode.kernel).toMatch(/^streaming \(workgroup-memory reduction\)/);
     expect(result.prefill).toBeUndefined();
     expect(result.decode.trials.map((t) => t.outcome)).not.toContain('rejected');
+    // This kernel cannot store K/V: asking it to is the same kernels, not timed again.
+    expect(result.decode.trials[2]!.outcome).toBe('same kernels');
   });
 
   it.each([
