@@ -13,8 +13,9 @@ import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged-attention';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
-import type { BlockedPrefillTuning } from '../src/kernels/attention-config';
+import { MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
+import { MATRIX_PATH } from './targets';
 import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
 import { describeParallelism, probeParallelism, type ParallelismProbe } from '../src/gpu/parallelism-probe';
 
@@ -65,10 +66,11 @@ export interface PrefillBenchResult {
   /**
    * Which kernel: by default 'scalar' (portable tile engine), 'register-blocked' with its variants
    * (', f32 tiles': K/V widened to f32 as they are staged; ', device memory': all the workgroup memory
-   * the device has instead of 32 KiB), or 'subgroup-matrix' (tensor cores); a sweep's own names.
+   * the device has instead of 32 KiB), or MATRIX_PATH (tensor cores), also with ', N subgroups' per
+   * workgroup; a sweep's own names.
    */
   path: string;
-  /** The register-blocked tile (rows × keys), for those paths. */
+  /** The tile (register-blocked: rows × keys; subgroup matrices: rows and subgroups), for those paths. */
   tile?: string;
   sequences: number;
   tokens: number;
@@ -261,14 +263,27 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
   ];
   if (!opts.prefillPaths) {
     const configs = benchKernel(gpu, w, choice);
-    if (configs.prefillMmaConfig) paths.push({ path: 'subgroup-matrix', tuning: { ...opts.tuning, prefillMatrix: true } });
+    if (configs.prefillMmaConfig) {
+      paths.push({ path: MATRIX_PATH, tuning: { ...opts.tuning, prefillMatrix: true } });
+      // Several subgroups per workgroup sharing each step's K/V, where the device's workgroup memory holds them.
+      for (const subgroups of MMA_SUBGROUP_COUNTS.filter((n) => n > 1)) {
+        paths.push({ path: `${MATRIX_PATH}, ${subgroups} subgroups`, tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups } });
+      }
+    }
     configs.destroy();
   }
   const tilesTimed = new Set<string>();
   for (const { path, tuning } of paths) {
     const kernel = benchKernel(gpu, w, { ...choice, tuning });
-    const config = kernel.prefillMmaConfig ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
-    const tile = config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
+    const mma = kernel.prefillMmaConfig;
+    const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
+    const tile = mma
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.workgroupBytes} B`
+      : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
+    if (path.startsWith(MATRIX_PATH) && mma === undefined) {
+      kernel.destroy(); // this subgroup count does not fit the device
+      continue;
+    }
     if (tile !== undefined && tilesTimed.has(tile)) {
       kernel.destroy();
       continue;

@@ -318,10 +318,14 @@ export interface MmaPrefillConfig {
   rescaleThreshold: number;
 }
 
+/** Subgroups per subgroup-matrix prefill workgroup that the generator supports. */
+export const MMA_SUBGROUP_COUNTS = [1, 2, 4, 8] as const;
+
 /**
  * Shape of the subgroup-matrix prefill (f16 KV, head dim a multiple of 16, one subgroup size of 16, 32
- * or 64), or undefined where it does not apply. A workgroup is one subgroup of 16 query rows (matrix
- * operands need workgroup-uniform offsets); the heads per workgroup divide both the GQA group and 16.
+ * or 64), or undefined where it does not apply or does not fit the device. A workgroup is `subgroups`
+ * subgroups, each owning 16 query rows, that share the staged K/V of each step; the heads per
+ * workgroup divide both the GQA group and 16.
  */
 export function mmaPrefillConfig(
   layout: KvLayout,
@@ -329,6 +333,7 @@ export function mmaPrefillConfig(
   subgroupSize: number,
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   rescaleThreshold = 8,
+  subgroups = 1,
 ): MmaPrefillConfig | undefined {
   if (layout.kvDtype !== 'f16' || layout.headDim % 16 !== 0 || ![16, 32, 64].includes(subgroupSize)) return undefined;
   let hpw = 1;
@@ -338,13 +343,13 @@ export function mmaPrefillConfig(
       break;
     }
   }
-  const wg = subgroupSize;
+  const wg = subgroups * subgroupSize;
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * 32 * layout.headDim + // tiles (f16): 16 Q rows, then 16 K + 16 V rows
-    4 * 256 + // s_tile
-    2 * 256 + // p_tile
-    4 * 16 + // alpha_row
+    2 * Math.max(16 * subgroups, 32) * layout.headDim + // tiles (f16): the Q rows, then 16 K + 16 V rows
+    4 * 256 * subgroups + // s_tile
+    2 * 256 * subgroups + // p_tile
+    4 * 16 * subgroups + // alpha_row
     4 + // rescale_flag
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
@@ -353,8 +358,8 @@ export function mmaPrefillConfig(
     kind: 'prefill-mma',
     headsPerWorkgroup: hpw,
     subgroupSize,
-    subgroups: 1,
-    queriesPerWorkgroup: 16 / hpw,
+    subgroups,
+    queriesPerWorkgroup: (16 * subgroups) / hpw,
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,

@@ -86,12 +86,19 @@ function writablePool(code: string): string {
   return code.replace(readOnly, 'var<storage, read_write> kv_chunk');
 }
 
-/** The subgroup-matrix prefill kernel for one head dim and subgroup size; its entry point is generated. */
+/**
+ * The subgroup-matrix prefill kernel for one head dim, subgroup size and subgroup count; its entry point
+ * is generated. With several subgroups the matrix operands sit at per-subgroup offsets, which Tint's
+ * subgroup-matrix uniformity diagnostic (workgroup-scoped) would refuse: it is turned off, as every
+ * matrix operation is still reached by whole subgroups in workgroup-uniform control flow.
+ */
 export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): ShaderSource {
-  const enables = 'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n';
+  const directives =
+    'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n' +
+    (config.subgroups > 1 ? 'diagnostic(off, chromium.subgroup_matrix_uniformity);\n' : '');
   return {
-    name: `paged-attention-prefill-mma-d${headDim}-s${config.subgroupSize}`,
-    code: [enables, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config.subgroupSize)].join('\n'),
+    name: `paged-attention-prefill-mma-d${headDim}-s${config.subgroupSize}-g${config.subgroups}`,
+    code: [directives, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config.subgroupSize, config.subgroups)].join('\n'),
     entryPoint: 'prefill_mma_main',
   };
 }

@@ -5,7 +5,7 @@
 // (so a tuning shared between caches cannot change under them) and otherwise throws a ConfigError that
 // names the field, so a misspelt knob in a JSON file is an error rather than a silent default.
 import { ConfigError } from '../errors';
-import { MAX_RESCALE_THRESHOLD, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
+import { MAX_RESCALE_THRESHOLD, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
 
 export interface AttentionTuning {
   /** false: decode with the tile engine even where the streaming kernel applies. */
@@ -24,6 +24,8 @@ export interface AttentionTuning {
   blocked?: BlockedPrefillTuning;
   /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
   prefillRescaleThreshold?: number;
+  /** Subgroups per subgroup-matrix prefill workgroup, each owning 16 query rows, sharing each step's staged K/V (default 1). */
+  prefillMatrixSubgroups?: (typeof MMA_SUBGROUP_COUNTS)[number];
   /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
   decodeWritesKv?: boolean;
 }
@@ -79,6 +81,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillBlocked: bool,
   blocked: (value, name) => checkObject(value, name, BLOCKED_FIELDS),
   prefillRescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
+  prefillMatrixSubgroups: oneOf(MMA_SUBGROUP_COUNTS),
   decodeWritesKv: bool,
 };
 

@@ -1,14 +1,15 @@
 // Generates the entry point of the subgroup-matrix prefill kernel (shaders/paged-attention-prefill-
-// mma.wgsl) for one head dim and subgroup size. Invariants: a workgroup is one subgroup (the matrix
-// builtins need workgroup-uniform offsets, and a per-subgroup offset is not); the matrix operands live
+// mma.wgsl) for one head dim, subgroup size and subgroup count. Invariants: subgroup sg of a workgroup
+// is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows [16 sg, 16 sg + 16) and its own
+// 256-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
+// workgroup-scoped subgroup-matrix uniformity diagnostic off when there are several); the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
 // arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
 // COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
 // barrier or a matrix operation are workgroup-uniform.
 import { entryPreamble, range } from './generated-entry';
 
-export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
-  const subgroups = 1;
+export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups = 1): string {
   const chunks = range(headDim / 16);
   const lanesPerRow = subgroupSize / 16;
   const colsPerLane = 16 / lanesPerRow;
@@ -29,8 +30,7 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number): string {
     `var<workgroup> p_tile: array<f16, ${256 * subgroups}>;`,
     ``,
     ...entryPreamble('prefill_mma_main'),
-    // Matrix operands must sit at workgroup-uniform offsets, so a workgroup is one subgroup (sg = 0).
-    `  let sg = 0u;`,
+    subgroups > 1 ? `  let sg = tid / SG_SIZE;` : `  let sg = 0u;`,
     `  let lane = tid % SG_SIZE;`,
     `  let r = lane / LANES_PER_ROW;`,
     `  let col0 = (lane % LANES_PER_ROW) * ${colsPerLane}u;`,

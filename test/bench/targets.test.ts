@@ -3,7 +3,7 @@
 // could not measure is never reported as met, and the row names it looks up are the ones the table
 // and prefix benches really print.
 import { describe, expect, it } from 'vitest';
-import { APPEND_ROW, checkTargets, FREE_ROW, PREFIX_ROW, targetLines, TARGETS, type TargetInputs } from '../../bench/targets';
+import { APPEND_ROW, checkTargets, FREE_ROW, MATRIX_PATH, PREFIX_ROW, targetLines, TARGETS, type TargetInputs } from '../../bench/targets';
 import type { DecodeBenchResult, PrefillBenchResult } from '../../bench/attention';
 import type { HostCostResult } from '../../bench/host-cost';
 import { runTableBench } from '../../bench/table.bench';
@@ -53,7 +53,7 @@ function inputs(overrides: Partial<TargetInputs> & { decode?: DecodeBenchResult[
       prefill: prefill ?? [
         { path: 'scalar', sequences: 8, tokens: 2048, ms: 10, tflops: 20 },
         { path: 'register-blocked', tile: '32 × 32', sequences: 8, tokens: 2048, ms: 5, tflops: 30 },
-        { path: 'subgroup-matrix', sequences: 8, tokens: 2048, ms: 1, tflops: 210 },
+        { path: MATRIX_PATH, sequences: 8, tokens: 2048, ms: 1, tflops: 210 },
       ],
     },
     fmaTflops: 60,
@@ -112,11 +112,21 @@ describe('bench target checks', () => {
   it('prefill: thresholds of 200 TFLOP/s and 40 % of FMA; no subgroup-matrix row is not measured', () => {
     const prefill = (matrix: number | undefined, portable: number): PrefillBenchResult[] => [
       { path: 'register-blocked', sequences: 8, tokens: 2048, ms: 1, tflops: portable },
-      ...(matrix === undefined ? [] : [{ path: 'subgroup-matrix', sequences: 8, tokens: 2048, ms: 1, tflops: matrix }]),
+      ...(matrix === undefined ? [] : [{ path: MATRIX_PATH, sequences: 8, tokens: 2048, ms: 1, tflops: matrix }]),
     ];
     expect(verdicts(inputs({ prefill: prefill(199, 24) })).slice(3, 5)).toEqual([false, true]);
     expect(verdicts(inputs({ prefill: prefill(undefined, 23.9) })).slice(3, 5)).toEqual([undefined, false]);
     expect(checkTargets(inputs({ prefill: prefill(undefined, 24) }))[3]!.measured).toMatch(/^not run/);
+    // The fastest subgroup-matrix row counts (here the one with 4 subgroups); it never counts as portable.
+    const rows = [
+      ...prefill(150, 10),
+      { path: `${MATRIX_PATH}, 4 subgroups`, sequences: 8, tokens: 2048, ms: 1, tflops: 201 },
+      { path: `${MATRIX_PATH}, 8 subgroups`, sequences: 8, tokens: 2048, ms: 1, tflops: 180 },
+    ];
+    const checks = checkTargets(inputs({ prefill: rows }));
+    expect(checks.slice(3, 5).map((c) => c.met)).toEqual([true, false]);
+    expect(checks[3]!.measured).toBe('best 201.0 TFLOP/s (subgroup-matrix, 4 subgroups)');
+    expect(checks[4]!.measured).toMatch(/^best 16\.7 % \(register-blocked;/);
   });
 
   it('bookkeeping and host cost flip at their thresholds; missing rows are not measured', () => {

@@ -236,6 +236,19 @@ describe('subgroup-matrix prefill shapes', () => {
       }
     }
   });
+
+  it('with several subgroups: 16 rows each, the workgroup that many subgroups, and refused where their memory does not fit', () => {
+    const one = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits)!;
+    for (const subgroups of [2, 4, 8]) {
+      const c = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, subgroups)!;
+      expect([c.subgroups, c.workgroupSize, c.queriesPerWorkgroup * c.headsPerWorkgroup]).toEqual([subgroups, 32 * subgroups, 16 * subgroups]);
+      expect(c.workgroupBytes).toBeGreaterThan(one.workgroupBytes);
+      // The Q rows of every subgroup (16 · subgroups · 128 f16) outgrow the 32 K/V rows of a step from 4 on.
+      expect(c.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (Math.max(16 * subgroups, 32) - 32) + (6 * 256 + 64) * (subgroups - 1) + 16 * 8 * (subgroups - 1));
+    }
+    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, 8, 8)).toBeUndefined(); // 80 KiB
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 64, limits, 8, 32)).toBeUndefined(); // 2048 invocations
+  });
 });
 
 describe('argument validation', () => {

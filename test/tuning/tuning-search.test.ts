@@ -34,6 +34,7 @@ describe('checkAttentionTuning', () => {
     [{ streamDecode: 'no' }, /attentionTuning\.streamDecode must be true or false \(got "no"\)/],
     [{ decodeMinKeysPerSplit: 0 }, /decodeMinKeysPerSplit must be an integer in \[1, /],
     [{ blocked: { maxKeyTile: 64 } }, /blocked\.maxKeyTile must be one of 8, 16, 32/],
+    [{ prefillMatrixSubgroups: 3 }, /attentionTuning\.prefillMatrixSubgroups must be one of 1, 2, 4, 8 \(got 3\)/],
     [{ blocked: [] }, /attentionTuning\.blocked must be an object/],
     [null, /attentionTuning must be an object \(got null\)/],
     ['fast', /attentionTuning must be an object/],
