@@ -3,7 +3,8 @@
 // engine — and prints one line per (variant, shape) with the ratio to the read kernel measured in the
 // same run. Used to pick the defaults in attention-config.ts / attention-plan.ts. The default variants
 // are the current defaults (`stream`) next to lazy rescaling (`-r8`: the running max moves only when a
-// step passes it by more than 8, so most steps skip scaling the accumulators), the portable shared
+// step passes it by more than 8, so most steps skip scaling the accumulators), f16 scores (`-hs`, where
+// the device has shader-f16), the portable shared
 // reduction (`-sh`) and the tile engine (`tile`) — the two decodes a device without subgroups can
 // run — and other minimum split lengths around the default of 8 steps (512 keys on the H100 shape),
 // which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
@@ -19,7 +20,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
+    variants: { type: 'string', default: 'stream,stream-hs,stream-r8,stream-hs-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** A device with WebGPU's default limits (16 KiB of workgroup memory), as a page that asks for none gets. */
@@ -38,7 +39,7 @@ const { median } = await import('../src/gpu/gpu-timing');
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
  * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np (no prefetch) -qs (queries in
  * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
- * portable form), e.g. stream-u4-l8-w256.
+ * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { streamDecode: false };
@@ -50,6 +51,7 @@ function tuningOf(name: string): AttentionTuning {
     if (knob === 'np') stream.prefetch = false;
     else if (knob === 'sh') stream.reduction = 'shared';
     else if (knob === 'qs') stream.queryInSmem = true;
+    else if (knob === 'hs') stream.halfScores = true;
     else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
     else if (knob[0] === 'r') stream.rescaleThreshold = n;
     else if (knob[0] === 'u') stream.unroll = n;

@@ -190,6 +190,8 @@ export interface StreamDecodeConfig {
    * feature needed) through workgroup memory, double-buffered, one barrier per step.
    */
   reduction: 'subgroup' | 'shared';
+  /** q·k in f16 arithmetic (StreamDecodeTuning.halfScores; f16 K/V, queries in registers). */
+  halfScores: boolean;
   /** vec4 slots of one score-exchange buffer (shared reduction; 0 otherwise): keyGroups × unroll × heads × lanes / 4. */
   scoreVecs: number;
 }
@@ -221,6 +223,13 @@ export interface StreamDecodeTuning {
    * but at least 4). Default: 'subgroup' on a kernel with subgroups, 'shared' on one without.
    */
   reduction?: 'subgroup' | 'shared';
+  /**
+   * Compute q·k in f16 arithmetic: the stored K halves are used as they are (no conversion to f32), each
+   * 16-byte word's dot product is summed in f16, and the words' sums in f32. Needs f16 K/V and a device
+   * with 'shader-f16' (elsewhere it is ignored). Queries are then held in registers as f16, so
+   * queryInSmem does not apply. Default false; results differ from f32 scores by about 1e-3.
+   */
+  halfScores?: boolean;
 }
 
 /**
@@ -257,7 +266,8 @@ export function streamDecodeConfig(
   const hpw = largestDivisorAtMost(groupSize, maxHeads);
   const keyGroups = wg / lanes;
   const cells = (hpw * layout.headDim) / 4;
-  const queryInSmem = tuning.queryInSmem ?? true;
+  const halfScores = tuning.halfScores === true && layout.kvDtype === 'f16';
+  const queryInSmem = !halfScores && (tuning.queryInSmem ?? true);
   // Workgroup memory in vec4 slots (mirrors SMEM_LEN of the WGSL): the table window, the reduction
   // scratch and the staged queries, then one region shared by the merge rounds and (shared reduction)
   // the two score buffers. The region takes what the device has left (WebGPU's default limit is
@@ -291,6 +301,7 @@ export function streamDecodeConfig(
     rescaleThreshold: tuning.rescaleThreshold,
     reduction,
     scoreVecs,
+    halfScores,
   };
 }
 

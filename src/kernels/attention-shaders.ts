@@ -52,7 +52,7 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
 }
 
 /**
- * The streaming decode kernel (subgroups only) for one shape; its entry point is generated. With
+ * The streaming decode kernel for one shape (with f16 enabled for halfScores); its entry point is generated. With
  * `writesKv` it also stores the new token's K/V (paged-attention-decode-write.wgsl), so its pool
  * bindings are read_write.
  */
@@ -60,13 +60,14 @@ export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, num
   const shape =
     `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
     `${config.queryInSmem ? '-qs' : ''}${config.rescaleThreshold === undefined ? '' : `-r${config.rescaleThreshold}`}` +
-    `${config.reduction === 'shared' ? '-sh' : ''}` +
+    `${config.reduction === 'shared' ? '-sh' : ''}${config.halfScores ? '-hs' : ''}` +
     `-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
   const kvAccess = writesKv ? writablePool(kvAccessCode) : kvAccessCode;
   const writeParts = writesKv ? [f16BitsCode, decodeWriteCode] : [];
   return {
     name: `paged-attention-decode-stream-${shape}`,
     code: [
+      ...(config.halfScores ? ['enable f16;\n'] : []),
       ...(config.reduction === 'subgroup' ? ['enable subgroups;\n', lanesSubgroupCode] : [lanesSharedCode]),
       typesCode,
       kvAccess,

@@ -63,6 +63,7 @@ const STREAM_FIELDS: Record<keyof StreamDecodeTuning, Check> = {
   queryInSmem: bool,
   rescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   reduction: oneOf(['subgroup', 'shared']),
+  halfScores: bool,
 };
 
 const BLOCKED_FIELDS: Record<keyof BlockedPrefillTuning, Check> = {

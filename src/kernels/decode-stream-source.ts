@@ -16,6 +16,9 @@
 //     the merge, which never assumes m is the exact maximum.
 //   - With the shared reduction every fold has one barrier, so folds happen only in workgroup-uniform
 //     control flow (the key loop's bounds come from the work item); writesKv needs the subgroup one.
+//   - With config.halfScores (f16 K/V, shader-f16), a lane's queries are vec4<f16> registers and each
+//     16-byte K word is reinterpreted as two vec4<f16> (a bitcast, no conversion); the two dot products
+//     of a word are added in f16 and the words' sums in f32, so no f16 sum has more than 8 terms.
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
 //     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
@@ -30,6 +33,8 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   const W = range(config.words);
   const U = range(config.unroll);
   const halves = f16 ? (['lo', 'hi'] as const) : (['lo'] as const);
+  const half = config.halfScores;
+  if (half && (!f16 || config.queryInSmem)) throw new Error('f16 scores need f16 K/V and queries in registers');
   /** The lazy-rescale threshold as a WGSL float literal, or undefined (rescale at every step). */
   const lazyThreshold = config.rescaleThreshold === undefined ? undefined : wgslFloat(config.rescaleThreshold);
   const lines: string[] = [];
@@ -96,11 +101,13 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     for (const u of U) {
       add(`    let live_${u} = ${base} + ${u}u * KEY_GROUPS + group < ${limit};`);
       for (const w of W) {
-        add(`    let kl_${u}_${w} = unpack_lo(k_${u}_${w});`);
-        if (f16) add(`    let kh_${u}_${w} = unpack_hi(k_${u}_${w});`);
+        add(`    let kl_${u}_${w} = ${half ? 'half_lo' : 'unpack_lo'}(k_${u}_${w});`);
+        if (f16) add(`    let kh_${u}_${w} = ${half ? 'half_hi' : 'unpack_hi'}(k_${u}_${w});`);
       }
       for (const h of H) {
-        const terms = W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
+        const terms = half
+          ? W.map((w) => `f32(dot(q_${h}_${w}_lo, kl_${u}_${w}) + dot(q_${h}_${w}_hi, kh_${u}_${w}))`)
+          : W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
         add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
       }
     }
@@ -178,6 +185,17 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     }
     add(`    }`, `  }`);
   };
+  if (half) {
+    // A packed K word as f16 halves (elements 0–3, 4–7), in the order unpack_lo / unpack_hi give them.
+    add(
+      `fn half_lo(w: vec4<u32>) -> vec4<f16> {`,
+      `  return vec4<f16>(bitcast<vec2<f16>>(w.x), bitcast<vec2<f16>>(w.y));`,
+      `}`,
+      `fn half_hi(w: vec4<u32>) -> vec4<f16> {`,
+      `  return vec4<f16>(bitcast<vec2<f16>>(w.z), bitcast<vec2<f16>>(w.w));`,
+      `}`,
+    );
+  }
   add(
     ...entryPreamble('decode_stream_main'),
     `  let lane = tid % LANES;`,
@@ -207,7 +225,9 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
           add(
             config.queryInSmem
               ? `${indent}let q_${h}_${w}_${half} = bitcast<vec4<f32>>(smem[SMEM_Q + ${h}u * Q_VECS_PER_ROW + q_vec_of(lane, ${w}u)${offset}]);`
-              : `${indent}let q_${h}_${w}_${half} = queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale;`,
+              : config.halfScores
+                ? `${indent}let q_${h}_${w}_${half} = vec4<f16>(queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale);`
+                : `${indent}let q_${h}_${w}_${half} = queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale;`,
           );
         }
       }

@@ -211,7 +211,11 @@ export class PagedAttentionKernel {
     const reduction = tuning.stream?.reduction ?? (opts.subgroups ? 'subgroup' : 'shared');
     const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || reduction === 'shared');
     this.streamDecodeConfig = streamAllowed
-      ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, { ...tuning.stream, reduction })
+      ? streamDecodeConfig(layout, this.groupSize, subgroupMinSize, wgBytes, {
+          ...tuning.stream,
+          reduction,
+          halfScores: tuning.stream?.halfScores === true && device.features.has('shader-f16'),
+        })
       : undefined;
     const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
     if (!Number.isInteger(resident) || resident < 1) {
@@ -553,7 +557,7 @@ export class PagedAttentionKernel {
     const s = this.streamDecodeConfig;
     const decode = s
       ? `streaming (${s.reduction === 'subgroup' ? 'subgroup shuffles' : 'workgroup-memory reduction'}): ` +
-        `${s.lanes} lanes per key row, unroll ${s.unroll}, ${s.headsPerWorkgroup} heads per workgroup, ${s.workgroupBytes} B`
+        `${s.lanes} lanes per key row, unroll ${s.unroll}, ${s.headsPerWorkgroup} heads per workgroup${s.halfScores ? ', f16 scores' : ''}, ${s.workgroupBytes} B`
       : `tile engine: ${this.decodeConfig.keyTile}-key tiles, ${this.decodeConfig.headsPerWorkgroup} heads per workgroup, ${this.decodeConfig.workgroupBytes} B`;
     const m = this.prefillMmaConfig;
     const b = this.prefillBlockedConfig;

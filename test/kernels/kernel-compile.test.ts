@@ -1,0 +1,89 @@
+// Kernels that need device features no software adapter has — subgroup matrices (the prefill on tensor
+// cores) and shader-f16 (the decode computing scores in f16) — validated by Dawn on a machine without
+// them: Dawn's null backend (no GPU; it runs nothing) with allow_unsafe_apis offers
+// chromium-experimental-subgroup-matrix and shader-f16, and its front end parses, type-checks and runs
+// the uniformity analysis on every generated shader exactly as on a GPU. Numerics are tested where a
+// device runs them (attention-mma.test.ts, attention-half-scores.test.ts); here every shape the
+// generators support must compile, and its pipeline must be accepted where the null device's limits
+// allow one (for subgroup matrices, workgroups a multiple of its 128-lane maximum subgroup size; at most
+// its 16 KiB of workgroup memory and 8 storage buffers per stage).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
+import { MMA_SUBGROUP_COUNTS, mmaPrefillConfig, mmaPrefillConstants, streamConstants, streamDecodeConfig, type StreamDecodeTuning } from '../../src/kernels/attention-config';
+import { decodeStreamShader, prefillMmaShader, type ShaderSource } from '../../src/kernels/attention-shaders';
+import { bytesPerBlock, computeKvLayout } from '../../src/pool/kv-layout';
+
+const NO_LIMITS = { maxComputeWorkgroupStorageSize: 1 << 20, maxComputeInvocationsPerWorkgroup: 1024 };
+const NULL_MAX_SUBGROUP = 128;
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await createGpu({ dawnOptions: ['backend=null'], subgroupMatrix: true });
+  expect(`${gpu.info.architecture} ${gpu.info.device}`).toMatch(/null/i); // not a GPU that could run it
+  expect(gpu.features.subgroupMatrix && gpu.features.shaderF16).toBe(true);
+});
+
+/** The validation error of a compute pipeline of `shader` with these constants, if any. */
+async function pipelineError(shader: ShaderSource, constants: Record<string, number>): Promise<string | undefined> {
+  gpu.device.pushErrorScope('validation');
+  gpu.device.createComputePipeline({ layout: 'auto', compute: { module: gpu.device.createShaderModule({ code: shader.code }), entryPoint: shader.entryPoint, constants } });
+  return (await gpu.device.popErrorScope())?.message;
+}
+
+async function compileErrors(code: string): Promise<string[]> {
+  const info = await gpu.device.createShaderModule({ code }).getCompilationInfo();
+  return info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
+}
+
+const SHAPES = [32, 64, 128, 256].flatMap((headDim) =>
+  [16, 32, 64].flatMap((subgroupSize) => MMA_SUBGROUP_COUNTS.map((subgroups) => ({ headDim, subgroupSize, subgroups }))),
+);
+
+describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
+  it.each(SHAPES)('head dim $headDim, subgroup size $subgroupSize, $subgroups subgroup(s): compiles, and its pipeline is accepted where the device allows one', async ({ headDim, subgroupSize, subgroups }) => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, 8, subgroups)!;
+    expect(config.workgroupSize).toBe(subgroups * subgroupSize);
+    const shader = prefillMmaShader(config, headDim);
+    expect(await compileErrors(shader.code)).toEqual([]);
+    if (config.workgroupSize % NULL_MAX_SUBGROUP !== 0 || config.workgroupBytes > gpu.device.limits.maxComputeWorkgroupStorageSize) return;
+    expect(await pipelineError(shader, mmaPrefillConstants(config, layout))).toBeUndefined();
+  });
+
+  it('validates for real: per-subgroup matrix offsets are refused without the uniformity diagnostic turned off', async () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
+    const code = prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS, 8, 4)!, 64).code;
+    const directive = 'diagnostic(off, chromium.subgroup_matrix_uniformity);';
+    expect(code).toContain(directive);
+    expect((await compileErrors(code.replace(directive, '')))[0]).toMatch(/subgroupMatrix(Load|Store)' requires argument 1 to be uniform/);
+    expect(prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS, 8, 1)!, 64).code).not.toContain(directive);
+  });
+});
+
+const HALF_SCORE_SHAPES: Array<{ name: string; tuning: StreamDecodeTuning; headDim: number; chunks: number; writesKv: boolean }> = [
+  { name: 'default shape', tuning: {}, headDim: 128, chunks: 1, writesKv: false },
+  { name: 'storing its K/V', tuning: {}, headDim: 128, chunks: 1, writesKv: true },
+  { name: 'two chunks, no prefetch, unroll 3', tuning: { prefetch: false, unroll: 3 }, headDim: 128, chunks: 2, writesKv: false },
+  { name: 'lazy rescale, 2 heads per workgroup, head dim 64', tuning: { rescaleThreshold: 8, maxHeads: 2 }, headDim: 64, chunks: 1, writesKv: false },
+  { name: 'shared reduction, 16 lanes, head dim 256', tuning: { reduction: 'shared', maxLanes: 16 }, headDim: 256, chunks: 2, writesKv: false },
+  { name: 'queries in workgroup memory asked for (registers win), storing its K/V', tuning: { queryInSmem: true, unroll: 2 }, headDim: 64, chunks: 1, writesKv: true },
+];
+
+describe('streaming decode with f16 scores (stream.halfScores) on Dawn\'s null backend', () => {
+  it.each(HALF_SCORE_SHAPES)('$name: compiles, and its pipeline is accepted', async ({ tuning, headDim, chunks, writesKv }) => {
+    const spec = { numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' as const };
+    const layout = computeKvLayout(spec, chunks === 1 ? 1 << 27 : 32 * bytesPerBlock(spec));
+    expect(layout.numChunks).toBe(chunks);
+    const config = streamDecodeConfig(layout, 4, 32, gpu.device.limits.maxComputeWorkgroupStorageSize, { ...tuning, halfScores: true })!;
+    expect([config.halfScores, config.queryInSmem]).toEqual([true, false]);
+    const shader = decodeStreamShader(config, true, layout.numChunks, writesKv);
+    expect(shader.code.startsWith('enable f16;')).toBe(true);
+    expect(await compileErrors(shader.code)).toEqual([]);
+    expect(await pipelineError(shader, streamConstants(config, layout))).toBeUndefined();
+  });
+
+  it('is not asked of f32 K/V', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 8, kvDtype: 'f32' }, 1 << 27);
+    expect(streamDecodeConfig(layout, 4, 32, 16384, { halfScores: true })!.halfScores).toBe(false);
+  });
+});
