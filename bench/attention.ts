@@ -269,6 +269,13 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       for (const subgroups of MMA_SUBGROUP_COUNTS.filter((n) => n > 1)) {
         paths.push({ path: `${MATRIX_PATH}, ${subgroups} subgroups`, tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups } });
       }
+      // Longer steps (more matrix work between barriers): 4 subgroups × 32 keys, 2 × 64 (both fit 48 KiB at head dim 128).
+      for (const [subgroups, keyTile] of [[4, 32], [2, 64]] as const) {
+        paths.push({
+          path: `${MATRIX_PATH}, ${subgroups} subgroups, ${keyTile} keys per step`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
+        });
+      }
     }
     configs.destroy();
   }
@@ -278,7 +285,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     if (path.startsWith(MATRIX_PATH) && mma === undefined) {
       kernel.destroy(); // this subgroup count does not fit the device

@@ -11,7 +11,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8' },
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
@@ -23,15 +23,21 @@ const { runAttentionBench } = await import('./attention');
 const { measureFmaRate } = await import('./fma');
 
 /**
- * `tile` (tile engine), `mma` (subgroup matrices, where the device has them; `mma-s4`: 4 subgroups per
- * workgroup), or `blocked` followed by
+ * `tile` (tile engine), `mma` (subgroup matrices, where the device has them; `mma-s4-k32`: 4 subgroups per
+ * workgroup, 32 keys per step), or `blocked` followed by
  * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
  * device>, e.g. blocked-f32-r64-m48.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
-  const mma = /^mma(?:-s(\d+))?$/.exec(name);
-  if (mma) return { prefillMatrix: true, ...(mma[1] ? { prefillMatrixSubgroups: Number(mma[1]) as AttentionTuning['prefillMatrixSubgroups'] } : {}) };
+  const mma = /^mma(?:-s(\d+))?(?:-k(\d+))?$/.exec(name);
+  if (mma) {
+    return {
+      prefillMatrix: true,
+      ...(mma[1] ? { prefillMatrixSubgroups: Number(mma[1]) as AttentionTuning['prefillMatrixSubgroups'] } : {}),
+      ...(mma[2] ? { prefillMatrixKeyTile: Number(mma[2]) as AttentionTuning['prefillMatrixKeyTile'] } : {}),
+    };
+  }
   if (!name.startsWith('blocked')) throw new Error(`unknown variant ${name}`);
   const blocked: BlockedPrefillTuning = {};
   for (const knob of name.split('-').slice(1)) {

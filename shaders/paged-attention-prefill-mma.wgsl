@@ -4,27 +4,30 @@
 //   - One workgroup per (prefill item, kv head, head tile) is SUBGROUPS subgroups of SG_SIZE lanes, each
 //     owning 16 query rows; row w = query (w / HEADS_PER_WG) × head (w % HEADS_PER_WG). Every step's
 //     staged K/V serves all of them.
-//   - Keys [0, key_end) in steps of 16: the step's K and V rows are staged as f16 into `tiles` (zeros past
-//     key_end and for missing blocks). The Q rows (pre-scaled, f16) use the same
+//   - Keys [0, key_end) in steps of KEY_TILE (16, 32 or 64): the step's K and V rows are staged as f16
+//     into `tiles` (zeros past key_end and for missing blocks). The Q rows (pre-scaled, f16) use the same
 //     region before the first step and are held as left matrices from then on.
 //   - Softmax is online with lazy rescaling: a row keeps a reference max m and only raises it (rescaling
 //     its output) when a step's max exceeds m + TAU, so P = exp(s − m) ≤ e^TAU fits f16 and the O
 //     rescale through workgroup memory is rare; rows past num_q and keys past a row's position get
 //     p = 0. Lane l of a subgroup owns row l / LANES_PER_ROW, columns (l % LANES_PER_ROW) × COLS_PER_LANE…
+//     (COLS_PER_LANE = KEY_TILE / LANES_PER_ROW)
 //   - `rescale_flag` is reset by tid 0 before the step's first barrier and read with
 //     workgroupUniformLoad, so the rescale branch (which has barriers) is workgroup-uniform.
 
 
 override SG_SIZE: u32;
 override SUBGROUPS: u32;
+/** Keys per step: a multiple of 16 (the generated entry point is made for one value). */
+override KEY_TILE: u32 = 16u;
 override LANES_PER_ROW: u32 = SG_SIZE / 16u;
 /** A row's reference max moves (and its output is rescaled) only when a step's max exceeds it by more. */
 override TAU: f32 = 8.0;
 
 // The generated part declares, with literal sizes (subgroupMatrixLoad/Store need constant-sized arrays):
-//   tiles: array<f16, max(16 · SUBGROUPS · HEAD_DIM, 32 · HEAD_DIM)>   (Q rows, then K and V of a step)
-//   s_tile: array<f32, 256 · SUBGROUPS>   (per subgroup: its 16×16 S, then scratch for O chunks)
-//   p_tile: array<f16, 256 · SUBGROUPS>   (per subgroup: P as f16)
+//   tiles: array<f16, max(16 · SUBGROUPS · HEAD_DIM, 2 · KEY_TILE · HEAD_DIM)>   (Q rows, then K and V of a step)
+//   s_tile: array<f32, 16 · KEY_TILE · SUBGROUPS>   (per subgroup: its 16 × KEY_TILE S, then scratch for O chunks)
+//   p_tile: array<f16, 16 · KEY_TILE · SUBGROUPS>   (per subgroup: P as f16)
 var<workgroup> alpha_row: array<f32, 16u * SUBGROUPS>;
 var<workgroup> rescale_flag: u32;
 
@@ -67,9 +70,9 @@ fn stage_queries(item: WorkItem, first_head: u32) {
   }
 }
 
-/** K rows of keys t0 .. t0 + 15 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end). */
+/** K rows of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end). */
 fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32) {
-  for (var i = tid; i < 16u * VECS_PER_ROW; i += WG_SIZE) {
+  for (var i = tid; i < KEY_TILE * VECS_PER_ROW; i += WG_SIZE) {
     let key = i / VECS_PER_ROW;
     let col = i % VECS_PER_ROW;
     let pos = t0 + key;
@@ -78,6 +81,6 @@ fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32) {
       kv = load_key_words(kv_head, pos, col, window_start);
     }
     store8(key * HEAD_DIM + col * 8u, kv[0]);
-    store8(16u * HEAD_DIM + key * HEAD_DIM + col * 8u, kv[1]);
+    store8((KEY_TILE + key) * HEAD_DIM + col * 8u, kv[1]);
   }
 }

@@ -322,6 +322,8 @@ export interface MmaPrefillConfig {
   headsPerWorkgroup: number;
   subgroupSize: number;
   subgroups: number;
+  /** Keys per step (a multiple of 16). */
+  keyTile: number;
   queriesPerWorkgroup: number;
   workgroupSize: number;
   workgroupBytes: number;
@@ -331,12 +333,14 @@ export interface MmaPrefillConfig {
 
 /** Subgroups per subgroup-matrix prefill workgroup that the generator supports. */
 export const MMA_SUBGROUP_COUNTS = [1, 2, 4, 8] as const;
+/** Keys per step of the subgroup-matrix prefill that the generator supports. */
+export const MMA_KEY_TILES = [16, 32, 64] as const;
 
 /**
  * Shape of the subgroup-matrix prefill (f16 KV, head dim a multiple of 16, one subgroup size of 16, 32
  * or 64), or undefined where it does not apply or does not fit the device. A workgroup is `subgroups`
- * subgroups, each owning 16 query rows, that share the staged K/V of each step; the heads per
- * workgroup divide both the GQA group and 16.
+ * subgroups, each owning 16 query rows, that share the staged K/V of each step of `keyTile` keys; the
+ * heads per workgroup divide both the GQA group and 16.
  */
 export function mmaPrefillConfig(
   layout: KvLayout,
@@ -345,6 +349,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   rescaleThreshold = 8,
   subgroups = 1,
+  keyTile = 16,
 ): MmaPrefillConfig | undefined {
   if (layout.kvDtype !== 'f16' || layout.headDim % 16 !== 0 || ![16, 32, 64].includes(subgroupSize)) return undefined;
   let hpw = 1;
@@ -357,9 +362,9 @@ export function mmaPrefillConfig(
   const wg = subgroups * subgroupSize;
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * Math.max(16 * subgroups, 32) * layout.headDim + // tiles (f16): the Q rows, then 16 K + 16 V rows
-    4 * 256 * subgroups + // s_tile
-    2 * 256 * subgroups + // p_tile
+    2 * Math.max(16 * subgroups, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
+    4 * 16 * keyTile * subgroups + // s_tile
+    2 * 16 * keyTile * subgroups + // p_tile
     4 * 16 * subgroups + // alpha_row
     4 + // rescale_flag
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
@@ -370,6 +375,7 @@ export function mmaPrefillConfig(
     headsPerWorkgroup: hpw,
     subgroupSize,
     subgroups,
+    keyTile,
     queriesPerWorkgroup: (16 * subgroups) / hpw,
     workgroupSize: wg,
     workgroupBytes: bytes,
@@ -383,6 +389,7 @@ export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout):
     ...kvAccessConstants(layout, config.workgroupSize, config.headsPerWorkgroup), // f16 K/V: mmaPrefillConfig requires it
     SG_SIZE: config.subgroupSize,
     SUBGROUPS: config.subgroups,
+    KEY_TILE: config.keyTile,
     TAU: config.rescaleThreshold,
   };
 }

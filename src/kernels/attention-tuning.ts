@@ -5,7 +5,7 @@
 // (so a tuning shared between caches cannot change under them) and otherwise throws a ConfigError that
 // names the field, so a misspelt knob in a JSON file is an error rather than a silent default.
 import { ConfigError } from '../errors';
-import { MAX_RESCALE_THRESHOLD, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
+import { MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
 
 export interface AttentionTuning {
   /** false: decode with the tile engine even where the streaming kernel applies. */
@@ -26,6 +26,8 @@ export interface AttentionTuning {
   prefillRescaleThreshold?: number;
   /** Subgroups per subgroup-matrix prefill workgroup, each owning 16 query rows, sharing each step's staged K/V (default 1). */
   prefillMatrixSubgroups?: (typeof MMA_SUBGROUP_COUNTS)[number];
+  /** Keys per step of the subgroup-matrix prefill (default 16): more MMAs between its barriers, more workgroup memory. */
+  prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
   /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
   decodeWritesKv?: boolean;
 }
@@ -83,6 +85,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   blocked: (value, name) => checkObject(value, name, BLOCKED_FIELDS),
   prefillRescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   prefillMatrixSubgroups: oneOf(MMA_SUBGROUP_COUNTS),
+  prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
   decodeWritesKv: bool,
 };
 

@@ -228,7 +228,7 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     this.prefillMmaConfig =
       opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
-        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold, tuning.prefillMatrixSubgroups)
+        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold, tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile)
         : undefined;
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
@@ -564,7 +564,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.keyTile} keys per step, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;

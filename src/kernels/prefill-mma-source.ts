@@ -9,10 +9,14 @@
 // barrier or a matrix operation are workgroup-uniform.
 import { entryPreamble, range } from './generated-entry';
 
-export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups = 1): string {
+export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups = 1, keyTile = 16): string {
   const chunks = range(headDim / 16);
+  /** The step's 16-key blocks: S and P are 16 × keyTile, one matrix per block. */
+  const blocks = range(keyTile / 16);
   const lanesPerRow = subgroupSize / 16;
-  const colsPerLane = 16 / lanesPerRow;
+  const colsPerLane = keyTile / lanesPerRow;
+  const sTile = 16 * keyTile; // a subgroup's S (f32) and P (f16) elements
+  const cols16 = 16 / lanesPerRow; // a lane's columns of a 16-wide O chunk
   const cols = range(colsPerLane);
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
@@ -25,9 +29,9 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     }
   };
   add(
-    `var<workgroup> tiles: array<f16, ${Math.max(16 * subgroups * headDim, 32 * headDim)}>;`,
-    `var<workgroup> s_tile: array<f32, ${256 * subgroups}>;`,
-    `var<workgroup> p_tile: array<f16, ${256 * subgroups}>;`,
+    `var<workgroup> tiles: array<f16, ${Math.max(16 * subgroups * headDim, 2 * keyTile * headDim)}>;`,
+    `var<workgroup> s_tile: array<f32, ${sTile * subgroups}>;`,
+    `var<workgroup> p_tile: array<f16, ${sTile * subgroups}>;`,
     ``,
     ...entryPreamble('prefill_mma_main'),
     subgroups > 1 ? `  let sg = tid / SG_SIZE;` : `  let sg = 0u;`,
@@ -38,7 +42,10 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `  let qi = wg_row / HEADS_PER_WG;`,
     `  let row_live = qi < item.num_q;`,
     `  let q_pos = item.q_pos + qi;`,
-    `  let s_at = sg * 256u + r * 16u + col0;`,
+    `  let s_at = sg * ${sTile}u + r * ${keyTile}u + col0;`,
+    // Where this lane's share of a 16 × 16 O chunk (row r, columns o_col0 …) sits in the subgroup's s_tile.
+    `  let o_col0 = (lane % LANES_PER_ROW) * ${cols16}u;`,
+    `  let o_at = sg * ${sTile}u + r * 16u + o_col0;`,
     `  stage_queries(item, first_head);`,
     `  var window_start = 0u;`,
     `  load_table_window(item.seq_slot, 0u);`,
@@ -50,8 +57,8 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `  var m_ref = NEG_BIG;`,
     `  var l_row = 0.0;`,
     `  workgroupBarrier();`,
-    `  for (var t0 = 0u; t0 < item.key_end; t0 += 16u) {`,
-    `    if (block_of(min(t0 + 16u, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
+    `  for (var t0 = 0u; t0 < item.key_end; t0 += KEY_TILE) {`,
+    `    if (block_of(min(t0 + KEY_TILE, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
     `      window_start = block_of(t0);`,
     `      load_table_window(item.seq_slot, window_start);`,
     `      workgroupBarrier();`,
@@ -61,10 +68,15 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `    }`,
     `    stage_kv(kv_head, t0, item.key_end, window_start);`,
     `    workgroupBarrier();`,
-    `    var s = ${result}();`,
   );
-  for (const c of chunks) add(`    s = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${16 * c}u, HEAD_DIM), s);`);
-  add(`    subgroupMatrixStore<row_major>(&s_tile, sg * 256u, s, 16u);`, `    workgroupBarrier();`);
+  for (const b of blocks) {
+    add(`    var sm_${b} = ${result}();`);
+    for (const c of chunks) {
+      add(`    sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${16 * b}u * HEAD_DIM + ${16 * c}u, HEAD_DIM), sm_${b});`);
+    }
+    add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${16 * b}u, sm_${b}, ${keyTile}u);`);
+  }
+  add(`    workgroupBarrier();`);
   for (const j of cols) {
     add(
       `    let key_${j} = t0 + col0 + ${j}u;`,
@@ -96,29 +108,33 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `    }`,
     `    if (workgroupUniformLoad(&rescale_flag) != 0u) {`,
   );
+  // O chunks are 16 × 16: lane (r, col0) scales columns o_col0 … of row r (the first cols16 of its columns).
   for (const c of chunks) {
     add(
-      `      subgroupMatrixStore<row_major>(&s_tile, sg * 256u, o_${c}, 16u);`,
+      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, 16u);`,
       `      workgroupBarrier();`,
-      ...cols.map((j) => `      s_tile[s_at + ${j}u] *= alpha_row[wg_row];`),
+      ...range(cols16).map((j) => `      s_tile[o_at + ${j}u] *= alpha_row[wg_row];`),
       `      workgroupBarrier();`,
-      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * 256u, 16u);`,
+      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, 16u);`,
       `      workgroupBarrier();`,
     );
   }
-  add(`    }`, `    let pm = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * 256u, 16u);`);
+  add(`    }`);
+  for (const b of blocks) add(`    let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${16 * b}u, ${keyTile}u);`);
   for (const c of chunks) {
-    add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<${right}, row_major>(&tiles, 16u * HEAD_DIM + ${16 * c}u, HEAD_DIM), o_${c});`);
+    for (const b of blocks) {
+      add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${16 * b}u) * HEAD_DIM + ${16 * c}u, HEAD_DIM), o_${c});`);
+    }
   }
   add(`    workgroupBarrier();`, `  }`);
   // Normalise and write: chunk by chunk through the subgroup's scratch.
   add(`  let out_row = ((item.q_row + qi) * params.num_query_heads + first_head + wg_row % HEADS_PER_WG) * Q_VECS_PER_ROW;`);
   for (const c of chunks) {
-    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * 256u, o_${c}, 16u);`, `  workgroupBarrier();`, `  if (row_live) {`);
-    for (let j = 0; j < colsPerLane; j += 4) {
+    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, 16u);`, `  workgroupBarrier();`, `  if (row_live) {`);
+    for (let j = 0; j < cols16; j += 4) {
       add(
-        `    results[out_row + (${16 * c}u + col0 + ${j}u) / 4u] = vec4<f32>(s_tile[s_at + ${j}u], s_tile[s_at + ${j + 1}u], ` +
-          `s_tile[s_at + ${j + 2}u], s_tile[s_at + ${j + 3}u]) / l_row;`,
+        `    results[out_row + (${16 * c}u + o_col0 + ${j}u) / 4u] = vec4<f32>(s_tile[o_at + ${j}u], s_tile[o_at + ${j + 1}u], ` +
+          `s_tile[o_at + ${j + 2}u], s_tile[o_at + ${j + 3}u]) / l_row;`,
       );
     }
     add(`  }`, `  workgroupBarrier();`);

@@ -247,6 +247,11 @@ describe('subgroup-matrix prefill shapes', () => {
       expect(c.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (Math.max(16 * subgroups, 32) - 32) + (6 * 256 + 64) * (subgroups - 1) + 16 * 8 * (subgroups - 1));
     }
     expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, 8, 8)).toBeUndefined(); // 80 KiB
+    // Longer steps: K and V of 64 keys (32 KiB at head dim 128) and a 16 × 64 S and P per subgroup.
+    const long = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, 1, 64)!;
+    expect(long.keyTile).toBe(64);
+    expect(long.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (128 - 32) + 6 * 16 * (64 - 16));
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, 4, 64)).toBeUndefined(); // 32 KiB of K/V + 4 × 6 KiB of S and P
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 64, limits, 8, 32)).toBeUndefined(); // 2048 invocations
   });
 });

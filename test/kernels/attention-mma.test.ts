@@ -40,23 +40,27 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
   });
 
   it.each([
-    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 1 },
-    { headDim: 128, groupSize: 1, blockSize: 8, subgroups: 1 },
-    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1 },
-    { headDim: 256, groupSize: 2, blockSize: 16, subgroups: 1 },
-    { headDim: 128, groupSize: 6, blockSize: 16, subgroups: 1 },
-    // Several subgroups per workgroup, each with its own 16 rows over the shared K/V of a step.
-    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 4 },
-    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 2 },
-    { headDim: 128, groupSize: 6, blockSize: 8, subgroups: 8 },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup matches the reference', async ({ headDim, groupSize, blockSize, subgroups }) => {
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 16 },
+    { headDim: 128, groupSize: 1, blockSize: 8, subgroups: 1, keyTile: 16 },
+    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 16 },
+    { headDim: 256, groupSize: 2, blockSize: 16, subgroups: 1, keyTile: 16 },
+    { headDim: 128, groupSize: 6, blockSize: 16, subgroups: 1, keyTile: 16 },
+    // Several subgroups per workgroup, each with its own 16 rows over the shared K/V of a step, and
+    // steps of 32 and 64 keys (several S and P matrices per step; partial last steps).
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 4, keyTile: 16 },
+    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 2, keyTile: 16 },
+    { headDim: 128, groupSize: 6, blockSize: 8, subgroups: 8, keyTile: 16 },
+    { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 4, keyTile: 32 },
+    { headDim: 64, groupSize: 2, blockSize: 1, subgroups: 2, keyTile: 64 },
+    { headDim: 256, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 32 },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup, $keyTile keys per step matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixSubgroups: subgroups },
+        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
       });
-      expect(kernel.prefillMmaConfig?.subgroups).toBe(subgroups);
+      expect([kernel.prefillMmaConfig?.subgroups, kernel.prefillMmaConfig?.keyTile]).toEqual([subgroups, keyTile]);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {
@@ -64,8 +68,8 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     }
   });
 
-  it('long causal prefill with table-window reloads (block size 8), rescaling lazily and at every new max, in one and four subgroups', async () => {
-    for (const [prefillRescaleThreshold, prefillMatrixSubgroups] of [[8, 1], [0, 1], [8, 4], [0, 4]] as const) {
+  it('long causal prefill with table-window reloads (block size 8), rescaling lazily and at every new max, in one and four subgroups and steps of 16 to 64 keys', async () => {
+    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile] of [[8, 1, 16], [0, 1, 16], [8, 4, 32], [0, 2, 64]] as const) {
       const options: KvFixtureOptions = {
         numKvHeads: 1, groupSize: 4, headDim: 128, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true,
         sequences: [{ contextLength: 2100, numQueries: 70 }, { contextLength: 1200, numQueries: 1200 }], seed: 77, qMagnitude: 3,
@@ -73,10 +77,11 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
       const fx = buildKvFixture(gpu.device, options);
       try {
         const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold, prefillMatrixSubgroups }, adapterInfo: gpu.adapter.info,
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile }, adapterInfo: gpu.adapter.info,
         });
+        expect(kernel.prefillMmaConfig?.keyTile).toBe(prefillMatrixKeyTile);
         const result = await checkAttention(gpu.device, kernel, fx, TOL);
-        expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s): ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+        expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s), ${prefillMatrixKeyTile} keys per step: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
       } finally {
         fx.destroy();
       }

@@ -9,7 +9,7 @@
 // its 16 KiB of workgroup memory and 8 storage buffers per stage).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
-import { MMA_SUBGROUP_COUNTS, mmaPrefillConfig, mmaPrefillConstants, streamConstants, streamDecodeConfig, type StreamDecodeTuning } from '../../src/kernels/attention-config';
+import { MMA_KEY_TILES, MMA_SUBGROUP_COUNTS, mmaPrefillConfig, mmaPrefillConstants, streamConstants, streamDecodeConfig, type StreamDecodeTuning } from '../../src/kernels/attention-config';
 import { decodeStreamShader, prefillMmaShader, type ShaderSource } from '../../src/kernels/attention-shaders';
 import { bytesPerBlock, computeKvLayout } from '../../src/pool/kv-layout';
 
@@ -36,14 +36,16 @@ async function compileErrors(code: string): Promise<string[]> {
 }
 
 const SHAPES = [32, 64, 128, 256].flatMap((headDim) =>
-  [16, 32, 64].flatMap((subgroupSize) => MMA_SUBGROUP_COUNTS.map((subgroups) => ({ headDim, subgroupSize, subgroups }))),
+  [16, 32, 64].flatMap((subgroupSize) =>
+    MMA_SUBGROUP_COUNTS.flatMap((subgroups) => MMA_KEY_TILES.map((keyTile) => ({ headDim, subgroupSize, subgroups, keyTile }))),
+  ),
 );
 
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each(SHAPES)('head dim $headDim, subgroup size $subgroupSize, $subgroups subgroup(s): compiles, and its pipeline is accepted where the device allows one', async ({ headDim, subgroupSize, subgroups }) => {
+  it.each(SHAPES)('head dim $headDim, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, subgroupSize, subgroups, keyTile }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, 8, subgroups)!;
-    expect(config.workgroupSize).toBe(subgroups * subgroupSize);
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, 8, subgroups, keyTile)!;
+    expect([config.workgroupSize, config.keyTile]).toEqual([subgroups * subgroupSize, keyTile]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
     if (config.workgroupSize % NULL_MAX_SUBGROUP !== 0 || config.workgroupBytes > gpu.device.limits.maxComputeWorkgroupStorageSize) return;
