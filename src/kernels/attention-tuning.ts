@@ -32,6 +32,14 @@ export interface AttentionTuning {
   decodeWritesKv?: boolean;
 }
 
+/**
+ * What a software adapter (SwiftShader, the CPU fallback where there is no GPU) runs under the caller's
+ * tuning: decode workgroups of 64 invocations instead of 128. tuneAttention chose it on SwiftShader in
+ * every run, and `bench/decode-sweep.ts --quick` measured 1.3–1.7× the read-bandwidth ratio of the
+ * default on each quick decode shape (bench/RESULTS.md). A GPU keeps the built-in choices.
+ */
+export const SOFTWARE_ADAPTER_TUNING: AttentionTuning = Object.freeze({ stream: Object.freeze({ workgroupSize: 64 as const }) });
+
 type Check = (value: unknown, name: string) => void;
 
 const bool: Check = (value, name) => {

@@ -26,6 +26,8 @@
 //     chunks + 7), offered only where the device's limit allows it (writesKvFor).
 //   - With args.write the decode dispatch stores the entries' new K/V and attends over them itself
 //     (paged-attention-decode-write.wgsl): the same output and pool as write-kv then the decode.
+//   - On a software adapter (SwiftShader) the caller's tuning applies on top of SOFTWARE_ADAPTER_TUNING;
+//     on a GPU, on top of the built-in choices.
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { bufferFacts } from '../gpu/buffer-facts';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
@@ -51,7 +53,8 @@ import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from
 import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
-import { checkAttentionTuning, type AttentionTuning } from './attention-tuning';
+import { checkAttentionTuning, mergeTuning, SOFTWARE_ADAPTER_TUNING, type AttentionTuning } from './attention-tuning';
+import { isSoftwareAdapter } from '../gpu/create-gpu';
 
 export type { AttentionEntry } from './attention-types';
 export type { AttentionTuning } from './attention-tuning';
@@ -203,7 +206,9 @@ export class PagedAttentionKernel {
     this.groupSize = numQueryHeads / layout.numKvHeads;
     const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
     this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
-    const tuning = (this.tuning = opts.tuning === undefined ? {} : checkAttentionTuning(opts.tuning, 'tuning'));
+    const requested = opts.tuning === undefined ? {} : checkAttentionTuning(opts.tuning, 'tuning');
+    const software = isSoftwareAdapter((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+    const tuning = (this.tuning = software ? mergeTuning(SOFTWARE_ADAPTER_TUNING, requested) : requested);
     const info = opts.adapterInfo ?? adapterInfoOf(device);
     const subgroupMinSize = info?.subgroupMinSize || 4;
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through

@@ -134,7 +134,8 @@ describe('split-K sized from the resident workgroups', () => {
         rowStride: fx.rowStride,
         subgroups: false,
         residentWorkgroups: resident,
-        tuning: { streamDecode: engine === 'stream' },
+        // The GPU default shape (64-key steps); a software adapter's own default is 64 threads.
+        tuning: { streamDecode: engine === 'stream', stream: { workgroupSize: 128 } },
       });
       expect(kernel.streamDecodeConfig?.keysPerStep).toBe(engine === 'stream' ? 64 : undefined);
       const check = await checkAttention(gpu.device, kernel, fx, TOL);

@@ -6,7 +6,8 @@ import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
 import { planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../../src/gpu/parallelism-probe';
 import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
-import { PagedAttentionKernel, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
+import { PagedAttentionKernel, type AttentionTuning, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
+import { SOFTWARE_ADAPTER_TUNING } from '../../src/kernels/attention-tuning';
 import { attentionRef, pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { computeKvLayout, rowWordOffset } from '../../src/pool/kv-layout';
 import { ConfigError, InvalidArgumentError } from '../../src/errors';
@@ -205,6 +206,19 @@ describe('describeKernels', () => {
     expect(kernelsOf(false, { streamDecode: false }).decode).toMatch(/^tile engine: \d+-key tiles/);
     expect(kernelsOf(false).prefill).toMatch(/^register-blocked: \d+ rows × \d+ keys, \d+ B$/);
     expect(kernelsOf(false, { prefillBlocked: false }).prefill).toMatch(/^tile engine: \d+ rows × \d+ keys/);
+  });
+
+  it('on a software adapter, decodes in 64-invocation workgroups unless the tuning names a size; on a GPU, 128', async () => {
+    const gpu = await testGpu();
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
+    const sizeOf = (tuning: AttentionTuning = {}) => {
+      const kernel = new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 8, rowStride: 4, subgroups: false, tuning });
+      kernel.destroy();
+      return kernel.streamDecodeConfig!.workgroupSize;
+    };
+    expect(sizeOf()).toBe(gpu.isFallback ? SOFTWARE_ADAPTER_TUNING.stream!.workgroupSize : WORKGROUP_SIZE);
+    expect(sizeOf({ stream: { workgroupSize: 256 } })).toBe(256);
+    expect(sizeOf({ stream: { unroll: 2 } })).toBe(gpu.isFallback ? 64 : WORKGROUP_SIZE); // other knobs keep the adapter's size
   });
 });
 

@@ -23,6 +23,8 @@ beforeAll(async () => {
 });
 
 const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions> }> = [
+  // A GPU's default shape (a software adapter defaults to 64 threads: SOFTWARE_ADAPTER_TUNING).
+  { name: 'the GPU default shape, 128 threads', tuning: { stream: { workgroupSize: 128 } }, fixture: {} },
   { name: 'no prefetch, queries in registers, unroll 3', tuning: { stream: { prefetch: false, queryInSmem: false, unroll: 3 } }, fixture: {} },
   { name: '2 lanes per row, 64-thread workgroups', tuning: { stream: { maxLanes: 2, workgroupSize: 64 } }, fixture: { kvDtype: 'f32', headDim: 32 } },
   { name: '2 heads of a group of 4 per workgroup, 256 threads, unroll 1', tuning: { stream: { maxHeads: 2, workgroupSize: 256, unroll: 1 } }, fixture: {} },
@@ -94,10 +96,13 @@ describe('streaming decode on a device with the WebGPU default limits (16 KiB of
   for (const subgroups of [true, false]) {
     it(`runs the streaming kernel (${subgroups ? 'subgroup shuffles' : 'shared reduction'}) there and matches the reference`, async () => {
       expect(small.device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
-      // Head dim 128, f16, 4 heads per kv head: the H100 bench shape's workgroup, at 15748 bytes here.
+      // Head dim 128, f16, 4 heads per kv head: the H100 bench shape's workgroup (128 threads, the GPU
+      // default; a software adapter's own is 64), at 15748 bytes here.
       const fx = buildKvFixture(small.device, decodeFixtureOptions(24, { headDim: 128 }));
       try {
-        const kernel = new PagedAttentionKernel(small.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups });
+        const kernel = new PagedAttentionKernel(small.device, fx.layout, {
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups, tuning: { stream: { workgroupSize: 128 } },
+        });
         expect(kernel.streamDecodeConfig).toMatchObject({ reduction: subgroups ? 'subgroup' : 'shared', unroll: subgroups ? 4 : 3, roundGroups: 6, workgroupBytes: 15748 });
         small.device.pushErrorScope('validation');
         const result = await checkAttention(small.device, kernel, fx, TOL, { forceSplits: [undefined, 3] });
