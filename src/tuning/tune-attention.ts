@@ -182,7 +182,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
         owned.push(writer);
       }
       const writeKv = writer;
-      const write = { chunks: w.chunks, ...w.write, numTokens: w.entries.length };
+      const write = { chunks: w.chunks, ...w.write, numTokens: w.newKv!.slots.length };
       const args = w.args();
       return (encoder) =>
         withComputePass(encoder, (pass) => {
