@@ -287,8 +287,10 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     const tile = mma
       ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
-    if (path.startsWith(MATRIX_PATH) && mma === undefined) {
-      kernel.destroy(); // this subgroup count does not fit the device
+    const asked = tuning.prefillMatrixSubgroups !== undefined || tuning.prefillMatrixKeyTile !== undefined;
+    const fits = mma !== undefined && mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) && mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16);
+    if (path.startsWith(MATRIX_PATH) && (mma === undefined || (asked && !fits))) {
+      kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;
     }
     if (tile !== undefined && tilesTimed.has(tile)) {

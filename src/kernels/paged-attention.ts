@@ -231,9 +231,13 @@ export class PagedAttentionKernel {
     this.decodeMinKeysPerSplit =
       tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_STEPS_PER_SPLIT * this.streamDecodeConfig.keysPerStep : MIN_KEYS_PER_SPLIT);
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
+    // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
+    // 16-key shape (still on subgroup matrices), not to the portable kernel.
+    const mmaOf = (subgroups?: number, keyTile?: number) =>
+      mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold, subgroups, keyTile);
     this.prefillMmaConfig =
       opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
-        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold, tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile)
+        ? (mmaOf(tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile) ?? mmaOf())
         : undefined;
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;

@@ -6,12 +6,14 @@
 // device runs them (attention-mma.test.ts, attention-half-scores.test.ts); here every shape the
 // generators support must compile, and its pipeline must be accepted where the null device's limits
 // allow one (for subgroup matrices, workgroups a multiple of its 128-lane maximum subgroup size; at most
-// its 16 KiB of workgroup memory and 8 storage buffers per stage).
+// its 16 KiB of workgroup memory and 8 storage buffers per stage). A kernel made there also shows which
+// subgroup-matrix shape it falls back to when the one asked for does not fit.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 import { MMA_KEY_TILES, MMA_SUBGROUP_COUNTS, mmaPrefillConfig, mmaPrefillConstants, streamConstants, streamDecodeConfig, type StreamDecodeTuning } from '../../src/kernels/attention-config';
 import { decodeStreamShader, prefillMmaShader, type ShaderSource } from '../../src/kernels/attention-shaders';
 import { bytesPerBlock, computeKvLayout } from '../../src/pool/kv-layout';
+import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 
 const NO_LIMITS = { maxComputeWorkgroupStorageSize: 1 << 20, maxComputeInvocationsPerWorkgroup: 1024 };
 const NULL_MAX_SUBGROUP = 128;
@@ -50,6 +52,22 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
     expect(await compileErrors(shader.code)).toEqual([]);
     if (config.workgroupSize % NULL_MAX_SUBGROUP !== 0 || config.workgroupBytes > gpu.device.limits.maxComputeWorkgroupStorageSize) return;
     expect(await pipelineError(shader, mmaPrefillConstants(config, layout))).toBeUndefined();
+  });
+
+  it('a kernel asked for a shape whose memory does not fit the device falls back to one subgroup of 16 keys, still on subgroup matrices', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
+    // What Dawn reports for an NVIDIA GPU; the null device's own subgroup sizes (4–128) vary.
+    const adapterInfo = { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] };
+    const mmaOf = (tuning: AttentionTuning) => {
+      const kernel = new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 32, rowStride: 8, subgroups: true, adapterInfo, tuning });
+      kernel.destroy();
+      return kernel.prefillMmaConfig && [kernel.prefillMmaConfig.subgroups, kernel.prefillMmaConfig.keyTile, kernel.prefillMmaConfig.workgroupBytes <= 16384];
+    };
+    expect(gpu.device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+    expect(mmaOf({ prefillMatrixSubgroups: 2 })).toEqual([2, 16, true]); // 11.9 KiB fits
+    expect(mmaOf({ prefillMatrixSubgroups: 4 })).toEqual([1, 16, true]); // 23.3 KiB does not
+    expect(mmaOf({ prefillMatrixKeyTile: 64 })).toEqual([1, 16, true]);
+    expect(mmaOf({ prefillMatrix: false })).toBeUndefined();
   });
 
   it('validates for real: per-subgroup matrix offsets are refused without the uniformity diagnostic turned off', async () => {
