@@ -27,7 +27,7 @@ export type { KvDtype, KvLayout } from './pool/kv-layout';
 export { pagedAttentionRef, attentionRef } from './kernels/attention.ref';
 export { PagedAttentionKernel } from './kernels/paged-attention';
 export type { AdapterInfoWithSubgroups, AttentionTuning, DecodeKvWrite, PagedAttentionArgs, PagedAttentionOptions } from './kernels/paged-attention';
-export { checkAttentionTuning, describeTuning } from './kernels/attention-tuning';
+export { checkAttentionTuning, describeTuning, SOFTWARE_ADAPTER_TUNING } from './kernels/attention-tuning';
 export {
   tuneAttention,
   DEFAULT_DECODE_SHAPES,
