@@ -227,7 +227,9 @@ export interface StreamDecodeTuning {
    * Compute q·k in f16 arithmetic: the stored K halves are used as they are (no conversion to f32), each
    * 16-byte word's dot product is summed in f16, and the words' sums in f32. Needs f16 K/V and a device
    * with 'shader-f16' (elsewhere it is ignored). Queries are then held in registers as f16, so
-   * queryInSmem does not apply. Default false; results differ from f32 scores by about 1e-3.
+   * queryInSmem does not apply. Default false; results differ from f32 scores by about 1e-3, and a
+   * word's f16 sum overflows past 65504 (|q·k| of 8 elements over that, after the 1/√d scale: only for
+   * K/V with extreme outliers, which the autotuner's random data does not have).
    */
   halfScores?: boolean;
 }
