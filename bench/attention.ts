@@ -7,7 +7,10 @@
 // to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size, measured in the
 // same run. Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). K/V and queries hold random values
 // (src/tuning/attention-workload.ts), so a kernel whose work depends on the scores (lazy rescaling) is
-// timed on real softmax traffic, not on an all-zero pool. Results are JSON-able.
+// timed on real softmax traffic, not on an all-zero pool. With verify (the default unless quick) every
+// kernel is first checked against the CPU reference at this head shape, as the autotuner checks its
+// candidates; one that fails, or that the device refuses, is listed as not timed and counts for no
+// target. Results are JSON-able.
 // Run: `npm run bench` (the whole suite), or bench/decode-sweep.ts for decode kernel variants.
 import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
@@ -16,6 +19,7 @@ import { createAttentionWorkload, uniformSequences, type AttentionWorkload } fro
 import { MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { MATRIX_PATH } from './targets';
+import { KernelChecker, kernelRejection } from '../src/tuning/kernel-check';
 import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
 import { describeParallelism, probeParallelism, type ParallelismProbe } from '../src/gpu/parallelism-probe';
 
@@ -38,6 +42,12 @@ export interface AttentionBenchOptions {
   prefillPaths?: PrefillPath[];
   /** Print a table (default true). */
   print?: boolean;
+  /**
+   * Check each kernel against the CPU reference at the bench's head shape (tuning/kernel-check.ts) before
+   * timing it, and time none that fails or that the device refuses (default: unless quick; on a software
+   * adapter the test suite runs the same kernels).
+   */
+  verify?: boolean;
 }
 
 /** A prefill kernel to time: a name for the table and the tuning that selects it. */
@@ -91,6 +101,15 @@ export interface AttentionBenchResult {
   blockSize: number;
   decode: DecodeBenchResult[];
   prefill: PrefillBenchResult[];
+  /** Kernels not timed because they failed the CPU-reference check or the device refused them. */
+  rejected: RejectedKernel[];
+}
+
+export interface RejectedKernel {
+  part: 'decode' | 'prefill';
+  /** 'decode', 'decode storing its K/V', or the prefill path's name. */
+  what: string;
+  reason: string;
 }
 
 const NUM_QUERY_HEADS = 32;
@@ -205,9 +224,47 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     blockSize: BLOCK_SIZE,
     decode: [],
     prefill: [],
+    rejected: [],
   };
+  const checker = (opts.verify ?? !quick) ? new KernelChecker(device, BENCH_HEADS) : undefined;
+  try {
+    await runParts({ gpu, opts, quick, scale, timing, choice, checker, result });
+  } finally {
+    checker?.destroy();
+  }
+  return result;
+}
+
+/** One runAttentionBench call: its options as resolved, its checker (when verifying) and its result so far. */
+interface BenchRun {
+  gpu: Gpu;
+  opts: AttentionBenchOptions;
+  quick: boolean;
+  scale: number;
+  timing: TimingOptions;
+  choice: KernelChoice;
+  checker: KernelChecker | undefined;
+  result: AttentionBenchResult;
+}
+
+/** The decode table, then (unless decodeOnly) the prefill paths, into `run.result`. */
+async function runParts(run: BenchRun): Promise<void> {
+  const { gpu, opts, quick, scale, timing, choice, checker, result } = run;
+  const device = gpu.device;
+  const reject = async (part: RejectedKernel['part'], what: string, tuning: AttentionTuning | undefined, storesKv: boolean): Promise<boolean> => {
+    if (checker === undefined) return false;
+    const kernel = new PagedAttentionKernel(device, checker.layout, {
+      numQueryHeads: NUM_QUERY_HEADS, rowStride: checker.rowStride, adapterInfo: gpu.adapter.info, ...choice, tuning,
+    });
+    const reason = await kernelRejection(device, checker, kernel, storesKv);
+    kernel.destroy();
+    if (reason !== undefined) result.rejected.push({ part, what, reason });
+    return reason !== undefined;
+  };
+  const decodeRejected = !opts.prefillOnly && (await reject('decode', 'decode', choice.tuning, false));
+  const storingRejected = !opts.prefillOnly && !decodeRejected && (await reject('decode', 'decode storing its K/V', choice.tuning, true));
   const baselines = new Map<number, number>();
-  for (const shape of opts.prefillOnly ? [] : quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
+  for (const shape of opts.prefillOnly || decodeRejected ? [] : quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
     const context = Math.max(1, Math.round(shape.context * scale));
     const kvBytes = shape.batch * context * NUM_KV_HEADS * HEAD_DIM * 2 * 2;
     if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, timing));
@@ -220,6 +277,7 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: true },
     ];
     for (const { tableOrder, blockSize, storesKv } of variants) {
+      if (storesKv && storingRejected) continue;
       const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize, storesKv);
       const kernel = benchKernel(gpu, w, choice);
       const timed = storesKv && !kernel.writesKvFor(w.entries) ? undefined : await timeAttention(gpu, kernel, w, timing, storesKv);
@@ -244,8 +302,8 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
     }
   }
   // Printed as each part finishes, so a run cut short keeps the decode table.
-  if (opts.print ?? true) console.log(decodeLines(result).join('\n'));
-  if (opts.decodeOnly) return result;
+  if (opts.print ?? true) console.log([...decodeLines(result), ...rejectedLines(result, 'decode')].join('\n'));
+  if (opts.decodeOnly) return;
   const prefill = quick ? QUICK_PREFILL : PREFILL;
   const tokens = Math.max(2, Math.round(prefill.tokens * scale));
   const w = createWorkload(device, prefill.sequences, tokens, tokens, 'identity');
@@ -297,14 +355,17 @@ export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = 
       kernel.destroy();
       continue;
     }
+    if (await reject('prefill', path, tuning, false)) {
+      kernel.destroy();
+      continue;
+    }
     if (tile !== undefined) tilesTimed.add(tile);
     const { seconds } = await timeAttention(gpu, kernel, w, timing);
     kernel.destroy();
     result.prefill.push({ path, tile, sequences: prefill.sequences, tokens, ms: seconds * 1e3, tflops: flops / seconds / 1e12 });
   }
   w.destroy();
-  if (opts.print ?? true) console.log(prefillLines(result).join('\n'));
-  return result;
+  if (opts.print ?? true) console.log([...prefillLines(result), ...rejectedLines(result, 'prefill')].join('\n'));
 }
 
 function decodeLines(r: AttentionBenchResult): string[] {
@@ -323,6 +384,10 @@ function decodeLines(r: AttentionBenchResult): string[] {
     );
   }
   return lines;
+}
+
+function rejectedLines(r: AttentionBenchResult, part: RejectedKernel['part']): string[] {
+  return r.rejected.filter((x) => x.part === part).map((x) => `  not timed: ${x.what}: ${x.reason}`);
 }
 
 function prefillLines(r: AttentionBenchResult): string[] {

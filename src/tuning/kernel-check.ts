@@ -1,4 +1,5 @@
-// Checks a paged-attention kernel against the CPU reference before the autotuner may time it: a mixed
+// Checks a paged-attention kernel against the CPU reference before the autotuner (or the bench,
+// kernelRejection) may time it: a mixed
 // batch of decodes (one block, a partial second, long enough to split) and causal prefills of the
 // model's own head shape, block table in random order, run with the kernel's own split choice and with
 // split-K forced to 3. Invariants: the reference (f64, pagedAttentionRef over the words the GPU holds)
@@ -121,3 +122,21 @@ export class KernelChecker {
 }
 
 const hex = (word: number) => `0x${word.toString(16).padStart(8, '0')}`;
+
+/**
+ * Why `kernel` (made for checker.layout and checker.rowStride) may not be used: it disagrees with the CPU
+ * reference (as a decode storing the new K/V when `storesKv` and the kernel can), throws, or the device
+ * refuses its pipelines (a validation error while it runs); undefined when it passes. What the bench
+ * asks before timing a kernel.
+ */
+export async function kernelRejection(device: GPUDevice, checker: KernelChecker, kernel: PagedAttentionKernel, storesKv = false): Promise<string | undefined> {
+  device.pushErrorScope('validation');
+  let reason: string | undefined;
+  try {
+    reason = await checker.check(kernel, { storesKv: storesKv && kernel.writesKvFor(checker.storingEntries) });
+  } catch (error) {
+    reason = `refused: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  const gpuError = await device.popErrorScope();
+  return gpuError ? `the device refused it: ${gpuError.message}` : reason;
+}

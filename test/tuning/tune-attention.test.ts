@@ -12,7 +12,7 @@ import { readBackWords } from '../../src/kernels/kv-bindings';
 import { WriteKvKernel } from '../../src/kernels/write-kv';
 import { writeKvRef } from '../../src/kernels/write-kv.ref';
 import { createAttentionWorkload, PATTERN_WORDS, uniformSequences } from '../../src/tuning/attention-workload';
-import { KernelChecker } from '../../src/tuning/kernel-check';
+import { KernelChecker, kernelRejection } from '../../src/tuning/kernel-check';
 import { fitDecodeShape, fitPrefillShape, tuneAttention } from '../../src/tuning/tune-attention';
 import { checkAttentionTuning } from '../../src/kernels/attention-tuning';
 import { ConfigError } from '../../src/errors';
@@ -99,6 +99,9 @@ describe('kernel checker', () => {
         encode: (encoder: GPUCommandEncoder, args: Parameters<PagedAttentionKernel['encode']>[1]) => real.encode(encoder, { ...args, scale: args.scale * 1.01 }),
       });
       expect(await checker.check(offByOnePercent)).toMatch(/^decode of \d+ keys: row \d+ element \d+ is .* where the reference is /);
+      // What the bench asks before timing a kernel: the same verdicts, under a validation error scope.
+      expect(await kernelRejection(gpu.device, checker, real)).toBeUndefined();
+      expect(await kernelRejection(gpu.device, checker, offByOnePercent)).toMatch(/^decode of \d+ keys: row \d+ element \d+ is /);
       real.destroy();
     } finally {
       checker.destroy();
