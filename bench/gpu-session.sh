@@ -7,14 +7,18 @@
 # build here, then run there with the kit of ../shared/gpu (carry .gpu and dist):
 #   bash .gpu/remote.sh bash bench/gpu-session.sh
 #   STEPS="info bench sweep prefill tests" (default: all), SWEEP / PREFILL_SWEEP="…" (variants; default:
-#   each sweep's own)
+#   each sweep's own), LIMITS="bench=540 …" (seconds per step, for a call that runs fewer steps; default
+#   info=30 bench=300 sweep=110 prefill=60 tests=90, which fit one 10-minute call together)
 set -u
 out="${OUT:-gpu-out}"
 mkdir -p "$out"
 steps="${STEPS:-info bench sweep prefill tests}"
-run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status on stdout
+run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status on stdout (LIMITS overrides seconds)
   local name=$1 limit=$2
   shift 2
+  for pair in ${LIMITS:-}; do
+    [ "${pair%%=*}" = "$name" ] && limit=${pair#*=}
+  done
   local start=$SECONDS
   timeout "$limit" "$@" > "$out/$name.txt" 2>&1
   echo "$name: exit $? after $((SECONDS - start)) s"
