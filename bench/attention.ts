@@ -345,9 +345,9 @@ async function runParts(run: BenchRun): Promise<void> {
     const tile = mma
       ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
-    const asked = tuning.prefillMatrixSubgroups !== undefined || tuning.prefillMatrixKeyTile !== undefined;
+    // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits = mma !== undefined && mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) && mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16);
-    if (path.startsWith(MATRIX_PATH) && (mma === undefined || (asked && !fits))) {
+    if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;
     }

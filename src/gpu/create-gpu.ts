@@ -208,3 +208,8 @@ export function isSoftwareAdapter(info: { vendor?: string; architecture?: string
   if (!info) return false;
   return !!info.isFallbackAdapter || /swiftshader/i.test(`${info.vendor ?? ''} ${info.architecture ?? ''} ${info.description ?? ''}`);
 }
+
+/** Whether `device` came from a software adapter (its adapterInfo, where the implementation exposes it). */
+export function isSoftwareDevice(device: GPUDevice): boolean {
+  return isSoftwareAdapter((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
+}

@@ -54,7 +54,7 @@ import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader,
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
 import { checkAttentionTuning, mergeTuning, SOFTWARE_ADAPTER_TUNING, type AttentionTuning } from './attention-tuning';
-import { isSoftwareAdapter } from '../gpu/create-gpu';
+import { isSoftwareDevice } from '../gpu/create-gpu';
 
 export type { AttentionEntry } from './attention-types';
 export type { AttentionTuning } from './attention-tuning';
@@ -207,8 +207,7 @@ export class PagedAttentionKernel {
     const wgBytes = device.limits.maxComputeWorkgroupStorageSize;
     this.decodeConfig = tileConfig('decode', layout, this.groupSize, wgBytes);
     const requested = opts.tuning === undefined ? {} : checkAttentionTuning(opts.tuning, 'tuning');
-    const software = isSoftwareAdapter((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
-    const tuning = (this.tuning = software ? mergeTuning(SOFTWARE_ADAPTER_TUNING, requested) : requested);
+    const tuning = (this.tuning = isSoftwareDevice(device) ? mergeTuning(SOFTWARE_ADAPTER_TUNING, requested) : requested);
     const info = opts.adapterInfo ?? adapterInfoOf(device);
     const subgroupMinSize = info?.subgroupMinSize || 4;
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through

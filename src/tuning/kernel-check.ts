@@ -34,28 +34,42 @@ export const CHECK_SEQUENCES = [
 /** The batch a decode storing its K/V is checked on: a decode at every context of CHECK_SEQUENCES (so the same pool layout). */
 export const CHECK_STORING_SEQUENCES = CHECK_SEQUENCES.map((s) => ({ contextLength: s.contextLength, numQueries: 1 }));
 
+/** The storing check's batch, the reference over it, and what the pool must hold after it. */
+interface StoringCheck {
+  readonly workload: AttentionWorkload;
+  readonly reference: Float32Array;
+  /** The pattern with the batch's new rows written. */
+  readonly storedWords: Uint32Array[];
+}
+
 export class KernelChecker {
   private readonly workload: AttentionWorkload;
   private readonly reference: Float32Array;
-  private readonly storing: AttentionWorkload;
-  private readonly storingReference: Float32Array;
-  /** What the pool must hold after the storing batch: the pattern with its new rows written. */
-  private readonly storedWords: Uint32Array[];
+  /** Made at the first storing check (a pool and two references no other check needs). */
+  private storingCheck: StoringCheck | undefined;
 
   constructor(
     private readonly device: GPUDevice,
-    heads: WorkloadHeads,
+    private readonly heads: WorkloadHeads,
   ) {
-    const scale = 1 / Math.sqrt(heads.headDim);
-    const referenceOf = (w: AttentionWorkload, chunkWords: Uint32Array[]) =>
-      pagedAttentionRef({ layout: w.layout, chunkWords, blockTable: w.blockTable, rowStride: w.rowStride, numQueryHeads: w.numQueryHeads, q: w.q, entries: w.entries, scale });
     this.workload = createAttentionWorkload(device, { ...heads, sequences: CHECK_SEQUENCES, order: 'random', seed: 11 });
-    this.reference = referenceOf(this.workload, this.workload.chunkWords());
-    this.storing = createAttentionWorkload(device, { ...heads, sequences: CHECK_STORING_SEQUENCES, order: 'random', seed: 13, storesKv: true });
-    const { k, v, slots } = this.storing.newKv!;
-    this.storedWords = this.storing.chunkWords();
-    writeKvRef(this.storing.layout, this.storedWords, k, v, slots);
-    this.storingReference = referenceOf(this.storing, this.storedWords);
+    this.reference = this.referenceOf(this.workload, this.workload.chunkWords());
+  }
+
+  private referenceOf(w: AttentionWorkload, chunkWords: Uint32Array[]): Float32Array {
+    const scale = 1 / Math.sqrt(this.heads.headDim);
+    return pagedAttentionRef({ layout: w.layout, chunkWords, blockTable: w.blockTable, rowStride: w.rowStride, numQueryHeads: w.numQueryHeads, q: w.q, entries: w.entries, scale });
+  }
+
+  private get storing(): StoringCheck {
+    if (this.storingCheck === undefined) {
+      const workload = createAttentionWorkload(this.device, { ...this.heads, sequences: CHECK_STORING_SEQUENCES, order: 'random', seed: 13, storesKv: true });
+      const { k, v, slots } = workload.newKv!;
+      const storedWords = workload.chunkWords();
+      writeKvRef(workload.layout, storedWords, k, v, slots);
+      this.storingCheck = { workload, reference: this.referenceOf(workload, storedWords), storedWords };
+    }
+    return this.storingCheck;
   }
 
   /** Layout and row stride a kernel under check must be made for. */
@@ -67,25 +81,27 @@ export class KernelChecker {
     return this.workload.rowStride;
   }
 
-  /** The batch of the storing check, for kernel.writesKvFor (made for the same layout and row stride). */
+  /** The batch of the storing check (made for the same layout and row stride). */
   get storingEntries(): readonly AttentionEntry[] {
-    return this.storing.entries;
+    return this.storing.workload.entries;
   }
 
   /**
    * undefined when the kernel matches the reference in both runs, else what went wrong first. With
-   * `storesKv` the kernel is checked as a decode storing its K/V (it must answer writesKvFor(storingEntries)).
+   * `storesKv`, a kernel that can store K/V from its decode (writesKvFor(storingEntries)) is checked as
+   * such; one that cannot gets the plain check.
    */
   async check(kernel: PagedAttentionKernel, options: { storesKv?: boolean } = {}): Promise<string | undefined> {
-    const w = options.storesKv ? this.storing : this.workload;
-    const reference = options.storesKv ? this.storingReference : this.reference;
-    const what = options.storesKv ? 'decode storing its K/V' : 'decode';
+    const storing = options.storesKv && kernel.writesKvFor(this.storingEntries) ? this.storing : undefined;
+    const w = storing?.workload ?? this.workload;
+    const reference = storing?.reference ?? this.reference;
+    const what = storing ? 'decode storing its K/V' : 'decode';
     const rowFloats = w.numQueryHeads * w.layout.headDim;
     for (const forceSplits of [undefined, 3]) {
       const encoder = this.device.createCommandEncoder({ label: 'kernel-check' });
-      if (options.storesKv) w.refill(encoder);
+      if (storing) w.refill(encoder);
       encoder.clearBuffer(w.out);
-      kernel.encode(encoder, w.args({ forceSplits, storesKv: options.storesKv }));
+      kernel.encode(encoder, w.args({ forceSplits, storesKv: storing !== undefined }));
       this.device.queue.submit([encoder.finish()]);
       const runs = `${forceSplits ? `, split-K forced to ${forceSplits}` : ''}`;
       const out = new Float32Array((await readBackWords(this.device, w.out, reference.byteLength)).buffer);
@@ -103,10 +119,10 @@ export class KernelChecker {
           }
         }
       }
-      if (options.storesKv) {
+      if (storing) {
         for (let c = 0; c < w.chunks.length; c++) {
           const words = await readBackWords(this.device, w.chunks[c]!);
-          const expected = this.storedWords[c]!;
+          const expected = storing.storedWords[c]!;
           const i = words.findIndex((word, j) => word !== expected[j]);
           if (i >= 0) return `${what}${runs}: pool word ${i} of chunk ${c} is ${hex(words[i]!)} where write-kv's reference is ${hex(expected[i]!)}`;
         }
@@ -117,7 +133,7 @@ export class KernelChecker {
 
   destroy(): void {
     this.workload.destroy();
-    this.storing.destroy();
+    this.storingCheck?.workload.destroy();
   }
 }
 
@@ -133,7 +149,7 @@ export async function kernelRejection(device: GPUDevice, checker: KernelChecker,
   device.pushErrorScope('validation');
   let reason: string | undefined;
   try {
-    reason = await checker.check(kernel, { storesKv: storesKv && kernel.writesKvFor(checker.storingEntries) });
+    reason = await checker.check(kernel, { storesKv });
   } catch (error) {
     reason = `refused: ${error instanceof Error ? error.message : String(error)}`;
   }

@@ -20,7 +20,7 @@ import { checkAttentionTuning, describeTuning, type AttentionTuning } from '../k
 import { PagedAttentionKernel, type AdapterInfoWithSubgroups } from '../kernels/paged-attention';
 import { timeGpu, type TimingOptions } from '../gpu/gpu-timing';
 import { probeParallelism } from '../gpu/parallelism-probe';
-import { isSoftwareAdapter } from '../gpu/create-gpu';
+import { isSoftwareDevice } from '../gpu/create-gpu';
 import { bytesPerBlock, computeKvLayout, MAX_KV_CHUNKS, type KvDtype } from '../pool/kv-layout';
 import { maxChunkBytes } from '../pool/kv-pool';
 import type { AttentionEntry } from '../kernels/attention-types';
@@ -117,7 +117,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
   if (!Number.isInteger(heads.numQueryHeads) || heads.numQueryHeads < 1 || heads.numQueryHeads % heads.numKvHeads !== 0) {
     throw new ConfigError(`numQueryHeads (${heads.numQueryHeads}) must be a positive multiple of numKvHeads (${heads.numKvHeads})`);
   }
-  const software = onSoftwareAdapter(device);
+  const software = isSoftwareDevice(device);
   // The default batches shrink to what one layer of this device holds; batches the caller names must fit.
   const maxBlocks = blocksPerLayer(device, heads);
   const fits = (sequences: number, context: number, what: string): void => requireFits(sequences, context, maxBlocks, heads.blockSize, what);
@@ -198,7 +198,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       try {
         const checked = kernelFor(tuning);
         try {
-          mismatch = await checker.check(checked, { storesKv: storesKv(tuning, checked, checker.storingEntries) });
+          mismatch = await checker.check(checked, { storesKv: tuning.decodeWritesKv === true });
         } finally {
           checked.destroy();
         }
@@ -326,7 +326,3 @@ function checkOptions(o: TuneAttentionOptions): void {
   if (o.minGain !== undefined && !(o.minGain >= 0 && o.minGain < 1)) throw new InvalidArgumentError(`minGain must be in [0, 1) (got ${o.minGain})`);
 }
 
-/** Whether the device came from a software (fallback) adapter, where the quick shapes are the default. */
-function onSoftwareAdapter(device: GPUDevice): boolean {
-  return isSoftwareAdapter((device as { adapterInfo?: GPUAdapterInfo }).adapterInfo);
-}
