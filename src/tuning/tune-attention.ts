@@ -190,17 +190,21 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
           kernel.encode(pass, args);
         });
     };
-    /** Checks, then times, `tuning` on every workload; the score is the geometric mean of the times. */
+    /** Tunings whose kernels passed the check (the search measures a tuning again to confirm a win). */
+    const passed = new WeakSet<AttentionTuning>();
+    /** Checks (once per tuning), then times, `tuning` on every workload; the score is the geometric mean of the times. */
     const measure = async (tuning: AttentionTuning, workloads: readonly AttentionWorkload[]) => {
       device.pushErrorScope('validation');
       let mismatch: string | undefined;
       let seconds: number[] = [];
       try {
-        const checked = kernelFor(tuning);
-        try {
-          mismatch = await checker.check(checked, { storesKv: tuning.decodeWritesKv === true });
-        } finally {
-          checked.destroy();
+        if (!passed.has(tuning)) {
+          const checked = kernelFor(tuning);
+          try {
+            mismatch = await checker.check(checked, { storesKv: tuning.decodeWritesKv === true });
+          } finally {
+            checked.destroy();
+          }
         }
         if (mismatch === undefined) {
           for (const w of workloads) {
@@ -219,6 +223,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       const gpuError = await device.popErrorScope();
       if (gpuError) return { rejected: `the device refused it: ${gpuError.message}` };
       if (mismatch !== undefined) return { rejected: mismatch };
+      passed.add(tuning);
       const score = Math.exp(seconds.reduce((sum, s) => sum + Math.log(s), 0) / seconds.length);
       return { score, detail: seconds.map((s) => `${(s * 1e3).toFixed(3)} ms`).join(', ') };
     };
