@@ -3,6 +3,7 @@
 //                                 SharedArrayBuffer and worker threads are available);
 //   - `vite build --mode lib`   : the Node library + CLI bundle in dist/ (WGSL inlined with ?raw);
 //   - `vitest`                  : the test suite (Node environment, GPU tests on Dawn).
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vite';
 
 const isolationHeaders = {
@@ -36,6 +37,10 @@ export default defineConfig(({ mode }) => {
         testTimeout: 120_000,
         hookTimeout: 120_000,
         pool: 'forks',
+        // One test file per core (Vitest's default leaves one core free). On SwiftShader a GPU test
+        // file spends most of its time compiling shaders on one thread, so a 2-core machine runs the
+        // suite in about two thirds of the time with both cores taking files.
+        maxWorkers: availableParallelism(),
       },
     };
   }
