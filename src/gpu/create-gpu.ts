@@ -1,12 +1,14 @@
 // Acquires a WebGPU adapter and device on Node (Dawn, npm `webgpu`) or in the browser (navigator.gpu).
 // Invariants: the device is created with the adapter's real limits for everything this runtime uses
 // (WebGPU defaults are far lower; `defaultLimits` asks for those instead), and with every optional
-// feature the runtime can use that the adapter has. On Node without a hardware adapter it retries
-// with Chromium's SwiftShader Vulkan driver and says so through `isFallback`; with no adapter at all it
+// feature the runtime can use that the adapter has. On Node without a hardware adapter it uses
+// Chromium's SwiftShader Vulkan driver and says so through `isFallback` (on Linux with no Vulkan driver
+// manifest where the loader looks, without asking Dawn for hardware first); with no adapter at all it
 // throws NoAdapterError naming what to install. A software adapter always comes from a Dawn instance
 // with SOFTWARE_ADAPTER_DISABLED_TOGGLES off, however it was found.
 import { NoAdapterError } from '../errors';
 import { dawnFlags } from './dawn-flags';
+import { vulkanDriverListed } from './vulkan-drivers';
 
 export interface CreateGpuOptions {
   powerPreference?: GPUPowerPreference;
@@ -92,10 +94,27 @@ async function loadDawn(): Promise<DawnModule> {
   return dawnModule;
 }
 
-async function findSwiftShaderIcd(): Promise<string | undefined> {
+async function nodeFs(): Promise<typeof import('node:fs')> {
   const fsName = 'node:fs';
-  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
+  return (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
+}
+
+async function findSwiftShaderIcd(): Promise<string | undefined> {
+  const fs = await nodeFs();
   return SWIFTSHADER_ICD_CANDIDATES.find((p) => fs.existsSync(p));
+}
+
+/** False only on Linux with no Vulkan driver manifest where the loader looks: no hardware adapter to ask for. */
+async function vulkanDriverMayExist(): Promise<boolean> {
+  if (process.platform !== 'linux') return true;
+  const fs = await nodeFs();
+  return vulkanDriverListed(process.env, (dir) => {
+    try {
+      return fs.readdirSync(dir);
+    } catch {
+      return [];
+    }
+  });
 }
 
 /**
@@ -128,7 +147,8 @@ async function requestNodeAdapter(options: CreateGpuOptions): Promise<GPUAdapter
   const flags = (software: boolean) =>
     dawnFlags({ enable, disable: software ? SOFTWARE_ADAPTER_DISABLED_TOGGLES : [] }, options.dawnOptions);
   const request: GPURequestAdapterOptions = { powerPreference: options.powerPreference ?? 'high-performance' };
-  if (!options.forceFallback) {
+  // Without a driver manifest Dawn would only print the loader's "Found no drivers" warnings: skip to SwiftShader.
+  if (!options.forceFallback && (await vulkanDriverMayExist())) {
     const adapter = await dawnInstance(dawn, flags(false)).requestAdapter(request);
     if (adapter && !isSoftwareAdapter(adapter.info)) return adapter;
     // The environment already names a software driver (VK_ICD_FILENAMES): ask again with its toggles.
