@@ -11,7 +11,7 @@
 // workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
 // printed as soon as it is done.
 //   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--rounds 3] [--json out.json] [--quick]
-//     [--default-limits]
+//     [--default-limits] [--dawn enable-dawn-features=…]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     'default-limits': { type: 'boolean', default: false },
     /** Run the variant list this many times, alternating, and print each variant's median per shape. */
     rounds: { type: 'string', default: '1' },
+    /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
+    dawn: { type: 'string', multiple: true, default: [] },
   },
 });
 type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
@@ -64,7 +66,7 @@ function tuningOf(name: string): AttentionTuning {
   return tuning;
 }
 
-const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS, defaultLimits: values['default-limits'] });
+const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...values.dawn], defaultLimits: values['default-limits'] });
 const names = values.variants!.split(',');
 const rounds = Number(values.rounds);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);

@@ -3,6 +3,7 @@
 // device's f32 FMA rate measured in the same run. Used to pick the register-blocked kernel's defaults
 // (attention-config.ts). A variant whose tile comes out the same as an earlier one's is not re-timed.
 //   npx tsx bench/prefill-sweep.ts [--variants blocked,blocked-f32-m48,tile,mma] [--quick] [--json out.json]
+//     [--dawn enable-dawn-features=…]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,6 +15,8 @@ const { values } = parseArgs({
     variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
+    dawn: { type: 'string', multiple: true, default: [] },
   },
 });
 type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
@@ -51,7 +54,7 @@ function tuningOf(name: string): AttentionTuning {
   return { prefillMatrix: false, prefillBlocked: true, blocked };
 }
 
-const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS, subgroupMatrix: true });
+const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...values.dawn], subgroupMatrix: true });
 const fma = await measureFmaRate(gpu.device);
 console.log(`f32 FMA rate ${fma.tflops.toFixed(2)} TFLOP/s`);
 const names = values.variants!.split(',');
