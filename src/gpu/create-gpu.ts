@@ -60,6 +60,8 @@ export interface Gpu {
   features: GpuFeatures;
   /** True when running on a software adapter (SwiftShader): correct, but far slower than a GPU. */
   isFallback: boolean;
+  /** The flags of the Dawn instance the adapter came from (Node; empty in the browser). */
+  dawnFlags: readonly string[];
 }
 
 /** Where Debian/Ubuntu's chromium package puts SwiftShader's Vulkan ICD manifest. */
@@ -141,24 +143,33 @@ function dawnInstance(dawn: DawnModule, options: string[]): GPU {
  */
 export const SOFTWARE_ADAPTER_DISABLED_TOGGLES: readonly string[] = ['use_vulkan_zero_initialize_workgroup_memory_extension'];
 
-async function requestNodeAdapter(options: CreateGpuOptions): Promise<GPUAdapter> {
+interface NodeAdapter {
+  adapter: GPUAdapter;
+  dawnFlags: string[];
+}
+
+async function requestNodeAdapter(options: CreateGpuOptions): Promise<NodeAdapter> {
   const dawn = await loadDawn();
   const enable = ['vulkan_enable_f16_on_nvidia', ...(options.subgroupMatrix ? ['allow_unsafe_apis'] : [])];
-  const flags = (software: boolean) =>
-    dawnFlags({ enable, disable: software ? SOFTWARE_ADAPTER_DISABLED_TOGGLES : [] }, options.dawnOptions);
-  const request: GPURequestAdapterOptions = { powerPreference: options.powerPreference ?? 'high-performance' };
+  const powerPreference: GPURequestAdapterOptions = { powerPreference: options.powerPreference ?? 'high-performance' };
+  /** An adapter from a new Dawn instance, with the software adapters' toggles or without. */
+  const request = async (software: boolean): Promise<NodeAdapter | undefined> => {
+    const flags = dawnFlags({ enable, disable: software ? SOFTWARE_ADAPTER_DISABLED_TOGGLES : [] }, options.dawnOptions);
+    const adapter = await dawnInstance(dawn, flags).requestAdapter(powerPreference);
+    return adapter ? { adapter, dawnFlags: flags } : undefined;
+  };
   // Without a driver manifest Dawn would only print the loader's "Found no drivers" warnings: skip to SwiftShader.
   if (!options.forceFallback && (await vulkanDriverMayExist())) {
-    const adapter = await dawnInstance(dawn, flags(false)).requestAdapter(request);
-    if (adapter && !isSoftwareAdapter(adapter.info)) return adapter;
+    const found = await request(false);
+    if (found && !isSoftwareAdapter(found.adapter.info)) return found;
     // The environment already names a software driver (VK_ICD_FILENAMES): ask again with its toggles.
-    if (adapter) return (await dawnInstance(dawn, flags(true)).requestAdapter(request)) ?? adapter;
+    if (found) return (await request(true)) ?? found;
   }
   const icd = await findSwiftShaderIcd();
   if (icd && !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES) {
     process.env.VK_ICD_FILENAMES = icd;
   }
-  const fallback = await dawnInstance(dawn, flags(true)).requestAdapter(request);
+  const fallback = await request(true);
   if (fallback) return fallback;
   throw new NoAdapterError(
     icd ? `${INSTALL_HINT} (SwiftShader at ${icd} was tried; is libvulkan1 installed?)` : INSTALL_HINT,
@@ -192,7 +203,8 @@ const WANTED_LIMITS = [
 
 export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   const backend = isNode ? 'dawn-node' : 'browser';
-  const adapter = backend === 'dawn-node' ? await requestNodeAdapter(options) : await requestBrowserAdapter(options);
+  const { adapter, dawnFlags } =
+    backend === 'dawn-node' ? await requestNodeAdapter(options) : { adapter: await requestBrowserAdapter(options), dawnFlags: [] };
   const wanted: GPUFeatureName[] = [];
   const want = (name: string): boolean => {
     if (!adapter.features.has(name)) return false;
@@ -228,7 +240,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     },
   };
   const isFallback = isSoftwareAdapter(a);
-  return { device, adapter, info, features: { subgroups, shaderF16, timestampQuery, subgroupMatrix }, isFallback };
+  return { device, adapter, info, features: { subgroups, shaderF16, timestampQuery, subgroupMatrix }, isFallback, dawnFlags };
 }
 
 /** One-line human description of the adapter. */

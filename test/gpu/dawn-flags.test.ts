@@ -64,6 +64,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var i = lid; i < ${WORDS}u; i += 64u) { scratch[i] = 0xffffffffu; }
 }`;
 
+  it('comes from a Dawn instance that zero-fills it with a loop when the adapter is a software one', async () => {
+    const gpu = await testGpu();
+    const disabled = gpu.dawnFlags.filter((f) => f.startsWith('disable-dawn-features=')).flatMap((f) => f.split('=')[1]!.split(','));
+    expect(disabled.includes('use_vulkan_zero_initialize_workgroup_memory_extension')).toBe(gpu.isFallback);
+    expect(gpu.dawnFlags.some((f) => f.startsWith('enable-dawn-features=') && f.includes('vulkan_enable_f16_on_nvidia'))).toBe(true);
+  });
+
   it('reads as zeros before the shader writes it, in every workgroup of a dispatch', async () => {
     const { device } = await testGpu();
     const bytes = WORKGROUPS * 64 * 4;
