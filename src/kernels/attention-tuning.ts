@@ -36,7 +36,8 @@ export interface AttentionTuning {
  * What a software adapter (SwiftShader, the CPU fallback where there is no GPU) runs under the caller's
  * tuning: decode workgroups of 64 invocations instead of 128. tuneAttention chose it on SwiftShader in
  * every run, and `bench/decode-sweep.ts --quick` measured 1.3–1.7× the read-bandwidth ratio of the
- * default on each quick decode shape (bench/RESULTS.md). A GPU keeps the built-in choices.
+ * default on each quick decode shape, and 1.06–1.9× again once workgroup memory was zeroed by a loop
+ * there (bench/RESULTS.md). A GPU keeps the built-in choices.
  */
 export const SOFTWARE_ADAPTER_TUNING: AttentionTuning = Object.freeze({ stream: Object.freeze({ workgroupSize: 64 as const }) });
 

@@ -33,8 +33,8 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   const W = range(config.words);
   const U = range(config.unroll);
   const halves = f16 ? (['lo', 'hi'] as const) : (['lo'] as const);
-  const half = config.halfScores;
-  if (half && (!f16 || config.queryInSmem)) throw new Error('f16 scores need f16 K/V and queries in registers');
+  const halfScores = config.halfScores;
+  if (halfScores && (!f16 || config.queryInSmem)) throw new Error('f16 scores need f16 K/V and queries in registers');
   /** The lazy-rescale threshold as a WGSL float literal, or undefined (rescale at every step). */
   const lazyThreshold = config.rescaleThreshold === undefined ? undefined : wgslFloat(config.rescaleThreshold);
   const lines: string[] = [];
@@ -101,11 +101,11 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     for (const u of U) {
       add(`    let live_${u} = ${base} + ${u}u * KEY_GROUPS + group < ${limit};`);
       for (const w of W) {
-        add(`    let kl_${u}_${w} = ${half ? 'half_lo' : 'unpack_lo'}(k_${u}_${w});`);
-        if (f16) add(`    let kh_${u}_${w} = ${half ? 'half_hi' : 'unpack_hi'}(k_${u}_${w});`);
+        add(`    let kl_${u}_${w} = ${halfScores ? 'half_lo' : 'unpack_lo'}(k_${u}_${w});`);
+        if (f16) add(`    let kh_${u}_${w} = ${halfScores ? 'half_hi' : 'unpack_hi'}(k_${u}_${w});`);
       }
       for (const h of H) {
-        const terms = half
+        const terms = halfScores
           ? W.map((w) => `f32(dot(q_${h}_${w}_lo, kl_${u}_${w}) + dot(q_${h}_${w}_hi, kh_${u}_${w}))`)
           : W.flatMap((w) => [`dot(q_${h}_${w}_lo, kl_${u}_${w})`, ...(f16 ? [`dot(q_${h}_${w}_hi, kh_${u}_${w})`] : [])]);
         add(`    var s_${u}_${h} = ${terms.join(' + ')};`);
@@ -185,7 +185,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     }
     add(`    }`, `  }`);
   };
-  if (half) {
+  if (halfScores) {
     // A packed K word as f16 halves (elements 0–3, 4–7), in the order unpack_lo / unpack_hi give them.
     add(
       `fn half_lo(w: vec4<u32>) -> vec4<f16> {`,
@@ -225,7 +225,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
           add(
             config.queryInSmem
               ? `${indent}let q_${h}_${w}_${half} = bitcast<vec4<f32>>(smem[SMEM_Q + ${h}u * Q_VECS_PER_ROW + q_vec_of(lane, ${w}u)${offset}]);`
-              : config.halfScores
+              : halfScores
                 ? `${indent}let q_${h}_${w}_${half} = vec4<f16>(queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale);`
                 : `${indent}let q_${h}_${w}_${half} = queries[q_row_${h} + q_vec_of(lane, ${w}u)${offset}] * params.scale;`,
           );

@@ -1,7 +1,7 @@
 // Generates the entry point of the subgroup-matrix prefill kernel (shaders/paged-attention-prefill-
-// mma.wgsl) for one head dim, subgroup size and subgroup count. Invariants: subgroup sg of a workgroup
-// is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows [16 sg, 16 sg + 16) and its own
-// 256-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
+// mma.wgsl) for one head dim, subgroup size, subgroup count and key tile. Invariants: subgroup sg of a
+// workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows [16 sg, 16 sg + 16) and its
+// own 16 · keyTile-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
 // workgroup-scoped subgroup-matrix uniformity diagnostic off when there are several); the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
 // arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
