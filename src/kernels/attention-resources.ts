@@ -66,15 +66,19 @@ export class AttentionResources {
   upload(items: Uint32Array<ArrayBuffer>, itemWords: number, params: Uint32Array<ArrayBuffer>, version = -1): UploadSlot {
     const use = ++this.useCounter;
     // Fast path: the slot last filled from this very work list (same version) only needs its parameters compared.
+    // Indexed loops: this runs for every layer of a step, and a for…of allocates an iterator until the JIT elides it.
+    const slots = this.slots;
     if (version >= 0) {
-      for (const slot of this.slots) {
+      for (let i = 0; i < slots.length; i++) {
+        const slot = slots[i]!;
         if (slot.version === version && sameParams(slot.contents, itemWords, params)) {
           slot.lastUse = use;
           return slot;
         }
       }
     }
-    for (const slot of this.slots) {
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
       if (holds(slot.contents, items, itemWords, params)) {
         slot.lastUse = use;
         slot.version = version;

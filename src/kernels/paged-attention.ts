@@ -301,13 +301,17 @@ export class PagedAttentionKernel {
     return answer;
   }
 
-  /** Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use. */
+  /**
+   * Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use
+   * (made once: the configs are fixed at construction, and every encode reads it).
+   */
   private get decodeShape(): { headsPerWorkgroup: number; keyTile: number } {
     const stream = this.streamDecodeConfig;
-    return stream
+    return (this.decodeShapeOnce ??= stream
       ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
-      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile };
+      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile });
   }
+  private decodeShapeOnce: { headsPerWorkgroup: number; keyTile: number } | undefined;
 
   private get prefill(): KernelPipeline {
     const mma = this.prefillMmaConfig;
@@ -398,6 +402,11 @@ export class PagedAttentionKernel {
     const slot = this.resources.upload(plan.items, plan.words, this.params, this.planVersion);
     const partials = plan.split ? this.resources.partialBuffer((plan.partialSlots * (hd + 4)) * 4) : undefined;
 
+    // Into the caller's pass directly (every layer of a step): no closure or descriptor to allocate.
+    if (isComputePass(target)) {
+      this.record(target, plan, slot, partials, args);
+      return;
+    }
     withComputePass(target, (pass) => this.record(pass, plan, slot, partials, args), {
       label: 'paged-attention',
       timestampWrites: args.timestampWrites,
