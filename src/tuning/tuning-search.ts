@@ -46,6 +46,12 @@ export interface SearchResult {
   best: AttentionTuning;
   bestScore: number;
   baseScore: number;
+  /**
+   * How much better the best is than the base: the product of each accepted win's ratio measured side by
+   * side (the best before it against it). At least 1, and not baseScore / bestScore: those two may have
+   * been measured minutes apart, under a different load.
+   */
+  speedup: number;
   trials: SearchTrial[];
 }
 
@@ -72,6 +78,7 @@ export async function searchTuning(base: AttentionTuning, knobs: readonly Tuning
   let best = base;
   let bestKey = baseKey;
   let bestScore = first.score;
+  let speedup = 1;
   for (const knob of knobs) {
     const winner = best; // every value of a knob is tried on top of the same tuning
     for (const value of knob.values) {
@@ -112,6 +119,7 @@ export async function searchTuning(base: AttentionTuning, knobs: readonly Tuning
           detail = `${detail ? `${detail}; ` : ''}not confirmed when measured again (${scoreOf(candidate)} against the best's ${scoreOf(again)})`;
         } else {
           known = candidate.score;
+          speedup *= again.score / candidate.score;
           detail = `${candidate.detail ? `${candidate.detail}; ` : ''}confirmed against the best measured again (${again.score.toExponential(3)})`;
           scores.set(bestKey, again.score);
           scores.set(key, known);
@@ -125,7 +133,7 @@ export async function searchTuning(base: AttentionTuning, knobs: readonly Tuning
       }
     }
   }
-  return { best, bestScore, baseScore: first.score, trials };
+  return { best, bestScore, baseScore: first.score, speedup, trials };
 }
 
 /** One line per trial for progress output: part, knob, value, outcome, score (ms) and detail. */

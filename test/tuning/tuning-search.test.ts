@@ -79,12 +79,27 @@ function hooks(overrides: Partial<SearchHooks> = {}): SearchHooks & { measured: 
 }
 
 describe('searchTuning', () => {
+  it('reports the speedup of side-by-side measurements, not of a base score taken under another load', async () => {
+    // The host slows down by 1.5× after the first two measurements (10 and 8): the win is confirmed
+    // (8 × 1.5 against 10 × 1.5), but its confirmed score is above the base's first one.
+    let calls = 0;
+    const h = hooks({
+      measure: async (t) => ({ score: costOf(t) * (calls++ < 2 ? 1 : 1.5) }),
+    });
+    const result = await searchTuning({}, KNOBS.slice(0, 1), h, 0.03);
+    expect(result.best).toEqual({ stream: { unroll: 2 } });
+    expect(result.bestScore).toBeCloseTo(12);
+    expect(result.baseScore).toBe(10);
+    expect(result.speedup).toBeCloseTo(10 / 8);
+  });
+
   it('keeps each knob value that beats the best so far by more than minGain, judged on top of the earlier winners', async () => {
     const h = hooks();
     const result = await searchTuning({}, KNOBS, h, 0.03);
     expect(result.best).toEqual({ stream: { unroll: 2 } }); // 8 is slower than 2; lanes 4 slower; split 1 % < 3 %
     expect(result.baseScore).toBe(10);
     expect(result.bestScore).toBeCloseTo(8);
+    expect(result.speedup).toBeCloseTo(10 / 8);
     expect(result.trials.map((t) => [t.knob, t.outcome])).toEqual([
       ['base', 'base'],
       ['unroll', 'better'],
