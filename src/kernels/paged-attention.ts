@@ -145,6 +145,8 @@ export class PagedAttentionKernel {
   readonly decodeConfig: TileConfig;
   /** Streaming decode shape, where the head shape allows it (and tuning does not turn it off). */
   readonly streamDecodeConfig: StreamDecodeConfig | undefined;
+  /** Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use. */
+  private readonly decodeShape: { readonly headsPerWorkgroup: number; readonly keyTile: number };
   readonly prefillConfig: TileConfig;
   /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
   readonly prefillMmaConfig: MmaPrefillConfig | undefined;
@@ -221,6 +223,10 @@ export class PagedAttentionKernel {
           halfScores: tuning.stream?.halfScores === true && device.features.has('shader-f16'),
         })
       : undefined;
+    const stream = this.streamDecodeConfig;
+    this.decodeShape = stream
+      ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
+      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile };
     const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
     if (!Number.isInteger(resident) || resident < 1) {
       throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);
@@ -300,18 +306,6 @@ export class PagedAttentionKernel {
     this.writesKvRows = rows;
     return answer;
   }
-
-  /**
-   * Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use
-   * (made once: the configs are fixed at construction, and every encode reads it).
-   */
-  private get decodeShape(): { headsPerWorkgroup: number; keyTile: number } {
-    const stream = this.streamDecodeConfig;
-    return (this.decodeShapeOnce ??= stream
-      ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
-      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile });
-  }
-  private decodeShapeOnce: { headsPerWorkgroup: number; keyTile: number } | undefined;
 
   private get prefill(): KernelPipeline {
     const mma = this.prefillMmaConfig;
