@@ -321,6 +321,8 @@ export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): R
 
 export interface MmaPrefillConfig {
   kind: 'prefill-mma';
+  /** M = N = K of the f16 subgroup matrices (16 on NVIDIA GPUs, 8 on Mesa's lavapipe): the rows a subgroup owns. */
+  matrixSize: MmaMatrixSize;
   headsPerWorkgroup: number;
   subgroupSize: number;
   subgroups: number;
@@ -333,30 +335,46 @@ export interface MmaPrefillConfig {
   rescaleThreshold: number;
 }
 
+/** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
+export const MMA_MATRIX_SIZES = [16, 8] as const;
+export type MmaMatrixSize = (typeof MMA_MATRIX_SIZES)[number];
 /** Subgroups per subgroup-matrix prefill workgroup that the generator supports. */
 export const MMA_SUBGROUP_COUNTS = [1, 2, 4, 8] as const;
 /** Keys per step of the subgroup-matrix prefill that the generator supports. */
 export const MMA_KEY_TILES = [16, 32, 64] as const;
 
+export interface MmaPrefillShape {
+  /** Default 8. */
+  rescaleThreshold?: number;
+  /** Default 1. */
+  subgroups?: number;
+  /** Default 16. */
+  keyTile?: number;
+  /** Default 16. */
+  matrixSize?: MmaMatrixSize;
+}
+
 /**
- * Shape of the subgroup-matrix prefill (f16 KV, head dim a multiple of 16, one subgroup size of 16, 32
- * or 64), or undefined where it does not apply or does not fit the device. A workgroup is `subgroups`
- * subgroups, each owning 16 query rows, that share the staged K/V of each step of `keyTile` keys; the
- * heads per workgroup divide both the GQA group and 16.
+ * Shape of the subgroup-matrix prefill (f16 KV, head dim a multiple of the matrix size, one subgroup
+ * size from the matrix size to 64 lanes, at most one lane per matrix element), or undefined where it does not
+ * apply or does not fit the device. A workgroup is `subgroups` subgroups, each owning matrixSize query
+ * rows, that share the staged K/V of each step of `keyTile` keys; the heads per workgroup divide both the
+ * GQA group and the matrix size.
  */
 export function mmaPrefillConfig(
   layout: KvLayout,
   groupSize: number,
   subgroupSize: number,
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
-  rescaleThreshold = 8,
-  subgroups = 1,
-  keyTile = 16,
+  shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  if (layout.kvDtype !== 'f16' || layout.headDim % 16 !== 0 || ![16, 32, 64].includes(subgroupSize)) return undefined;
+  const { rescaleThreshold = 8, subgroups = 1, keyTile = 16, matrixSize = 16 } = shape;
+  const n = matrixSize;
+  const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
+  if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
   let hpw = 1;
-  for (let d = Math.min(groupSize, 16); d > 1; d--) {
-    if (groupSize % d === 0 && 16 % d === 0) {
+  for (let d = Math.min(groupSize, n); d > 1; d--) {
+    if (groupSize % d === 0 && n % d === 0) {
       hpw = d;
       break;
     }
@@ -364,21 +382,22 @@ export function mmaPrefillConfig(
   const wg = subgroups * subgroupSize;
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * Math.max(16 * subgroups, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
-    4 * 16 * keyTile * subgroups + // s_tile
-    2 * 16 * keyTile * subgroups + // p_tile
-    4 * 16 * subgroups + // alpha_row
+    2 * Math.max(n * subgroups, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
+    4 * n * keyTile * subgroups + // s_tile
+    2 * n * keyTile * subgroups + // p_tile
+    4 * n * subgroups + // alpha_row
     4 + // rescale_flag
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
   if (wg > limits.maxComputeInvocationsPerWorkgroup || bytes > limits.maxComputeWorkgroupStorageSize) return undefined;
   return {
     kind: 'prefill-mma',
+    matrixSize: n,
     headsPerWorkgroup: hpw,
     subgroupSize,
     subgroups,
     keyTile,
-    queriesPerWorkgroup: (16 * subgroups) / hpw,
+    queriesPerWorkgroup: (n * subgroups) / hpw,
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,
@@ -392,6 +411,7 @@ export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout):
     SG_SIZE: config.subgroupSize,
     SUBGROUPS: config.subgroups,
     KEY_TILE: config.keyTile,
+    MAT: config.matrixSize,
     TAU: config.rescaleThreshold,
   };
 }

@@ -88,7 +88,7 @@ function writablePool(code: string): string {
 }
 
 /**
- * The subgroup-matrix prefill kernel for one head dim, subgroup size, subgroup count and key tile; its entry point
+ * The subgroup-matrix prefill kernel for one head dim, matrix size, subgroup size, subgroup count and key tile; its entry point
  * is generated. With several subgroups the matrix operands sit at per-subgroup offsets, which Tint's
  * subgroup-matrix uniformity diagnostic (workgroup-scoped) would refuse: it is turned off, as every
  * matrix operation is still reached by whole subgroups in workgroup-uniform control flow.
@@ -98,8 +98,8 @@ export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): Sha
     'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n' +
     (config.subgroups > 1 ? 'diagnostic(off, chromium.subgroup_matrix_uniformity);\n' : '');
   return {
-    name: `paged-attention-prefill-mma-d${headDim}-s${config.subgroupSize}-g${config.subgroups}-k${config.keyTile}`,
-    code: [directives, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config.subgroupSize, config.subgroups, config.keyTile)].join('\n'),
+    name: `paged-attention-prefill-mma-d${headDim}-m${config.matrixSize}-s${config.subgroupSize}-g${config.subgroups}-k${config.keyTile}`,
+    code: [directives, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config)].join('\n'),
     entryPoint: 'prefill_mma_main',
   };
 }

@@ -11,8 +11,8 @@
 //   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point;
 //     subgroup shuffles when subgroups are on, else the portable shared reduction) where its shape
 //     limits allow, else on the tile engine; prefill runs on subgroup
-//     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 16×16×16 ones with f32
-//     results and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
+//     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 ones with f32 results
+//     (16×16×16, else 8×8×8) and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
 //     blocked.wgsl, portable) where a tile fits the device's workgroup memory, else on the tile engine.
 //     Both decode kernels write the same partial format for the merge kernel.
 //   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
@@ -36,6 +36,8 @@ import {
   blockedPrefillConfig,
   blockedPrefillConstants,
   mmaPrefillConfig,
+  MMA_MATRIX_SIZES,
+  type MmaMatrixSize,
   mmaPrefillConstants,
   streamConstants,
   streamDecodeConfig,
@@ -238,12 +240,12 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
+    const matrixSize = opts.subgroups && tuning.prefillMatrix !== false ? subgroupMatrixSize(device, info) : undefined;
     const mmaOf = (subgroups?: number, keyTile?: number) =>
-      mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, tuning.prefillRescaleThreshold, subgroups, keyTile);
-    this.prefillMmaConfig =
-      opts.subgroups && tuning.prefillMatrix !== false && subgroupMatricesUsable(device, info)
-        ? (mmaOf(tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile) ?? mmaOf())
-        : undefined;
+      matrixSize === undefined
+        ? undefined
+        : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, { rescaleThreshold: tuning.prefillRescaleThreshold, subgroups, keyTile, matrixSize });
+    this.prefillMmaConfig = mmaOf(tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile) ?? mmaOf();
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
@@ -574,7 +576,7 @@ export class PagedAttentionKernel {
     const b = this.prefillBlockedConfig;
     const t = this.prefillConfig;
     const prefill = m
-      ? `subgroup matrices: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
+      ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
         `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.keyTile} keys per step, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
@@ -602,12 +604,15 @@ function subgroupSizeOf(info: AdapterInfoWithSubgroups | undefined): number {
   return info?.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : 0;
 }
 
-/** Whether the device has f16 16×16×16 subgroup matrices with f32 results, at one subgroup size. */
-function subgroupMatricesUsable(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): boolean {
-  if (!device.features.has('chromium-experimental-subgroup-matrix') || !device.features.has('shader-f16')) return false;
-  if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return false;
+/**
+ * The size n of the square f16 subgroup matrices with f32 results (n × n × n) the device offers, 16
+ * preferred over 8, at one subgroup size; undefined where it offers neither.
+ */
+function subgroupMatrixSize(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): MmaMatrixSize | undefined {
+  if (!device.features.has('chromium-experimental-subgroup-matrix') || !device.features.has('shader-f16')) return undefined;
+  if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return undefined;
   const configs = [...(info?.subgroupMatrixConfigs ?? [])];
-  return configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+  return MMA_MATRIX_SIZES.find((n) => configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === n && c.N === n && c.K === n));
 }
 
 /** Whether the decode binds `buffer` writable: out, or one of the layer's KV chunks. */

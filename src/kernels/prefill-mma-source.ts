@@ -1,26 +1,30 @@
 // Generates the entry point of the subgroup-matrix prefill kernel (shaders/paged-attention-prefill-
-// mma.wgsl) for one head dim, subgroup size, subgroup count and key tile. Invariants: subgroup sg of a
-// workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows [16 sg, 16 sg + 16) and its
-// own 16 · keyTile-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
+// mma.wgsl) for one head dim, matrix size n (16 or 8), subgroup size, subgroup count and key tile.
+// Invariants: subgroup sg of a workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows
+// [n sg, n sg + n) and its own n · keyTile-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
 // workgroup-scoped subgroup-matrix uniformity diagnostic off when there are several); the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
-// arrays); every 16-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
+// arrays); every n-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
 // COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
 // barrier or a matrix operation are workgroup-uniform.
+import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
-export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups = 1, keyTile = 16): string {
-  const chunks = range(headDim / 16);
-  /** The step's 16-key blocks: S and P are 16 × keyTile, one matrix per block. */
-  const blocks = range(keyTile / 16);
-  const lanesPerRow = subgroupSize / 16;
+export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'keyTile'>): string {
+  const { matrixSize: n, subgroupSize, subgroups, keyTile } = shape;
+  const chunks = range(headDim / n);
+  /** The step's n-key blocks: S and P are n × keyTile, one matrix per block. */
+  const blocks = range(keyTile / n);
+  const lanesPerRow = subgroupSize / n;
   const colsPerLane = keyTile / lanesPerRow;
-  const sTile = 16 * keyTile; // a subgroup's S (f32) and P (f16) elements
-  const cols16 = 16 / lanesPerRow; // a lane's columns of a 16-wide O chunk
+  const sTile = n * keyTile; // a subgroup's S (f32) and P (f16) elements
+  const colsO = n / lanesPerRow; // a lane's columns of an n-wide O chunk
   const cols = range(colsPerLane);
-  const left = 'subgroup_matrix_left<f16, 16, 16>';
-  const right = 'subgroup_matrix_right<f16, 16, 16>';
-  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  // The n / 4 vec4s of an output row, shared out among its lanes: lane k writes vec4s k · vecsPerLane ….
+  const vecsPerLane = Math.max(1, n / 4 / lanesPerRow);
+  const left = `subgroup_matrix_left<f16, ${n}, ${n}>`;
+  const right = `subgroup_matrix_right<f16, ${n}, ${n}>`;
+  const result = `subgroup_matrix_result<f32, ${n}, ${n}>`;
   const L: string[] = [];
   const add = (...l: string[]) => L.push(...l);
   const reduce = (v: string, op: 'max' | 'sum') => {
@@ -29,7 +33,7 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     }
   };
   add(
-    `var<workgroup> tiles: array<f16, ${Math.max(16 * subgroups * headDim, 2 * keyTile * headDim)}>;`,
+    `var<workgroup> tiles: array<f16, ${Math.max(n * subgroups * headDim, 2 * keyTile * headDim)}>;`,
     `var<workgroup> s_tile: array<f32, ${sTile * subgroups}>;`,
     `var<workgroup> p_tile: array<f16, ${sTile * subgroups}>;`,
     ``,
@@ -38,20 +42,21 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `  let lane = tid % SG_SIZE;`,
     `  let r = lane / LANES_PER_ROW;`,
     `  let col0 = (lane % LANES_PER_ROW) * ${colsPerLane}u;`,
-    `  let wg_row = sg * 16u + r;`,
+    `  let wg_row = sg * ${n}u + r;`,
     `  let qi = wg_row / HEADS_PER_WG;`,
     `  let row_live = qi < item.num_q;`,
     `  let q_pos = item.q_pos + qi;`,
     `  let s_at = sg * ${sTile}u + r * ${keyTile}u + col0;`,
-    // Where this lane's share of a 16 × 16 O chunk (row r, columns o_col0 …) sits in the subgroup's s_tile.
-    `  let o_col0 = (lane % LANES_PER_ROW) * ${cols16}u;`,
-    `  let o_at = sg * ${sTile}u + r * 16u + o_col0;`,
+    // Where this lane's share of an n × n O chunk (row r, columns o_col0 …) sits in the subgroup's s_tile.
+    `  let o_col0 = (lane % LANES_PER_ROW) * ${colsO}u;`,
+    `  let o_at = sg * ${sTile}u + r * ${n}u + o_col0;`,
+    `  let out_vec0 = (lane % LANES_PER_ROW) * ${vecsPerLane}u;`,
     `  stage_queries(item, first_head);`,
     `  var window_start = 0u;`,
     `  load_table_window(item.seq_slot, 0u);`,
     `  workgroupBarrier();`,
   );
-  for (const c of chunks) add(`  let q_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, sg * 16u * HEAD_DIM + ${16 * c}u, HEAD_DIM);`);
+  for (const c of chunks) add(`  let q_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, sg * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
   for (const c of chunks) add(`  var o_${c} = ${result}();`);
   add(
     `  var m_ref = NEG_BIG;`,
@@ -72,9 +77,9 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
   for (const b of blocks) {
     add(`    var sm_${b} = ${result}();`);
     for (const c of chunks) {
-      add(`    sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${16 * b}u * HEAD_DIM + ${16 * c}u, HEAD_DIM), sm_${b});`);
+      add(`    sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${n * b}u * HEAD_DIM + ${n * c}u, HEAD_DIM), sm_${b});`);
     }
-    add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${16 * b}u, sm_${b}, ${keyTile}u);`);
+    add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${n * b}u, sm_${b}, ${keyTile}u);`);
   }
   add(`    workgroupBarrier();`);
   for (const j of cols) {
@@ -108,36 +113,43 @@ export function prefillMmaEntry(headDim: number, subgroupSize: number, subgroups
     `    }`,
     `    if (workgroupUniformLoad(&rescale_flag) != 0u) {`,
   );
-  // O chunks are 16 × 16: lane (r, col0) scales columns o_col0 … of row r (the first cols16 of its columns).
+  // O chunks are n × n: lane (r, col0) scales columns o_col0 … of row r (colsO of them).
   for (const c of chunks) {
     add(
-      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, 16u);`,
+      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`,
       `      workgroupBarrier();`,
-      ...range(cols16).map((j) => `      s_tile[o_at + ${j}u] *= alpha_row[wg_row];`),
+      ...range(colsO).map((j) => `      s_tile[o_at + ${j}u] *= alpha_row[wg_row];`),
       `      workgroupBarrier();`,
-      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, 16u);`,
+      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, ${n}u);`,
       `      workgroupBarrier();`,
     );
   }
   add(`    }`);
-  for (const b of blocks) add(`    let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${16 * b}u, ${keyTile}u);`);
+  for (const b of blocks) add(`    let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${n * b}u, ${keyTile}u);`);
   for (const c of chunks) {
     for (const b of blocks) {
-      add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${16 * b}u) * HEAD_DIM + ${16 * c}u, HEAD_DIM), o_${c});`);
+      add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`);
     }
   }
   add(`    workgroupBarrier();`, `  }`);
   // Normalise and write: chunk by chunk through the subgroup's scratch.
   add(`  let out_row = ((item.q_row + qi) * params.num_query_heads + first_head + wg_row % HEADS_PER_WG) * Q_VECS_PER_ROW;`);
+  // Row r's n values of chunk c sit at s_tile[sg · sTile + r · n …]; its lanes write them as vec4s
+  // (where a row has fewer vec4s than lanes, the last lanes write none).
+  const rowAt = `sg * ${sTile}u + r * ${n}u`;
   for (const c of chunks) {
-    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, 16u);`, `  workgroupBarrier();`, `  if (row_live) {`);
-    for (let j = 0; j < cols16; j += 4) {
+    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`, `  workgroupBarrier();`);
+    for (const v of range(vecsPerLane)) {
+      const vec = `out_vec0 + ${v}u`;
+      const guard = vecsPerLane * lanesPerRow > n / 4 ? ` && ${vec} < ${n / 4}u` : '';
       add(
-        `    results[out_row + (${16 * c}u + o_col0 + ${j}u) / 4u] = vec4<f32>(s_tile[o_at + ${j}u], s_tile[o_at + ${j + 1}u], ` +
-          `s_tile[o_at + ${j + 2}u], s_tile[o_at + ${j + 3}u]) / l_row;`,
+        `  if (row_live${guard}) {`,
+        `    let at = ${rowAt} + (${vec}) * 4u;`,
+        `    results[out_row + ${(n / 4) * c}u + ${vec}] = vec4<f32>(s_tile[at], s_tile[at + 1u], s_tile[at + 2u], s_tile[at + 3u]) / l_row;`,
+        `  }`,
       );
     }
-    add(`  }`, `  workgroupBarrier();`);
+    add(`  workgroupBarrier();`);
   }
   add(`}`);
   return L.join('\n');

@@ -227,25 +227,31 @@ describe('subgroup-matrix prefill shapes', () => {
   const layoutOf = (headDim: number, kvDtype: 'f16' | 'f32') =>
     computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim, blockSize: 16, numBlocks: 4, kvDtype }, 1 << 30);
 
-  it('apply to f16 KV with head dims that are multiples of 16 and subgroups of 16, 32 or 64 lanes only', () => {
+  it('apply to f16 KV with head dims that are multiples of the matrix size and subgroups of n to 64 lanes only', () => {
     expect(mmaPrefillConfig(layoutOf(128, 'f32'), 4, 32, limits)).toBeUndefined();
     expect(mmaPrefillConfig(layoutOf(72, 'f16'), 4, 32, limits)).toBeUndefined();
+    expect(mmaPrefillConfig(layoutOf(72, 'f16'), 4, 32, limits, { matrixSize: 8 })?.matrixSize).toBe(8);
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 8, limits)).toBeUndefined();
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 8, limits, { matrixSize: 8 })?.workgroupSize).toBe(8);
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 128, limits)).toBeUndefined();
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, { ...limits, maxComputeWorkgroupStorageSize: 4096 })).toBeUndefined();
   });
 
-  it('put 16 rows of whole GQA groups in one subgroup and fit the workgroup memory', () => {
-    for (const headDim of [16, 64, 128, 256]) {
-      for (const groupSize of [1, 2, 3, 4, 6, 8, 12, 16, 32]) {
-        for (const subgroupSize of [16, 32, 64]) {
-          const c = mmaPrefillConfig(layoutOf(headDim, 'f16'), groupSize, subgroupSize, limits)!;
-          const where = `hd ${headDim} G ${groupSize} subgroup ${subgroupSize}`;
-          expect(c, where).toBeDefined();
-          expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
-          expect(16 % c.headsPerWorkgroup, where).toBe(0);
-          expect(c.queriesPerWorkgroup * c.headsPerWorkgroup, where).toBe(16);
-          expect(c.workgroupSize, where).toBe(subgroupSize);
-          expect(c.workgroupBytes, where).toBeLessThanOrEqual(limits.maxComputeWorkgroupStorageSize);
+  it('put n rows of whole GQA groups in one subgroup (n the matrix size) and fit the workgroup memory', () => {
+    for (const [matrixSize, subgroupSizes] of [[16, [16, 32, 64]], [8, [8, 16, 32, 64]]] as const) {
+      for (const headDim of [16, 64, 128, 256]) {
+        for (const groupSize of [1, 2, 3, 4, 6, 8, 12, 16, 32]) {
+          for (const subgroupSize of subgroupSizes) {
+            const c = mmaPrefillConfig(layoutOf(headDim, 'f16'), groupSize, subgroupSize, limits, { matrixSize })!;
+            const where = `n ${matrixSize} hd ${headDim} G ${groupSize} subgroup ${subgroupSize}`;
+            expect(c, where).toBeDefined();
+            expect(c.matrixSize, where).toBe(matrixSize);
+            expect(groupSize % c.headsPerWorkgroup, where).toBe(0);
+            expect(matrixSize % c.headsPerWorkgroup, where).toBe(0);
+            expect(c.queriesPerWorkgroup * c.headsPerWorkgroup, where).toBe(matrixSize);
+            expect(c.workgroupSize, where).toBe(subgroupSize);
+            expect(c.workgroupBytes, where).toBeLessThanOrEqual(limits.maxComputeWorkgroupStorageSize);
+          }
         }
       }
     }
@@ -254,19 +260,19 @@ describe('subgroup-matrix prefill shapes', () => {
   it('with several subgroups: 16 rows each, the workgroup that many subgroups, and refused where their memory does not fit', () => {
     const one = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits)!;
     for (const subgroups of [2, 4, 8]) {
-      const c = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, subgroups)!;
+      const c = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { subgroups })!;
       expect([c.subgroups, c.workgroupSize, c.queriesPerWorkgroup * c.headsPerWorkgroup]).toEqual([subgroups, 32 * subgroups, 16 * subgroups]);
       expect(c.workgroupBytes).toBeGreaterThan(one.workgroupBytes);
       // The Q rows of every subgroup (16 · subgroups · 128 f16) outgrow the 32 K/V rows of a step from 4 on.
       expect(c.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (Math.max(16 * subgroups, 32) - 32) + (6 * 256 + 64) * (subgroups - 1) + 16 * 8 * (subgroups - 1));
     }
-    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, 8, 8)).toBeUndefined(); // 80 KiB
+    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8 })).toBeUndefined(); // 80 KiB
     // Longer steps: K and V of 64 keys (32 KiB at head dim 128) and a 16 × 64 S and P per subgroup.
-    const long = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, 1, 64)!;
+    const long = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { keyTile: 64 })!;
     expect(long.keyTile).toBe(64);
     expect(long.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (128 - 32) + 6 * 16 * (64 - 16));
-    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, 8, 4, 64)).toBeUndefined(); // 32 KiB of K/V + 4 × 6 KiB of S and P
-    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 64, limits, 8, 32)).toBeUndefined(); // 2048 invocations
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { subgroups: 4, keyTile: 64 })).toBeUndefined(); // 32 KiB of K/V + 4 × 6 KiB of S and P
+    expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 64, limits, { subgroups: 32 })).toBeUndefined(); // 2048 invocations
   });
 });
 

@@ -6,7 +6,7 @@
 // device runs them (attention-mma.test.ts, attention-half-scores.test.ts); here every shape the
 // generators support must compile, and its pipeline must be accepted where the null device's limits
 // allow one (for subgroup matrices, workgroups a multiple of its 128-lane maximum subgroup size; at most
-// its 16 KiB of workgroup memory and 8 storage buffers per stage). A kernel made there also shows which
+// its 256 invocations, 16 KiB of workgroup memory and 8 storage buffers per stage). A kernel made there also shows which
 // subgroup-matrix shape it falls back to when the one asked for does not fit.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
@@ -37,20 +37,26 @@ async function compileErrors(code: string): Promise<string[]> {
   return info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
 }
 
-const SHAPES = [32, 64, 128, 256].flatMap((headDim) =>
-  [16, 32, 64].flatMap((subgroupSize) =>
-    MMA_SUBGROUP_COUNTS.flatMap((subgroups) => MMA_KEY_TILES.map((keyTile) => ({ headDim, subgroupSize, subgroups, keyTile }))),
+// Every 16 × 16 shape; for 8 × 8 matrices (Mesa's lavapipe) every subgroup size, with the
+// smallest and largest subgroup counts and key tiles.
+const SHAPES = [32, 64, 128, 256].flatMap((headDim) => [
+  ...[16, 32, 64].flatMap((subgroupSize) =>
+    MMA_SUBGROUP_COUNTS.flatMap((subgroups) => MMA_KEY_TILES.map((keyTile) => ({ headDim, matrixSize: 16 as const, subgroupSize, subgroups, keyTile }))),
   ),
-);
+  ...[8, 16, 32, 64].flatMap((subgroupSize) =>
+    [1, 8].flatMap((subgroups) => [16, 64].map((keyTile) => ({ headDim, matrixSize: 8 as const, subgroupSize, subgroups, keyTile }))),
+  ),
+]);
 
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each(SHAPES)('head dim $headDim, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, subgroupSize, subgroups, keyTile }) => {
+  it.each(SHAPES)('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, keyTile }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, 8, subgroups, keyTile)!;
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, keyTile, matrixSize })!;
     expect([config.workgroupSize, config.keyTile]).toEqual([subgroups * subgroupSize, keyTile]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
-    if (config.workgroupSize % NULL_MAX_SUBGROUP !== 0 || config.workgroupBytes > gpu.device.limits.maxComputeWorkgroupStorageSize) return;
+    const limits = gpu.device.limits;
+    if (config.workgroupSize % NULL_MAX_SUBGROUP !== 0 || config.workgroupSize > limits.maxComputeWorkgroupSizeX || config.workgroupBytes > limits.maxComputeWorkgroupStorageSize) return;
     expect(await pipelineError(shader, mmaPrefillConstants(config, layout))).toBeUndefined();
   });
 
@@ -72,11 +78,11 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
 
   it('validates for real: per-subgroup matrix offsets are refused without the uniformity diagnostic turned off', async () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const code = prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS, 8, 4)!, 64).code;
+    const code = prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS, { subgroups: 4 })!, 64).code;
     const directive = 'diagnostic(off, chromium.subgroup_matrix_uniformity);';
     expect(code).toContain(directive);
     expect((await compileErrors(code.replace(directive, '')))[0]).toMatch(/subgroupMatrix(Load|Store)' requires argument 1 to be uniform/);
-    expect(prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS, 8, 1)!, 64).code).not.toContain(directive);
+    expect(prefillMmaShader(mmaPrefillConfig(layout, 4, 32, NO_LIMITS)!, 64).code).not.toContain(directive);
   });
 });
 

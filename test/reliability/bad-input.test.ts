@@ -251,11 +251,12 @@ describe('NaN and infinities (data, not errors)', () => {
     for (let query = 0; query < 3; query++) {
       for (let head = 0; head < heads.numQueryHeads; head++) {
         const got = rowHead(prefill!, query, head);
-        if (query === 1 && head === 1) expect(got.every(Number.isNaN)).toBe(true);
-        else expect(mismatches(got, rowHead(Float32Array.from(expected), query, head))).toEqual([]);
+        // The poisoned row itself is left open: WGSL lets a device assume no NaN in shader arithmetic
+        // (SwiftShader gives NaN, Mesa's lavapipe 0 in the register-blocked prefill).
+        if (query !== 1 || head !== 1) expect(mismatches(got, rowHead(Float32Array.from(expected), query, head))).toEqual([]);
       }
     }
-    expect(rowHead(decode!, 0, 0).every(Number.isNaN)).toBe(true);
+    // Likewise head 0 of the decode query (NaN on SwiftShader and lavapipe); its other heads stay finite.
     for (let head = 1; head < heads.numQueryHeads; head++) expect(rowHead(decode!, 0, head).every(Number.isFinite)).toBe(true);
     expect(mismatches(clean!, seq.model.expectedAttention(0, other, 7, 1, SCALE))).toEqual([]);
   });
