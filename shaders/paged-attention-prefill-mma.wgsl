@@ -12,8 +12,13 @@
 //     rescale through workgroup memory is rare; rows past num_q and keys past a row's position get
 //     p = 0. Lane l of a subgroup owns row l / LANES_PER_ROW, columns (l % LANES_PER_ROW) × COLS_PER_LANE…
 //     (COLS_PER_LANE = KEY_TILE / LANES_PER_ROW)
-//   - `rescale_flag` is reset by tid 0 before the step's first barrier and read with
-//     workgroupUniformLoad, so the rescale branch (which has barriers) is workgroup-uniform.
+//   - `step_flags` (STEP_RESCALE, STEP_V_NONFINITE) is read once per step with workgroupUniformLoad, so the
+//     branches it chooses (which have barriers) are workgroup-uniform, and cleared by tid 0 after that
+//     read and before the step's last barrier. Every write within a step stores the same value (bits are
+//     only added, by whole phases between barriers), so the unsynchronised writes cannot disagree.
+//   - A masked key never meets P·V as 0 · V: where a step masks keys for some rows (keys past the tile's
+//     first query position) and its V holds a NaN or ±∞, STEP_V_NONFINITE (set while staging) sends that
+//     step's P·V to scalar code that adds only each row's visible keys.
 
 
 override SG_SIZE: u32;
@@ -31,7 +36,12 @@ override TAU: f32 = 8.0;
 //   s_tile: array<f32, MAT · KEY_TILE · SUBGROUPS>   (per subgroup: its MAT × KEY_TILE S, then scratch for O chunks)
 //   p_tile: array<f16, MAT · KEY_TILE · SUBGROUPS>   (per subgroup: P as f16)
 var<workgroup> alpha_row: array<f32, MAT * SUBGROUPS>;
-var<workgroup> rescale_flag: u32;
+/** What the current step must do besides the matrix path: STEP_RESCALE | STEP_V_NONFINITE bits. */
+var<workgroup> step_flags: u32;
+/** Some row's reference max moved: rescale the O matrices through the scratch. */
+const STEP_RESCALE = 1u;
+/** The step masks keys for some rows and its staged V holds a NaN or ±∞: P·V in scalar code. */
+const STEP_V_NONFINITE = 2u;
 
 override SMEM_TABLE: u32 = 0u;
 override SMEM_RED: u32 = TABLE_WINDOW / 4u;
@@ -72,8 +82,19 @@ fn stage_queries(item: WorkItem, first_head: u32) {
   }
 }
 
-/** K rows of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end). */
-fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32) {
+/** Whether one of the eight f16 values packed in `w` is NaN or ±∞ (exponent all ones: integer tests, which no
+ *  assumption of finite arithmetic can fold away). */
+fn has_nonfinite_f16(w: vec4<u32>) -> bool {
+  let all_ones = vec4<u32>(0x1fu);
+  return any(((w >> vec4<u32>(10u)) & all_ones) == all_ones) || any(((w >> vec4<u32>(26u)) & all_ones) == all_ones);
+}
+
+/**
+ * K rows of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end).
+ * Where the step masks keys for some rows (`masks_keys`), a NaN or ±∞ in its V sets STEP_V_NONFINITE (the
+ * only bit set before the step's first barrier).
+ */
+fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32, masks_keys: bool) {
   for (var i = tid; i < KEY_TILE * VECS_PER_ROW; i += WG_SIZE) {
     let key = i / VECS_PER_ROW;
     let col = i % VECS_PER_ROW;
@@ -81,6 +102,9 @@ fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32) {
     var kv = array<vec4<u32>, 2>(vec4<u32>(0u), vec4<u32>(0u));
     if (pos < key_end) {
       kv = load_key_words(kv_head, pos, col, window_start);
+      if (masks_keys && has_nonfinite_f16(kv[1])) {
+        step_flags = STEP_V_NONFINITE;
+      }
     }
     store8(key * HEAD_DIM + col * 8u, kv[0]);
     store8((KEY_TILE + key) * HEAD_DIM + col * 8u, kv[1]);

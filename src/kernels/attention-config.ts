@@ -386,7 +386,7 @@ export function mmaPrefillConfig(
     4 * n * keyTile * subgroups + // s_tile
     2 * n * keyTile * subgroups + // p_tile
     4 * n * subgroups + // alpha_row
-    4 + // rescale_flag
+    4 + // step_flags
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
   if (wg > limits.maxComputeInvocationsPerWorkgroup || bytes > limits.maxComputeWorkgroupStorageSize) return undefined;

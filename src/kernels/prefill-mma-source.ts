@@ -68,10 +68,8 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `      load_table_window(item.seq_slot, window_start);`,
     `      workgroupBarrier();`,
     `    }`,
-    `    if (tid == 0u) {`,
-    `      rescale_flag = 0u;`,
-    `    }`,
-    `    stage_kv(kv_head, t0, item.key_end, window_start);`,
+    // A step holding keys past the tile's first query position masks some keys for some rows.
+    `    stage_kv(kv_head, t0, item.key_end, window_start, t0 + KEY_TILE > item.q_pos + 1u);`,
     `    workgroupBarrier();`,
   );
   for (const b of blocks) {
@@ -109,9 +107,10 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `      alpha_row[wg_row] = alpha;`,
     `    }`,
     `    if (alpha != 1.0 && m_prev > NEG_BIG) {`,
-    `      rescale_flag = 1u;`,
+    `      step_flags = step_flags | STEP_RESCALE;`,
     `    }`,
-    `    if (workgroupUniformLoad(&rescale_flag) != 0u) {`,
+    `    let flags = workgroupUniformLoad(&step_flags);`,
+    `    if ((flags & STEP_RESCALE) != 0u) {`,
   );
   // O chunks are n × n: lane (r, col0) scales columns o_col0 … of row r (colsO of them).
   for (const c of chunks) {
@@ -125,13 +124,42 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     );
   }
   add(`    }`);
-  for (const b of blocks) add(`    let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${n * b}u, ${keyTile}u);`);
+  // P·V. A masked key has p = 0, and 0 · NaN = NaN: where a step masks keys for some rows and its staged V
+  // holds a NaN or ±∞ (STEP_V_NONFINITE, set while staging), each lane adds its row's visible keys alone,
+  // in scalar code through the scratch (rare: only a poisoned V near the diagonal).
+  add(`    if ((flags & STEP_V_NONFINITE) != 0u) {`);
+  for (const c of chunks) {
+    add(
+      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`,
+      `      workgroupBarrier();`,
+      `      for (var k = 0u; k < KEY_TILE; k++) {`,
+      `        if (t0 + k <= q_pos && t0 + k < item.key_end) {`,
+      `          let p = f32(p_tile[sg * ${sTile}u + r * KEY_TILE + k]);`,
+      `          let v_at = (KEY_TILE + k) * HEAD_DIM + ${n * c}u + o_col0;`,
+      ...range(colsO).map((j) => `          s_tile[o_at + ${j}u] += p * f32(tiles[v_at + ${j}u]);`),
+      `        }`,
+      `      }`,
+      `      workgroupBarrier();`,
+      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, ${n}u);`,
+      `      workgroupBarrier();`,
+    );
+  }
+  add(`    } else {`);
+  for (const b of blocks) add(`      let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${n * b}u, ${keyTile}u);`);
   for (const c of chunks) {
     for (const b of blocks) {
-      add(`    o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`);
+      add(`      o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`);
     }
   }
-  add(`    workgroupBarrier();`, `  }`);
+  add(
+    `    }`,
+    // Every lane has read the flags (workgroupUniformLoad above): clear them for the next step.
+    `    if (tid == 0u) {`,
+    `      step_flags = 0u;`,
+    `    }`,
+    `    workgroupBarrier();`,
+    `  }`,
+  );
   // Normalise and write: chunk by chunk through the subgroup's scratch.
   add(`  let out_row = ((item.q_row + qi) * params.num_query_heads + first_head + wg_row % HEADS_PER_WG) * Q_VECS_PER_ROW;`);
   // Row r's n values of chunk c sit at s_tile[sg · sTile + r · n …]; its lanes write them as vec4s

@@ -15,6 +15,9 @@ import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpe
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { computeKvLayout, type KvLayout } from '../../src/pool/kv-layout';
 import { mmaPrefillConfig } from '../../src/kernels/attention-config';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { queryRows } from '../reliability/helpers/kv-content';
+import { mismatches, SequenceModel } from '../reliability/helpers/sequence-model';
 
 const TOL = { atol: 5e-3, rtol: 1e-2 };
 const gpu: Gpu = await createGpu({ subgroupMatrix: true });
@@ -96,6 +99,44 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
         expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s), ${prefillMatrixKeyTile} keys per step: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
       } finally {
         fx.destroy();
+      }
+    }
+  });
+
+  // The bad-input guarantee (README "Bad input") on subgroup matrices: a masked key has p = 0, and a
+  // matrix P·V would add 0 · NaN = NaN to the rows of a step that do not attend it.
+  it('NaN and ±∞ in V at a position do not reach the earlier queries of the same prefill, nor other heads', async () => {
+    const heads = { numKvHeads: 2, numQueryHeads: 8, headDim: 16 } as const;
+    const rowOf = heads.numKvHeads * heads.headDim;
+    const qRow = heads.numQueryHeads * heads.headDim;
+    const scale = 1 / Math.sqrt(heads.headDim);
+    for (const [tuning, poisoned, blockSize] of [
+      [{ prefillMatrixSubgroups: 1, prefillMatrixKeyTile: 16 }, 37, 8],
+      [{ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32 }, 45, 16],
+      [{ prefillMatrixSubgroups: 1, prefillMatrixKeyTile: 64 }, 3, 4],
+    ] as const) {
+      const cache = await PagedKVCache.create(gpu.device, {
+        ...heads, numLayers: 1, blockSize, numBlocks: 32, maxSequenceLength: 64, adapterInfo: gpu.adapter.info, attentionTuning: tuning,
+      });
+      try {
+        const tokens = Array.from({ length: 48 }, (_, i) => (i * 7) % 11);
+        const id = cache.createSequence({ tokens }).id;
+        const model = new SequenceModel({ ...heads, numLayers: 1, blockSize }, '', tokens);
+        const ids = model.contentFor(0, tokens.length, 0);
+        await cache.writeKV(0, id, 0, model.rows(0, ids, 0), model.rows(0, ids, 1));
+        model.write(0, 0, ids);
+        // V of position `poisoned`: NaN for kv head 0, +∞ (beyond f16) for kv head 1; K stays finite.
+        const v = new Float32Array(rowOf).map((_, i) => (i < heads.headDim ? NaN : 1e6));
+        await cache.writeKV(0, id, poisoned, model.rows(0, model.contentFor(poisoned, 1, 0), 0), v);
+        const q = queryRows(poisoned, tokens.length, qRow);
+        const [out] = await cache.attend(0, [{ seqId: id, q, queryStart: 0 }]);
+        const where = `${JSON.stringify(tuning)}, block ${blockSize}, V poisoned at ${poisoned}`;
+        expect(cache.describeKernels().prefill, where).toMatch(/^subgroup matrices/);
+        const expected = model.expectedAttention(0, q, 0, poisoned, scale);
+        expect(mismatches(out!.subarray(0, poisoned * qRow), expected, TOL.atol, TOL.rtol), where).toEqual([]);
+        cache.free(id);
+      } finally {
+        cache.destroy();
       }
     }
   });
