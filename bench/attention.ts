@@ -334,6 +334,13 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
         });
       }
+      // K/V matrices of fully attended steps loaded from the pool, unstaged: one subgroup, and 4 × 32 keys.
+      for (const [subgroups, keyTile] of [[1, 16], [4, 32]] as const) {
+        paths.push({
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), ${keyTile} keys per step, K/V from the pool`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: true },
+        });
+      }
     }
     configs.destroy();
   }
@@ -343,10 +350,14 @@ async function runParts(run: BenchRun): Promise<void> {
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys, ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
-    const fits = mma !== undefined && mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) && mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16);
+    const fits =
+      mma !== undefined &&
+      mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) &&
+      mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
+      mma.directKv === (tuning.prefillMatrixDirectKv ?? false);
     if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;

@@ -16,6 +16,10 @@
 //     branches it chooses (which have barriers) are workgroup-uniform, and cleared by tid 0 after that
 //     read and before the step's last barrier. Every write within a step stores the same value (bits are
 //     only added, by whole phases between barriers), so the unsynchronised writes cannot disagree.
+//   - With K/V from the pool (MmaPrefillConfig.directKv, a one-chunk pool whose blocks hold whole n-key
+//     matrices), a step whose keys every row attends and whose blocks all exist loads its K and V
+//     matrices from the chunk's f16 view (kv_half) and stages nothing; every lane decides that from
+//     the same table window, and those branches hold no barrier. Other steps are staged as above.
 //   - A masked key never meets P·V as 0 · V: where a step masks keys for some rows (keys past the tile's
 //     first query position) and its V holds a NaN or ±∞, STEP_V_NONFINITE (set while staging) sends that
 //     step's P·V to scalar code that adds only each row's visible keys.
@@ -80,6 +84,21 @@ fn stage_queries(item: WorkItem, first_head: u32) {
     tiles[at + 2u] = f16(v.z);
     tiles[at + 3u] = f16(v.w);
   }
+}
+
+/**
+ * Index in the f16 view of a one-chunk pool (kv_half) of the K row of key `pos`, kv head `kv_head`, through
+ * the table window starting at `window_start`; NO_BLOCK where the key's block is missing. Its V row is
+ * params.vecs_per_half · 8 further.
+ */
+fn pool_row_at(kv_head: u32, pos: u32, window_start: u32) -> u32 {
+  let logical = block_of(pos);
+  let at = logical - window_start;
+  let code = smem[SMEM_TABLE + at / 4u][at % 4u];
+  if (code == NO_BLOCK) {
+    return NO_BLOCK;
+  }
+  return ((code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block + (pos - logical * params.block_size) * VECS_PER_ROW) * 8u;
 }
 
 /** Whether one of the eight f16 values packed in `w` is NaN or ±∞ (exponent all ones: integer tests, which no

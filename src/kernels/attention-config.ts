@@ -333,6 +333,12 @@ export interface MmaPrefillConfig {
   workgroupBytes: number;
   /** Rescale threshold TAU (natural-log units); P ≤ e^TAU must fit f16. */
   rescaleThreshold: number;
+  /**
+   * Steps whose keys every row attends load their K and V matrices straight from the pool (an f16 view of
+   * its one chunk) instead of staging them through workgroup memory; needs one chunk and blocks of a
+   * multiple of matrixSize tokens.
+   */
+  directKv: boolean;
 }
 
 /** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
@@ -352,6 +358,8 @@ export interface MmaPrefillShape {
   keyTile?: number;
   /** Default 16. */
   matrixSize?: MmaMatrixSize;
+  /** Default false; ignored where the layout does not allow it (several chunks, blocks not a multiple of the matrix size). */
+  directKv?: boolean;
 }
 
 /**
@@ -368,7 +376,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  const { rescaleThreshold = 8, subgroups = 1, keyTile = 16, matrixSize = 16 } = shape;
+  const { rescaleThreshold = 8, subgroups = 1, keyTile = 16, matrixSize = 16, directKv = false } = shape;
   const n = matrixSize;
   const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
   if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
@@ -401,6 +409,7 @@ export function mmaPrefillConfig(
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,
+    directKv: directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
   };
 }
 

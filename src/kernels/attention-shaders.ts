@@ -79,6 +79,22 @@ export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, num
   };
 }
 
+/** Binding of the pool's f16 view in a subgroup-matrix prefill that loads K/V matrices from it (after results). */
+export const POOL_HALF_VIEW_BINDING = 9;
+
+/**
+ * The KV access code for a layer of one chunk, with an f16 view of that chunk (`kv_half`, for matrix
+ * loads): word loads name chunk 0 alone, so the other chunk slots are not part of the pipeline.
+ */
+function withPoolHalfView(code: string): string {
+  const dispatch = /fn load_kv\(chunk: u32, i: u32\) -> vec4<u32> \{\n  switch \(chunk\) \{[^]*?\n  \}\n\}/;
+  if (!dispatch.test(code)) throw new Error('paged-attention-kv-access.wgsl has no load_kv switch to replace');
+  return (
+    code.replace(dispatch, 'fn load_kv(chunk: u32, i: u32) -> vec4<u32> {\n  return kv_chunk0[i];\n}') +
+    `\n@group(0) @binding(${POOL_HALF_VIEW_BINDING}) var<storage, read> kv_half: array<f16>;\n`
+  );
+}
+
 /** The KV access code with the pool's chunk bindings declared read_write instead of read. */
 function writablePool(code: string): string {
   const readOnly = /var<storage, read> kv_chunk/g;
@@ -96,10 +112,11 @@ function writablePool(code: string): string {
 export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): ShaderSource {
   const directives =
     'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\n' +
-    (config.subgroups > 1 ? 'diagnostic(off, chromium.subgroup_matrix_uniformity);\n' : '');
+    (config.subgroups > 1 || config.directKv ? 'diagnostic(off, chromium.subgroup_matrix_uniformity);\n' : '');
+  const kvAccess = config.directKv ? withPoolHalfView(kvAccessCode) : kvAccessCode;
   return {
-    name: `paged-attention-prefill-mma-d${headDim}-m${config.matrixSize}-s${config.subgroupSize}-g${config.subgroups}-k${config.keyTile}`,
-    code: [directives, lanesSubgroupCode, typesCode, kvAccessCode, prefillMmaCode, prefillMmaEntry(headDim, config)].join('\n'),
+    name: `paged-attention-prefill-mma-d${headDim}-m${config.matrixSize}-s${config.subgroupSize}-g${config.subgroups}-k${config.keyTile}${config.directKv ? '-dkv' : ''}`,
+    code: [directives, lanesSubgroupCode, typesCode, kvAccess, prefillMmaCode, prefillMmaEntry(headDim, config)].join('\n'),
     entryPoint: 'prefill_mma_main',
   };
 }

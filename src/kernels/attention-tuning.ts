@@ -28,6 +28,8 @@ export interface AttentionTuning {
   prefillMatrixSubgroups?: (typeof MMA_SUBGROUP_COUNTS)[number];
   /** Keys per step of the subgroup-matrix prefill (default 16): more MMAs between its barriers, more workgroup memory. */
   prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
+  /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size). */
+  prefillMatrixDirectKv?: boolean;
   /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
   decodeWritesKv?: boolean;
 }
@@ -95,6 +97,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillRescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   prefillMatrixSubgroups: oneOf(MMA_SUBGROUP_COUNTS),
   prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
+  prefillMatrixDirectKv: bool,
   decodeWritesKv: bool,
 };
 

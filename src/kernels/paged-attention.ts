@@ -52,7 +52,7 @@ import {
 import { planBatch, MIN_KEYS_PER_SPLIT, type PlanShape, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
 import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
-import { attentionShader, decodeStreamShader, mergeShader, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
+import { attentionShader, decodeStreamShader, mergeShader, POOL_HALF_VIEW_BINDING, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
 import { checkAttentionTuning, mergeTuning, SOFTWARE_ADAPTER_TUNING, type AttentionTuning } from './attention-tuning';
@@ -130,6 +130,8 @@ interface KernelPipeline {
   pipeline: GPUComputePipeline;
   /** KV chunk bindings the shader declares and uses (the generated decode names only the layer's). */
   chunkBindings: number;
+  /** The shader also reads chunk 0 through an f16 view at POOL_HALF_VIEW_BINDING (matrix loads). */
+  poolHalfView?: boolean;
 }
 
 const EMPTY_WORK_LIST: Uint32Array<ArrayBuffer> = new Uint32Array(0);
@@ -187,6 +189,8 @@ export class PagedAttentionKernel {
   /** Reused binding lists (the bind-group cache compares them by identity and copies what it keeps). */
   private readonly tileBindings: (GPUBufferBinding | undefined)[];
   private readonly chunkBindings: GPUBufferBinding[];
+  /** Chunk 0 again, for a prefill that reads it through an f16 view as well. */
+  private readonly poolHalfView: GPUBufferBinding;
   /** Slots, new K, new V (bindings 9–11 of the decode that writes K/V). */
   private readonly writeBindings: GPUBufferBinding[];
   private readonly mergeBindings: GPUBufferBinding[];
@@ -244,7 +248,13 @@ export class PagedAttentionKernel {
     const mmaOf = (subgroups?: number, keyTile?: number) =>
       matrixSize === undefined
         ? undefined
-        : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, { rescaleThreshold: tuning.prefillRescaleThreshold, subgroups, keyTile, matrixSize });
+        : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
+            rescaleThreshold: tuning.prefillRescaleThreshold,
+            subgroups,
+            keyTile,
+            matrixSize,
+            directKv: tuning.prefillMatrixDirectKv,
+          });
     this.prefillMmaConfig = mmaOf(tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile) ?? mmaOf();
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
@@ -266,6 +276,7 @@ export class PagedAttentionKernel {
       undefined,
     ];
     this.writeBindings = [{ buffer }, { buffer }, { buffer }];
+    this.poolHalfView = { buffer };
     this.mergeBindings = [{ buffer, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 }, { buffer }, { buffer }, { buffer }];
     this.setLayoutParams();
   }
@@ -313,7 +324,10 @@ export class PagedAttentionKernel {
     const mma = this.prefillMmaConfig;
     const blocked = this.prefillBlockedConfig;
     return (this.prefillPipeline ??= mma
-      ? this.pipeline({ ...prefillMmaShader(mma, this.layout.headDim), constants: mmaPrefillConstants(mma, this.layout) })
+      ? {
+          ...this.pipeline({ ...prefillMmaShader(mma, this.layout.headDim), constants: mmaPrefillConstants(mma, this.layout) }, mma.directKv ? 1 : MAX_KV_CHUNKS),
+          poolHalfView: mma.directKv,
+        }
       : blocked
         ? this.pipeline({ ...prefillBlockedShader(blocked, this.layout.headDim), constants: blockedPrefillConstants(blocked, this.layout) })
         : this.tilePipeline(this.prefillConfig));
@@ -482,7 +496,7 @@ export class PagedAttentionKernel {
     write?: DecodeKvWrite,
   ): void {
     // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results, then
-    // for the decode that writes K/V: slots, new K, new V.
+    // for the decode that writes K/V: slots, new K, new V; or for a prefill reading the pool as f16 matrices: chunk 0 again.
     const bindings = this.tileBindings;
     const params = bindings[0]!;
     params.buffer = slot.params;
@@ -503,6 +517,10 @@ export class PagedAttentionKernel {
       writes[2]!.buffer = write.v;
     }
     for (let i = 0; i < writes.length; i++) bindings[MAX_KV_CHUNKS + 5 + i] = write ? writes[i] : undefined;
+    if (kernel.poolHalfView) {
+      this.poolHalfView.buffer = args.chunks[0]!;
+      bindings[POOL_HALF_VIEW_BINDING] = this.poolHalfView;
+    }
     const group = this.resources.bindGroup(kernel.pipeline, bindings);
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, group);

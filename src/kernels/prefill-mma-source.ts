@@ -10,7 +10,7 @@
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
-export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'keyTile'>): string {
+export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'keyTile' | 'directKv'>): string {
   const { matrixSize: n, subgroupSize, subgroups, keyTile } = shape;
   const chunks = range(headDim / n);
   /** The step's n-key blocks: S and P are n × keyTile, one matrix per block. */
@@ -69,16 +69,35 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `      workgroupBarrier();`,
     `    }`,
     // A step holding keys past the tile's first query position masks some keys for some rows.
-    `    stage_kv(kv_head, t0, item.key_end, window_start, t0 + KEY_TILE > item.q_pos + 1u);`,
-    `    workgroupBarrier();`,
+    `    let masks_keys = t0 + KEY_TILE > item.q_pos + 1u;`,
   );
-  for (const b of blocks) {
-    add(`    var sm_${b} = ${result}();`);
-    for (const c of chunks) {
-      add(`    sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${n * b}u * HEAD_DIM + ${n * c}u, HEAD_DIM), sm_${b});`);
+  /** S of block b from the staged K rows. */
+  const stagedScores = (b: number, indent: string) =>
+    chunks.map((c) => `${indent}sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${n * b}u * HEAD_DIM + ${n * c}u, HEAD_DIM), sm_${b});`);
+  for (const b of blocks) add(`    var sm_${b} = ${result}();`);
+  if (shape.directKv) {
+    // A step every row attends whole, over blocks that all exist, reads its K and V matrices from the
+    // pool (each n-key block of the step lies in one pool block); every lane computes the same `direct`
+    // from the table window, so the branches below (which hold no barrier) are taken by whole subgroups.
+    for (const b of blocks) add(`    let kv_at_${b} = pool_row_at(kv_head, t0 + ${n * b}u, window_start);`);
+    add(
+      `    let direct = !masks_keys && ${blocks.map((b) => `kv_at_${b} != NO_BLOCK`).join(' && ')};`,
+      `    if (!direct) {`,
+      `      stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`,
+      `    }`,
+      `    workgroupBarrier();`,
+      `    if (direct) {`,
+    );
+    for (const b of blocks) {
+      for (const c of chunks) {
+        add(`      sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&kv_half, kv_at_${b} + ${n * c}u, HEAD_DIM), sm_${b});`);
+      }
     }
-    add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${n * b}u, sm_${b}, ${keyTile}u);`);
+    add(`    } else {`, ...blocks.flatMap((b) => stagedScores(b, '      ')), `    }`);
+  } else {
+    add(`    stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
   }
+  for (const b of blocks) add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${n * b}u, sm_${b}, ${keyTile}u);`);
   add(`    workgroupBarrier();`);
   for (const j of cols) {
     add(
@@ -146,10 +165,21 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
   }
   add(`    } else {`);
   for (const b of blocks) add(`      let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${n * b}u, ${keyTile}u);`);
-  for (const c of chunks) {
-    for (const b of blocks) {
-      add(`      o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`);
+  /** O += P · V from the staged V rows. */
+  const stagedOutputs = (indent: string) =>
+    chunks.flatMap((c) =>
+      blocks.map((b) => `${indent}o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`),
+    );
+  if (shape.directKv) {
+    add(`      if (direct) {`);
+    for (const c of chunks) {
+      for (const b of blocks) {
+        add(`        o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM), o_${c});`);
+      }
     }
+    add(`      } else {`, ...stagedOutputs('        '), `      }`);
+  } else {
+    add(...stagedOutputs('      '));
   }
   add(
     `    }`,

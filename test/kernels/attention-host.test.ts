@@ -237,6 +237,18 @@ describe('subgroup-matrix prefill shapes', () => {
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, { ...limits, maxComputeWorkgroupStorageSize: 4096 })).toBeUndefined();
   });
 
+  it('load K/V from the pool only where asked, with one chunk and blocks holding whole matrices', () => {
+    const layout = (blockSize: number, blocksPerChunk?: number) =>
+      computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 64, blockSize, numBlocks: 8, kvDtype: 'f16' }, blockSize * 64 * 4 * (blocksPerChunk ?? 8));
+    const direct = (l: ReturnType<typeof layout>, matrixSize: 8 | 16, directKv?: boolean) => mmaPrefillConfig(l, 4, 32, limits, { matrixSize, directKv })!.directKv;
+    expect(direct(layout(16), 16)).toBe(false);
+    expect(direct(layout(16), 16, true)).toBe(true);
+    expect(direct(layout(8), 16, true)).toBe(false); // an 8-token block holds half a 16-key matrix
+    expect(direct(layout(8), 8, true)).toBe(true);
+    expect(layout(16, 4).numChunks).toBe(2);
+    expect(direct(layout(16, 4), 16, true)).toBe(false); // two chunks
+  });
+
   it('put n rows of whole GQA groups in one subgroup (n the matrix size) and fit the workgroup memory', () => {
     for (const [matrixSize, subgroupSizes] of [[16, [16, 32, 64]], [8, [8, 16, 32, 64]]] as const) {
       for (const headDim of [16, 64, 128, 256]) {

@@ -1,7 +1,7 @@
 // Prefill on subgroup matrices (tensor cores; Dawn's chromium-experimental-subgroup-matrix with f16
 // inputs and f32 results) against the f64 CPU reference. Runs only where the device offers them with
 // Dawn's allow_unsafe_apis — 16×16 on NVIDIA GPUs, 8×8 on Mesa 26's lavapipe (a CPU
-// driver: `VK_ICD_FILENAMES=…/lvp_icd.json npx vitest run test/kernels/attention-mma.test.ts`, about 2
+// driver: `VK_ICD_FILENAMES=…/lvp_icd.json npx vitest run test/kernels/attention-mma.test.ts`, about 4
 // minutes on 2 cores). Elsewhere (SwiftShader) it is skipped, and the portable path is tested by the
 // other kernel tests. A shape the device's workgroup memory does not hold is expected to fall back to
 // one subgroup of 16 keys.
@@ -68,14 +68,20 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 4, keyTile: 32 },
     { headDim: 64, groupSize: 2, blockSize: 1, subgroups: 2, keyTile: 64 },
     { headDim: 256, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 32 },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup, $keyTile keys per step matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile }) => {
+    // K/V matrices of fully attended steps loaded from the pool (blocks of 16 and 32 tokens hold whole
+    // 16- and 8-key matrices); the diagonal steps stay staged.
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 16, directKv: true },
+    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 2, keyTile: 32, directKv: true },
+    { headDim: 128, groupSize: 2, blockSize: 16, subgroups: 4, keyTile: 64, directKv: true },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup, $keyTile keys per step, K/V from the pool $directKv matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, directKv = false }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
+        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
       });
       expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile));
+      expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {
@@ -83,20 +89,56 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     }
   });
 
-  it('long causal prefill with table-window reloads (block size 8), rescaling lazily and at every new max, in one and four subgroups and steps of 16 to 64 keys', async () => {
-    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile] of [[8, 1, 16], [0, 1, 16], [8, 4, 32], [0, 2, 64]] as const) {
+  it('long causal prefill with table-window reloads (blocks of 8 and 16), rescaling lazily and at every new max, in one and four subgroups, steps of 16 to 64 keys, K/V staged and from the pool', async () => {
+    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, blockSize] of [
+      [8, 1, 16, false, 8], [0, 1, 16, false, 8], [8, 4, 32, false, 8], [0, 2, 64, false, 8], [0, 2, 32, true, 16],
+    ] as const) {
       const options: KvFixtureOptions = {
-        numKvHeads: 1, groupSize: 4, headDim: 128, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true,
+        numKvHeads: 1, groupSize: 4, headDim: 128, blockSize, kvDtype: 'f16', shuffleBlocks: true,
         sequences: [{ contextLength: 2100, numQueries: 70 }, { contextLength: 1200, numQueries: 1200 }], seed: 77, qMagnitude: 3,
       };
       const fx = buildKvFixture(gpu.device, options);
       try {
         const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile }, adapterInfo: gpu.adapter.info,
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv }, adapterInfo: gpu.adapter.info,
         });
         expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, 4, prefillMatrixSubgroups, prefillMatrixKeyTile));
+        expect(kernel.prefillMmaConfig!.directKv).toBe(prefillMatrixDirectKv);
         const result = await checkAttention(gpu.device, kernel, fx, TOL);
-        expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s), ${prefillMatrixKeyTile} keys per step: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+        expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s), ${prefillMatrixKeyTile} keys per step, K/V from the pool ${prefillMatrixDirectKv}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+      } finally {
+        fx.destroy();
+      }
+    }
+  });
+
+  it('a block id outside the pool reads as zeros, on the staged and the pool-loaded paths alike (the same output as a zeroed block)', async () => {
+    for (const directKv of [false, true]) {
+      const options: KvFixtureOptions = {
+        numKvHeads: 2, groupSize: 4, headDim: 64, blockSize: 16, kvDtype: 'f16', shuffleBlocks: true, seed: 5,
+        sequences: [{ contextLength: 200, numQueries: 150 }, { contextLength: 90, numQueries: 1 }],
+      };
+      const fx = buildKvFixture(gpu.device, options);
+      try {
+        // Blocks 1 and 6 of the prefill (keys its later query tiles attend whole, so the pool-loaded path
+        // would read them) get ids outside the pool on the GPU; the reference, which refuses such ids,
+        // keeps the real ids over blocks zeroed in the pool and in its copy.
+        const gpuTable = fx.blockTable.slice();
+        for (const [logical, outside] of [[1, -1], [6, fx.layout.numBlocks + 3]] as const) {
+          const id = fx.blockTable[logical]!;
+          const chunk = Math.floor(id / fx.layout.blocksPerChunk);
+          const at = (id % fx.layout.blocksPerChunk) * fx.layout.wordsPerBlock;
+          fx.chunkWords[chunk]!.fill(0, at, at + fx.layout.wordsPerBlock);
+          gpu.device.queue.writeBuffer(fx.chunks[chunk]!, at * 4, new Uint32Array(fx.layout.wordsPerBlock));
+          gpuTable[logical] = outside;
+        }
+        gpu.device.queue.writeBuffer(fx.blockTableBuffer, 0, gpuTable);
+        const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixDirectKv: directKv },
+        });
+        expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
+        const result = await checkAttention(gpu.device, kernel, fx, TOL);
+        expect(result.count, `K/V from the pool ${directKv}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
       } finally {
         fx.destroy();
       }

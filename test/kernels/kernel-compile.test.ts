@@ -46,13 +46,19 @@ const SHAPES = [32, 64, 128, 256].flatMap((headDim) => [
   ...[8, 16, 32, 64].flatMap((subgroupSize) =>
     [1, 8].flatMap((subgroups) => [16, 64].map((keyTile) => ({ headDim, matrixSize: 8 as const, subgroupSize, subgroups, keyTile }))),
   ),
-]);
+]).map((shape) => ({ ...shape, directKv: false }));
+// K/V matrices loaded from the pool: both matrix sizes, one and several subgroups, short and long steps.
+const DIRECT_SHAPES = [64, 128].flatMap((headDim) =>
+  ([[16, 32], [8, 8]] as const).flatMap(([matrixSize, subgroupSize]) =>
+    [1, 4].flatMap((subgroups) => [16, 64].map((keyTile) => ({ headDim, matrixSize, subgroupSize, subgroups, keyTile, directKv: true }))),
+  ),
+);
 
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each(SHAPES)('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, keyTile }) => {
+  it.each([...SHAPES, ...DIRECT_SHAPES])('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step, K/V from the pool $directKv: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, keyTile, directKv }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, keyTile, matrixSize })!;
-    expect([config.workgroupSize, config.keyTile]).toEqual([subgroups * subgroupSize, keyTile]);
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, keyTile, matrixSize, directKv })!;
+    expect([config.workgroupSize, config.keyTile, config.directKv]).toEqual([subgroups * subgroupSize, keyTile, directKv]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
     const limits = gpu.device.limits;
