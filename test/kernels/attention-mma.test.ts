@@ -1,8 +1,8 @@
 // Prefill on subgroup matrices (tensor cores; Dawn's chromium-experimental-subgroup-matrix with f16
 // inputs and f32 results) against the f64 CPU reference. Runs only where the device offers them with
 // Dawn's allow_unsafe_apis — 16×16 on NVIDIA GPUs, 8×8 on Mesa 26's lavapipe (a CPU
-// driver: `VK_ICD_FILENAMES=…/lvp_icd.json npx vitest run test/kernels/attention-mma.test.ts`, about 4
-// minutes on 2 cores). Elsewhere (SwiftShader) it is skipped, and the portable path is tested by the
+// driver: `bash .ci/lavapipe.sh`, then `. /opt/lavapipe/env.sh && npx vitest run test/kernels/attention-mma.test.ts`,
+// about 4 minutes on 2 cores). Elsewhere (SwiftShader) it is skipped, and the portable path is tested by the
 // other kernel tests. A shape the device's workgroup memory does not hold is expected to fall back to
 // one subgroup of 16 keys.
 // Tolerance, |gpu − ref| ≤ atol + rtol·|ref| with atol 5e-3, rtol 1e-2: the kernel rounds the scaled
