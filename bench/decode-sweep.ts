@@ -20,7 +20,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-hs,stream-r8,stream-hs-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4' },
+    variants: { type: 'string', default: 'stream,stream-hs,stream-r8,stream-hs-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4,mma,mma-s64' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** A device with WebGPU's default limits (16 KiB of workgroup memory), as a page that asks for none gets. */
@@ -41,10 +41,23 @@ const { median } = await import('../src/gpu/gpu-timing');
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
  * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np (no prefetch) -qs (queries in
  * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
- * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256.
+ * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or
+ * `mma` (on subgroup matrices, where the device has them) followed by -s<keys per step> -t<target
+ * workgroups> -k<min keys per split>, e.g. mma-s64.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { streamDecode: false };
+  if (name.startsWith('mma')) {
+    const tuning: AttentionTuning = { decodeMatrix: true };
+    for (const knob of name.split('-').slice(1)) {
+      const n = Number(knob.slice(1));
+      if (knob[0] === 's') tuning.decodeMatrixKeyTile = n as 16 | 32 | 64;
+      else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
+      else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
+      else throw new Error(`unknown knob ${knob} in ${name}`);
+    }
+    return tuning;
+  }
   if (!name.startsWith('stream')) throw new Error(`unknown variant ${name}`);
   const stream: StreamDecodeTuning = {};
   const tuning: AttentionTuning = { stream };
@@ -66,8 +79,9 @@ function tuningOf(name: string): AttentionTuning {
   return tuning;
 }
 
-const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...values.dawn], defaultLimits: values['default-limits'] });
-const names = values.variants!.split(',');
+const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...values.dawn], defaultLimits: values['default-limits'], subgroupMatrix: true });
+// The subgroup-matrix variants only where the device has them (elsewhere they would time the default kernel again).
+const names = values.variants!.split(',').filter((name) => gpu.features.subgroupMatrix || !name.startsWith('mma'));
 const rounds = Number(values.rounds);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
 type DecodeRow = Awaited<ReturnType<typeof runAttentionBench>>['decode'][number];

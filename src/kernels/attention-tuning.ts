@@ -30,6 +30,10 @@ export interface AttentionTuning {
   prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
   /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size). */
   prefillMatrixDirectKv?: boolean;
+  /** true: decode on subgroup matrices where the device has them (the prefill kernel's code, K/V from the pool where the layout allows). */
+  decodeMatrix?: boolean;
+  /** Keys per step of the subgroup-matrix decode (default 16). */
+  decodeMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
   /** false: never store K/V from the decode kernel (writesKvFor answers false; callers write K/V first). */
   decodeWritesKv?: boolean;
 }
@@ -99,6 +103,8 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
   prefillMatrixDirectKv: bool,
   decodeWritesKv: bool,
+  decodeMatrix: bool,
+  decodeMatrixKeyTile: oneOf(MMA_KEY_TILES),
 };
 
 /**

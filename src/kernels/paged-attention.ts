@@ -8,13 +8,14 @@
 //   - encode validates everything it can check on the host and throws InvalidArgumentError before
 //     recording anything; block ids inside the table are not checked on the host (an id outside
 //     [0, numBlocks) reads as zeros).
-//   - Decode runs on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point;
+//   - Decode runs on subgroup matrices where asked (tuning.decodeMatrix) and the device has them (the
+//     prefill kernel's code, one query per item), else on the streaming kernel (paged-attention-decode-stream.wgsl, generated entry point;
 //     subgroup shuffles when subgroups are on, else the portable shared reduction) where its shape
 //     limits allow, else on the tile engine; prefill runs on subgroup
 //     matrices (paged-attention-prefill-mma.wgsl) where the device has f16 ones with f32 results
 //     (16×16×16, else 8×8×8) and the layout fits, else on the register-blocked kernel (paged-attention-prefill-
 //     blocked.wgsl, portable) where a tile fits the device's workgroup memory, else on the tile engine.
-//     Both decode kernels write the same partial format for the merge kernel.
+//     Every decode kernel writes the same partial format for the merge kernel.
 //   - Per encode: one compute pass with up to three dispatches (decode, merge, prefill); dispatches
 //     wider than maxComputeWorkgroupsPerDimension wrap into a second dimension.
 //   - Every encode between two submits may use a different batch, up to UPLOAD_SLOTS distinct ones
@@ -152,6 +153,8 @@ export class PagedAttentionKernel {
   /** Query heads per decode workgroup and keys split lengths are rounded to, for the decode kernel in use. */
   private readonly decodeShape: { readonly headsPerWorkgroup: number; readonly keyTile: number };
   readonly prefillConfig: TileConfig;
+  /** Subgroup-matrix decode shape, where asked for (tuning.decodeMatrix) and the device has f16 subgroup matrices. */
+  readonly decodeMmaConfig: MmaPrefillConfig | undefined;
   /** Subgroup-matrix prefill shape, when the device has f16 subgroup matrices and the layout fits. */
   readonly prefillMmaConfig: MmaPrefillConfig | undefined;
   /** Register-blocked prefill shape, when it is chosen (no subgroup matrices) and a tile fits. */
@@ -229,24 +232,44 @@ export class PagedAttentionKernel {
           halfScores: tuning.stream?.halfScores === true && device.features.has('shader-f16'),
         })
       : undefined;
+    const matrixSize = opts.subgroups ? subgroupMatrixSize(device, info) : undefined;
+    this.decodeMmaConfig =
+      tuning.decodeMatrix === true && matrixSize !== undefined
+        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
+            rescaleThreshold: tuning.prefillRescaleThreshold,
+            keyTile: tuning.decodeMatrixKeyTile,
+            matrixSize,
+            directKv: true,
+          })
+        : undefined;
     const stream = this.streamDecodeConfig;
-    this.decodeShape = stream
-      ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
-      : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile };
+    const decodeMma = this.decodeMmaConfig;
+    this.decodeShape = decodeMma
+      ? { headsPerWorkgroup: decodeMma.headsPerWorkgroup, keyTile: decodeMma.keyTile }
+      : stream
+        ? { headsPerWorkgroup: stream.headsPerWorkgroup, keyTile: stream.keysPerStep }
+        : { headsPerWorkgroup: this.decodeConfig.headsPerWorkgroup, keyTile: this.decodeConfig.keyTile };
     const resident = opts.residentWorkgroups ?? DEFAULT_RESIDENT_WORKGROUPS;
     if (!Number.isInteger(resident) || resident < 1) {
       throw new ConfigError(`residentWorkgroups must be a positive integer (got ${resident}); probeParallelism(device) measures it`);
     }
+    // The subgroup-matrix decode's workgroups are one subgroup each: as many as fill the device with
+    // the same invocations as `resident` 256-invocation ones.
     this.decodeSplitTarget =
-      tuning.decodeTargetWorkgroups ?? (this.streamDecodeConfig ? resident : Math.max(1, Math.round(resident / TILE_TARGET_DIVISOR)));
+      tuning.decodeTargetWorkgroups ??
+      (decodeMma
+        ? Math.max(1, Math.round((resident * 256) / decodeMma.workgroupSize))
+        : stream
+          ? resident
+          : Math.max(1, Math.round(resident / TILE_TARGET_DIVISOR)));
     this.decodeMinKeysPerSplit =
-      tuning.decodeMinKeysPerSplit ?? (this.streamDecodeConfig ? STREAM_MIN_STEPS_PER_SPLIT * this.streamDecodeConfig.keysPerStep : MIN_KEYS_PER_SPLIT);
+      tuning.decodeMinKeysPerSplit ??
+      (decodeMma ? STREAM_MIN_STEPS_PER_SPLIT * decodeMma.keyTile : stream ? STREAM_MIN_STEPS_PER_SPLIT * stream.keysPerStep : MIN_KEYS_PER_SPLIT);
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
-    const matrixSize = opts.subgroups && tuning.prefillMatrix !== false ? subgroupMatrixSize(device, info) : undefined;
     const mmaOf = (subgroups?: number, keyTile?: number) =>
-      matrixSize === undefined
+      matrixSize === undefined || tuning.prefillMatrix === false
         ? undefined
         : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
             rescaleThreshold: tuning.prefillRescaleThreshold,
@@ -283,6 +306,8 @@ export class PagedAttentionKernel {
 
   private get decode(): KernelPipeline {
     const stream = this.streamDecodeConfig;
+    const mma = this.decodeMmaConfig;
+    if (mma) return (this.decodePipeline ??= this.mmaPipeline(mma));
     return (this.decodePipeline ??= stream
       ? this.pipeline(
           { ...decodeStreamShader(stream, this.layout.kvDtype === 'f16', this.layout.numChunks), constants: streamConstants(stream, this.layout) },
@@ -308,7 +333,10 @@ export class PagedAttentionKernel {
   writesKvFor(entries: readonly AttentionEntry[]): boolean {
     if (entries === this.writesKvEntries) return this.writesKvAnswer;
     let answer =
-      this.streamDecodeConfig?.reduction === 'subgroup' && this.writeBindingsFit && this.tuning.decodeWritesKv !== false;
+      this.decodeMmaConfig === undefined &&
+      this.streamDecodeConfig?.reduction === 'subgroup' &&
+      this.writeBindingsFit &&
+      this.tuning.decodeWritesKv !== false;
     let rows = 0;
     for (let i = 0; answer && i < entries.length; i++) {
       answer = entries[i]!.numQueries === 1;
@@ -324,10 +352,7 @@ export class PagedAttentionKernel {
     const mma = this.prefillMmaConfig;
     const blocked = this.prefillBlockedConfig;
     return (this.prefillPipeline ??= mma
-      ? {
-          ...this.pipeline({ ...prefillMmaShader(mma, this.layout.headDim), constants: mmaPrefillConstants(mma, this.layout) }, mma.directKv ? 1 : MAX_KV_CHUNKS),
-          poolHalfView: mma.directKv,
-        }
+      ? this.mmaPipeline(mma)
       : blocked
         ? this.pipeline({ ...prefillBlockedShader(blocked, this.layout.headDim), constants: blockedPrefillConstants(blocked, this.layout) })
         : this.tilePipeline(this.prefillConfig));
@@ -356,6 +381,12 @@ export class PagedAttentionKernel {
   private tilePipeline(config: TileConfig): KernelPipeline {
     const shader = attentionShader(config.kind, this.subgroups);
     return this.pipeline({ ...shader, constants: tileConstants(config, this.layout) });
+  }
+
+  /** The subgroup-matrix kernel of `config` (prefill, or decode writing split partials where asked). */
+  private mmaPipeline(config: MmaPrefillConfig): KernelPipeline {
+    const spec = { ...prefillMmaShader(config, this.layout.headDim), constants: mmaPrefillConstants(config, this.layout) };
+    return { ...this.pipeline(spec, config.directKv ? 1 : MAX_KV_CHUNKS), poolHalfView: config.directKv };
   }
 
   private pipeline(spec: PipelineSpec, chunkBindings = MAX_KV_CHUNKS): KernelPipeline {
@@ -586,7 +617,11 @@ export class PagedAttentionKernel {
   /** The decode and prefill kernels this object runs, and their shapes, in words (`info`, diagnostics). */
   describeKernels(): { decode: string; prefill: string } {
     const s = this.streamDecodeConfig;
-    const decode = s
+    const dm = this.decodeMmaConfig;
+    const decode = dm
+      ? `subgroup matrices ${dm.matrixSize}×${dm.matrixSize}: ${dm.headsPerWorkgroup} heads per workgroup, ${dm.keyTile} keys per step` +
+        `${dm.directKv ? ', K/V from the pool' : ''}, ${dm.workgroupBytes} B`
+      : s
       ? `streaming (${s.reduction === 'subgroup' ? 'subgroup shuffles' : 'workgroup-memory reduction'}): ` +
         `${s.lanes} lanes per key row, unroll ${s.unroll}, ${s.headsPerWorkgroup} heads per workgroup${s.halfScores ? ', f16 scores' : ''}, ${s.workgroupBytes} B`
       : `tile engine: ${this.decodeConfig.keyTile}-key tiles, ${this.decodeConfig.headsPerWorkgroup} heads per workgroup, ${this.decodeConfig.workgroupBytes} B`;

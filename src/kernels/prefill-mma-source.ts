@@ -52,8 +52,8 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `  let o_at = sg * ${sTile}u + r * ${n}u + o_col0;`,
     `  let out_vec0 = (lane % LANES_PER_ROW) * ${vecsPerLane}u;`,
     `  stage_queries(item, first_head);`,
-    `  var window_start = 0u;`,
-    `  load_table_window(item.seq_slot, 0u);`,
+    `  var window_start = block_of(item.key_start);`,
+    `  load_table_window(item.seq_slot, window_start);`,
     `  workgroupBarrier();`,
   );
   for (const c of chunks) add(`  let q_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, sg * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
@@ -62,14 +62,15 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `  var m_ref = NEG_BIG;`,
     `  var l_row = 0.0;`,
     `  workgroupBarrier();`,
-    `  for (var t0 = 0u; t0 < item.key_end; t0 += KEY_TILE) {`,
+    `  for (var t0 = item.key_start; t0 < item.key_end; t0 += KEY_TILE) {`,
     `    if (block_of(min(t0 + KEY_TILE, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
     `      window_start = block_of(t0);`,
     `      load_table_window(item.seq_slot, window_start);`,
     `      workgroupBarrier();`,
     `    }`,
-    // A step holding keys past the tile's first query position masks some keys for some rows.
-    `    let masks_keys = t0 + KEY_TILE > item.q_pos + 1u;`,
+    // A step holding keys past the tile's first query position (or past the item's keys: a decode split)
+    // masks some keys for some rows.
+    `    let masks_keys = t0 + KEY_TILE > min(item.q_pos + 1u, item.key_end);`,
   );
   /** S of block b from the staged K rows. */
   const stagedScores = (b: number, indent: string) =>
@@ -81,7 +82,8 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     // from the table window, so the branches below (which hold no barrier) are taken by whole subgroups.
     for (const b of blocks) add(`    let kv_at_${b} = pool_row_at(kv_head, t0 + ${n * b}u, window_start);`);
     add(
-      `    let direct = !masks_keys && ${blocks.map((b) => `kv_at_${b} != NO_BLOCK`).join(' && ')};`,
+      // (t0 % n: a split forced to an arbitrary length can start mid-matrix; planned splits are whole steps.)
+      `    let direct = !masks_keys && t0 % ${n}u == 0u && ${blocks.map((b) => `kv_at_${b} != NO_BLOCK`).join(' && ')};`,
       `    if (!direct) {`,
       `      stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`,
       `    }`,
@@ -190,8 +192,17 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     `    workgroupBarrier();`,
     `  }`,
   );
-  // Normalise and write: chunk by chunk through the subgroup's scratch.
-  add(`  let out_row = ((item.q_row + qi) * params.num_query_heads + first_head + wg_row % HEADS_PER_WG) * Q_VECS_PER_ROW;`);
+  // Write chunk by chunk through the subgroup's scratch: normalised rows, or (a decode split, for
+  // paged-attention-merge) the unnormalised row at its partial slot and (m_ref, l) in the stats.
+  add(
+    `  let head = first_head + wg_row % HEADS_PER_WG;`,
+    `  let partial = params.write_partials != 0u;`,
+    `  let out_row = select((item.q_row + qi) * params.num_query_heads + head, item.aux + head, partial) * Q_VECS_PER_ROW;`,
+    `  let out_scale = select(1.0 / l_row, 1.0, partial);`,
+    `  if (partial && row_live && o_col0 == 0u) {`,
+    `    results[params.stats_base + item.aux + head] = vec4<f32>(m_ref, l_row, 0.0, 0.0);`,
+    `  }`,
+  );
   // Row r's n values of chunk c sit at s_tile[sg · sTile + r · n …]; its lanes write them as vec4s
   // (where a row has fewer vec4s than lanes, the last lanes write none).
   const rowAt = `sg * ${sTile}u + r * ${n}u`;
@@ -203,7 +214,7 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
       add(
         `  if (row_live${guard}) {`,
         `    let at = ${rowAt} + (${vec}) * 4u;`,
-        `    results[out_row + ${(n / 4) * c}u + ${vec}] = vec4<f32>(s_tile[at], s_tile[at + 1u], s_tile[at + 2u], s_tile[at + 3u]) / l_row;`,
+        `    results[out_row + ${(n / 4) * c}u + ${vec}] = vec4<f32>(s_tile[at], s_tile[at + 1u], s_tile[at + 2u], s_tile[at + 3u]) * out_scale;`,
         `  }`,
       );
     }

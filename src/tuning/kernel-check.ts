@@ -5,7 +5,7 @@
 // split-K forced to 3. Invariants: the reference (f64, pagedAttentionRef over the words the GPU holds)
 // is computed once per checker; a row passes when |gpu − ref| ≤ atol + rtol·|ref| — the kernel tests'
 // tolerances: 2e-5 + 1e-4 (f32 arithmetic over the same stored values), and for prefill rows on
-// subgroup matrices, which round queries and probabilities to f16, 5e-3 + 1e-2; for decode rows of a
+// subgroup matrices (and decode rows there, tuning.decodeMatrix), which round queries and probabilities to f16, 5e-3 + 1e-2; for decode rows of a
 // kernel computing scores in f16 (stream.halfScores), 3e-3 + 1e-2; NaN never passes.
 // A decode that stores its own K/V (PagedAttentionArgs.write) is checked on the same contexts as
 // decodes, over a pool refilled before each run: its output against the reference over the pool with
@@ -109,7 +109,7 @@ export class KernelChecker {
         const tol =
           e.numQueries > 1
             ? kernel.prefillMmaConfig ? MATRIX_TOLERANCE : STRICT_TOLERANCE
-            : kernel.streamDecodeConfig?.halfScores ? HALF_SCORE_TOLERANCE : STRICT_TOLERANCE;
+            : kernel.decodeMmaConfig ? MATRIX_TOLERANCE : kernel.streamDecodeConfig?.halfScores ? HALF_SCORE_TOLERANCE : STRICT_TOLERANCE;
         for (let i = e.qRow * rowFloats; i < (e.qRow + e.numQueries) * rowFloats; i++) {
           const expected = reference[i]!;
           const error = Math.abs(out[i]! - expected);

@@ -159,7 +159,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
       }
       kernel.destroy();
       if (part === 'decode') {
-        const decode = kernel.streamDecodeConfig ?? kernel.decodeConfig;
+        const decode = kernel.decodeMmaConfig ?? kernel.streamDecodeConfig ?? kernel.decodeConfig;
         return JSON.stringify([decode, workloads.map((w) => [kernel.splitsFor(w.entries), storesKv(tuning, kernel, w.entries)])]);
       }
       return JSON.stringify(kernel.prefillMmaConfig ?? kernel.prefillBlockedConfig ?? kernel.prefillConfig);

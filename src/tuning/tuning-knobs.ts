@@ -22,6 +22,8 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'f16 scores', values: [{ stream: { halfScores: true } }] },
     // One dispatch per layer instead of write-kv + decode (the streaming kernel with subgroup reduction).
     { name: 'decode stores its K/V', values: [{ decodeWritesKv: true }] },
+    // Where the device has subgroup matrices (elsewhere the same kernels): Q·Kᵀ and P·V of a GQA group on them.
+    { name: 'decode on subgroup matrices', values: [{ decodeMatrix: true }, { decodeMatrix: true, decodeMatrixKeyTile: 64 }] },
     // The tile engine against the streaming kernel as tuned so far; the split knobs then tune the winner.
     { name: 'decode kernel', values: [{ streamDecode: false }] },
     {
