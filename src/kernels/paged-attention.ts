@@ -192,7 +192,7 @@ export class PagedAttentionKernel {
   /** Reused binding lists (the bind-group cache compares them by identity and copies what it keeps). */
   private readonly tileBindings: (GPUBufferBinding | undefined)[];
   private readonly chunkBindings: GPUBufferBinding[];
-  /** Chunk 0 again, for a prefill that reads it through an f16 view as well. */
+  /** Chunk 0 again, for a subgroup-matrix kernel that also reads it through an f16 view (K/V matrices from the pool). */
   private readonly poolHalfView: GPUBufferBinding;
   /** Slots, new K, new V (bindings 9–11 of the decode that writes K/V). */
   private readonly writeBindings: GPUBufferBinding[];
@@ -233,15 +233,17 @@ export class PagedAttentionKernel {
         })
       : undefined;
     const matrixSize = opts.subgroups ? subgroupMatrixSize(device, info) : undefined;
-    this.decodeMmaConfig =
+    // A key tile whose workgroup memory does not fit falls back to 16 keys (still on subgroup matrices).
+    const decodeMmaOf = (keyTile?: number) =>
       tuning.decodeMatrix === true && matrixSize !== undefined
         ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
             rescaleThreshold: tuning.prefillRescaleThreshold,
-            keyTile: tuning.decodeMatrixKeyTile,
+            keyTile,
             matrixSize,
             directKv: true,
           })
         : undefined;
+    this.decodeMmaConfig = decodeMmaOf(tuning.decodeMatrixKeyTile) ?? decodeMmaOf();
     const stream = this.streamDecodeConfig;
     const decodeMma = this.decodeMmaConfig;
     this.decodeShape = decodeMma
@@ -527,7 +529,7 @@ export class PagedAttentionKernel {
     write?: DecodeKvWrite,
   ): void {
     // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results, then
-    // for the decode that writes K/V: slots, new K, new V; or for a prefill reading the pool as f16 matrices: chunk 0 again.
+    // for the decode that writes K/V: slots, new K, new V; or for a subgroup-matrix kernel reading the pool as f16 matrices: chunk 0 again.
     const bindings = this.tileBindings;
     const params = bindings[0]!;
     params.buffer = slot.params;

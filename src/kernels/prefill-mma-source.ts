@@ -1,12 +1,15 @@
-// Generates the entry point of the subgroup-matrix prefill kernel (shaders/paged-attention-prefill-
-// mma.wgsl) for one head dim, matrix size n (16 or 8), subgroup size, subgroup count and key tile.
+// Generates the entry point of the subgroup-matrix kernel (shaders/paged-attention-prefill-mma.wgsl: causal
+// prefill, and decode where tuning.decodeMatrix asks) for one head dim, matrix size n (16 or 8), subgroup
+// size, subgroup count, key tile and K/V source (staged, or from the pool on whole-matrix steps).
 // Invariants: subgroup sg of a workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows
-// [n sg, n sg + n) and its own n · keyTile-element regions of s_tile and p_tile (per-subgroup matrix offsets: the shader turns Tint's
-// workgroup-scoped subgroup-matrix uniformity diagnostic off when there are several); the matrix operands live
+// [n sg, n sg + n) and its own n · keyTile-element regions of s_tile and p_tile; the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
-// arrays); every n-wide head-dim chunk c has its own Q (left) and O (result) matrix variable; a lane's
-// COLS_PER_LANE score columns are their own scalars; the step loop and every branch containing a
-// barrier or a matrix operation are workgroup-uniform.
+// arrays), or in the pool's f16 view; every n-wide head-dim chunk c has its own Q (left) and O (result)
+// matrix variable; a lane's COLS_PER_LANE score columns are their own scalars; the step loop and every
+// branch containing a barrier are workgroup-uniform. Matrix operations are reached by whole subgroups:
+// per-subgroup offsets (several subgroups) and the pool-load branches (every lane computes `direct` from
+// the same table window; they hold no barrier) are not workgroup-uniform to Tint's analysis, so the
+// shader turns its subgroup-matrix uniformity diagnostic off for those shapes.
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 

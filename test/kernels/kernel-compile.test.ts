@@ -66,7 +66,7 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
     expect(await pipelineError(shader, mmaPrefillConstants(config, layout))).toBeUndefined();
   });
 
-  it('a kernel asked for a shape whose memory does not fit the device falls back to one subgroup of 16 keys, still on subgroup matrices', () => {
+  it('a kernel asked for a shape whose memory does not fit the device falls back to one subgroup of 16 keys, still on subgroup matrices (prefill and decode)', () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
     // What Dawn reports for an NVIDIA GPU; the null device's own subgroup sizes (4–128) vary.
     const adapterInfo = { subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }] };
@@ -80,6 +80,15 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
     expect(mmaOf({ prefillMatrixSubgroups: 4 })).toEqual([1, 16, true]); // 23.3 KiB does not
     expect(mmaOf({ prefillMatrixKeyTile: 64 })).toEqual([1, 16, true]);
     expect(mmaOf({ prefillMatrix: false })).toBeUndefined();
+    // Decode on subgroup matrices likewise: 64 keys per step (32 KiB of K/V at head dim 128) fall back to 16.
+    const decodeOf = (tuning: AttentionTuning) => {
+      const kernel = new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 32, rowStride: 8, subgroups: true, adapterInfo, tuning });
+      kernel.destroy();
+      return kernel.decodeMmaConfig && [kernel.decodeMmaConfig.keyTile, kernel.decodeMmaConfig.directKv, kernel.writesKvFor([])];
+    };
+    expect(decodeOf({ decodeMatrix: true })).toEqual([16, true, false]); // K/V from the pool, and no storing decode
+    expect(decodeOf({ decodeMatrix: true, decodeMatrixKeyTile: 64 })).toEqual([16, true, false]);
+    expect(decodeOf({})).toBeUndefined();
   });
 
   it('validates for real: per-subgroup matrix offsets are refused without the uniformity diagnostic turned off', async () => {
