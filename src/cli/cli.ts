@@ -33,6 +33,7 @@ const SERVE: OptionSpec = {
   preset: { type: 'string' },
   'no-progress': { type: 'boolean' },
   tuning: { type: 'string' },
+  'subgroup-matrix': { type: 'boolean' },
   ...Object.fromEntries(WORKLOAD_FLAGS.map((f) => [f.name, { type: 'string' as const }])),
 };
 

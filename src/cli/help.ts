@@ -51,6 +51,7 @@ export function serveHelp(): string {
   lines.push(
     ['--json', 'print the result as JSON on stdout instead of the table'],
     ['--tuning <file>', 'attention kernel tuning (JSON, as `tune --out` writes it) [built-in choices]'],
+    ['--subgroup-matrix', "use subgroup matrices where the device has them (Dawn's allow_unsafe_apis; `tune` and `bench` do)"],
     ['--no-progress', 'no progress line on stderr'],
     ...COMMON_FLAGS,
   );

@@ -632,7 +632,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.keyTile} keys per step, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;

@@ -36,7 +36,8 @@ export function environmentOf(
 export async function runSimulation(options: SimOptions, run: RunSimulationOptions = {}): Promise<SimResult> {
   const gpu = run.gpu ?? (await createGpu(run.gpuOptions));
   try {
-    const cache = await PagedKVCache.create(gpu.device, { ...cacheOptionsFor(options), attentionTuning: run.attentionTuning });
+    // The adapter's info carries the subgroup-matrix configurations that device.adapterInfo lacks on Dawn's Node binding.
+    const cache = await PagedKVCache.create(gpu.device, { ...cacheOptionsFor(options), attentionTuning: run.attentionTuning, adapterInfo: gpu.adapter.info });
     try {
       return await simulate(cache, options, environmentOf(gpu, cache, run.attentionTuning), run);
     } finally {

@@ -49,6 +49,7 @@ describe('runCli', () => {
     expect(out.text()).toMatch(/--blocks <value>/);
     expect(out.text()).toMatch(/--verify-fraction <value>/);
     expect(out.text()).toMatch(/--tuning <file>/);
+    expect(out.text()).toMatch(/--subgroup-matrix /);
     const tune = capture();
     await runCli(['tune', '--help'], { stdout: tune.stream, stderr: capture().stream });
     expect(tune.text()).toMatch(/--kv-heads <n> +key\/value heads \[8\]/);

@@ -30,7 +30,8 @@ describe('tune command', () => {
     expect(text).toMatch(new RegExp(`tuning \\((timestamp|wall) timing\\): ${describeTuning(tuning).replace(/[.]/g, '\\.')}\n`));
 
     const served = capture();
-    const serveArgs = ['serve', '--tuning', out, '--requests', '4', '--query-heads', '2', '--kv-heads', '1', '--head-dim', '8', '--no-progress'];
+    // With subgroup matrices asked for, as `tune` asks: the kernels tuned are the kernels served.
+    const serveArgs = ['serve', '--tuning', out, '--subgroup-matrix', '--requests', '4', '--query-heads', '2', '--kv-heads', '1', '--head-dim', '8', '--no-progress'];
     expect(await runCli(serveArgs, { stdout: served.stream, stderr: capture().stream })).toBe(0);
     expect(served.text()).toMatch(/Serving simulation — passed/);
     expect(served.text()).toContain(`kernel tuning       ${describeTuning(tuning)}`);
