@@ -37,6 +37,8 @@ const SERVE: OptionSpec = {
   ...Object.fromEntries(WORKLOAD_FLAGS.map((f) => [f.name, { type: 'string' as const }])),
 };
 
+const INFO: OptionSpec = { ...COMMON, 'subgroup-matrix': { type: 'boolean' } };
+
 const BENCH: OptionSpec = { ...COMMON, quick: { type: 'boolean' }, tune: { type: 'boolean' }, 'no-tune': { type: 'boolean' } };
 
 const TUNE: OptionSpec = {
@@ -76,9 +78,9 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
         return await serve(flags, io);
       }
       case 'info': {
-        const flags = parse(args, COMMON, command);
+        const flags = parse(args, INFO, command);
         if (flags.help) return write(io.stdout, infoHelp());
-        const gpu = await createGpu({ forceFallback: !!flags['force-fallback'] });
+        const gpu = await createGpu({ forceFallback: !!flags['force-fallback'], subgroupMatrix: !!flags['subgroup-matrix'] });
         try {
           printInfo(gpu, await probeParallelism(gpu.device), !!flags.json, io.stdout);
         } finally {

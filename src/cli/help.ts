@@ -69,11 +69,12 @@ ${flagLines(lines)}
 }
 
 export function infoHelp(): string {
-  return `Usage: ${PROGRAM} info [--json] [--force-fallback]
+  return `Usage: ${PROGRAM} info [--json] [--force-fallback] [--subgroup-matrix]
 
 Shows the WebGPU adapter this runtime would use, the optional features it enables, the device limits,
 how many 256-invocation workgroups the device runs at once (measured: it sizes decode split-K), and
-the decode and prefill kernels it gets for a reference shape (32/8 heads × 128, f16 KV).
+the decode and prefill kernels it gets for a reference shape (32/8 heads × 128, f16 KV). With
+--subgroup-matrix, the device asks for subgroup matrices as serve --subgroup-matrix, tune and bench do.
 `;
 }
 

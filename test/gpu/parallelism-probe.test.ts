@@ -110,6 +110,9 @@ describe('`info` reports the probe', () => {
     expect(text).toMatch(/prefill \(32\/8 heads × 128, f16\) +(subgroup matrices|register-blocked|tile engine)/);
     const report = JSON.parse(await run(['info', '--json'])) as { attentionKernels: { shape: string; decode: string; prefill: string } };
     expect(report.attentionKernels.shape).toBe('32/8 heads × 128, f16');
+    // Asking for subgroup matrices (as serve --subgroup-matrix does): matrices where the device has them.
+    const withMatrices = JSON.parse(await run(['info', '--json', '--subgroup-matrix'])) as { features: Record<string, boolean>; attentionKernels: { prefill: string } };
+    expect(withMatrices.attentionKernels.prefill.startsWith('subgroup matrices')).toBe(withMatrices.features.subgroupMatrix === true);
   });
 });
 
