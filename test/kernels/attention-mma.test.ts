@@ -115,22 +115,26 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
   // Decode on subgroup matrices (tuning.decodeMatrix): a GQA group's heads are the rows of one query,
   // split-K writes partials for the merge kernel; K/V from the pool where blocks hold whole matrices.
   it.each([
-    { headDim: 128, groupSize: 4, blockSize: 16, keyTile: 16 },
-    { headDim: 64, groupSize: 8, blockSize: 32, keyTile: 64 },
-    { headDim: 128, groupSize: 2, blockSize: 8, keyTile: 32 },
-    { headDim: 256, groupSize: 1, blockSize: 16, keyTile: 16 },
-  ] as const)('decode: head dim $headDim, GQA $groupSize, block $blockSize, $keyTile keys per step matches the reference, whole and split', async ({ headDim, groupSize, blockSize, keyTile }) => {
+    { headDim: 128, groupSize: 4, blockSize: 16, keyTile: 16, pool: 'one chunk' },
+    { headDim: 64, groupSize: 8, blockSize: 32, keyTile: 64, pool: 'one chunk' },
+    { headDim: 128, groupSize: 2, blockSize: 8, keyTile: 32, pool: 'one chunk' },
+    { headDim: 256, groupSize: 1, blockSize: 16, keyTile: 16, pool: 'one chunk' },
+    // A pool over several chunks: K/V staged (the f16 view covers one chunk).
+    { headDim: 64, groupSize: 4, blockSize: 16, keyTile: 32, pool: 'chunks of 40 blocks' },
+  ] as const)('decode: head dim $headDim, GQA $groupSize, block $blockSize, $keyTile keys per step, pool in $pool matches the reference, whole and split', async ({ headDim, groupSize, blockSize, keyTile, pool }) => {
+    const blocksPerChunk = pool === 'one chunk' ? undefined : 40;
     const sequences: SequenceSpec[] = [
       { contextLength: 1 }, { contextLength: 17 }, { contextLength: 300 }, { contextLength: 1500 }, { contextLength: 100, numQueries: 40 },
     ];
-    const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences, seed: 3 * headDim + groupSize };
+    const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences, seed: 3 * headDim + groupSize, blocksPerChunk };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
         numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { decodeMatrix: true, decodeMatrixKeyTile: keyTile, decodeTargetWorkgroups: 256, decodeMinKeysPerSplit: 64 },
       });
       const m = kernel.decodeMmaConfig!;
-      expect([m.keyTile, m.directKv]).toEqual([keyTile, blockSize % m.matrixSize === 0]);
+      expect([m.keyTile, m.directKv]).toEqual([keyTile, blockSize % m.matrixSize === 0 && fx.layout.numChunks === 1]);
+      expect(fx.layout.numChunks > 1).toBe(blocksPerChunk !== undefined);
       expect(kernel.describeKernels().decode).toMatch(/^subgroup matrices/);
       // Planned splits (whole steps, several for the long contexts), none, and 3 of arbitrary length
       // (steps that start mid-matrix are staged).
