@@ -104,10 +104,12 @@ function writablePool(code: string): string {
 }
 
 /**
- * The subgroup-matrix prefill kernel for one head dim, matrix size, subgroup size, subgroup count and key tile; its entry point
- * is generated. With several subgroups the matrix operands sit at per-subgroup offsets, which Tint's
- * subgroup-matrix uniformity diagnostic (workgroup-scoped) would refuse: it is turned off, as every
- * matrix operation is still reached by whole subgroups in workgroup-uniform control flow.
+ * The subgroup-matrix kernel (prefill, and decode where asked) for one head dim, matrix size, subgroup size,
+ * subgroup count, key tile and K/V source; its entry point is generated. With several subgroups the matrix
+ * operands sit at per-subgroup offsets, and with K/V from the pool the loads sit in branches every lane of a
+ * subgroup takes alike (decided from the same table window); Tint's subgroup-matrix uniformity diagnostic
+ * (workgroup-scoped) would refuse both, so it is turned off for them: every matrix operation is still
+ * reached by whole subgroups.
  */
 export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): ShaderSource {
   const directives =

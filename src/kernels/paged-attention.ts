@@ -39,6 +39,7 @@ import {
   mmaPrefillConfig,
   MMA_MATRIX_SIZES,
   type MmaMatrixSize,
+  type MmaPrefillShape,
   mmaPrefillConstants,
   streamConstants,
   streamDecodeConfig,
@@ -233,17 +234,14 @@ export class PagedAttentionKernel {
         })
       : undefined;
     const matrixSize = opts.subgroups ? subgroupMatrixSize(device, info) : undefined;
+    /** A subgroup-matrix kernel of `shape` on this device and layout, where the device has matrices and it fits. */
+    const matrixKernel = (shape: Omit<MmaPrefillShape, 'matrixSize' | 'rescaleThreshold'>) =>
+      matrixSize === undefined
+        ? undefined
+        : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, { ...shape, matrixSize, rescaleThreshold: tuning.prefillRescaleThreshold });
     // A key tile whose workgroup memory does not fit falls back to 16 keys (still on subgroup matrices).
-    const decodeMmaOf = (keyTile?: number) =>
-      tuning.decodeMatrix === true && matrixSize !== undefined
-        ? mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
-            rescaleThreshold: tuning.prefillRescaleThreshold,
-            keyTile,
-            matrixSize,
-            directKv: true,
-          })
-        : undefined;
-    this.decodeMmaConfig = decodeMmaOf(tuning.decodeMatrixKeyTile) ?? decodeMmaOf();
+    this.decodeMmaConfig =
+      tuning.decodeMatrix === true ? (matrixKernel({ keyTile: tuning.decodeMatrixKeyTile, directKv: true }) ?? matrixKernel({ directKv: true })) : undefined;
     const stream = this.streamDecodeConfig;
     const decodeMma = this.decodeMmaConfig;
     this.decodeShape = decodeMma
@@ -270,17 +268,11 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
-    const mmaOf = (subgroups?: number, keyTile?: number) =>
-      matrixSize === undefined || tuning.prefillMatrix === false
+    const directKv = tuning.prefillMatrixDirectKv;
+    this.prefillMmaConfig =
+      tuning.prefillMatrix === false
         ? undefined
-        : mmaPrefillConfig(layout, this.groupSize, subgroupSizeOf(info), device.limits, {
-            rescaleThreshold: tuning.prefillRescaleThreshold,
-            subgroups,
-            keyTile,
-            matrixSize,
-            directKv: tuning.prefillMatrixDirectKv,
-          });
-    this.prefillMmaConfig = mmaOf(tuning.prefillMatrixSubgroups, tuning.prefillMatrixKeyTile) ?? mmaOf();
+        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups, keyTile: tuning.prefillMatrixKeyTile, directKv }) ?? matrixKernel({ directKv }));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
