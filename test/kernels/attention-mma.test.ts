@@ -1,5 +1,6 @@
-// Prefill on subgroup matrices (tensor cores; Dawn's chromium-experimental-subgroup-matrix with f16
-// inputs and f32 results) against the f64 CPU reference. Runs only where the device offers them with
+// Prefill and decode on subgroup matrices (tensor cores; Dawn's chromium-experimental-subgroup-matrix
+// with f16 inputs and f32 results) against the f64 CPU reference, and PagedKVCache on them under the
+// model-based fuzz. Runs only where the device offers them with
 // Dawn's allow_unsafe_apis — 16×16 on NVIDIA GPUs, 8×8 on Mesa 26's lavapipe (a CPU
 // driver: `bash .ci/lavapipe.sh`, then `. /opt/lavapipe/env.sh && npx vitest run test/kernels/attention-mma.test.ts`,
 // about 4 minutes on 2 cores). Elsewhere (SwiftShader) it is skipped, and the portable path is tested by the
@@ -18,6 +19,8 @@ import { mmaPrefillConfig } from '../../src/kernels/attention-config';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { queryRows } from '../reliability/helpers/kv-content';
 import { mismatches, SequenceModel } from '../reliability/helpers/sequence-model';
+import { cacheFuzzProperty } from '../reliability/helpers/cache-fuzz-property';
+import { fuzzSettings, runFuzz } from '../reliability/helpers/fuzz-runner';
 
 const TOL = { atol: 5e-3, rtol: 1e-2 };
 const gpu: Gpu = await createGpu({ subgroupMatrix: true });
@@ -216,6 +219,23 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
       } finally {
         cache.destroy();
       }
+    }
+  });
+
+  it('PagedKVCache on subgroup matrices keeps its contents, accounting and isolation under random command sequences (model-based fuzz)', async () => {
+    // The fuzz of test/reliability/cache-fuzz.test.ts with the matrix knobs drawn per run (decode on
+    // matrices or streaming, K/V staged or from the pool, 1–2 subgroups, 16–32 keys per step), blocks
+    // of 2–16 tokens, and attention compared at this file's tolerance. FUZZ_RUNS overrides the count.
+    const settings = fuzzSettings(60);
+    const tally: Record<string, number> = {};
+    const property = cacheFuzzProperty({
+      device: gpu.device, maxCommands: 60, replayPath: settings.replayPath, tally,
+      heads: { numKvHeads: 2, numQueryHeads: 4, headDim: 16 }, matrix: { adapterInfo: gpu.adapter.info, tolerance: TOL },
+    });
+    const outcome = await runFuzz('test/kernels/attention-mma.test.ts', property, settings);
+    console.log(`matrix cache fuzz: ${outcome.runs} runs (seed ${outcome.seed}); outcomes ${JSON.stringify(tally)}`);
+    for (const key of ['attends', 'attendedWrites', 'forks', 'prefixHits', 'decode: matrices', 'prefill: matrices', 'prefill: matrices, K/V from the pool']) {
+      expect(tally[key] ?? 0, key).toBeGreaterThan(0);
     }
   });
 });

@@ -26,6 +26,18 @@ export interface RealCache {
   device: GPUDevice;
   /** Outcome counters over the whole fuzz run, for the report. */
   tally: Record<string, number>;
+  /** Attention's tolerance against the CPU reference, where not the default (subgroup-matrix kernels). */
+  tolerance?: AttentionTolerance;
+}
+
+/** |gpu − ref| ≤ atol + rtol·|ref|. */
+export interface AttentionTolerance {
+  atol: number;
+  rtol: number;
+}
+
+function attentionMismatches(r: RealCache, got: ArrayLike<number>, expected: ArrayLike<number>): string[] {
+  return r.tolerance ? mismatches(got, expected, r.tolerance.atol, r.tolerance.rtol) : mismatches(got, expected);
 }
 
 export type CacheCommand = fc.AsyncCommand<CacheModel, RealCache>;
@@ -234,7 +246,7 @@ async function writeRows(m: CacheModel, r: RealCache, id: number, seq: SequenceM
     if (queries && out) {
       await out.mapAsync(GPUMapMode.READ);
       const got = new Float32Array(out.getMappedRange().slice(0));
-      const bad = mismatches(got, seq.expectedAttention(layer, queries, start, n, 1 / Math.sqrt(m.shape.headDim)));
+      const bad = attentionMismatches(r, got, seq.expectedAttention(layer, queries, start, n, 1 / Math.sqrt(m.shape.headDim)));
       assert(bad.length === 0, () => `attention of the written queries ${start}..${start + n - 1} of sequence ${id} (layer ${layer}): ${bad.join(' ')}`);
       count(r, 'attendedWrites');
     }
@@ -328,7 +340,7 @@ export class AttendCommand implements CacheCommand {
         const outputs = await r.cache.attend(layer, entries);
         const scale = 1 / Math.sqrt(headDim);
         planned.forEach((p, i) => {
-          const bad = mismatches(outputs[i]!, p.seq.expectedAttention(layer, p.q, p.queryStart, p.n, scale));
+          const bad = attentionMismatches(r, outputs[i]!, p.seq.expectedAttention(layer, p.q, p.queryStart, p.n, scale));
           assert(bad.length === 0, () => `attention of sequence ${p.id} (entry ${i}, queries ${p.queryStart}..${p.queryStart + p.n - 1}, layer ${layer}): ${bad.join(' ')}`);
         });
         count(r, 'attends');

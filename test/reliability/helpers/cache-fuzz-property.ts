@@ -3,9 +3,13 @@
 // (block size 2–4, 16–32 blocks, 1–2 layers, few sequence slots, short maximum length) and a list of
 // commands, runs them against a fresh cache and the model, then frees everything and requires every
 // block to be free again (nothing leaked). Head geometry is fixed per device so the attention
-// pipelines are compiled once.
+// pipelines are compiled once. With `matrix` (a device with subgroup matrices) the caches attend on
+// them: each run draws the matrix knobs and block sizes up to 16 (so that blocks holding whole n-key
+// matrices, read straight from the pool, occur), and attention is compared at the matrix kernels'
+// tolerance (f16 queries and probabilities).
 import fc from 'fast-check';
 import { PagedKVCache } from '../../../src/cache/paged-kv-cache';
+import type { AdapterInfoWithSubgroups, AttentionTuning } from '../../../src/kernels/paged-attention';
 import { CacheModel, releaseEverything } from './cache-model';
 import {
   type WriteSpec,
@@ -21,6 +25,7 @@ import {
   WriteAllCommand,
   WriteCommand,
   type CacheCommand,
+  type AttentionTolerance,
   type RealCache,
 } from './cache-commands';
 
@@ -41,6 +46,18 @@ const poolArb = fc.record({
   // The decode dispatch storing a decode batch's K/V itself (encodeAttention with k and v, n = 1).
   decodeWritesKv: fc.boolean(),
 });
+
+type PoolSpec = typeof poolArb extends fc.Arbitrary<infer T> ? T : never;
+
+/** The matrix knobs of one run (the kernels fall back to what fits where a shape does not). */
+const matrixTuningArb: fc.Arbitrary<AttentionTuning> = fc.record({
+  decodeMatrix: fc.boolean(),
+  prefillMatrixDirectKv: fc.boolean(),
+  prefillMatrixSubgroups: fc.constantFrom(1, 2),
+  prefillMatrixKeyTile: fc.constantFrom(16, 32),
+});
+
+const matrixPoolArb = fc.tuple(poolArb, fc.constantFrom(2, 4, 8, 16), matrixTuningArb).map(([pool, blockSize, tuning]) => ({ ...pool, blockSize, tuning }));
 
 const promptArb = fc.record({
   family: fc.nat(2),
@@ -101,19 +118,32 @@ export interface CacheFuzzOptions {
   replayPath?: string;
   tally: Record<string, number>;
   heads?: HeadShape;
+  /** Attend on subgroup matrices: the adapter's info (`gpu.adapter.info` of a `subgroupMatrix` device) and the tolerance to compare at. */
+  matrix?: { adapterInfo: AdapterInfoWithSubgroups; tolerance: AttentionTolerance };
 }
 
 export function cacheFuzzProperty(options: CacheFuzzOptions) {
   const heads = options.heads ?? FUZZ_HEADS;
+  const { matrix } = options;
+  const pools: fc.Arbitrary<PoolSpec & { tuning?: AttentionTuning }> = matrix ? matrixPoolArb : poolArb;
   return fc.asyncProperty(
-    poolArb,
+    pools,
     // Unbiased: bias would make the rare commands (oversize prompts, overflows) the common ones.
     fc.noBias(fc.commands(cacheCommandArbs(), { maxCommands: options.maxCommands, size: 'max', replayPath: options.replayPath })),
-    async (pool, commands) => {
-      const cache = await PagedKVCache.create(options.device, { ...heads, ...pool, kvDtype: 'f16' });
+    async ({ tuning, ...pool }, commands) => {
+      const kernels = matrix && { adapterInfo: matrix.adapterInfo, attentionTuning: tuning };
+      const cache = await PagedKVCache.create(options.device, { ...heads, ...pool, ...kernels, kvDtype: 'f16' });
       try {
         const model = new CacheModel({ ...heads, ...pool, maxSequenceLength: cache.maxSequenceLength });
-        const real: RealCache = { cache, device: options.device, tally: options.tally };
+        const real: RealCache = { cache, device: options.device, tally: options.tally, tolerance: matrix?.tolerance };
+        if (matrix) {
+          // Which kernels the run's caches got (the matrix knobs fall back where a shape does not fit).
+          const kernels = cache.describeKernels();
+          for (const [part, text] of Object.entries(kernels)) {
+            const kind = text.startsWith('subgroup matrices') ? (text.includes('from the pool') ? 'matrices, K/V from the pool' : 'matrices') : 'portable';
+            options.tally[`${part}: ${kind}`] = (options.tally[`${part}: ${kind}`] ?? 0) + 1;
+          }
+        }
         await fc.asyncModelRun(() => ({ model, real }), commands);
         releaseEverything(model, cache);
         options.tally.runs = (options.tally.runs ?? 0) + 1;
