@@ -14,7 +14,8 @@
 // heads, head dim 128, f16 K/V) at 256 × 512.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { PagedKVCache, type PreparedAttention } from '../src/cache/paged-kv-cache';
+import { PagedKVCache } from '../src/cache/paged-kv-cache';
+import type { PreparedAttention } from '../src/cache/cache-types';
 import type { Gpu } from '../src/gpu/create-gpu';
 import { median, timeGpu, type GpuTiming } from '../src/gpu/gpu-timing';
 import { countGpuObjects, type GpuObjectCount } from './gpu-object-count';

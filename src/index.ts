@@ -12,7 +12,7 @@ export type {
   PrepareAttentionOptions,
   SequenceInfo,
   CreateSequenceWaitOptions,
-} from './cache/paged-kv-cache';
+} from './cache/cache-types';
 export type { PagedKVCacheOptions } from './cache/config';
 export type { WaitOptions } from './cache/block-waiters';
 export { createGpu, describeGpu } from './gpu/create-gpu';

@@ -7,7 +7,8 @@
 //   - every live sequence has the model's tokens, length and per-layer written length, and the cache
 //     has no other sequence;
 //   - no block is lost or double-counted: max blocks of one sequence ≤ used ≤ Σ blocks + protected.
-import type { CacheStats, PagedKVCache } from '../../../src/cache/paged-kv-cache';
+import type { PagedKVCache } from '../../../src/cache/paged-kv-cache';
+import type { CacheStats } from '../../../src/cache/cache-types';
 import { assert, assertEqual } from './assert';
 import type { ModelShape, SequenceModel } from './sequence-model';
 
