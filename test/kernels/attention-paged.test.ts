@@ -1,6 +1,9 @@
 // Paged attention kernels against the f64 CPU reference, on one tile shape (head dim 64, f16 KV, GQA 4)
 // through every table/pool scenario, on each decode path: the streaming kernel with subgroup shuffles,
-// the streaming kernel without subgroups (workgroup-memory reduction), and the tile engine.
+// the streaming kernel without subgroups (workgroup-memory reduction), the tile engine, and — where the
+// device offers subgroup matrices (lavapipe, GPUs; skipped on SwiftShader) — decode and prefill on
+// matrices with K/V from the pool where blocks hold whole matrices (tolerance of
+// test/kernels/attention-mma.test.ts: f16 queries and probabilities).
 // Tolerance, |gpu − ref| ≤ atol + rtol·|ref|:
 //   - f16 KV: the reference decodes the same packed f16 words, so storage rounding cancels exactly; what
 //     remains is f32 arithmetic in another order (64-term dot products, online-softmax rescaling,
@@ -9,22 +12,39 @@
 //   Outputs are convex combinations of V values in [-1, 1] and the observed error is ~1e-7, so both
 //   dtypes use atol 2e-5 + rtol 1e-4: two orders of magnitude of headroom, while an indexing, masking
 //   or merge bug shows up as errors ≥ 1e-2.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import { pipelineCount } from '../../src/kernels/pipeline-cache';
-import type { Gpu } from '../../src/gpu/create-gpu';
-import type { KvLayout } from '../../src/pool/kv-layout';
+import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
+import { computeKvLayout, type KvLayout } from '../../src/pool/kv-layout';
 
 failOnUncapturedGpuErrors();
 
 const TOL_BY_DTYPE = { f16: { atol: 2e-5, rtol: 1e-4 }, f32: { atol: 2e-5, rtol: 1e-4 } } as const;
 const TOL = TOL_BY_DTYPE.f16;
+/** The subgroup-matrix kernels' tolerance (derived in test/kernels/attention-mma.test.ts). */
+const MATRIX_TOL = { atol: 5e-3, rtol: 1e-2 };
 let gpu: Gpu;
 beforeAll(async () => {
   gpu = await testGpu();
 });
+
+// A second device with Dawn's allow_unsafe_apis, for the subgroup-matrix path.
+const matrixGpu = await createGpu({ subgroupMatrix: true });
+const matrixErrors: string[] = [];
+matrixGpu.device.onuncapturederror = (event) => void matrixErrors.push(event.error.message);
+afterEach(() => {
+  expect(matrixErrors.splice(0)).toEqual([]);
+});
+const hasMatrices = new PagedAttentionKernel(matrixGpu.device, buildLayoutProbe(), {
+  numQueryHeads: 4, rowStride: 1, subgroups: matrixGpu.features.subgroups, adapterInfo: matrixGpu.adapter.info, tuning: { decodeMatrix: true },
+}).decodeMmaConfig !== undefined;
+
+function buildLayoutProbe(): KvLayout {
+  return computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 64, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+}
 
 function fixtureOptions(sequences: SequenceSpec[], extra: Partial<KvFixtureOptions> = {}): KvFixtureOptions {
   return { numKvHeads: 2, groupSize: 4, headDim: 64, blockSize: 16, kvDtype: 'f16', shuffleBlocks: true, sequences, ...extra };
@@ -33,8 +53,8 @@ function fixtureOptions(sequences: SequenceSpec[], extra: Partial<KvFixtureOptio
 interface DecodePath {
   subgroups: boolean;
   tuning?: AttentionTuning;
-  /** The decode kernel the path must run: the streaming kernel's reduction, or the tile engine. */
-  runs: 'subgroup' | 'shared' | 'tile';
+  /** The decode kernel the path must run: the streaming kernel's reduction, the tile engine, or subgroup matrices (prefill too). */
+  runs: 'subgroup' | 'shared' | 'tile' | 'matrix';
 }
 
 async function expectMatch(
@@ -42,11 +62,22 @@ async function expectMatch(
   options: KvFixtureOptions,
   forceSplits?: number,
 ): Promise<{ splits: number[]; layout: KvLayout }> {
-  const fx = buildKvFixture(gpu.device, options);
+  const matrix = runs === 'matrix';
+  const { device, adapter } = matrix ? matrixGpu : gpu;
+  const fx = buildKvFixture(device, options);
   try {
-    const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups, tuning });
-    expect(kernel.streamDecodeConfig?.reduction ?? 'tile').toBe(runs);
-    const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits });
+    const kernel = new PagedAttentionKernel(device, fx.layout, {
+      numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups, tuning, adapterInfo: matrix ? adapter.info : undefined,
+    });
+    if (matrix) {
+      const kernels = kernel.describeKernels();
+      expect([kernels.decode, kernels.prefill]).toEqual([expect.stringMatching(/^subgroup matrices/), expect.stringMatching(/^subgroup matrices/)]);
+      const n = kernel.decodeMmaConfig!.matrixSize;
+      expect([kernel.decodeMmaConfig!.directKv, kernel.prefillMmaConfig!.directKv]).toEqual(Array(2).fill(fx.layout.blockSize % n === 0 && fx.layout.numChunks === 1));
+    } else {
+      expect(kernel.streamDecodeConfig?.reduction ?? 'tile').toBe(runs);
+    }
+    const result = await checkAttention(device, kernel, fx, matrix ? MATRIX_TOL : TOL, { forceSplits });
     expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     return { splits: result.splits, layout: fx.layout };
   } finally {
@@ -59,8 +90,13 @@ const DECODE_PATHS: [string, DecodePath][] = [
   ['streaming decode, no subgroups', { subgroups: false, runs: 'shared' }],
   ['tile-engine decode, no subgroups', { subgroups: false, tuning: { streamDecode: false }, runs: 'tile' }],
 ];
+const MATRIX_PATH: DecodePath = { subgroups: true, tuning: { decodeMatrix: true, prefillMatrixDirectKv: true }, runs: 'matrix' };
 
-describe.each(DECODE_PATHS)('paged attention, %s', (_, path) => {
+describe.each(DECODE_PATHS)('paged attention, %s', (_, path) => scenarios(path));
+describe.skipIf(!hasMatrices)('paged attention, decode and prefill on subgroup matrices', () => scenarios(MATRIX_PATH));
+
+/** Every table/pool scenario on one decode path. */
+function scenarios(path: DecodePath): void {
   beforeAll(() => {
     if (path.subgroups && !gpu.features.subgroups) throw new Error('this adapter has no subgroups feature');
   });
@@ -118,7 +154,7 @@ describe.each(DECODE_PATHS)('paged attention, %s', (_, path) => {
     const sequences: SequenceSpec[] = [{ contextLength: 200 }, { contextLength: 50, numQueries: 9 }];
     await expectMatch(path, fixtureOptions(sequences, { qMagnitude: 40, seed: 8 }), 4);
   });
-});
+}
 
 describe('kernel resources', () => {
   it('creates no pipeline and no bind group after warm-up', async () => {
