@@ -341,6 +341,14 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: true },
         });
       }
+      // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys,
+      // staged and from the pool, and 1 × 64 keys (all fit 48 KiB at head dim 128).
+      for (const [subgroups, keyTile, directKv] of [[2, 32, false], [2, 32, true], [1, 64, false]] as const) {
+        paths.push({
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s) of 2 row tiles, ${keyTile} keys per step${directKv ? ', K/V from the pool' : ''}`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: 2, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
+        });
+      }
     }
     configs.destroy();
   }
@@ -350,12 +358,13 @@ async function runParts(run: BenchRun): Promise<void> {
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s), ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}, ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
       mma !== undefined &&
       mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) &&
+      mma.rowTiles === (tuning.prefillMatrixRowTiles ?? 1) &&
       mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
       mma.directKv === (tuning.prefillMatrixDirectKv ?? false);
     if (path.startsWith(MATRIX_PATH) && !fits) {

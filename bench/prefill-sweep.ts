@@ -12,7 +12,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d' },
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
@@ -27,19 +27,21 @@ const { measureFmaRate } = await import('./fma');
 
 /**
  * `tile` (tile engine), `mma` (subgroup matrices, where the device has them; `mma-s4-k32`: 4 subgroups per
- * workgroup, 32 keys per step; `-d`: K/V matrices of fully attended steps from the pool), or `blocked` followed by
+ * workgroup, 32 keys per step; `-r2`: 2 row tiles per subgroup, e.g. mma-s2-r2-k32; `-d`: K/V matrices of fully
+ * attended steps from the pool), or `blocked` followed by
  * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
  * device>, e.g. blocked-f32-r64-m48.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
-  const mma = /^mma(?:-s(\d+))?(?:-k(\d+))?(-d)?$/.exec(name);
+  const mma = /^mma(?:-s(\d+))?(?:-r(\d+))?(?:-k(\d+))?(-d)?$/.exec(name);
   if (mma) {
     return {
       prefillMatrix: true,
       ...(mma[1] ? { prefillMatrixSubgroups: Number(mma[1]) as AttentionTuning['prefillMatrixSubgroups'] } : {}),
-      ...(mma[2] ? { prefillMatrixKeyTile: Number(mma[2]) as AttentionTuning['prefillMatrixKeyTile'] } : {}),
-      ...(mma[3] ? { prefillMatrixDirectKv: true } : {}),
+      ...(mma[2] ? { prefillMatrixRowTiles: Number(mma[2]) as AttentionTuning['prefillMatrixRowTiles'] } : {}),
+      ...(mma[3] ? { prefillMatrixKeyTile: Number(mma[3]) as AttentionTuning['prefillMatrixKeyTile'] } : {}),
+      ...(mma[4] ? { prefillMatrixDirectKv: true } : {}),
     };
   }
   if (!name.startsWith('blocked')) throw new Error(`unknown variant ${name}`);

@@ -4,8 +4,8 @@
 // query, so rows past HEADS_PER_WG are idle).
 // Invariants:
 //   - One workgroup per (work item, kv head, head tile) is SUBGROUPS subgroups of SG_SIZE lanes, each
-//     owning MAT query rows; row w = query (w / HEADS_PER_WG) × head (w % HEADS_PER_WG). Every step's
-//     staged K/V serves all of them.
+//     owning ROW_TILES tiles of MAT query rows; row w = query (w / HEADS_PER_WG) × head (w % HEADS_PER_WG).
+//     Every step's staged K/V serves all of them.
 //   - Output: normalised rows, or with params.write_partials (a split decode) the unnormalised rows at
 //     partial slot aux + head and (m, l) in the stats, relative to the same reference max m, for
 //     paged-attention-merge.
@@ -33,6 +33,8 @@
 
 override SG_SIZE: u32;
 override SUBGROUPS: u32;
+/** Tiles of MAT query rows per subgroup: each K or V matrix it loads feeds that many multiplications. */
+override ROW_TILES: u32 = 1u;
 /** Keys per step: a multiple of 16 (the generated entry point is made for one value). */
 override KEY_TILE: u32 = 16u;
 /** M = N = K of the subgroup matrices: the query rows of a subgroup. */
@@ -42,10 +44,10 @@ override LANES_PER_ROW: u32 = SG_SIZE / MAT;
 override TAU: f32 = 8.0;
 
 // The generated part declares, with literal sizes (subgroupMatrixLoad/Store need constant-sized arrays):
-//   tiles: array<f16, max(MAT · SUBGROUPS · HEAD_DIM, 2 · KEY_TILE · HEAD_DIM)>   (Q rows, then K and V of a step)
-//   s_tile: array<f32, MAT · KEY_TILE · SUBGROUPS>   (per subgroup: its MAT × KEY_TILE S, then scratch for O chunks)
-//   p_tile: array<f16, MAT · KEY_TILE · SUBGROUPS>   (per subgroup: P as f16)
-var<workgroup> alpha_row: array<f32, MAT * SUBGROUPS>;
+//   tiles: array<f16, max(MAT · SUBGROUPS · ROW_TILES · HEAD_DIM, 2 · KEY_TILE · HEAD_DIM)>   (Q rows, then K and V of a step)
+//   s_tile: array<f32, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: its MAT × KEY_TILE S, then scratch for O chunks)
+//   p_tile: array<f16, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: P as f16)
+var<workgroup> alpha_row: array<f32, MAT * SUBGROUPS * ROW_TILES>;
 /** What the current step must do besides the matrix path: STEP_RESCALE | STEP_V_NONFINITE bits. */
 var<workgroup> step_flags: u32;
 /** Some row's reference max moved: rescale the O matrices through the scratch. */
@@ -75,7 +77,7 @@ fn store8(at: u32, w: vec4<u32>) {
 
 /** The workgroup's query rows, pre-scaled, as f16 rows of HEAD_DIM at tiles[row × HEAD_DIM]. */
 fn stage_queries(item: WorkItem, first_head: u32) {
-  for (var i = tid; i < MAT * SUBGROUPS * Q_VECS_PER_ROW; i += WG_SIZE) {
+  for (var i = tid; i < MAT * SUBGROUPS * ROW_TILES * Q_VECS_PER_ROW; i += WG_SIZE) {
     let row = i / Q_VECS_PER_ROW;
     let col = i % Q_VECS_PER_ROW;
     let qi = row / HEADS_PER_WG;

@@ -326,6 +326,8 @@ export interface MmaPrefillConfig {
   headsPerWorkgroup: number;
   subgroupSize: number;
   subgroups: number;
+  /** Tiles of matrixSize query rows per subgroup (1 or 2): each K or V matrix loaded feeds that many multiplications. */
+  rowTiles: number;
   /** Keys per step (a multiple of 16). */
   keyTile: number;
   queriesPerWorkgroup: number;
@@ -348,12 +350,16 @@ export type MmaMatrixSize = (typeof MMA_MATRIX_SIZES)[number];
 export const MMA_SUBGROUP_COUNTS = [1, 2, 4, 8] as const;
 /** Keys per step of the subgroup-matrix prefill that the generator supports. */
 export const MMA_KEY_TILES = [16, 32, 64] as const;
+/** Row tiles per subgroup of the subgroup-matrix prefill that the generator supports. */
+export const MMA_ROW_TILES = [1, 2] as const;
 
 export interface MmaPrefillShape {
   /** Default 8. */
   rescaleThreshold?: number;
   /** Default 1. */
   subgroups?: number;
+  /** Default 1. */
+  rowTiles?: number;
   /** Default 16. */
   keyTile?: number;
   /** Default 16. */
@@ -376,7 +382,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  const { rescaleThreshold = 8, subgroups = 1, keyTile = 16, matrixSize = 16, directKv = false } = shape;
+  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false } = shape;
   const n = matrixSize;
   const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
   if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
@@ -388,12 +394,13 @@ export function mmaPrefillConfig(
     }
   }
   const wg = subgroups * subgroupSize;
+  const tiles = subgroups * rowTiles;
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * Math.max(n * subgroups, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
-    4 * n * keyTile * subgroups + // s_tile
-    2 * n * keyTile * subgroups + // p_tile
-    4 * n * subgroups + // alpha_row
+    2 * Math.max(n * tiles, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
+    4 * n * keyTile * tiles + // s_tile
+    2 * n * keyTile * tiles + // p_tile
+    4 * n * tiles + // alpha_row
     4 + // step_flags
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
@@ -404,8 +411,9 @@ export function mmaPrefillConfig(
     headsPerWorkgroup: hpw,
     subgroupSize,
     subgroups,
+    rowTiles,
     keyTile,
-    queriesPerWorkgroup: (n * subgroups) / hpw,
+    queriesPerWorkgroup: (n * tiles) / hpw,
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,
@@ -419,6 +427,7 @@ export function mmaPrefillConstants(config: MmaPrefillConfig, layout: KvLayout):
     ...kvAccessConstants(layout, config.workgroupSize, config.headsPerWorkgroup), // f16 K/V: mmaPrefillConfig requires it
     SG_SIZE: config.subgroupSize,
     SUBGROUPS: config.subgroups,
+    ROW_TILES: config.rowTiles,
     KEY_TILE: config.keyTile,
     MAT: config.matrixSize,
     TAU: config.rescaleThreshold,

@@ -5,7 +5,7 @@
 // (so a tuning shared between caches cannot change under them) and otherwise throws a ConfigError that
 // names the field, so a misspelt knob in a JSON file is an error rather than a silent default.
 import { ConfigError } from '../errors';
-import { MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
+import { MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_ROW_TILES, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
 
 export interface AttentionTuning {
   /** false: decode with the tile engine even where the streaming kernel applies. */
@@ -26,6 +26,11 @@ export interface AttentionTuning {
   prefillRescaleThreshold?: number;
   /** Subgroups per subgroup-matrix prefill workgroup, each owning 16 query rows, sharing each step's staged K/V (default 1). */
   prefillMatrixSubgroups?: (typeof MMA_SUBGROUP_COUNTS)[number];
+  /**
+   * Tiles of query rows (one matrix tall each) per subgroup of the subgroup-matrix prefill (default 1): with 2,
+   * each K and V matrix a subgroup loads feeds two multiplications, for twice its Q, S and O registers.
+   */
+  prefillMatrixRowTiles?: (typeof MMA_ROW_TILES)[number];
   /** Keys per step of the subgroup-matrix prefill (default 16): more MMAs between its barriers, more workgroup memory. */
   prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
   /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size). */
@@ -100,6 +105,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   blocked: (value, name) => checkObject(value, name, BLOCKED_FIELDS),
   prefillRescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   prefillMatrixSubgroups: oneOf(MMA_SUBGROUP_COUNTS),
+  prefillMatrixRowTiles: oneOf(MMA_ROW_TILES),
   prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
   prefillMatrixDirectKv: bool,
   decodeWritesKv: bool,

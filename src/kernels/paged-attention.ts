@@ -272,7 +272,8 @@ export class PagedAttentionKernel {
     this.prefillMmaConfig =
       tuning.prefillMatrix === false
         ? undefined
-        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups, keyTile: tuning.prefillMatrixKeyTile, directKv }) ?? matrixKernel({ directKv }));
+        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups, rowTiles: tuning.prefillMatrixRowTiles, keyTile: tuning.prefillMatrixKeyTile, directKv }) ??
+          matrixKernel({ directKv }));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
@@ -624,7 +625,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;
@@ -638,6 +639,8 @@ export class PagedAttentionKernel {
 }
 
 export interface AdapterInfoWithSubgroups {
+  /** The adapter's description (GPUAdapterInfo.description): names drivers with known faults. */
+  description?: string;
   subgroupMinSize?: number;
   subgroupMaxSize?: number;
   subgroupMatrixConfigs?: Iterable<{ componentType: string; resultComponentType: string; M: number; N: number; K: number }>;
@@ -658,6 +661,9 @@ function subgroupSizeOf(info: AdapterInfoWithSubgroups | undefined): number {
 function subgroupMatrixSize(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): MmaMatrixSize | undefined {
   if (!device.features.has('chromium-experimental-subgroup-matrix') || !device.features.has('shader-f16')) return undefined;
   if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return undefined;
+  // Mesa's lavapipe offers its 8×8 matrices at every subgroup size, but any matrix operation crashes the
+  // process (SIGSEGV in the driver, Mesa 26.2) unless its subgroups are 8 wide (LP_NATIVE_VECTOR_WIDTH 256).
+  if (/llvmpipe/i.test(info?.description ?? '') && subgroupSizeOf(info) !== 8) return undefined;
   const configs = [...(info?.subgroupMatrixConfigs ?? [])];
   return MMA_MATRIX_SIZES.find((n) => configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === n && c.N === n && c.K === n));
 }

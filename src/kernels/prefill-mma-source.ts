@@ -1,8 +1,11 @@
 // Generates the entry point of the subgroup-matrix kernel (shaders/paged-attention-prefill-mma.wgsl: causal
 // prefill, and decode where tuning.decodeMatrix asks) for one head dim, matrix size n (16 or 8), subgroup
-// size, subgroup count, key tile and K/V source (staged, or from the pool on whole-matrix steps).
-// Invariants: subgroup sg of a workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns rows
-// [n sg, n sg + n) and its own n · keyTile-element regions of s_tile and p_tile; the matrix operands live
+// size, subgroup count, row tiles per subgroup, key tile and K/V source (staged, or from the pool on
+// whole-matrix steps).
+// Invariants: subgroup sg of a workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns R
+// row tiles (R = rowTiles): tile u = sg · R + t (t < R) is rows [n u, n u + n) with its own
+// n · keyTile-element regions of s_tile and p_tile, and a lane holds one row of each of its subgroup's
+// tiles; each K or V matrix a subgroup loads feeds its R tiles' operations; the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
 // arrays), or in the pool's f16 view; every n-wide head-dim chunk c has its own Q (left) and O (result)
 // matrix variable; a lane's COLS_PER_LANE score columns are their own scalars; the step loop and every
@@ -13,9 +16,14 @@
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
-export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'keyTile' | 'directKv'>): string {
-  const { matrixSize: n, subgroupSize, subgroups, keyTile } = shape;
+export function prefillMmaEntry(
+  headDim: number,
+  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'>,
+): string {
+  const { matrixSize: n, subgroupSize, subgroups, rowTiles, keyTile } = shape;
   const chunks = range(headDim / n);
+  /** The subgroup's row tiles: variables of tile t end in _t. */
+  const T = range(rowTiles);
   /** The step's n-key blocks: S and P are n × keyTile, one matrix per block. */
   const blocks = range(keyTile / n);
   const lanesPerRow = subgroupSize / n;
@@ -35,35 +43,42 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
       add(op === 'max' ? `    ${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `    ${v} += subgroupShuffleXor(${v}, ${m}u);`);
     }
   };
+  const tiles = subgroups * rowTiles;
   add(
-    `var<workgroup> tiles: array<f16, ${Math.max(n * subgroups * headDim, 2 * keyTile * headDim)}>;`,
-    `var<workgroup> s_tile: array<f32, ${sTile * subgroups}>;`,
-    `var<workgroup> p_tile: array<f16, ${sTile * subgroups}>;`,
+    `var<workgroup> tiles: array<f16, ${Math.max(n * tiles * headDim, 2 * keyTile * headDim)}>;`,
+    `var<workgroup> s_tile: array<f32, ${sTile * tiles}>;`,
+    `var<workgroup> p_tile: array<f16, ${sTile * tiles}>;`,
     ``,
     ...entryPreamble('prefill_mma_main'),
     subgroups > 1 ? `  let sg = tid / SG_SIZE;` : `  let sg = 0u;`,
     `  let lane = tid % SG_SIZE;`,
     `  let r = lane / LANES_PER_ROW;`,
     `  let col0 = (lane % LANES_PER_ROW) * ${colsPerLane}u;`,
-    `  let wg_row = sg * ${n}u + r;`,
-    `  let qi = wg_row / HEADS_PER_WG;`,
-    `  let row_live = qi < item.num_q;`,
-    `  let q_pos = item.q_pos + qi;`,
-    `  let s_at = sg * ${sTile}u + r * ${keyTile}u + col0;`,
-    // Where this lane's share of an n × n O chunk (row r, columns o_col0 …) sits in the subgroup's s_tile.
+    // Where this lane's share of an n × n O chunk (row r, columns o_col0 …) sits in a tile's s_tile region.
     `  let o_col0 = (lane % LANES_PER_ROW) * ${colsO}u;`,
-    `  let o_at = sg * ${sTile}u + r * ${n}u + o_col0;`,
     `  let out_vec0 = (lane % LANES_PER_ROW) * ${vecsPerLane}u;`,
+  );
+  for (const t of T) {
+    add(
+      `  let tile_${t} = ${rowTiles > 1 ? `sg * ${rowTiles}u + ${t}u` : 'sg'};`,
+      `  let wg_row_${t} = tile_${t} * ${n}u + r;`,
+      `  let qi_${t} = wg_row_${t} / HEADS_PER_WG;`,
+      `  let row_live_${t} = qi_${t} < item.num_q;`,
+      `  let q_pos_${t} = item.q_pos + qi_${t};`,
+      `  let s_at_${t} = tile_${t} * ${sTile}u + r * ${keyTile}u + col0;`,
+      `  let o_at_${t} = tile_${t} * ${sTile}u + r * ${n}u + o_col0;`,
+    );
+  }
+  add(
     `  stage_queries(item, first_head);`,
     `  var window_start = block_of(item.key_start);`,
     `  load_table_window(item.seq_slot, window_start);`,
     `  workgroupBarrier();`,
   );
-  for (const c of chunks) add(`  let q_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, sg * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
-  for (const c of chunks) add(`  var o_${c} = ${result}();`);
+  for (const t of T) for (const c of chunks) add(`  let q_${t}_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, tile_${t} * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
+  for (const t of T) for (const c of chunks) add(`  var o_${t}_${c} = ${result}();`);
+  for (const t of T) add(`  var m_ref_${t} = NEG_BIG;`, `  var l_row_${t} = 0.0;`);
   add(
-    `  var m_ref = NEG_BIG;`,
-    `  var l_row = 0.0;`,
     `  workgroupBarrier();`,
     `  for (var t0 = item.key_start; t0 < item.key_end; t0 += KEY_TILE) {`,
     `    if (block_of(min(t0 + KEY_TILE, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
@@ -75,10 +90,14 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
     // masks some keys for some rows.
     `    let masks_keys = t0 + KEY_TILE > min(item.q_pos + 1u, item.key_end);`,
   );
-  /** S of block b from the staged K rows. */
-  const stagedScores = (b: number, indent: string) =>
-    chunks.map((c) => `${indent}sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&tiles, ${n * b}u * HEAD_DIM + ${n * c}u, HEAD_DIM), sm_${b});`);
-  for (const b of blocks) add(`    var sm_${b} = ${result}();`);
+  /** S of block b (every row tile) from the K matrices at `kAt(c)` of `source`: one load per matrix, used by each tile. */
+  const scores = (b: number, indent: string, source: string, kAt: (c: number) => string) =>
+    chunks.flatMap((c) => [
+      `${indent}let k_${b}_${c} = subgroupMatrixLoad<${right}, col_major>(&${source}, ${kAt(c)}, HEAD_DIM);`,
+      ...T.map((t) => `${indent}sm_${t}_${b} = subgroupMatrixMultiplyAccumulate(q_${t}_${c}, k_${b}_${c}, sm_${t}_${b});`),
+    ]);
+  const stagedScores = (b: number, indent: string) => scores(b, indent, 'tiles', (c) => `${n * b}u * HEAD_DIM + ${n * c}u`);
+  for (const t of T) for (const b of blocks) add(`    var sm_${t}_${b} = ${result}();`);
   if (shape.directKv) {
     // A step every row attends whole, over blocks that all exist, reads its K and V matrices from the
     // pool (each n-key block of the step lies in one pool block); every lane computes the same `direct`
@@ -93,95 +112,98 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
       `    workgroupBarrier();`,
       `    if (direct) {`,
     );
-    for (const b of blocks) {
-      for (const c of chunks) {
-        add(`      sm_${b} = subgroupMatrixMultiplyAccumulate(q_${c}, subgroupMatrixLoad<${right}, col_major>(&kv_half, kv_at_${b} + ${n * c}u, HEAD_DIM), sm_${b});`);
-      }
-    }
+    for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => `kv_at_${b} + ${n * c}u`));
     add(`    } else {`, ...blocks.flatMap((b) => stagedScores(b, '      ')), `    }`);
   } else {
     add(`    stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
   }
-  for (const b of blocks) add(`    subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u + ${n * b}u, sm_${b}, ${keyTile}u);`);
+  for (const t of T) for (const b of blocks) add(`    subgroupMatrixStore<row_major>(&s_tile, tile_${t} * ${sTile}u + ${n * b}u, sm_${t}_${b}, ${keyTile}u);`);
   add(`    workgroupBarrier();`);
-  for (const j of cols) {
+  for (const j of cols) add(`    let key_${j} = t0 + col0 + ${j}u;`);
+  for (const t of T) {
+    for (const j of cols) {
+      add(
+        `    let vis_${t}_${j} = row_live_${t} && key_${j} <= q_pos_${t} && key_${j} < item.key_end;`,
+        `    let s_${t}_${j} = s_tile[s_at_${t} + ${j}u];`,
+      );
+    }
+    add(`    var t_max_${t} = ${cols.map((j) => `select(NEG_BIG, s_${t}_${j}, vis_${t}_${j})`).reduce((a, b) => `max(${a}, ${b})`)};`);
+    reduce(`t_max_${t}`, 'max');
     add(
-      `    let key_${j} = t0 + col0 + ${j}u;`,
-      `    let vis_${j} = row_live && key_${j} <= q_pos && key_${j} < item.key_end;`,
-      `    let s_${j} = s_tile[s_at + ${j}u];`,
+      `    var alpha_${t} = 1.0;`,
+      `    let m_prev_${t} = m_ref_${t};`,
+      `    if (t_max_${t} > m_ref_${t} + TAU) {`,
+      `      alpha_${t} = exp(m_ref_${t} - t_max_${t});`,
+      `      m_ref_${t} = t_max_${t};`,
+      `    }`,
+    );
+    for (const j of cols) add(`    let p_${t}_${j} = select(0.0, exp(s_${t}_${j} - m_ref_${t}), vis_${t}_${j});`);
+    add(`    var p_sum_${t} = ${cols.map((j) => `p_${t}_${j}`).join(' + ')};`);
+    reduce(`p_sum_${t}`, 'sum');
+    add(`    l_row_${t} = l_row_${t} * alpha_${t} + p_sum_${t};`);
+    for (const j of cols) add(`    p_tile[s_at_${t} + ${j}u] = f16(p_${t}_${j});`);
+    add(
+      `    if (col0 == 0u) {`,
+      `      alpha_row[wg_row_${t}] = alpha_${t};`,
+      `    }`,
+      `    if (alpha_${t} != 1.0 && m_prev_${t} > NEG_BIG) {`,
+      `      step_flags = step_flags | STEP_RESCALE;`,
+      `    }`,
     );
   }
-  add(`    var t_max = ${cols.map((j) => `select(NEG_BIG, s_${j}, vis_${j})`).reduce((a, b) => `max(${a}, ${b})`)};`);
-  reduce('t_max', 'max');
   add(
-    `    var alpha = 1.0;`,
-    `    let m_prev = m_ref;`,
-    `    if (t_max > m_ref + TAU) {`,
-    `      alpha = exp(m_ref - t_max);`,
-    `      m_ref = t_max;`,
-    `    }`,
-  );
-  for (const j of cols) add(`    let p_${j} = select(0.0, exp(s_${j} - m_ref), vis_${j});`);
-  add(`    var p_sum = ${cols.map((j) => `p_${j}`).join(' + ')};`);
-  reduce('p_sum', 'sum');
-  add(`    l_row = l_row * alpha + p_sum;`);
-  for (const j of cols) add(`    p_tile[s_at + ${j}u] = f16(p_${j});`);
-  add(
-    `    if (col0 == 0u) {`,
-    `      alpha_row[wg_row] = alpha;`,
-    `    }`,
-    `    if (alpha != 1.0 && m_prev > NEG_BIG) {`,
-    `      step_flags = step_flags | STEP_RESCALE;`,
-    `    }`,
     `    let flags = workgroupUniformLoad(&step_flags);`,
     `    if ((flags & STEP_RESCALE) != 0u) {`,
   );
   // O chunks are n × n: lane (r, col0) scales columns o_col0 … of row r (colsO of them).
-  for (const c of chunks) {
-    add(
-      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`,
-      `      workgroupBarrier();`,
-      ...range(colsO).map((j) => `      s_tile[o_at + ${j}u] *= alpha_row[wg_row];`),
-      `      workgroupBarrier();`,
-      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, ${n}u);`,
-      `      workgroupBarrier();`,
-    );
+  for (const t of T) {
+    for (const c of chunks) {
+      add(
+        `      subgroupMatrixStore<row_major>(&s_tile, tile_${t} * ${sTile}u, o_${t}_${c}, ${n}u);`,
+        `      workgroupBarrier();`,
+        ...range(colsO).map((j) => `      s_tile[o_at_${t} + ${j}u] *= alpha_row[wg_row_${t}];`),
+        `      workgroupBarrier();`,
+        `      o_${t}_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, tile_${t} * ${sTile}u, ${n}u);`,
+        `      workgroupBarrier();`,
+      );
+    }
   }
   add(`    }`);
   // P·V. A masked key has p = 0, and 0 · NaN = NaN: where a step masks keys for some rows and its staged V
   // holds a NaN or ±∞ (STEP_V_NONFINITE, set while staging), each lane adds its row's visible keys alone,
   // in scalar code through the scratch (rare: only a poisoned V near the diagonal).
   add(`    if ((flags & STEP_V_NONFINITE) != 0u) {`);
-  for (const c of chunks) {
-    add(
-      `      subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`,
-      `      workgroupBarrier();`,
-      `      for (var k = 0u; k < KEY_TILE; k++) {`,
-      `        if (t0 + k <= q_pos && t0 + k < item.key_end) {`,
-      `          let p = f32(p_tile[sg * ${sTile}u + r * KEY_TILE + k]);`,
-      `          let v_at = (KEY_TILE + k) * HEAD_DIM + ${n * c}u + o_col0;`,
-      ...range(colsO).map((j) => `          s_tile[o_at + ${j}u] += p * f32(tiles[v_at + ${j}u]);`),
-      `        }`,
-      `      }`,
-      `      workgroupBarrier();`,
-      `      o_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, sg * ${sTile}u, ${n}u);`,
-      `      workgroupBarrier();`,
-    );
+  for (const t of T) {
+    for (const c of chunks) {
+      add(
+        `      subgroupMatrixStore<row_major>(&s_tile, tile_${t} * ${sTile}u, o_${t}_${c}, ${n}u);`,
+        `      workgroupBarrier();`,
+        `      for (var k = 0u; k < KEY_TILE; k++) {`,
+        `        if (t0 + k <= q_pos_${t} && t0 + k < item.key_end) {`,
+        `          let p = f32(p_tile[tile_${t} * ${sTile}u + r * KEY_TILE + k]);`,
+        `          let v_at = (KEY_TILE + k) * HEAD_DIM + ${n * c}u + o_col0;`,
+        ...range(colsO).map((j) => `          s_tile[o_at_${t} + ${j}u] += p * f32(tiles[v_at + ${j}u]);`),
+        `        }`,
+        `      }`,
+        `      workgroupBarrier();`,
+        `      o_${t}_${c} = subgroupMatrixLoad<${result}, row_major>(&s_tile, tile_${t} * ${sTile}u, ${n}u);`,
+        `      workgroupBarrier();`,
+      );
+    }
   }
   add(`    } else {`);
-  for (const b of blocks) add(`      let pm_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, sg * ${sTile}u + ${n * b}u, ${keyTile}u);`);
-  /** O += P · V from the staged V rows. */
-  const stagedOutputs = (indent: string) =>
+  for (const t of T) for (const b of blocks) add(`      let pm_${t}_${b} = subgroupMatrixLoad<${left}, row_major>(&p_tile, tile_${t} * ${sTile}u + ${n * b}u, ${keyTile}u);`);
+  /** O += P · V from the V matrices at `vAt(b, c)` of `source`: one load per matrix, used by each tile. */
+  const outputs = (indent: string, source: string, vAt: (b: number, c: number) => string) =>
     chunks.flatMap((c) =>
-      blocks.map((b) => `${indent}o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&tiles, (KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u, HEAD_DIM), o_${c});`),
+      blocks.flatMap((b) => [
+        `${indent}let v_${b}_${c} = subgroupMatrixLoad<${right}, row_major>(&${source}, ${vAt(b, c)}, HEAD_DIM);`,
+        ...T.map((t) => `${indent}o_${t}_${c} = subgroupMatrixMultiplyAccumulate(pm_${t}_${b}, v_${b}_${c}, o_${t}_${c});`),
+      ]),
     );
+  const stagedOutputs = (indent: string) => outputs(indent, 'tiles', (b, c) => `(KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u`);
   if (shape.directKv) {
-    add(`      if (direct) {`);
-    for (const c of chunks) {
-      for (const b of blocks) {
-        add(`        o_${c} = subgroupMatrixMultiplyAccumulate(pm_${b}, subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM), o_${c});`);
-      }
-    }
+    add(`      if (direct) {`, ...outputs('        ', 'kv_half', (b, c) => `kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u`));
     add(`      } else {`, ...stagedOutputs('        '), `      }`);
   } else {
     add(...stagedOutputs('      '));
@@ -197,31 +219,35 @@ export function prefillMmaEntry(headDim: number, shape: Pick<MmaPrefillConfig, '
   );
   // Write chunk by chunk through the subgroup's scratch: normalised rows, or (a decode split, for
   // paged-attention-merge) the unnormalised row at its partial slot and (m_ref, l) in the stats.
-  add(
-    `  let head = first_head + wg_row % HEADS_PER_WG;`,
-    `  let partial = params.write_partials != 0u;`,
-    `  let out_row = select((item.q_row + qi) * params.num_query_heads + head, item.aux + head, partial) * Q_VECS_PER_ROW;`,
-    `  let out_scale = select(1.0 / l_row, 1.0, partial);`,
-    `  if (partial && row_live && o_col0 == 0u) {`,
-    `    results[params.stats_base + item.aux + head] = vec4<f32>(m_ref, l_row, 0.0, 0.0);`,
-    `  }`,
-  );
-  // Row r's n values of chunk c sit at s_tile[sg · sTile + r · n …]; its lanes write them as vec4s
+  add(`  let partial = params.write_partials != 0u;`);
+  for (const t of T) {
+    add(
+      `  let head_${t} = first_head + wg_row_${t} % HEADS_PER_WG;`,
+      `  let out_row_${t} = select((item.q_row + qi_${t}) * params.num_query_heads + head_${t}, item.aux + head_${t}, partial) * Q_VECS_PER_ROW;`,
+      `  let out_scale_${t} = select(1.0 / l_row_${t}, 1.0, partial);`,
+      `  if (partial && row_live_${t} && o_col0 == 0u) {`,
+      `    results[params.stats_base + item.aux + head_${t}] = vec4<f32>(m_ref_${t}, l_row_${t}, 0.0, 0.0);`,
+      `  }`,
+    );
+  }
+  // Row r's n values of chunk c sit at s_tile[tile · sTile + r · n …]; its lanes write them as vec4s
   // (where a row has fewer vec4s than lanes, the last lanes write none).
-  const rowAt = `sg * ${sTile}u + r * ${n}u`;
-  for (const c of chunks) {
-    add(`  subgroupMatrixStore<row_major>(&s_tile, sg * ${sTile}u, o_${c}, ${n}u);`, `  workgroupBarrier();`);
-    for (const v of range(vecsPerLane)) {
-      const vec = `out_vec0 + ${v}u`;
-      const guard = vecsPerLane * lanesPerRow > n / 4 ? ` && ${vec} < ${n / 4}u` : '';
-      add(
-        `  if (row_live${guard}) {`,
-        `    let at = ${rowAt} + (${vec}) * 4u;`,
-        `    results[out_row + ${(n / 4) * c}u + ${vec}] = vec4<f32>(s_tile[at], s_tile[at + 1u], s_tile[at + 2u], s_tile[at + 3u]) * out_scale;`,
-        `  }`,
-      );
+  for (const t of T) {
+    const rowAt = `tile_${t} * ${sTile}u + r * ${n}u`;
+    for (const c of chunks) {
+      add(`  subgroupMatrixStore<row_major>(&s_tile, tile_${t} * ${sTile}u, o_${t}_${c}, ${n}u);`, `  workgroupBarrier();`);
+      for (const v of range(vecsPerLane)) {
+        const vec = `out_vec0 + ${v}u`;
+        const guard = vecsPerLane * lanesPerRow > n / 4 ? ` && ${vec} < ${n / 4}u` : '';
+        add(
+          `  if (row_live_${t}${guard}) {`,
+          `    let at = ${rowAt} + (${vec}) * 4u;`,
+          `    results[out_row_${t} + ${(n / 4) * c}u + ${vec}] = vec4<f32>(s_tile[at], s_tile[at + 1u], s_tile[at + 2u], s_tile[at + 3u]) * out_scale_${t};`,
+          `  }`,
+        );
+      }
+      add(`  workgroupBarrier();`);
     }
-    add(`  workgroupBarrier();`);
   }
   add(`}`);
   return L.join('\n');

@@ -45,7 +45,7 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
       const matrix = tuning.decodeMatrix ? kernel.decodeMmaConfig : kernel.prefillMmaConfig;
       // Decode reads K/V from the pool wherever blocks hold whole matrices; prefill where also asked to.
       const directKv = blockSize % n === 0 && (tuning.decodeMatrix === true || tuning.prefillMatrixDirectKv === true);
-      expect([matrix?.matrixSize, matrix?.subgroupSize, matrix?.directKv]).toEqual([n, sg, directKv]);
+      expect([matrix?.matrixSize, matrix?.subgroupSize, matrix?.directKv, matrix?.rowTiles]).toEqual([n, sg, directKv, tuning.decodeMatrix ? 1 : (tuning.prefillMatrixRowTiles ?? 1)]);
       const result = await checkAttention(device, kernel, fx, TOL, { forceSplits });
       expect(result.count, `${JSON.stringify(tuning)}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
       expect(uncaptured.splice(0)).toEqual([]);
@@ -59,6 +59,9 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
     { headDim: 32, groupSize: 2, blockSize: 8, tuning: { prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32, prefillMatrixDirectKv: true } },
     { headDim: 16, groupSize: 8, blockSize: 16, tuning: { prefillMatrixKeyTile: 64, prefillMatrixDirectKv: true, prefillRescaleThreshold: 0 } },
     { headDim: 16, groupSize: 1, blockSize: 32, tuning: { prefillMatrixSubgroups: 4, prefillMatrixDirectKv: true } },
+    // Two row tiles per subgroup (each K/V matrix feeds both), staged and from the pool, with rescaling at every new max.
+    { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixKeyTile: 32, prefillRescaleThreshold: 0 } },
+    { headDim: 16, groupSize: 2, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixSubgroups: 2, prefillMatrixDirectKv: true } },
   ] satisfies { headDim: number; groupSize: number; blockSize: number; tuning: AttentionTuning }[])('prefill: head dim $headDim, GQA $groupSize, block $blockSize, $tuning', async ({ headDim, groupSize, blockSize, tuning }) => {
     await expectMatch(headDim, groupSize, blockSize, tuning);
   });

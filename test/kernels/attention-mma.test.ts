@@ -44,16 +44,16 @@ const SEQUENCES: SequenceSpec[] = [
   { contextLength: 520, numQueries: 520 },
 ];
 
-/** The kernel's subgroup count and key tile. */
-function shapeOf(kernel: PagedAttentionKernel): [number, number] | undefined {
+/** The kernel's subgroup count, row tiles per subgroup and key tile. */
+function shapeOf(kernel: PagedAttentionKernel): [number, number, number] | undefined {
   const m = kernel.prefillMmaConfig;
-  return m && [m.subgroups, m.keyTile];
+  return m && [m.subgroups, m.rowTiles, m.keyTile];
 }
 
 /** The shape asked for where the device's workgroup memory holds it (the H100's 48 KiB), else the one-subgroup, 16-key fallback (lavapipe's 32 KiB). */
-function expectedShape(layout: KvLayout, kernel: PagedAttentionKernel, groupSize: number, subgroups: number, keyTile: number): [number, number] {
+function expectedShape(layout: KvLayout, kernel: PagedAttentionKernel, groupSize: number, subgroups: number, keyTile: number, rowTiles = 1): [number, number, number] {
   const { subgroupSize, matrixSize } = kernel.prefillMmaConfig!;
-  return mmaPrefillConfig(layout, groupSize, subgroupSize, gpu.device.limits, { subgroups, keyTile, matrixSize }) ? [subgroups, keyTile] : [1, 16];
+  return mmaPrefillConfig(layout, groupSize, subgroupSize, gpu.device.limits, { subgroups, rowTiles, keyTile, matrixSize }) ? [subgroups, rowTiles, keyTile] : [1, 1, 16];
 }
 
 describe.skipIf(!available)('subgroup-matrix prefill', () => {
@@ -76,14 +76,18 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 16, directKv: true },
     { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 2, keyTile: 32, directKv: true },
     { headDim: 128, groupSize: 2, blockSize: 16, subgroups: 4, keyTile: 64, directKv: true },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup, $keyTile keys per step, K/V from the pool $directKv matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, directKv = false }) => {
+    // Two row tiles per subgroup, each K/V matrix feeding both: staged and from the pool.
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, rowTiles: 2 },
+    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 16, rowTiles: 2, directKv: true },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info, tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
+        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
+        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
       });
-      expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile));
+      expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile, rowTiles));
       expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);

@@ -54,11 +54,18 @@ const DIRECT_SHAPES = [64, 128].flatMap((headDim) =>
   ),
 );
 
+// Two row tiles per subgroup: both matrix sizes, staged and from the pool, the largest head dim.
+const ROW_TILE_SHAPES = [64, 256].flatMap((headDim) =>
+  ([[16, 32], [8, 16]] as const).flatMap(([matrixSize, subgroupSize]) =>
+    [false, true].map((directKv) => ({ headDim, matrixSize, subgroupSize, subgroups: 2, keyTile: 32, directKv, rowTiles: 2 })),
+  ),
+);
+
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each([...SHAPES, ...DIRECT_SHAPES])('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s), $keyTile keys per step, K/V from the pool $directKv: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, keyTile, directKv }) => {
+  it.each([...SHAPES, ...DIRECT_SHAPES, ...ROW_TILE_SHAPES].map((shape) => ({ rowTiles: 1, ...shape })))('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s) of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, rowTiles, keyTile, directKv }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, keyTile, matrixSize, directKv })!;
-    expect([config.workgroupSize, config.keyTile, config.directKv]).toEqual([subgroups * subgroupSize, keyTile, directKv]);
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, rowTiles, keyTile, matrixSize, directKv })!;
+    expect([config.workgroupSize, config.keyTile, config.directKv, config.queriesPerWorkgroup]).toEqual([subgroups * subgroupSize, keyTile, directKv, (matrixSize * subgroups * rowTiles) / 4]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
     const limits = gpu.device.limits;
@@ -89,6 +96,21 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
     expect(decodeOf({ decodeMatrix: true })).toEqual([16, true, false]); // K/V from the pool, and no storing decode
     expect(decodeOf({ decodeMatrix: true, decodeMatrixKeyTile: 64 })).toEqual([16, true, false]);
     expect(decodeOf({})).toBeUndefined();
+  });
+
+  it('Mesa\'s lavapipe gets subgroup matrices only with subgroups of 8 (its matrix operations crash the process at other sizes)', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
+    const configs = [{ componentType: 'f16', resultComponentType: 'f32', M: 8, N: 8, K: 8 }];
+    const matrixSizeWith = (description: string, subgroupSize: number) => {
+      const adapterInfo = { description, subgroupMinSize: subgroupSize, subgroupMaxSize: subgroupSize, subgroupMatrixConfigs: configs };
+      const kernel = new PagedAttentionKernel(gpu.device, layout, { numQueryHeads: 8, rowStride: 2, subgroups: true, adapterInfo, tuning: { decodeMatrix: true } });
+      kernel.destroy();
+      return [kernel.prefillMmaConfig?.matrixSize, kernel.decodeMmaConfig?.matrixSize];
+    };
+    expect(matrixSizeWith('llvmpipe: Mesa 26.2.6-1 (LLVM 22.1.8)', 8)).toEqual([8, 8]);
+    expect(matrixSizeWith('llvmpipe: Mesa 26.2.6-1 (LLVM 22.1.8)', 16)).toEqual([undefined, undefined]);
+    expect(matrixSizeWith('llvmpipe: Mesa 26.2.6-1 (LLVM 22.1.8)', 32)).toEqual([undefined, undefined]);
+    expect(matrixSizeWith('another driver', 16)).toEqual([8, 8]);
   });
 
   it('validates for real: per-subgroup matrix offsets are refused without the uniformity diagnostic turned off', async () => {

@@ -54,6 +54,7 @@ const matrixTuningArb: fc.Arbitrary<AttentionTuning> = fc.record({
   decodeMatrix: fc.boolean(),
   prefillMatrixDirectKv: fc.boolean(),
   prefillMatrixSubgroups: fc.constantFrom(1, 2),
+  prefillMatrixRowTiles: fc.constantFrom(1, 2),
   prefillMatrixKeyTile: fc.constantFrom(16, 32),
 });
 
