@@ -342,8 +342,9 @@ async function runParts(run: BenchRun): Promise<void> {
         });
       }
       // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys,
-      // staged and from the pool, and 1 × 64 keys (all fit 48 KiB at head dim 128).
-      for (const [subgroups, keyTile, directKv] of [[2, 32, false], [2, 32, true], [1, 64, false]] as const) {
+      // staged and from the pool, 1 × 64 keys, and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32
+      // rows); 29.0, 29.0, 44.8 and 45.5 KiB at head dim 128 with 16 × 16 matrices, so all fit 48 KiB.
+      for (const [subgroups, keyTile, directKv] of [[2, 32, false], [2, 32, true], [1, 64, false], [4, 16, false]] as const) {
         paths.push({
           path: `${MATRIX_PATH}, ${subgroups} subgroup(s) of 2 row tiles, ${keyTile} keys per step${directKv ? ', K/V from the pool' : ''}`,
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: 2, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },

@@ -12,7 +12,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64' },
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64,mma-s4-r2' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
