@@ -14,8 +14,7 @@ import { MMA_MATRIX_SIZES } from '../../src/kernels/attention-config';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { buildKvFixture, checkAttention, type SequenceSpec } from '../helpers/kv-fixture';
 import { emulatedAdapterInfo, withEmulatedSubgroupMatrices } from '../helpers/emulated-subgroup-matrices';
-import { queryRows } from '../reliability/helpers/kv-content';
-import { mismatches, SequenceModel } from '../reliability/helpers/sequence-model';
+import { poisonedVMismatches } from '../helpers/poisoned-v';
 
 const TOL = { atol: 5e-3, rtol: 1e-2 };
 const gpu = await createGpu();
@@ -81,21 +80,8 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
       ...heads, numLayers: 1, blockSize, numBlocks: 16, maxSequenceLength: 64, adapterInfo, residentWorkgroups: 1, attentionTuning: { prefillMatrixKeyTile: 32 },
     });
     try {
-      const tokens = Array.from({ length: 40 }, (_, i) => (i * 7) % 11);
-      const id = cache.createSequence({ tokens }).id;
-      const model = new SequenceModel({ ...heads, numLayers: 1, blockSize }, '', tokens);
-      const ids = model.contentFor(0, tokens.length, 0);
-      await cache.writeKV(0, id, 0, model.rows(0, ids, 0), model.rows(0, ids, 1));
-      model.write(0, 0, ids);
-      const poisoned = 37;
-      const v = new Float32Array(heads.numKvHeads * heads.headDim).map((_, i) => (i < heads.headDim ? NaN : 1e6));
-      await cache.writeKV(0, id, poisoned, model.rows(0, model.contentFor(poisoned, 1, 0), 0), v);
-      const qRow = heads.numQueryHeads * heads.headDim;
-      const q = queryRows(poisoned, tokens.length, qRow);
-      const [out] = await cache.attend(0, [{ seqId: id, q, queryStart: 0 }]);
       expect(cache.describeKernels().prefill).toMatch(new RegExp(`^subgroup matrices ${n}×${n}`));
-      const expected = model.expectedAttention(0, q, 0, poisoned, 1 / Math.sqrt(heads.headDim));
-      expect(mismatches(out!.subarray(0, poisoned * qRow), expected, TOL.atol, TOL.rtol)).toEqual([]);
+      expect(await poisonedVMismatches(cache, { heads, blockSize, length: 40, poisoned: 37, tolerance: TOL })).toEqual([]);
       expect(uncaptured.splice(0)).toEqual([]);
     } finally {
       cache.destroy();

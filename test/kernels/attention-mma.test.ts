@@ -17,8 +17,7 @@ import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { computeKvLayout, type KvLayout } from '../../src/pool/kv-layout';
 import { mmaPrefillConfig } from '../../src/kernels/attention-config';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
-import { queryRows } from '../reliability/helpers/kv-content';
-import { mismatches, SequenceModel } from '../reliability/helpers/sequence-model';
+import { poisonedVMismatches } from '../helpers/poisoned-v';
 import { cacheFuzzProperty } from '../reliability/helpers/cache-fuzz-property';
 import { fuzzSettings, runFuzz } from '../reliability/helpers/fuzz-runner';
 
@@ -192,9 +191,6 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
   // matrix P·V would add 0 · NaN = NaN to the rows of a step that do not attend it.
   it('NaN and ±∞ in V at a position do not reach the earlier queries of the same prefill, nor other heads', async () => {
     const heads = { numKvHeads: 2, numQueryHeads: 8, headDim: 16 } as const;
-    const rowOf = heads.numKvHeads * heads.headDim;
-    const qRow = heads.numQueryHeads * heads.headDim;
-    const scale = 1 / Math.sqrt(heads.headDim);
     for (const [tuning, poisoned, blockSize] of [
       [{ prefillMatrixSubgroups: 1, prefillMatrixKeyTile: 16 }, 37, 8],
       [{ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32 }, 45, 16],
@@ -204,22 +200,9 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
         ...heads, numLayers: 1, blockSize, numBlocks: 32, maxSequenceLength: 64, adapterInfo: gpu.adapter.info, attentionTuning: tuning,
       });
       try {
-        const tokens = Array.from({ length: 48 }, (_, i) => (i * 7) % 11);
-        const id = cache.createSequence({ tokens }).id;
-        const model = new SequenceModel({ ...heads, numLayers: 1, blockSize }, '', tokens);
-        const ids = model.contentFor(0, tokens.length, 0);
-        await cache.writeKV(0, id, 0, model.rows(0, ids, 0), model.rows(0, ids, 1));
-        model.write(0, 0, ids);
-        // V of position `poisoned`: NaN for kv head 0, +∞ (beyond f16) for kv head 1; K stays finite.
-        const v = new Float32Array(rowOf).map((_, i) => (i < heads.headDim ? NaN : 1e6));
-        await cache.writeKV(0, id, poisoned, model.rows(0, model.contentFor(poisoned, 1, 0), 0), v);
-        const q = queryRows(poisoned, tokens.length, qRow);
-        const [out] = await cache.attend(0, [{ seqId: id, q, queryStart: 0 }]);
         const where = `${JSON.stringify(tuning)}, block ${blockSize}, V poisoned at ${poisoned}`;
         expect(cache.describeKernels().prefill, where).toMatch(/^subgroup matrices/);
-        const expected = model.expectedAttention(0, q, 0, poisoned, scale);
-        expect(mismatches(out!.subarray(0, poisoned * qRow), expected, TOL.atol, TOL.rtol), where).toEqual([]);
-        cache.free(id);
+        expect(await poisonedVMismatches(cache, { heads, blockSize, length: 48, poisoned, tolerance: TOL }), where).toEqual([]);
       } finally {
         cache.destroy();
       }
