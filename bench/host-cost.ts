@@ -32,12 +32,25 @@ export interface HostCostOptions {
   stepPass?: boolean;
   /** The cache's decodeWritesKv: the decode dispatch stores K/V (one dispatch per layer) instead of a write-kv dispatch before it. */
   decodeWritesKv?: boolean;
+  /**
+   * The measured steps are encoded and finished but not submitted (cache.markSubmitted then releases their
+   * pins and counts their writes): the host work alone, free of a software GPU sharing the CPU, so that
+   * machines without a GPU measure what a GPU host would pay. The GPU time is still measured as usual.
+   */
+  encodeOnly?: boolean;
+  /**
+   * A full collection before every step (default true where available: polling garbage of the previous
+   * step's wait is then not collected inside the timed calls, and the step's own allocation is measured).
+   * false: steps run back to back, as in a decode loop whose collections are young-generation only.
+   */
+  collect?: boolean;
 }
 
 export interface HostCostResult extends DecodeShape {
   steps: number;
   stepPass: boolean;
   decodeWritesKv: boolean;
+  encodeOnly: boolean;
   /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
   /** Of which appendTokens for the whole batch. */
@@ -105,7 +118,8 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   const steps = options.steps ?? 20;
   const stepPass = options.stepPass ?? true;
   const decodeWritesKv = options.decodeWritesKv ?? false;
-  const gc = collector();
+  const encodeOnly = options.encodeOnly ?? false;
+  const gc = options.collect === false ? undefined : collector();
   const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass, decodeWritesKv);
   try {
     for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
@@ -117,7 +131,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
     const samples: StepTimes[] = [];
     for (let step = 0; step < WARMUP_STEPS + steps; step++) {
       gc?.();
-      const times = await loop.step(step);
+      const times = await loop.step(step, encodeOnly && step >= WARMUP_STEPS);
       if (step >= WARMUP_STEPS) samples.push(times);
     }
     // One more step, not timed: what it creates on the device (a steady decode loop should create nothing).
@@ -132,6 +146,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       steps,
       stepPass,
       decodeWritesKv,
+      encodeOnly,
       stepMicros,
       appendMicros: of((t) => t.append) * 1e3,
       prepareMicros: of((t) => t.prepare) * 1e3,
@@ -236,8 +251,8 @@ class DecodeLoop {
     return b;
   }
 
-  /** One decode step: appends, prepare, every layer's write and attention, submit; awaits the GPU. */
-  async step(token: number): Promise<StepTimes> {
+  /** One decode step: appends, prepare, every layer's write and attention, submit (or, encodeOnly, finish and markSubmitted); awaits the GPU. */
+  async step(token: number, encodeOnly = false): Promise<StepTimes> {
     const { cache, device } = this;
     const before = cache.stats().tableEntriesUploaded;
     const heap0 = process.memoryUsage().heapUsed;
@@ -255,7 +270,8 @@ class DecodeLoop {
       layers.push(performance.now() - e0);
     }
     pass?.end();
-    const done = cache.submit([encoder.finish()]);
+    const commands = encoder.finish();
+    const done = encodeOnly ? cache.markSubmitted() : cache.submit([commands]);
     const t4 = performance.now();
     const heap1 = process.memoryUsage().heapUsed;
     await done;

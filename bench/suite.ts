@@ -77,11 +77,19 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${(100 * hostDecodeWrites.hostToGpu).toFixed(1)} % of it; table upload + dispatch encoding ` +
       `${hostDecodeWrites.uploadEncodeMicros.toFixed(0)} µs = ${(100 * hostDecodeWrites.uploadEncodeToGpu).toFixed(1)} % of it`,
   );
+  // The host work alone (encoded, not run): what a GPU machine's host would pay, measured on any machine.
+  const hostAlone = await measureHostCost(gpu, { ...hostShape, encodeOnly: true });
+  const hostAloneWrites = await measureHostCost(gpu, { ...hostShape, encodeOnly: true, decodeWritesKv: true });
+  log(
+    `  the host work alone (steps encoded, not run): ${hostAlone.stepMicros.toFixed(0)} µs per step (prepare ` +
+      `${hostAlone.prepareMicros.toFixed(0)}, ${hostAlone.layerMicros.toFixed(1)} per layer); with decodeWritesKv ` +
+      `${hostAloneWrites.stepMicros.toFixed(0)} µs (${hostAloneWrites.layerMicros.toFixed(1)} per layer)`,
+  );
   // Last before the verdicts: a run cut short by a time limit keeps every figure above.
   const tuned = (options.tune ?? !quick) ? await runTuned(gpu, quick, attention.parallelism.residentWorkgroups, log) : undefined;
   const targets = checkTargets({ attention, fmaTflops: fma.tflops, table, prefix, host, hostDecodeWrites, tunedDecode: tuned && (tuned.decode ?? attention.decode) });
   log(`\n${targetLines(targets, quick).join('\n')}`);
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, targets };
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, hostAlone, hostAloneWrites, targets };
   if (options.json) console.log(JSON.stringify(results, null, 2));
 }
 

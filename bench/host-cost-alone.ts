@@ -1,0 +1,37 @@
+// The host work of a decode step alone, on any machine: measureHostCost (bench/host-cost.ts) with the
+// measured steps encoded and finished but not submitted, so a software GPU does not share the CPU with
+// them. Host cost does not depend on the head shape, so the heads are small (the GPU time it also prints
+// is that small shape's, not a model's).
+//   npx tsx bench/host-cost-alone.ts [--layers 32] [--sequences 256] [--context 512] [--steps 40] [--no-gc]
+// (--no-gc: no full collection before each step, which otherwise leaves each step starting cold)
+import { register } from 'node:module';
+import { parseArgs } from 'node:util';
+
+register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
+
+const { values } = parseArgs({
+  options: {
+    layers: { type: 'string', default: '32' },
+    sequences: { type: 'string', default: '256' },
+    context: { type: 'string', default: '512' },
+    steps: { type: 'string', default: '40' },
+    'no-gc': { type: 'boolean', default: false },
+  },
+});
+const { createGpu, describeGpu } = await import('../src/gpu/create-gpu');
+const { measureHostCost } = await import('./host-cost');
+const gpu = await createGpu();
+const shape = { layers: Number(values.layers), sequences: Number(values.sequences), context: Number(values.context), steps: Number(values.steps) };
+console.log(
+  `host work alone on ${describeGpu(gpu)}: ${shape.sequences} sequences × ${shape.context}, ${shape.layers} layers, ${shape.steps} steps` +
+    (values['no-gc'] ? ', back to back' : ', a full collection before each'),
+);
+for (const decodeWritesKv of [false, true]) {
+  const r = await measureHostCost(gpu, { ...shape, numKvHeads: 1, numQueryHeads: 4, headDim: 16, encodeOnly: true, decodeWritesKv, collect: !values['no-gc'] });
+  console.log(
+    `  ${decodeWritesKv ? 'decodeWritesKv (one dispatch per layer)' : 'K/V write + attention (two dispatches)'}: ${r.stepMicros.toFixed(0)} µs per step ` +
+      `(appends ${r.appendMicros.toFixed(0)}, prepare ${r.prepareMicros.toFixed(0)}, ${r.layerMicros.toFixed(1)} per layer, ` +
+      `encoder, finish and markSubmitted ${r.submitMicros.toFixed(0)})`,
+  );
+}
+process.exit(0);
