@@ -394,13 +394,13 @@ export function mmaPrefillConfig(
     }
   }
   const wg = subgroups * subgroupSize;
-  const tiles = subgroups * rowTiles;
+  const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * Math.max(n * tiles, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
-    4 * n * keyTile * tiles + // s_tile
-    2 * n * keyTile * tiles + // p_tile
-    4 * n * tiles + // alpha_row
+    2 * Math.max(n * rowTileCount, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
+    4 * n * keyTile * rowTileCount + // s_tile
+    2 * n * keyTile * rowTileCount + // p_tile
+    4 * n * rowTileCount + // alpha_row
     4 + // step_flags
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
@@ -413,7 +413,7 @@ export function mmaPrefillConfig(
     subgroups,
     rowTiles,
     keyTile,
-    queriesPerWorkgroup: (n * tiles) / hpw,
+    queriesPerWorkgroup: (n * rowTileCount) / hpw,
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,

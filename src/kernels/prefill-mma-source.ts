@@ -43,11 +43,11 @@ export function prefillMmaEntry(
       add(op === 'max' ? `    ${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));` : `    ${v} += subgroupShuffleXor(${v}, ${m}u);`);
     }
   };
-  const tiles = subgroups * rowTiles;
+  const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   add(
-    `var<workgroup> tiles: array<f16, ${Math.max(n * tiles * headDim, 2 * keyTile * headDim)}>;`,
-    `var<workgroup> s_tile: array<f32, ${sTile * tiles}>;`,
-    `var<workgroup> p_tile: array<f16, ${sTile * tiles}>;`,
+    `var<workgroup> tiles: array<f16, ${Math.max(n * rowTileCount * headDim, 2 * keyTile * headDim)}>;`,
+    `var<workgroup> s_tile: array<f32, ${sTile * rowTileCount}>;`,
+    `var<workgroup> p_tile: array<f16, ${sTile * rowTileCount}>;`,
     ``,
     ...entryPreamble('prefill_mma_main'),
     subgroups > 1 ? `  let sg = tid / SG_SIZE;` : `  let sg = 0u;`,

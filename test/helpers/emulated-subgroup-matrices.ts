@@ -127,8 +127,8 @@ export function emulateSubgroupMatrices(code: string): string {
   const [n] = size;
   return (
     `diagnostic(off, subgroup_uniformity);\n${out}\n\n` +
-    `const EMU_N = ${n}u;\nconst EMU_NN = ${n * n}u;\n` +
-    [...helpers.values()].join('\n\n').replace(/EMU_NN>/g, `${n * n}>`) +
+    `const EMU_N = ${n}u;\n` +
+    [...helpers.values()].join('\n\n').replaceAll('EMU_NN', String(n * n)) +
     '\n'
   );
 }

@@ -139,8 +139,7 @@ export function cacheFuzzProperty(options: CacheFuzzOptions) {
         const real: RealCache = { cache, device: options.device, tally: options.tally, tolerance: matrix?.tolerance };
         if (matrix) {
           // Which kernels the run's caches got (the matrix knobs fall back where a shape does not fit).
-          const kernels = cache.describeKernels();
-          for (const [part, text] of Object.entries(kernels)) {
+          for (const [part, text] of Object.entries(cache.describeKernels())) {
             const kind = text.startsWith('subgroup matrices') ? (text.includes('from the pool') ? 'matrices, K/V from the pool' : 'matrices') : 'portable';
             options.tally[`${part}: ${kind}`] = (options.tally[`${part}: ${kind}`] ?? 0) + 1;
           }
