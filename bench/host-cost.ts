@@ -11,7 +11,7 @@
 // itself allocates are reported next to it (JS heap growth between the collection and the submit).
 // One more step after the measured ones counts the GPU objects it creates (bench/gpu-object-count.ts;
 // a steady loop should create none). The default shape is a Llama-3-8B-like model (32 layers, 32/8
-// heads, head dim 128, f16 K/V) at 256 × 512.
+// heads, head dim 128, f16 K/V) at 256 × 512 (prompts of 497–512 tokens: see promptLength).
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { PagedKVCache } from '../src/cache/paged-kv-cache';
@@ -189,7 +189,16 @@ interface StepTimes {
   heapBytes: number;
 }
 
-/** A cache holding `sequences` prompts of `context` tokens (K/V written), stepped one token at a time. */
+/**
+ * Prompt length of sequence `s`: `context` less s mod the block size, so that in every step about one
+ * sequence in BLOCK_SIZE crosses into a new block (as in serving, where requests started at different
+ * times) instead of all of them in one step out of BLOCK_SIZE, which a median would not see.
+ */
+function promptLength(context: number, s: number): number {
+  return Math.max(1, context - (s % BLOCK_SIZE));
+}
+
+/** A cache holding `sequences` prompts of about `context` tokens (K/V written), stepped one token at a time. */
 class DecodeLoop {
   private readonly buffers: GPUBuffer[] = [];
   private readonly entries: { seqId: number }[];
@@ -226,13 +235,14 @@ class DecodeLoop {
     });
     const ids: number[] = [];
     for (let s = 0; s < sequences; s++) {
-      ids.push(cache.createSequence({ tokens: Array.from({ length: context }, (_, i) => (s * 7919 + i) % 50000) }).id);
+      const length = promptLength(context, s);
+      ids.push(cache.createSequence({ tokens: Array.from({ length }, (_, i) => (s * 7919 + i) % 50000) }).id);
     }
     const loop = new DecodeLoop(gpu.device, cache, shape, ids, stepPass);
     // The prompts' K/V (their values do not matter for timing), PROMPT_CHUNK sequences per submission.
     const promptK = loop.storage(Math.min(sequences, PROMPT_CHUNK) * context * loop.kvRowBytes);
     for (let s = 0; s < sequences; s += PROMPT_CHUNK) {
-      const chunk = ids.slice(s, s + PROMPT_CHUNK).map((seqId) => ({ seqId, numQueries: context, queryStart: 0 }));
+      const chunk = ids.slice(s, s + PROMPT_CHUNK).map((seqId, i) => ({ seqId, numQueries: promptLength(context, s + i), queryStart: 0 }));
       const batch = cache.prepareAttention(chunk, { writeKV: true });
       const encoder = gpu.device.createCommandEncoder();
       for (let l = 0; l < layers; l++) cache.encodeWriteKV(encoder, { layer: l, entries: batch, k: promptK, v: promptK });

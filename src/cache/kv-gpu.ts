@@ -204,6 +204,16 @@ export class KvGpu {
     this.tableUpload.syncRow(view, slot, numBlocks, rowRewrites);
   }
 
+  /** Stages what changed of row `slot` for flushTable(), which must follow before anything is encoded (TableUpload.stageRow). */
+  stageTableRow(view: Int32Array, slot: number, numBlocks: number, rowRewrites: number): void {
+    this.tableUpload.stageRow(view, slot, numBlocks, rowRewrites);
+  }
+
+  /** Uploads the staged rows, neighbouring ones in one write (TableUpload.flush). */
+  flushTable(): void {
+    this.tableUpload.flush();
+  }
+
   /** Copies whole blocks (copy-on-write) in every layer; one submission. */
   copyBlocksAllLayers(copies: readonly BlockCopy[]): void {
     if (copies.length === 0) return;

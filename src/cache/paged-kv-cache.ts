@@ -867,12 +867,16 @@ export class PagedKVCache {
     const rowRewrites = this.table.rowRewrites;
     const blockStart = writeKV ? new Int32Array(n) : undefined;
     let at = 0;
-    for (let i = 0; i < n; i++) {
-      const e = kernelEntries[i]!;
-      const numBlocks = Math.ceil(e.contextLength / bs);
-      this.gpu.syncTableRow(view, e.seqSlot, numBlocks, rowRewrites);
-      if (blockStart) blockStart[i] = at;
-      for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
+    try {
+      for (let i = 0; i < n; i++) {
+        const e = kernelEntries[i]!;
+        const numBlocks = Math.ceil(e.contextLength / bs);
+        this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites);
+        if (blockStart) blockStart[i] = at;
+        for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
+      }
+    } finally {
+      this.gpu.flushTable(); // the rows that changed, in a few writes (sequences crossing block boundaries at once)
     }
     const writes = blockStart && {
       slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),

@@ -1,9 +1,10 @@
 // The GPU copy of the block table against the CPU table: after random creates, appends, forks,
 // copy-on-write rewrites, block adoptions and frees, syncing the live rows leaves every used entry on
 // the GPU equal to the CPU row (read back from the real buffer), and a row that did not change uploads
-// nothing — also between rewrites, when a sync compares only the entries a row gained.
+// nothing — also between rewrites, when a sync compares only the entries a row gained. Rows staged
+// together go up in one write per run of near neighbours, whatever order they were staged in.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TableUpload } from '../../src/cache/table-upload';
+import { MERGE_GAP_ENTRIES, TableUpload } from '../../src/cache/table-upload';
 import { readBackWords } from '../../src/kernels/kv-bindings';
 import { BlockTable } from '../../src/table/block-table';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
@@ -31,12 +32,19 @@ describe('block-table upload', () => {
     const live: number[] = [];
     const pick = () => live[Math.floor(rand() * live.length)]!;
     const tokens = (n: number) => Array.from({ length: n }, () => (rand() < 0.9 ? 0 : 1)); // mostly equal blocks: adoptions happen
+    // Odd operations sync row by row, even ones stage every live row (in live order, not slot order) and flush once.
+    let op = 0;
     const sync = () => {
-      for (const id of live) upload!.syncRow(table.blockTableView, table.rowOf(id), Math.ceil(table.length(id) / BLOCK), table.rowRewrites);
+      for (const id of live) {
+        const args = [table.blockTableView, table.rowOf(id), Math.ceil(table.length(id) / BLOCK), table.rowRewrites] as const;
+        if (op % 2 === 1) upload!.syncRow(...args);
+        else upload!.stageRow(...args);
+      }
+      upload!.flush();
     };
     let rewrites = 0;
     let adoptions = 0;
-    for (let op = 0; op < 300; op++) {
+    for (; op < 300; op++) {
       const r = rand();
       try {
         if (r < 0.2 && live.length < SEQUENCES) live.push(table.createSequence(tokens(1 + Math.floor(rand() * 9))).id);
@@ -80,5 +88,38 @@ describe('block-table upload', () => {
     expect(adoptions).toBeGreaterThan(0);
     expect(table.stats().cowCopies).toBeGreaterThan(0);
     table.checkInvariants();
+  });
+
+  it.each([
+    { stride: 8, order: 'slot', writes: 1 },
+    { stride: 8, order: 'reversed', writes: 1 },
+    { stride: MERGE_GAP_ENTRIES + 1, order: 'slot', writes: SEQUENCES },
+    { stride: MERGE_GAP_ENTRIES + 1, order: 'reversed', writes: SEQUENCES },
+  ])('merges rows staged together into one write when their gaps are short (stride $stride, $order order)', async ({ stride, order, writes }) => {
+    upload?.destroy();
+    const table = BlockTable.create({ numBlocks: 40, blockSize: BLOCK, maxSequences: SEQUENCES, maxBlocksPerSequence: stride });
+    upload = new TableUpload(device, SEQUENCES, table.rowStride);
+    const ids = Array.from({ length: SEQUENCES }, (_, s) => table.createSequence(Array.from({ length: 1 + 2 * s }, () => s)).id);
+    const stageAll = () => {
+      for (const id of order === 'slot' ? ids : [...ids].reverse()) {
+        upload!.stageRow(table.blockTableView, table.rowOf(id), Math.ceil(table.length(id) / BLOCK), table.rowRewrites);
+      }
+      upload!.flush();
+    };
+    stageAll();
+    // Every sequence crosses into a new block at once (a decode step of a batch that started together).
+    for (const id of ids) table.appendTokens(id, Array.from({ length: BLOCK }, () => 9));
+    const before = upload.writes;
+    stageAll();
+    expect(upload.writes - before).toBe(writes);
+    const gpu = new Int32Array((await readBackWords(device, upload.buffer)).buffer);
+    for (const id of ids) {
+      const row = table.rowOf(id) * table.rowStride;
+      const used = Math.ceil(table.length(id) / BLOCK);
+      expect(Array.from(gpu.subarray(row, row + used)), `sequence ${id}`).toEqual(Array.from(table.blockTableView.subarray(row, row + used)));
+    }
+    const unchanged = upload.writes;
+    stageAll();
+    expect(upload.writes, 'nothing staged, nothing written').toBe(unchanged);
   });
 });
