@@ -77,6 +77,8 @@ interface PreparedAttentionState extends PreparedAttention {
    */
   readonly writtenChecks: Uint8Array;
   writtenEpoch: number;
+  /** The checks (WRITTEN_ALL, WRITTEN_BEFORE_QUERIES bits) tried for every layer at once since writtenEpoch. */
+  everyLayerTried: number;
 }
 
 const WRITTEN_ALL = 1;
@@ -886,7 +888,7 @@ export class PagedKVCache {
     };
     return {
       entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes,
-      writtenChecks: new Uint8Array(this.layout.numLayers), writtenEpoch: this.written.shrinks,
+      writtenChecks: new Uint8Array(this.layout.numLayers), writtenEpoch: this.written.shrinks, everyLayerTried: 0,
     };
   }
 
@@ -999,24 +1001,37 @@ export class PagedKVCache {
   /**
    * Isolation: every position a batch attends must have K/V written in `layer` — or, for a write batch
    * whose write of `layer` is recorded in the same `encoder` (and so runs first) or, with `writesHere`,
-   * in the same compute pass just before, every position before its queries.
+   * in the same compute pass just before, every position before its queries. A prepared batch tries each
+   * kind of check once for every layer at once (a decode step then checks its batch in one pass over
+   * each sequence's per-layer lengths, not once per layer); where some layer falls short, layers are
+   * checked one by one.
    */
   private checkWritten(
     layer: number,
-    batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> & Partial<Pick<PreparedAttentionState, 'writes' | 'writtenChecks' | 'writtenEpoch'>>,
+    batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'> &
+      Partial<Pick<PreparedAttentionState, 'writes' | 'writtenChecks' | 'writtenEpoch' | 'everyLayerTried'>>,
     encoder?: GPUCommandEncoder,
     writesHere = false,
   ): void {
     const writesFirst = writesHere || (encoder !== undefined && batch.writes?.layersIn.get(encoder)?.includes(layer) === true);
     const passed = batch.writtenChecks;
     const needs = writesFirst ? WRITTEN_BEFORE_QUERIES | WRITTEN_ALL : WRITTEN_ALL; // either passed check suffices
+    const check = writesFirst ? WRITTEN_BEFORE_QUERIES : WRITTEN_ALL;
     if (passed !== undefined) {
       // A prepared batch re-checks a layer only if some written length may have shrunk since it passed.
       if (batch.writtenEpoch !== this.written.shrinks) {
         passed.fill(0);
         batch.writtenEpoch = this.written.shrinks;
+        batch.everyLayerTried = 0;
       } else if ((passed[layer]! & needs) !== 0) {
         return;
+      }
+      if (((batch.everyLayerTried ?? 0) & check) === 0) {
+        batch.everyLayerTried = (batch.everyLayerTried ?? 0) | check;
+        if (this.writtenInEveryLayer(batch, writesFirst)) {
+          for (let l = 0; l < passed.length; l++) passed[l]! |= check;
+          return;
+        }
       }
     }
     for (let i = 0; i < batch.entries.length; i++) {
@@ -1031,6 +1046,15 @@ export class PagedKVCache {
         );
       }
     }
-    if (passed !== undefined) passed[layer]! |= writesFirst ? WRITTEN_BEFORE_QUERIES : WRITTEN_ALL;
+    if (passed !== undefined) passed[layer]! |= check;
+  }
+
+  /** Whether every entry has its positions before its queries (writesFirst) or all of them written in every layer. */
+  private writtenInEveryLayer(batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'>, writesFirst: boolean): boolean {
+    for (let i = 0; i < batch.entries.length; i++) {
+      const e = batch.entries[i]!;
+      if (!this.written.writtenInEveryLayer(e.seqSlot, batch.seqIds[i]!, writesFirst ? e.queryStart : e.contextLength)) return false;
+    }
+    return true;
   }
 }

@@ -62,6 +62,15 @@ export class WrittenState {
     return min;
   }
 
+  /** Whether at least `length` positions are written in every layer (one pass over the row, stopping at the first short layer). */
+  writtenInEveryLayer(slot: number, id: number, length: number): boolean {
+    if (length <= 0) return true;
+    if (this.owner[slot] !== id) return false;
+    const written = this.written;
+    for (let i = slot * this.numLayers, end = i + this.numLayers; i < end; i++) if (written[i]! < length) return false;
+    return true;
+  }
+
   /** The largest written length over all layers (positions at or past it are written in no layer). */
   maxOverLayers(slot: number, id: number): number {
     if (this.owner[slot] !== id) return 0;

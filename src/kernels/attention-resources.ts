@@ -25,26 +25,33 @@ export const PARAMS_WORDS = 16;
 export interface UploadSlot {
   items: GPUBuffer;
   params: GPUBuffer;
+  /** contents[0..contentWords): the items then the parameters the slot holds (the array is reused, grown by doubling). */
   contents: Uint32Array;
+  contentWords: number;
   lastUse: number;
   /** Version of the work list the slot holds (see upload), or -1. */
   version: number;
 }
 
-/** Whether `contents` holds itemWords words of items followed by exactly `params`. */
-function sameParams(contents: Uint32Array, itemWords: number, params: Uint32Array): boolean {
-  if (contents.length !== itemWords + params.length) return false;
+/** Whether `slot` holds itemWords words of items followed by exactly `params`. */
+function sameParams(slot: UploadSlot, itemWords: number, params: Uint32Array): boolean {
+  if (slot.contentWords !== itemWords + params.length) return false;
+  const contents = slot.contents;
   for (let i = 0; i < params.length; i++) if (contents[itemWords + i] !== params[i]) return false;
   return true;
 }
 
-/** Whether `contents` is exactly items[0..itemWords) followed by params. */
-function holds(contents: Uint32Array, items: Uint32Array, itemWords: number, params: Uint32Array): boolean {
-  if (contents.length !== itemWords + params.length) return false;
+/** Whether `slot` holds exactly items[0..itemWords) followed by params. */
+function holds(slot: UploadSlot, items: Uint32Array, itemWords: number, params: Uint32Array): boolean {
+  if (!sameParams(slot, itemWords, params)) return false;
+  const contents = slot.contents;
   for (let i = 0; i < itemWords; i++) if (contents[i] !== items[i]) return false;
-  for (let i = 0; i < params.length; i++) if (contents[itemWords + i] !== params[i]) return false;
   return true;
 }
+
+/** Parameter blocks per slot (decode, prefill, merge), each at a PARAMS_STRIDE-byte offset. */
+const PARAM_BLOCKS = 3;
+const PARAMS_STRIDE_WORDS = PARAMS_STRIDE / 4;
 
 export class AttentionResources {
   private readonly device: GPUDevice;
@@ -53,6 +60,8 @@ export class AttentionResources {
   /** Groups filed by pipeline and by the buffer at binding 1 (a layer's first KV chunk, or the partials). */
   private readonly bindGroups = new BindGroupCache(1);
   private useCounter = 0;
+  /** The parameter blocks at their offsets, staged for one write. */
+  private readonly paramStaging = new Uint32Array((PARAM_BLOCKS - 1) * PARAMS_STRIDE_WORDS + PARAMS_WORDS);
 
   constructor(device: GPUDevice) {
     this.device = device;
@@ -71,7 +80,7 @@ export class AttentionResources {
     if (version >= 0) {
       for (let i = 0; i < slots.length; i++) {
         const slot = slots[i]!;
-        if (slot.version === version && sameParams(slot.contents, itemWords, params)) {
+        if (slot.version === version && sameParams(slot, itemWords, params)) {
           slot.lastUse = use;
           return slot;
         }
@@ -79,15 +88,13 @@ export class AttentionResources {
     }
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
-      if (holds(slot.contents, items, itemWords, params)) {
+      if (holds(slot, items, itemWords, params)) {
         slot.lastUse = use;
         slot.version = version;
         return slot;
       }
     }
-    const key = new Uint32Array(itemWords + params.length);
-    key.set(items.subarray(0, itemWords));
-    key.set(params, itemWords);
+    const words = itemWords + params.length;
     const itemBytes = Math.max(32, itemWords * 4);
     let slot: UploadSlot;
     if (this.slots.length < UPLOAD_SLOTS) {
@@ -95,25 +102,32 @@ export class AttentionResources {
         items: this.createItems(itemBytes),
         params: this.device.createBuffer({
           label: 'paged-attention-params',
-          size: 3 * PARAMS_STRIDE,
+          size: PARAM_BLOCKS * PARAMS_STRIDE,
           usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
         }),
-        contents: key,
+        contents: new Uint32Array(words),
+        contentWords: 0,
         lastUse: use,
         version,
       };
       this.slots.push(slot);
     } else {
-      slot = this.slots.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b));
-      slot.contents = key;
+      slot = slots[0]!;
+      for (let i = 1; i < slots.length; i++) if (slots[i]!.lastUse < slot.lastUse) slot = slots[i]!;
       slot.lastUse = use;
       slot.version = version;
       if (slot.items.size < itemBytes) slot.items = this.createItems(Math.max(itemBytes, 2 * slot.items.size));
+      if (slot.contents.length < words) slot.contents = new Uint32Array(Math.max(words, 2 * slot.contents.length));
     }
+    slot.contents.set(items.subarray(0, itemWords));
+    slot.contents.set(params, itemWords);
+    slot.contentWords = words;
     if (itemWords > 0) this.device.queue.writeBuffer(slot.items, 0, items, 0, itemWords);
-    for (let k = 0; k < 3; k++) {
-      this.device.queue.writeBuffer(slot.params, k * PARAMS_STRIDE, params, k * PARAMS_WORDS, PARAMS_WORDS);
+    const staging = this.paramStaging;
+    for (let k = 0; k < PARAM_BLOCKS; k++) {
+      for (let w = 0; w < PARAMS_WORDS; w++) staging[k * PARAMS_STRIDE_WORDS + w] = params[k * PARAMS_WORDS + w]!;
     }
+    this.device.queue.writeBuffer(slot.params, 0, staging);
     return slot;
   }
 

@@ -487,6 +487,28 @@ describe('encodeWriteKV', () => {
     await cache.submit([encoder.finish()]);
   });
 
+  it('a prepared batch whose layers are written unevenly is checked layer by layer', async () => {
+    // Two sequences; layer 0 holds all of both, layer 1 only a's and the first 3 positions of b: the
+    // every-layer check fails, so each layer is checked alone — layer 0 passes, layer 1 is refused
+    // naming b, until b's layer 1 is written (a growth, not a shrink: the batch is not re-prepared).
+    const a = sequence([1, 2, 3, 4, 5]);
+    const b = sequence([6, 7, 8, 9, 10, 11]);
+    await writePrompt(a, newKv(), 5, 31);
+    await cache.writeKV(0, b, 0, values(6 * KV_ROW, 32), values(6 * KV_ROW, 33));
+    await cache.writeKV(1, b, 0, values(3 * KV_ROW, 34), values(3 * KV_ROW, 35));
+    const q = storage(2 * Q_ROW * 4), out = storage(2 * Q_ROW * 4);
+    const batch = cache.prepareAttention([{ seqId: a }, { seqId: b }]);
+    const encoder = device.createCommandEncoder();
+    cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out });
+    expect(() => cache.encodeAttention(encoder, { layer: 1, entries: batch, q, out })).toThrow(
+      new RegExp(`entries\\[1\\]: positions 3\\.\\.5 of sequence ${b} have no K/V written in layer 1`),
+    );
+    await cache.writeKV(1, b, 3, values(3 * KV_ROW, 36), values(3 * KV_ROW, 37));
+    cache.encodeAttention(encoder, { layer: 1, entries: batch, q, out });
+    cache.encodeAttention(encoder, { layer: 0, entries: batch, q, out });
+    await cache.submit([encoder.finish()]);
+  });
+
   it('a sequence freed before the submission is not marked, and its blocks wait for the work', async () => {
     const { a, encoder } = await encodedWrite([1, 2, 3], 10);
     const free = cache.stats().blocksFree + cache.stats().blocksEvictable;

@@ -1,9 +1,11 @@
 // The attention kernels' bind-group cache: a lookup returns the cached group for the same pipeline,
 // buffers and offsets (whatever array object carries them), a different buffer in any binding gets its
 // own group, and a full cache drops its oldest group first — over all pipelines and files — while the
-// recently used ones stay.
+// recently used ones stay. The upload slots: the same work list and parameters find the slot holding
+// them, whatever array carries them; a new list takes the least recently used slot, whose record of
+// what it holds is rewritten in place (a shorter list never passes for the longer one it replaced).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AttentionResources } from '../../src/kernels/attention-resources';
+import { AttentionResources, PARAMS_WORDS, UPLOAD_SLOTS } from '../../src/kernels/attention-resources';
 import { BIND_GROUP_CACHE_SIZE } from '../../src/kernels/bind-group-cache';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 
@@ -62,5 +64,33 @@ describe('attention bind-group cache', () => {
     expect(resources.bindGroupCount).toBe(BIND_GROUP_CACHE_SIZE);
     resources.destroy();
     expect(resources.bindGroupCount).toBe(0);
+  });
+});
+
+describe('attention upload slots', () => {
+  it('finds the slot holding a list, fills the least recently used one otherwise, and never mistakes a prefix for the list', () => {
+    const resources = new AttentionResources(device);
+    const list = (n: number, seed: number) => new Uint32Array(Array.from({ length: n }, (_, i) => seed * 1000 + i));
+    const params = (seed: number) => new Uint32Array(3 * PARAMS_WORDS).fill(seed);
+    const long = list(24, 1);
+    const first = resources.upload(long, 24, params(1));
+    expect(resources.upload(list(24, 1), 24, params(1))).toBe(first); // equal contents, another array
+    const otherParams = resources.upload(long, 24, params(2));
+    expect(otherParams).not.toBe(first);
+    // Fill every slot, then one more: it takes the least recently used slot, which is first's.
+    const others = Array.from({ length: UPLOAD_SLOTS - 3 }, (_, i) => resources.upload(list(8, 10 + i), 8, params(1)));
+    expect(new Set([first, otherParams, ...others]).size).toBe(UPLOAD_SLOTS - 1);
+    const prefix = resources.upload(long.slice(0, 12), 12, params(1)); // the last free slot
+    const evictor = resources.upload(list(8, 99), 8, params(1));
+    expect(evictor).toBe(first);
+    expect(Array.from(evictor.contents.subarray(0, evictor.contentWords))).toEqual([...list(8, 99), ...params(1)]);
+    // The long list is gone from every slot; a slot holding its first 12 words is not it.
+    const again = resources.upload(long, 24, params(1));
+    expect(again).not.toBe(prefix);
+    expect(resources.upload(long.slice(0, 12), 12, params(1))).toBe(prefix);
+    // A version names a list: the same version with the same parameters finds its slot without comparing items.
+    const versioned = resources.upload(list(8, 50), 8, params(3), 7);
+    expect(resources.upload(list(8, 50), 8, params(3), 7)).toBe(versioned);
+    resources.destroy();
   });
 });
