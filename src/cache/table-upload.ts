@@ -13,10 +13,12 @@
 // forgets every synced[slot].
 
 /**
- * Staged ranges closer than this many entries (8 KiB) go up in one write: a writeBuffer call costs
- * about as much host time as copying some tens of KiB, and each is a copy command of its own on the GPU.
+ * Staged ranges closer than this many entries (1 KiB) go up in one write. A writeBuffer call costs about
+ * as much host time as copying some tens of KiB, and each is a copy command of its own on the GPU, so
+ * merging across a gap this short always pays; a longer gap would pay on the host too, but uploads
+ * would stop growing with what changed (a small table would go up whole every step).
  */
-export const MERGE_GAP_ENTRIES = 2048;
+export const MERGE_GAP_ENTRIES = 256;
 
 export class TableUpload {
   readonly buffer: GPUBuffer;
