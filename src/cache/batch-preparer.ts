@@ -339,7 +339,7 @@ export class BatchPreparer {
   private writtenInEveryLayer(batch: Pick<PreparedAttentionState, 'entries' | 'seqIds'>, writesFirst: boolean): boolean {
     for (let i = 0; i < batch.entries.length; i++) {
       const e = batch.entries[i]!;
-      if (!this.written.writtenInEveryLayer(e.seqSlot, batch.seqIds[i]!, writesFirst ? e.queryStart : e.contextLength)) return false;
+      if (this.written.minOverLayers(e.seqSlot, batch.seqIds[i]!) < (writesFirst ? e.queryStart : e.contextLength)) return false;
     }
     return true;
   }

@@ -102,11 +102,11 @@ export class TableUpload {
       order = Array.from({ length: count }, (_, i) => i);
       order.sort((a, b) => staged[2 * a]! - staged[2 * b]!);
     }
-    const rangeAt = (i: number): number => 2 * (order === undefined ? i : order[i]!);
-    let runStart = staged[rangeAt(0)]!;
-    let runEnd = staged[rangeAt(0) + 1]!;
+    const first = order === undefined ? 0 : 2 * order[0]!;
+    let runStart = staged[first]!;
+    let runEnd = staged[first + 1]!;
     for (let i = 1; i < count; i++) {
-      const r = rangeAt(i);
+      const r = 2 * (order === undefined ? i : order[i]!);
       if (staged[r]! - runEnd < MERGE_GAP_ENTRIES) {
         runEnd = staged[r + 1]!;
         continue;

@@ -56,27 +56,19 @@ export class WrittenState {
   /** The smallest written length over all layers (positions complete in every layer). */
   minOverLayers(slot: number, id: number): number {
     if (this.owner[slot] !== id) return 0;
-    let min = Infinity;
-    const base = slot * this.numLayers;
-    for (let l = 0; l < this.numLayers; l++) min = Math.min(min, this.written[base + l]!);
-    return min;
-  }
-
-  /** Whether at least `length` positions are written in every layer (one pass over the row, stopping at the first short layer). */
-  writtenInEveryLayer(slot: number, id: number, length: number): boolean {
-    if (length <= 0) return true;
-    if (this.owner[slot] !== id) return false;
     const written = this.written;
-    for (let i = slot * this.numLayers, end = i + this.numLayers; i < end; i++) if (written[i]! < length) return false;
-    return true;
+    const base = slot * this.numLayers;
+    let min = written[base]!; // numLayers ≥ 1; integer compares, not Math.min (this runs per sequence per step)
+    for (let i = base + 1, end = base + this.numLayers; i < end; i++) if (written[i]! < min) min = written[i]!;
+    return min;
   }
 
   /** The largest written length over all layers (positions at or past it are written in no layer). */
   maxOverLayers(slot: number, id: number): number {
     if (this.owner[slot] !== id) return 0;
+    const written = this.written;
     let max = 0;
-    const base = slot * this.numLayers;
-    for (let l = 0; l < this.numLayers; l++) max = Math.max(max, this.written[base + l]!);
+    for (let i = slot * this.numLayers, end = i + this.numLayers; i < end; i++) if (written[i]! > max) max = written[i]!;
     return max;
   }
 

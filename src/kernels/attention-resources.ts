@@ -21,6 +21,8 @@ export const UPLOAD_SLOTS = 8;
 export const PARAMS_STRIDE = 256;
 /** u32 words of one parameter block (the WGSL Params struct). */
 export const PARAMS_WORDS = 16;
+/** Parameter blocks per slot (decode, prefill, merge), each at a PARAMS_STRIDE-byte offset. */
+export const PARAM_BLOCKS = 3;
 
 export interface UploadSlot {
   items: GPUBuffer;
@@ -49,8 +51,6 @@ function holds(slot: UploadSlot, items: Uint32Array, itemWords: number, params: 
   return true;
 }
 
-/** Parameter blocks per slot (decode, prefill, merge), each at a PARAMS_STRIDE-byte offset. */
-const PARAM_BLOCKS = 3;
 const PARAMS_STRIDE_WORDS = PARAMS_STRIDE / 4;
 
 export class AttentionResources {
@@ -68,7 +68,7 @@ export class AttentionResources {
   }
 
   /**
-   * Returns a slot holding `items[0..itemWords)` and `params` (3 blocks of PARAMS_WORDS words, stored at
+   * Returns a slot holding `items[0..itemWords)` and `params` (PARAM_BLOCKS blocks of PARAMS_WORDS words, stored at
    * PARAMS_STRIDE-byte strides). The
    * comparison key is items + params together.
    */

@@ -53,7 +53,7 @@ import {
 } from './attention-config';
 import { planBatch, MIN_KEYS_PER_SPLIT, type PlanShape, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
-import { AttentionResources, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
+import { AttentionResources, PARAM_BLOCKS, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, POOL_HALF_VIEW_BINDING, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
@@ -185,7 +185,7 @@ export class PagedAttentionKernel {
   private plannedEntries: readonly AttentionEntry[] | undefined;
   private plannedSplits: number | undefined;
   private validated: { entries: readonly AttentionEntry[]; maxSequences: number; queryRows: number } | undefined;
-  private readonly params = new Uint32Array(3 * PARAMS_WORDS);
+  private readonly params = new Uint32Array(PARAM_BLOCKS * PARAMS_WORDS);
   private readonly paramsFloat = new Float32Array(this.params.buffer);
   private readonly maxWorkgroupsPerDimension: number;
   /** Bound to chunk bindings a layer does not use. */
@@ -491,7 +491,7 @@ export class PagedAttentionKernel {
     const layout = this.layout;
     const vecsPerRow = layout.wordsPerRow / 4;
     const blockShift = Number.isInteger(Math.log2(layout.blockSize)) ? Math.log2(layout.blockSize) : 32;
-    for (let block = 0; block < 3; block++) {
+    for (let block = 0; block < PARAM_BLOCKS; block++) {
       this.params.set(
         [
           layout.blockSize,

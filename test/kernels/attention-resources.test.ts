@@ -5,7 +5,7 @@
 // them, whatever array carries them; a new list takes the least recently used slot, whose record of
 // what it holds is rewritten in place (a shorter list never passes for the longer one it replaced).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AttentionResources, PARAMS_WORDS, UPLOAD_SLOTS } from '../../src/kernels/attention-resources';
+import { AttentionResources, PARAM_BLOCKS, PARAMS_WORDS, UPLOAD_SLOTS } from '../../src/kernels/attention-resources';
 import { BIND_GROUP_CACHE_SIZE } from '../../src/kernels/bind-group-cache';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 
@@ -71,23 +71,25 @@ describe('attention upload slots', () => {
   it('finds the slot holding a list, fills the least recently used one otherwise, and never mistakes a prefix for the list', () => {
     const resources = new AttentionResources(device);
     const list = (n: number, seed: number) => new Uint32Array(Array.from({ length: n }, (_, i) => seed * 1000 + i));
-    const params = (seed: number) => new Uint32Array(3 * PARAMS_WORDS).fill(seed);
-    const long = list(24, 1);
+    const params = (seed: number) => new Uint32Array(PARAM_BLOCKS * PARAMS_WORDS).fill(seed);
+    // A 24-word list whose last 12 words equal the parameter words: its first 12 words followed by the
+    // parameters read, word for word, like the list followed by the parameters (only the length differs).
+    const long = new Uint32Array([...list(12, 1), ...new Array<number>(12).fill(1)]);
+    const prefix = long.slice(0, 12);
     const first = resources.upload(long, 24, params(1));
-    expect(resources.upload(list(24, 1), 24, params(1))).toBe(first); // equal contents, another array
+    expect(resources.upload(long.slice(), 24, params(1))).toBe(first); // equal contents, another array
     const otherParams = resources.upload(long, 24, params(2));
     expect(otherParams).not.toBe(first);
-    // Fill every slot, then one more: it takes the least recently used slot, which is first's.
-    const others = Array.from({ length: UPLOAD_SLOTS - 3 }, (_, i) => resources.upload(list(8, 10 + i), 8, params(1)));
-    expect(new Set([first, otherParams, ...others]).size).toBe(UPLOAD_SLOTS - 1);
-    const prefix = resources.upload(long.slice(0, 12), 12, params(1)); // the last free slot
-    const evictor = resources.upload(list(8, 99), 8, params(1));
-    expect(evictor).toBe(first);
-    expect(Array.from(evictor.contents.subarray(0, evictor.contentWords))).toEqual([...list(8, 99), ...params(1)]);
-    // The long list is gone from every slot; a slot holding its first 12 words is not it.
-    const again = resources.upload(long, 24, params(1));
-    expect(again).not.toBe(prefix);
-    expect(resources.upload(long.slice(0, 12), 12, params(1))).toBe(prefix);
+    // Fill every slot, then one more: it takes the least recently used slot, which is first's, and
+    // rewrites that slot's array in place (the old list's last words stay behind past the new contents).
+    const others = Array.from({ length: UPLOAD_SLOTS - 2 }, (_, i) => resources.upload(list(8, 10 + i), 8, params(1)));
+    expect(new Set([first, otherParams, ...others]).size).toBe(UPLOAD_SLOTS);
+    const prefixSlot = resources.upload(prefix, 12, params(1));
+    expect(prefixSlot).toBe(first);
+    expect(Array.from(prefixSlot.contents.subarray(0, prefixSlot.contentWords))).toEqual([...prefix, ...params(1)]);
+    // The long list is gone from every slot; the slot holding its first 12 words is not it.
+    expect(resources.upload(long, 24, params(1))).not.toBe(prefixSlot);
+    expect(resources.upload(prefix, 12, params(1))).toBe(prefixSlot);
     // A version names a list: the same version with the same parameters finds its slot without comparing items.
     const versioned = resources.upload(list(8, 50), 8, params(3), 7);
     expect(resources.upload(list(8, 50), 8, params(3), 7)).toBe(versioned);
