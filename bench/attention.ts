@@ -16,11 +16,11 @@ import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged-attention';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
-import { MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning } from '../src/kernels/attention-config';
+import { MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { MATRIX_PATH } from './targets';
 import { KernelChecker, kernelRejection } from '../src/tuning/kernel-check';
-import { timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
+import { GPU_WARMUP_MS, timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
 import { describeParallelism, probeParallelism, type ParallelismProbe } from '../src/gpu/parallelism-probe';
 
 export interface AttentionBenchOptions {
@@ -36,6 +36,11 @@ export interface AttentionBenchOptions {
   tuning?: AttentionTuning;
   /** Skip prefill (decode sweeps). */
   decodeOnly?: boolean;
+  /**
+   * Which decode rows to time per shape: every table order, block size and the storing decode (default
+   * 'all'), or only the row the decode target reads ('target': random order, block size 16, read-only).
+   */
+  decodeRows?: 'all' | 'target';
   /** Skip decode (prefill sweeps). */
   prefillOnly?: boolean;
   /** The prefill kernels to time (default: the portable ones, their tile variants, and subgroup matrices where available). */
@@ -207,7 +212,7 @@ async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: Attentio
 export async function runAttentionBench(gpu: Gpu, opts: AttentionBenchOptions = {}): Promise<AttentionBenchResult> {
   const quick = opts.quick ?? false;
   const scale = opts.scale ?? 1;
-  const timing: TimingOptions = { iterations: opts.iterations ?? (quick ? 3 : 7), warmup: opts.warmup ?? (quick ? 1 : 2) };
+  const timing: TimingOptions = { iterations: opts.iterations ?? (quick ? 3 : 7), warmup: opts.warmup ?? (quick ? 1 : 2), warmupMs: quick ? 0 : GPU_WARMUP_MS };
   const subgroups = opts.subgroups ?? gpu.features.subgroups;
   const device = gpu.device;
   const parallelism = await probeParallelism(device);
@@ -263,19 +268,20 @@ async function runParts(run: BenchRun): Promise<void> {
   };
   const decodeRejected = !opts.prefillOnly && (await reject('decode', 'decode', choice.tuning, false));
   const storingRejected = !opts.prefillOnly && !decodeRejected && (await reject('decode', 'decode storing its K/V', choice.tuning, true));
-  const baselines = new Map<number, number>();
   for (const shape of opts.prefillOnly || decodeRejected ? [] : quick ? QUICK_DECODE_SHAPES : DECODE_SHAPES) {
     const context = Math.max(1, Math.round(shape.context * scale));
     const kvBytes = shape.batch * context * NUM_KV_HEADS * HEAD_DIM * 2 * 2;
-    if (!baselines.has(kvBytes)) baselines.set(kvBytes, await measureReadBaseline(device, kvBytes, timing));
-    const baseline = baselines.get(kvBytes)!;
+    // The read kernel runs right before and right after the shape's rows, and the faster of the two is
+    // the baseline, so a GPU whose clocks moved during the rows cannot flatter them.
+    const before = await measureReadBaseline(device, kvBytes, timing);
     const variants = [
       { tableOrder: 'identity' as const, blockSize: BLOCK_SIZE, storesKv: false },
       { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: false },
       ...OTHER_BLOCK_SIZES.map((blockSize) => ({ tableOrder: 'random' as const, blockSize, storesKv: false })),
       // The same decode storing the new token's K/V itself (one dispatch per layer instead of two).
       { tableOrder: 'random' as const, blockSize: BLOCK_SIZE, storesKv: true },
-    ];
+    ].filter((v) => opts.decodeRows !== 'target' || (v.tableOrder === 'random' && v.blockSize === BLOCK_SIZE && !v.storesKv));
+    const rows: Omit<DecodeBenchResult, 'baselineGBps' | 'ratioToBaseline'>[] = [];
     for (const { tableOrder, blockSize, storesKv } of variants) {
       if (storesKv && storingRejected) continue;
       const w = createWorkload(device, shape.batch, context, 1, tableOrder, blockSize, storesKv);
@@ -285,21 +291,10 @@ async function runParts(run: BenchRun): Promise<void> {
       w.destroy();
       if (timed === undefined) continue; // this device's decode cannot store K/V
       const { seconds, splits } = timed;
-      const gbps = kvBytes / seconds / 1e9;
-      result.decode.push({
-        batch: shape.batch,
-        blockSize,
-        context,
-        tableOrder,
-        storesKv,
-        splits,
-        ms: seconds * 1e3,
-        kvBytes,
-        kvGBps: gbps,
-        baselineGBps: baseline / 1e9,
-        ratioToBaseline: gbps / (baseline / 1e9),
-      });
+      rows.push({ batch: shape.batch, blockSize, context, tableOrder, storesKv, splits, ms: seconds * 1e3, kvBytes, kvGBps: kvBytes / seconds / 1e9 });
     }
+    const baselineGBps = Math.max(before, await measureReadBaseline(device, kvBytes, timing)) / 1e9;
+    for (const row of rows) result.decode.push({ ...row, baselineGBps, ratioToBaseline: row.kvGBps / baselineGBps });
   }
   // Printed as each part finishes, so a run cut short keeps the decode table.
   if (opts.print ?? true) console.log([...decodeLines(result), ...rejectedLines(result, 'decode')].join('\n'));
@@ -310,22 +305,27 @@ async function runParts(run: BenchRun): Promise<void> {
   const flops = prefill.sequences * ((4 * tokens * tokens * HEAD_DIM * NUM_QUERY_HEADS) / 2);
   // The portable paths (tile engine, register-blocked in its tile variants) always; the subgroup-matrix
   // path where the device has it. A variant whose tile comes out the same as an earlier one is not re-timed.
-  const deviceBytes = device.limits.maxComputeWorkgroupStorageSize;
   const blocked = (variant: BlockedPrefillTuning): AttentionTuning => ({ ...opts.tuning, prefillMatrix: false, prefillBlocked: true, blocked: variant });
   const paths: PrefillPath[] = opts.prefillPaths ?? [
     { path: 'scalar', tuning: { ...opts.tuning, prefillMatrix: false, prefillBlocked: false } },
     { path: 'register-blocked', tuning: blocked({}) },
-    { path: 'register-blocked, device memory', tuning: blocked({ workgroupBytes: deviceBytes }) },
+    { path: 'register-blocked, 32 KiB', tuning: blocked({ workgroupBytes: 32 * 1024 }) },
     { path: 'register-blocked, f32 tiles', tuning: blocked({ stagedF32: true }) },
-    { path: 'register-blocked, f32 tiles, device memory', tuning: blocked({ stagedF32: true, workgroupBytes: deviceBytes }) },
+    { path: 'register-blocked, f32 tiles, 32 KiB', tuning: blocked({ stagedF32: true, workgroupBytes: 32 * 1024 }) },
   ];
   if (!opts.prefillPaths) {
     const configs = benchKernel(gpu, w, choice);
     if (configs.prefillMmaConfig) {
       paths.push({ path: MATRIX_PATH, tuning: { ...opts.tuning, prefillMatrix: true } });
-      // Several subgroups per workgroup sharing each step's K/V, where the device's workgroup memory holds them.
-      for (const subgroups of MMA_SUBGROUP_COUNTS.filter((n) => n > 1)) {
-        paths.push({ path: `${MATRIX_PATH}, ${subgroups} subgroups`, tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups } });
+      // 1–8 subgroups per workgroup sharing each step (where the device's workgroup memory holds them), with
+      // K/V staged through workgroup memory and with the K/V matrices of fully attended steps read from the pool.
+      for (const subgroups of MMA_SUBGROUP_COUNTS) {
+        for (const directKv of [false, true]) {
+          paths.push({
+            path: `${MATRIX_PATH}, ${subgroups} subgroup(s), K/V ${directKv ? 'from the pool' : 'staged'}`,
+            tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: directKv },
+          });
+        }
       }
       // Longer steps (more matrix work between barriers): 4 subgroups × 32 keys, 2 × 64 (both fit 48 KiB at head dim 128).
       for (const [subgroups, keyTile] of [[4, 32], [2, 64]] as const) {
@@ -334,20 +334,13 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
         });
       }
-      // K/V matrices of fully attended steps loaded from the pool, unstaged: one subgroup, and 4 × 32 keys.
-      for (const [subgroups, keyTile] of [[1, 16], [4, 32]] as const) {
+      // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys
+      // and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32 rows); 29.0 and 45.5 KiB at head dim
+      // 128 with 16 × 16 matrices, so both fit 48 KiB.
+      for (const [subgroups, keyTile] of [[2, 32], [4, 16]] as const) {
         paths.push({
-          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), ${keyTile} keys per step, K/V from the pool`,
-          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: true },
-        });
-      }
-      // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys,
-      // staged and from the pool, 1 × 64 keys, and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32
-      // rows); 29.0, 29.0, 44.8 and 45.5 KiB at head dim 128 with 16 × 16 matrices, so all fit 48 KiB.
-      for (const [subgroups, keyTile, directKv] of [[2, 32, false], [2, 32, true], [1, 64, false], [4, 16, false]] as const) {
-        paths.push({
-          path: `${MATRIX_PATH}, ${subgroups} subgroup(s) of 2 row tiles, ${keyTile} keys per step${directKv ? ', K/V from the pool' : ''}`,
-          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: 2, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s) of 2 row tiles, ${keyTile} keys per step`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: 2, prefillMatrixKeyTile: keyTile },
         });
       }
     }
@@ -364,10 +357,10 @@ async function runParts(run: BenchRun): Promise<void> {
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
       mma !== undefined &&
-      mma.subgroups === (tuning.prefillMatrixSubgroups ?? 1) &&
+      mma.subgroups === (tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS) &&
       mma.rowTiles === (tuning.prefillMatrixRowTiles ?? 1) &&
       mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
-      mma.directKv === (tuning.prefillMatrixDirectKv ?? false);
+      mma.directKv === (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV);
     if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;

@@ -10,7 +10,7 @@
 // which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
 // workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
 // printed as soon as it is done.
-//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--rounds 3] [--json out.json] [--quick]
+//   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--rounds 3] [--rows target] [--json out.json] [--quick]
 //     [--default-limits] [--dawn enable-dawn-features=…]
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
@@ -20,13 +20,15 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-hs,stream-r8,stream-hs-r8,stream-sh,tile,stream-k1024,stream-k256,stream-k256-t2112,stream-u2,stream-l4,mma,mma-s64' },
+    variants: { type: 'string', default: 'stream,stream-pf,stream-k512,stream-k2048,stream-t1056,stream-hs,stream-r8,stream-sh,tile,stream-u2,stream-l4,mma,mma-s64' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** A device with WebGPU's default limits (16 KiB of workgroup memory), as a page that asks for none gets. */
     'default-limits': { type: 'boolean', default: false },
     /** Run the variant list this many times, alternating, and print each variant's median per shape. */
     rounds: { type: 'string', default: '1' },
+    /** 'target': per shape only the row the decode target reads (random order, block 16, read-only), a fifth of the time. */
+    rows: { type: 'string', default: 'all' },
     /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
     dawn: { type: 'string', multiple: true, default: [] },
   },
@@ -39,7 +41,7 @@ const { median } = await import('../src/gpu/gpu-timing');
 
 /**
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
- * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np (no prefetch) -qs (queries in
+ * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np / -pf (no prefetch / prefetch) -qs (queries in
  * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
  * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or
  * `mma` (on subgroup matrices, where the device has them) followed by -s<keys per step> -t<target
@@ -64,6 +66,7 @@ function tuningOf(name: string): AttentionTuning {
   for (const knob of name.split('-').slice(1)) {
     const n = Number(knob.slice(1));
     if (knob === 'np') stream.prefetch = false;
+    else if (knob === 'pf') stream.prefetch = true;
     else if (knob === 'sh') stream.reduction = 'shared';
     else if (knob === 'qs') stream.queryInSmem = true;
     else if (knob === 'hs') stream.halfScores = true;
@@ -83,12 +86,14 @@ const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...v
 // The subgroup-matrix variants only where the device has them (elsewhere they would time the default kernel again).
 const names = values.variants!.split(',').filter((name) => gpu.features.subgroupMatrix || !name.startsWith('mma'));
 const rounds = Number(values.rounds);
+if (values.rows !== 'all' && values.rows !== 'target') throw new Error(`--rows must be all or target (got ${values.rows})`);
+const decodeRows = values.rows;
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
 type DecodeRow = Awaited<ReturnType<typeof runAttentionBench>>['decode'][number];
 const all: Record<string, DecodeRow[]> = {};
 for (let round = 0; round < rounds; round++) {
   for (const name of names) {
-    const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true });
+    const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true, decodeRows });
     (all[name] ??= []).push(...r.decode);
     for (const d of r.decode) {
       console.log(

@@ -1,7 +1,7 @@
 // Measures the device's f32 FMA rate (TFLOP/s) with shaders/bench-fma.wgsl, the baseline the portable
 // prefill kernel is compared against in the same run.
 import code from '../shaders/bench-fma.wgsl?raw';
-import { timeComputePasses, type GpuTiming } from '../src/gpu/gpu-timing';
+import { GPU_WARMUP_MS, timeComputePasses, type GpuTiming } from '../src/gpu/gpu-timing';
 
 export interface FmaResult {
   tflops: number;
@@ -23,7 +23,7 @@ export async function measureFmaRate(device: GPUDevice, options: { workgroups?: 
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y);
-  }, { iterations: 5, warmup: 1, minRegionMs: 50 });
+  }, { iterations: 5, warmup: 1, minRegionMs: 50, warmupMs: GPU_WARMUP_MS });
   sink.destroy();
   const flops = invocations * loop * 8 * 4 * 2;
   return { tflops: flops / timing.seconds / 1e12, timing, invocations };

@@ -8,7 +8,7 @@
 #   bash .gpu/remote.sh bash bench/gpu-session.sh
 #   STEPS="info bench sweep prefill tests" (default: these), or "serve" too (the serving simulation at the
 #   gpu preset on subgroup matrices, verified against the CPU; 120 s; not in the default 10 minutes), SWEEP / PREFILL_SWEEP="…" (variants; default:
-#   each sweep's own), LIMITS="bench=540 …" (seconds per step, for a call that runs fewer steps; default
+#   each sweep's own), SWEEP_ROWS=target (the decode sweep times only the rows the decode target reads), LIMITS="bench=540 …" (seconds per step, for a call that runs fewer steps; default
 #   info=30 bench=300 sweep=110 prefill=60 tests=90, which fit one 10-minute call together), DAWN="…" (one
 #   extra Dawn flag for both sweeps, e.g. disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension)
 set -u
@@ -30,7 +30,7 @@ for step in $steps; do
     info) run info 30 node dist/cli.js info --json ;;
     # Text, not --json: the suite prints each section as it finishes, so a step cut short keeps its figures.
     bench) run bench 300 node dist/cli.js bench ;;
-    sweep) run sweep 110 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} ${DAWN:+--dawn "$DAWN"} --json "$out/sweep.json" ;;
+    sweep) run sweep 110 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} ${SWEEP_ROWS:+--rows "$SWEEP_ROWS"} ${DAWN:+--dawn "$DAWN"} --json "$out/sweep.json" ;;
     prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} ${DAWN:+--dawn "$DAWN"} --json "$out/prefill.json" ;;
     tests) run tests 90 vitest run test/kernels test/gpu ;;
     serve) run serve 120 node dist/cli.js serve --preset gpu --subgroup-matrix --no-progress ;;

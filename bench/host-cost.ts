@@ -17,7 +17,7 @@ import { runInNewContext } from 'node:vm';
 import { PagedKVCache } from '../src/cache/paged-kv-cache';
 import type { PreparedAttention } from '../src/cache/cache-types';
 import type { Gpu } from '../src/gpu/create-gpu';
-import { median, timeGpu, type GpuTiming } from '../src/gpu/gpu-timing';
+import { GPU_WARMUP_MS, median, timeGpu, type GpuTiming } from '../src/gpu/gpu-timing';
 import { countGpuObjects, type GpuObjectCount } from './gpu-object-count';
 
 export interface HostCostOptions {
@@ -304,7 +304,7 @@ class DecodeLoop {
       const pass = this.stepPass ? encoder.beginComputePass() : undefined;
       for (let l = 0; l < this.shape.layers; l++) this.encodeLayer(encoder, pass, l, batch);
       pass?.end();
-    }, { iterations: 5, maxRepeats: Math.max(1, Math.floor(WRITE_ENCODES_PER_SUBMIT / this.shape.layers)) });
+    }, { iterations: 5, maxRepeats: Math.max(1, Math.floor(WRITE_ENCODES_PER_SUBMIT / this.shape.layers)), warmupMs: GPU_WARMUP_MS });
     await this.cache.markSubmitted();
     return timing;
   }

@@ -25,7 +25,19 @@ export interface TimingOptions {
   maxRepeats?: number;
   /** Which sample to report: the median (default), or the fastest (noise on a busy host only adds time). */
   statistic?: 'median' | 'min';
+  /**
+   * Keep the GPU busy with the work for at least this long (ms of GPU time) right before the samples
+   * (default 0). A GPU that idled while the host prepared the work (seconds of uploads or CPU checks)
+   * runs its first tens of milliseconds at lower clocks; on the H100 that halved a read kernel's figure.
+   */
+  warmupMs?: number;
 }
+
+/**
+ * GPU time (ms) the benchmarks and the autotuner keep a GPU busy before sampling (TimingOptions.warmupMs):
+ * on the H100, regions timed right after seconds of host-side preparation ran at up to half speed.
+ */
+export const GPU_WARMUP_MS = 200;
 
 type Encode = (encoder: GPUCommandEncoder) => void;
 
@@ -61,6 +73,9 @@ export async function timeGpu(device: GPUDevice, encode: Encode, options: Timing
   const first = median(await measure(1, 1));
   // Quantized timestamps can read 0 for a short region: grow from the largest plausible repeat count.
   const repeats = first > 0 ? Math.min(maxRepeats, Math.max(1, Math.ceil(minRegion / first))) : maxRepeats;
+  const warmRegions = first > 0 ? Math.ceil((options.warmupMs ?? 0) / 1e3 / (first * repeats)) : 0;
+  // Whole regions, one command buffer each, so the busy period ends right before the first sample.
+  for (let i = 0; i < warmRegions; i++) await measure(repeats, 1);
   const samples = await measure(repeats, iterations);
   stamps?.destroy();
   return { seconds: options.statistic === 'min' ? Math.min(...samples) : median(samples), method: stamps ? 'timestamp' : 'wall', iterations, repeats };

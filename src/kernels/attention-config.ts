@@ -202,7 +202,11 @@ export const MAX_RESCALE_THRESHOLD = 32;
 /** Knobs of the streaming decode kernel (benchmarks); the defaults are the tuned values. */
 export interface StreamDecodeTuning {
   unroll?: number;
-  /** Software pipelining of the K/V loads (default true). */
+  /**
+   * Software pipelining of the K/V loads: a step's loads are issued before the previous step is folded
+   * (default false: on the H100 the extra live registers cost more than the overlap gained, 0.69 → 0.71
+   * of the read kernel's bandwidth without it; bench/RESULTS.md).
+   */
   prefetch?: boolean;
   /** At most this many lanes per key row. */
   maxLanes?: number;
@@ -294,7 +298,7 @@ export function streamDecodeConfig(
     lanes,
     words,
     unroll: u,
-    prefetch: tuning.prefetch ?? true,
+    prefetch: tuning.prefetch ?? false,
     queryInSmem,
     keyGroups,
     keysPerStep: keyGroups * u,
@@ -348,6 +352,14 @@ export const MMA_MATRIX_SIZES = [16, 8] as const;
 export type MmaMatrixSize = (typeof MMA_MATRIX_SIZES)[number];
 /** Subgroups per subgroup-matrix prefill workgroup that the generator supports. */
 export const MMA_SUBGROUP_COUNTS = [1, 2, 4, 8] as const;
+/**
+ * The subgroup-matrix prefill's default shape where the tuning names none: 2 subgroups per workgroup,
+ * K/V matrices of fully attended steps read from the pool. On the H100 (8 × 2048 causal, 32/8 heads ×
+ * 128) that ran 8.6 ms against 19.0 ms for 1 subgroup staging its K/V (bench/RESULTS.md); 2 subgroups
+ * need 12 KiB of workgroup memory at head dim 128, inside WebGPU's default 16 KiB.
+ */
+export const MMA_DEFAULT_SUBGROUPS = 2;
+export const MMA_DEFAULT_DIRECT_KV = true;
 /** Keys per step of the subgroup-matrix prefill that the generator supports. */
 export const MMA_KEY_TILES = [16, 32, 64] as const;
 /** Row tiles per subgroup of the subgroup-matrix prefill that the generator supports. */
@@ -476,7 +488,7 @@ export interface BlockedPrefillTuning {
   maxRows?: number;
   /** At most this many keys per tile (default 32). */
   maxKeyTile?: number;
-  /** Workgroup memory the tile may use, capped by the device (default MAX_WORKGROUP_BYTES). */
+  /** Workgroup memory the tile may use, capped by the device (default: all the device allows; 64 × 16 tiles in 48 KiB ran 1.3 × the 32 × 32 tiles of 32 KiB on the H100). */
   workgroupBytes?: number;
 }
 
@@ -486,7 +498,7 @@ export interface BlockedPrefillTuning {
  * as (rows / scoreRows) × (keyTile / scoreKeys) and the output as (rows / outRows) × wordsPerRow
  * (outThreads, all of them when wordsPerRow is a power of two). The most rows, then the longest key
  * tile (within tuning.maxRows / maxKeyTile), whose workgroup arrays fit min(device limit,
- * tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES) and whose per-thread blocks fit the register budget,
+ * tuning.workgroupBytes ?? the device limit) and whose per-thread blocks fit the register budget,
  * win. Heads per workgroup: the largest power of two ≤ 8 dividing the GQA group. With
  * tuning.stagedF32, f16 K/V tiles are staged as f32 (twice the bytes).
  */
@@ -502,7 +514,7 @@ export function blockedPrefillConfig(
   const stagedF32 = (tuning.stagedF32 ?? false) && elemsPerWord === 8;
   /** Bytes of one staged K or V row: packed words, or widened to f32 (two vec4 per f16 word), + one vec4 of padding. */
   const tileRowBytes = 16 * ((stagedF32 ? 2 * words : words) + 1);
-  const maxBytes = Math.min(deviceWorkgroupBytes, tuning.workgroupBytes ?? MAX_WORKGROUP_BYTES);
+  const maxBytes = Math.min(deviceWorkgroupBytes, tuning.workgroupBytes ?? deviceWorkgroupBytes);
   let hpw = 1;
   while (hpw * 2 <= MAX_HEADS_PER_WORKGROUP && groupSize % (hpw * 2) === 0) hpw *= 2;
   for (const rows of [128, 64, 32, 16, 8]) {

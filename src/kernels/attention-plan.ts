@@ -15,9 +15,9 @@
 //     splits whose workgroups all fit on the device at once. One more would start a second, partial
 //     wave of workgroups that runs while most of the device idles. The target
 //     is shape.targetWorkgroups, sized from the device: the kernel passes the 256-invocation workgroups
-//     the device runs at once (src/gpu/parallelism-probe.ts; 8 × 132 on an H100 SXM) for the streaming
-//     decode kernel, whose workgroups keep many loads in flight each and want several per SM, and a
-//     quarter of that for the tile engine (two of its workgroups per SM of an H100). Without a target,
+//     the device runs at once (src/gpu/parallelism-probe.ts; 8 × 132 on an H100 SXM) divided by
+//     STREAM_TARGET_DIVISOR for the streaming decode kernel, and by TILE_TARGET_DIVISOR for the tile
+//     engine (two of its workgroups per SM of an H100). Without a target,
 //     TARGET_WORKGROUPS (the H100's tile-engine figure).
 //     minKeysPerSplit (default MIN_KEYS_PER_SPLIT; the streaming decode passes STREAM_MIN_STEPS_PER_SPLIT
 //     of its key steps) keeps each split long enough to amortise its setup, partial write and merge.
@@ -29,13 +29,20 @@ export const TARGET_WORKGROUPS = 2 * 132;
 export const TILE_TARGET_DIVISOR = 4;
 /**
  * Shortest split of the streaming decode kernel, in its key steps (keysPerStep keys each: 64 for the
- * H100's default shape, so 512 keys). A workgroup pays fixed costs once per split (staging its queries,
- * merging its key groups through workgroup memory, writing partials for the merge pass). On the H100
- * they cost at most about two steps: 256 × 512 (8 steps per workgroup) read 0.64 of the read kernel's
- * bandwidth where 64 × 2048 (16 steps) read 0.70 (bench/RESULTS.md), so eight steps keep them to a
- * fifth or less.
+ * H100's default shape, so 1024 keys). A workgroup pays fixed costs once per split (loading its work
+ * item, table window and queries before its first K/V load, merging its key groups through workgroup
+ * memory, writing partials for the merge pass). On the H100 they are worth several steps: one sequence
+ * of 32768 keys read 0.38 of the read kernel's bandwidth in 64 splits of 512 keys and 0.54 in 32 of 1024
+ * (bench/RESULTS.md).
  */
-export const STREAM_MIN_STEPS_PER_SPLIT = 8;
+export const STREAM_MIN_STEPS_PER_SPLIT = 16;
+/**
+ * The streaming decode aims its split-K at the probed resident 256-invocation workgroups divided by
+ * this: its 128-invocation workgroups hold so many registers that about two fit an H100 SM, not eight,
+ * and fewer, longer splits pay the fixed costs above less often (64 × 2048: 0.69 → 0.75 of the read
+ * kernel's bandwidth at half the probed count, bench/RESULTS.md).
+ */
+export const STREAM_TARGET_DIVISOR = 2;
 export const MIN_KEYS_PER_SPLIT = 256;
 export const MAX_SPLITS = 128;
 export const WORK_ITEM_WORDS = 8;

@@ -24,7 +24,7 @@ export interface AttentionTuning {
   blocked?: BlockedPrefillTuning;
   /** Rescale threshold of the subgroup-matrix prefill (default 8; 0 rescales whenever a row max grows). */
   prefillRescaleThreshold?: number;
-  /** Subgroups per subgroup-matrix prefill workgroup, each owning 16 query rows, sharing each step's staged K/V (default 1). */
+  /** Subgroups per subgroup-matrix prefill workgroup, each owning 16 query rows, sharing each step's staged K/V (default MMA_DEFAULT_SUBGROUPS, 2). */
   prefillMatrixSubgroups?: (typeof MMA_SUBGROUP_COUNTS)[number];
   /**
    * Tiles of query rows (one matrix tall each) per subgroup of the subgroup-matrix prefill (default 1): with 2,
@@ -33,7 +33,7 @@ export interface AttentionTuning {
   prefillMatrixRowTiles?: (typeof MMA_ROW_TILES)[number];
   /** Keys per step of the subgroup-matrix prefill (default 16): more MMAs between its barriers, more workgroup memory. */
   prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
-  /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size). */
+  /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size; default true, MMA_DEFAULT_DIRECT_KV). */
   prefillMatrixDirectKv?: boolean;
   /** true: decode on subgroup matrices where the device has them (the prefill kernel's code, K/V from the pool where the layout allows). */
   decodeMatrix?: boolean;

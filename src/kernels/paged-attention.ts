@@ -37,6 +37,8 @@ import {
   blockedPrefillConfig,
   blockedPrefillConstants,
   mmaPrefillConfig,
+  MMA_DEFAULT_DIRECT_KV,
+  MMA_DEFAULT_SUBGROUPS,
   MMA_MATRIX_SIZES,
   type MmaMatrixSize,
   type MmaPrefillShape,
@@ -51,7 +53,7 @@ import {
   type StreamDecodeConfig,
   type TileConfig,
 } from './attention-config';
-import { planBatch, MIN_KEYS_PER_SPLIT, type PlanShape, STREAM_MIN_STEPS_PER_SPLIT, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
+import { planBatch, MIN_KEYS_PER_SPLIT, type PlanShape, STREAM_MIN_STEPS_PER_SPLIT, STREAM_TARGET_DIVISOR, TILE_TARGET_DIVISOR, type BatchPlan, type DispatchRange } from './attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../gpu/parallelism-probe';
 import { AttentionResources, PARAM_BLOCKS, PARAMS_STRIDE, PARAMS_WORDS, type UploadSlot } from './attention-resources';
 import { attentionShader, decodeStreamShader, mergeShader, POOL_HALF_VIEW_BINDING, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
@@ -75,8 +77,8 @@ export interface PagedAttentionOptions {
   subgroups: boolean;
   /**
    * Workgroups of 256 invocations the device runs at once (`(await probeParallelism(device))
-   * .residentWorkgroups`): split-K aims the streaming decode at this many workgroups and the tile engine
-   * at a quarter. Default DEFAULT_RESIDENT_WORKGROUPS (an H100 SXM's 8 × 132).
+   * .residentWorkgroups`): split-K aims the streaming decode at half this many workgroups and the tile
+   * engine at a quarter. Default DEFAULT_RESIDENT_WORKGROUPS (an H100 SXM's 8 × 132).
    */
   residentWorkgroups?: number;
   /** Kernel knobs (tuneAttention chooses them for a device; checkAttentionTuning validates them); default: the built-in choices. */
@@ -260,7 +262,7 @@ export class PagedAttentionKernel {
       (decodeMma
         ? Math.max(1, Math.round((resident * 256) / decodeMma.workgroupSize))
         : stream
-          ? resident
+          ? Math.max(1, Math.round(resident / STREAM_TARGET_DIVISOR))
           : Math.max(1, Math.round(resident / TILE_TARGET_DIVISOR)));
     this.decodeMinKeysPerSplit =
       tuning.decodeMinKeysPerSplit ??
@@ -268,11 +270,11 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
-    const directKv = tuning.prefillMatrixDirectKv;
+    const directKv = tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV;
     this.prefillMmaConfig =
       tuning.prefillMatrix === false
         ? undefined
-        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups, rowTiles: tuning.prefillMatrixRowTiles, keyTile: tuning.prefillMatrixKeyTile, directKv }) ??
+        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS, rowTiles: tuning.prefillMatrixRowTiles, keyTile: tuning.prefillMatrixKeyTile, directKv }) ??
           matrixKernel({ directKv }));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;

@@ -18,7 +18,7 @@
 import { ConfigError, InvalidArgumentError, KernelMismatchError } from '../errors';
 import { checkAttentionTuning, describeTuning, type AttentionTuning } from '../kernels/attention-tuning';
 import { PagedAttentionKernel, type AdapterInfoWithSubgroups } from '../kernels/paged-attention';
-import { timeGpu, type TimingOptions } from '../gpu/gpu-timing';
+import { GPU_WARMUP_MS, timeGpu, type TimingOptions } from '../gpu/gpu-timing';
 import { probeParallelism } from '../gpu/parallelism-probe';
 import { isSoftwareDevice } from '../gpu/create-gpu';
 import { bytesPerBlock, computeKvLayout, MAX_KV_CHUNKS, type KvDtype } from '../pool/kv-layout';
@@ -137,7 +137,7 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
   }
   const subgroups = options.subgroups ?? device.features.has('subgroups');
   const resident = options.residentWorkgroups ?? (await probeParallelism(device)).residentWorkgroups;
-  const timing: TimingOptions = options.timing ?? (software ? { iterations: 3, warmup: 1 } : {});
+  const timing: TimingOptions = options.timing ?? (software ? { iterations: 3, warmup: 1 } : { warmupMs: GPU_WARMUP_MS });
   const minGain = options.minGain ?? 0.03;
 
   const owned: { destroy(): void }[] = [];

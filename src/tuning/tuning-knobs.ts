@@ -7,7 +7,7 @@
 // K/V only; prefill knobs move the prefill kernel only, so the two searches are independent.
 import type { TuningKnob } from './tuning-search';
 
-/** Decode knobs; the split targets are relative to the device's resident workgroups. */
+/** Decode knobs; the split targets are relative to the device's resident workgroups (the default aims at half of them). */
 export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
   return [
     { name: 'lane reduction', values: [{ stream: { reduction: 'shared' } }] },
@@ -17,7 +17,7 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'queries in workgroup memory', values: [{ stream: { queryInSmem: false } }] },
     { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }] },
     { name: 'lazy rescale', values: [{ stream: { rescaleThreshold: 8 } }] },
-    { name: 'prefetch', values: [{ stream: { prefetch: false } }] },
+    { name: 'prefetch', values: [{ stream: { prefetch: true } }] },
     // Where the device has shader-f16 (elsewhere the same kernels): fewer instructions per K word.
     { name: 'f16 scores', values: [{ stream: { halfScores: true } }] },
     // One dispatch per layer instead of write-kv + decode (the streaming kernel with subgroup reduction).
@@ -28,11 +28,11 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'decode kernel', values: [{ streamDecode: false }] },
     {
       name: 'split length',
-      values: [{ decodeMinKeysPerSplit: 256 }, { decodeMinKeysPerSplit: 1024 }, { decodeMinKeysPerSplit: 2048 }],
+      values: [{ decodeMinKeysPerSplit: 256 }, { decodeMinKeysPerSplit: 512 }, { decodeMinKeysPerSplit: 2048 }],
     },
     {
       name: 'split target',
-      values: [{ decodeTargetWorkgroups: Math.max(1, Math.round(residentWorkgroups / 2)) }, { decodeTargetWorkgroups: 2 * residentWorkgroups }],
+      values: [{ decodeTargetWorkgroups: Math.max(1, Math.round(residentWorkgroups / 4)) }, { decodeTargetWorkgroups: residentWorkgroups }],
     },
   ];
 }
@@ -44,16 +44,16 @@ export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] 
   // register-blocked one, whose knobs then apply if it won; the tile engine comes last, against the
   // register-blocked kernel as tuned.
   return [
-    { name: 'matrix subgroups per workgroup', values: [{ prefillMatrixSubgroups: 2 }, { prefillMatrixSubgroups: 4 }, { prefillMatrixSubgroups: 8 }] },
+    { name: 'matrix subgroups per workgroup', values: [{ prefillMatrixSubgroups: 1 }, { prefillMatrixSubgroups: 4 }, { prefillMatrixSubgroups: 8 }] },
     { name: 'matrix row tiles per subgroup', values: [{ prefillMatrixRowTiles: 2 }] },
     { name: 'matrix keys per step', values: [{ prefillMatrixKeyTile: 32 }, { prefillMatrixKeyTile: 64 }] },
-    { name: 'matrix K/V from the pool', values: [{ prefillMatrixDirectKv: true }] },
+    { name: 'matrix K/V from the pool', values: [{ prefillMatrixDirectKv: false }] },
     { name: 'matrix rescale threshold', values: [{ prefillRescaleThreshold: 0 }, { prefillRescaleThreshold: 16 }] },
     { name: 'subgroup matrices', values: [{ prefillMatrix: false }] },
     { name: 'f32 tiles', values: [{ blocked: { stagedF32: true } }] },
     { name: 'tile rows', values: [{ blocked: { maxRows: 64 } }, { blocked: { maxRows: 32 } }, { blocked: { maxRows: 16 } }] },
     { name: 'key tile', values: [{ blocked: { maxKeyTile: 16 } }, { blocked: { maxKeyTile: 8 } }] },
-    ...(deviceWorkgroupBytes > 32 * 1024 ? [{ name: 'workgroup memory', values: [{ blocked: { workgroupBytes: deviceWorkgroupBytes } }] }] : []),
+    ...(deviceWorkgroupBytes > 32 * 1024 ? [{ name: 'workgroup memory', values: [{ blocked: { workgroupBytes: 32 * 1024 } }] }] : []),
     { name: 'register-blocked', values: [{ prefillBlocked: false }] },
   ];
 }

@@ -123,18 +123,19 @@ describe('`info` reports the probe', () => {
 });
 
 describe('split-K sized from the resident workgroups', () => {
-  // 3 decode entries × 2 kv heads × one head tile = 6 workgroups before splitting; a kernel without
-  // subgroups. Streaming decode (shared reduction, 64 keys per step): target = resident workgroups,
-  // splits of at least 8 steps = 512 keys. Tile engine: target = resident / 4, splits of at least 256 keys.
-  const fixture = () => buildKvFixture(gpu.device, decodeFixtureOptions(11, { sequences: [{ contextLength: 40 }, { contextLength: 700 }, { contextLength: 1100 }] }));
+  // 4 decode entries × 2 kv heads × one head tile = 8 workgroups before splitting; a kernel without
+  // subgroups. Streaming decode (shared reduction, 64 keys per step): target = resident workgroups / 2,
+  // splits of at least 16 steps = 1024 keys. Tile engine: target = resident / 4, splits of at least 256 keys.
+  const fixture = () =>
+    buildKvFixture(gpu.device, decodeFixtureOptions(11, { sequences: [{ contextLength: 40 }, { contextLength: 700 }, { contextLength: 1100 }, { contextLength: 2100 }] }));
   const TOL = { atol: 2e-5, rtol: 1e-4 };
 
   for (const [engine, resident, splits] of [
-    ['stream', DEFAULT_RESIDENT_WORKGROUPS, [1, 1, 2]],
-    ['stream', 6, [1, 1, 1]],
-    ['tile', DEFAULT_RESIDENT_WORKGROUPS, [1, 2, 4]],
-    ['tile', 72, [1, 2, 3]],
-    ['tile', 4, [1, 1, 1]],
+    ['stream', DEFAULT_RESIDENT_WORKGROUPS, [1, 1, 1, 2]],
+    ['stream', 6, [1, 1, 1, 1]],
+    ['tile', DEFAULT_RESIDENT_WORKGROUPS, [1, 2, 4, 7]], // 2100 keys: 8 wanted, 263 rounded up to whole tiles → 7
+    ['tile', 72, [1, 2, 2, 2]],
+    ['tile', 4, [1, 1, 1, 1]],
   ] as const) {
     it(`${engine} decode, ${resident} resident workgroups → splits ${splits.join(', ')}, results within tolerance`, async () => {
       const fx = fixture();

@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
-import { planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, STREAM_TARGET_DIVISOR, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../../src/gpu/parallelism-probe';
 import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type AttentionTuning, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
@@ -33,24 +33,26 @@ describe('split-K heuristic', () => {
     expect(TARGET_WORKGROUPS).toBe(264);
   });
 
-  it('fills one wave of the streaming decode at the H100 bench shapes, splits of at least eight steps', () => {
+  it('fills half the probed workgroups with the streaming decode at the H100 bench shapes, splits of at least sixteen steps', () => {
     // 32/8 heads × 128, f16, subgroups of 32, 48 KiB: 8 kv heads × one head tile, 64 keys per step,
-    // 8 × 132 workgroups at once, 512-key minimum.
+    // 8 × 132 workgroups probed, half of them aimed at, 1024-key minimum.
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 30);
     const config = streamDecodeConfig(layout, 4, 32, 49152)!;
     expect([config.headsPerWorkgroup, config.keysPerStep]).toEqual([4, 64]);
     expect(DEFAULT_RESIDENT_WORKGROUPS).toBe(1056);
+    const target = Math.round(DEFAULT_RESIDENT_WORKGROUPS / STREAM_TARGET_DIVISOR);
+    expect(target).toBe(528);
     const stream = (batch: number, context: number) => {
       const keys = Array(batch).fill(context);
-      const policy = splitPolicy(batch, 8, 0, config.keysPerStep, undefined, DEFAULT_RESIDENT_WORKGROUPS, STREAM_MIN_STEPS_PER_SPLIT * config.keysPerStep);
+      const policy = splitPolicy(batch, 8, 0, config.keysPerStep, undefined, target, STREAM_MIN_STEPS_PER_SPLIT * config.keysPerStep);
       return splitsOf(keys, keys.map(policy))[0];
     };
-    expect(stream(64, 2048)).toBe(2); // 512 workgroups → 1024 (1536 would be a wave and a half)
-    expect(stream(16, 8192)).toBe(8); // 128 → 1024
-    expect(stream(256, 512)).toBe(1); // 2048 workgroups: two full waves already
-    expect(stream(1, 32768)).toBe(64); // 132 wanted, 512-key splits → 512 workgroups
-    expect(stream(4, 4096)).toBe(8); // 33 wanted, 512-key splits
-    expect(stream(8, 600)).toBe(1); // too short to split
+    expect(stream(64, 2048)).toBe(1); // 512 workgroups already (1024 would pass the target)
+    expect(stream(16, 8192)).toBe(4); // 128 → 512
+    expect(stream(256, 512)).toBe(1); // 2048 workgroups
+    expect(stream(1, 32768)).toBe(32); // 66 wanted, 1024-key splits → 256 workgroups
+    expect(stream(4, 4096)).toBe(4); // 16 wanted, 1024-key splits
+    expect(stream(8, 1500)).toBe(1); // too short to split
   });
 
   it('counts prefill workgroups as filling the GPU', () => {
@@ -187,7 +189,7 @@ describe('streaming decode shapes', () => {
 
   it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
-    expect(streamDecodeConfig(layout, 4, 32, 49152)).toMatchObject({ lanes: 8, words: 2, unroll: 4, headsPerWorkgroup: 4, keysPerStep: 64, prefetch: true, queryInSmem: true });
+    expect(streamDecodeConfig(layout, 4, 32, 49152)).toMatchObject({ lanes: 8, words: 2, unroll: 4, headsPerWorkgroup: 4, keysPerStep: 64, prefetch: false, queryInSmem: true });
   });
 });
 
