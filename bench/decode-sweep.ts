@@ -33,54 +33,11 @@ const { values } = parseArgs({
     dawn: { type: 'string', multiple: true, default: [] },
   },
 });
-type AttentionTuning = import('../src/kernels/paged-attention').AttentionTuning;
-type StreamDecodeTuning = import('../src/kernels/attention-config').StreamDecodeTuning;
 const { createGpu, PRECISE_TIMING_DAWN_OPTIONS } = await import('../src/gpu/create-gpu');
 const { runAttentionBench } = await import('./attention');
 const { median } = await import('../src/gpu/gpu-timing');
+const { decodeTuningOf } = await import('./decode-variants');
 
-/**
- * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
- * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np / -pf (no prefetch / prefetch) -qs (queries in
- * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
- * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or
- * `mma` (on subgroup matrices, where the device has them) followed by -s<keys per step> -t<target
- * workgroups> -k<min keys per split>, e.g. mma-s64.
- */
-function tuningOf(name: string): AttentionTuning {
-  if (name === 'tile') return { streamDecode: false };
-  if (name.startsWith('mma')) {
-    const tuning: AttentionTuning = { decodeMatrix: true };
-    for (const knob of name.split('-').slice(1)) {
-      const n = Number(knob.slice(1));
-      if (knob[0] === 's') tuning.decodeMatrixKeyTile = n as 16 | 32 | 64;
-      else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
-      else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
-      else throw new Error(`unknown knob ${knob} in ${name}`);
-    }
-    return tuning;
-  }
-  if (!name.startsWith('stream')) throw new Error(`unknown variant ${name}`);
-  const stream: StreamDecodeTuning = {};
-  const tuning: AttentionTuning = { stream };
-  for (const knob of name.split('-').slice(1)) {
-    const n = Number(knob.slice(1));
-    if (knob === 'np') stream.prefetch = false;
-    else if (knob === 'pf') stream.prefetch = true;
-    else if (knob === 'sh') stream.reduction = 'shared';
-    else if (knob === 'qs') stream.queryInSmem = true;
-    else if (knob === 'hs') stream.halfScores = true;
-    else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
-    else if (knob[0] === 'r') stream.rescaleThreshold = n;
-    else if (knob[0] === 'u') stream.unroll = n;
-    else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
-    else if (knob[0] === 'l') stream.maxLanes = n;
-    else if (knob[0] === 'h') stream.maxHeads = n;
-    else if (knob[0] === 'w') stream.workgroupSize = n as 64 | 128 | 256;
-    else throw new Error(`unknown knob ${knob} in ${name}`);
-  }
-  return tuning;
-}
 
 const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...values.dawn], defaultLimits: values['default-limits'], subgroupMatrix: true });
 // The subgroup-matrix variants only where the device has them (elsewhere they would time the default kernel again).
@@ -93,7 +50,7 @@ type DecodeRow = Awaited<ReturnType<typeof runAttentionBench>>['decode'][number]
 const all: Record<string, DecodeRow[]> = {};
 for (let round = 0; round < rounds; round++) {
   for (const name of names) {
-    const r = await runAttentionBench(gpu, { quick: values.quick, tuning: tuningOf(name), print: false, decodeOnly: true, decodeRows });
+    const r = await runAttentionBench(gpu, { quick: values.quick, tuning: decodeTuningOf(name), print: false, decodeOnly: true, decodeRows });
     (all[name] ??= []).push(...r.decode);
     for (const d of r.decode) {
       console.log(

@@ -6,7 +6,8 @@
 # built dist/ and, for the sweep and tests, node_modules (tsx, vitest). On the Node-less H100 machine:
 # build here, then run there with the kit of ../shared/gpu (carry .gpu and dist):
 #   bash .gpu/remote.sh bash bench/gpu-session.sh
-#   STEPS="info bench sweep prefill tests" (default: these), or "serve" too (the serving simulation at the
+#   STEPS="info bench sweep prefill tests" (default: these), or "occupancy" (decode workgroups resident per SM,
+#   bench/decode-occupancy.ts; OCCUPANCY="…" variants) or "serve" too (the serving simulation at the
 #   gpu preset on subgroup matrices, verified against the CPU; 120 s; not in the default 10 minutes), SWEEP / PREFILL_SWEEP="…" (variants; default:
 #   each sweep's own), SWEEP_ROWS=target (the decode sweep times only the rows the decode target reads), LIMITS="bench=540 …" (seconds per step, for a call that runs fewer steps; default
 #   info=30 bench=300 sweep=110 prefill=60 tests=90, which fit one 10-minute call together), DAWN="…" (one
@@ -33,7 +34,8 @@ for step in $steps; do
     sweep) run sweep 110 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} ${SWEEP_ROWS:+--rows "$SWEEP_ROWS"} ${DAWN:+--dawn "$DAWN"} --json "$out/sweep.json" ;;
     prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} ${DAWN:+--dawn "$DAWN"} --json "$out/prefill.json" ;;
     tests) run tests 90 vitest run test/kernels test/gpu ;;
+    occupancy) run occupancy 120 tsx bench/decode-occupancy.ts ${OCCUPANCY:+--variants "$OCCUPANCY"} --json "$out/occupancy.json" ;;
     serve) run serve 120 node dist/cli.js serve --preset gpu --subgroup-matrix --no-progress ;;
-    *) echo "unknown step $step (info, bench, sweep, prefill, tests, serve)" >&2; exit 2 ;;
+    *) echo "unknown step $step (info, bench, sweep, prefill, tests, occupancy, serve)" >&2; exit 2 ;;
   esac
 done

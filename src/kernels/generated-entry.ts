@@ -12,8 +12,9 @@ export function entryPreamble(entryPoint: string): string[] {
     `  if (task.w == 0u) {`,
     `    return;`,
     `  }`,
-    `  lanes_init(lid);`,
+    // The work item's load is issued before lanes_init's barrier, so its latency overlaps it.
     `  let item = work_items[params.item_base + task.x];`,
+    `  lanes_init(lid);`,
     `  let kv_head = task.y;`,
     `  let first_head = kv_head * params.group_size + task.z * HEADS_PER_WG;`,
   ];

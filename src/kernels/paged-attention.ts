@@ -223,7 +223,10 @@ export class PagedAttentionKernel {
     const requested = opts.tuning === undefined ? {} : checkAttentionTuning(opts.tuning, 'tuning');
     const tuning = (this.tuning = isSoftwareDevice(device) ? mergeTuning(SOFTWARE_ADAPTER_TUNING, requested) : requested);
     const info = opts.adapterInfo ?? adapterInfoOf(device);
-    const subgroupMinSize = info?.subgroupMinSize || 4;
+    // Mesa's lavapipe at subgroups wider than 8 (LP_NATIVE_VECTOR_WIDTH 512 or 1024) misnumbers the
+    // invocations past its first 8 lanes, so shuffles across 8 lanes read the wrong lane or zero (Mesa
+    // 26.2): shuffles there stay inside 8 lanes.
+    const subgroupMinSize = Math.min(info?.subgroupMinSize || 4, /llvmpipe/i.test(info?.description ?? '') ? 8 : Infinity);
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
     // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
     const reduction = tuning.stream?.reduction ?? (opts.subgroups ? 'subgroup' : 'shared');
