@@ -6,7 +6,7 @@ import type { AttentionTuning } from '../src/kernels/paged-attention';
 
 /**
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
- * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np / -pf (no prefetch / prefetch) -nm (no subgroup pre-merge of the key groups' states) -qs (queries in
+ * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np / -pf (no prefetch / prefetch) -qs (queries in
  * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
  * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or
  * `mma` (on subgroup matrices, where the device has them) followed by -s<keys per step> -t<target
@@ -32,7 +32,6 @@ export function decodeTuningOf(name: string): AttentionTuning {
     const n = Number(knob.slice(1));
     if (knob === 'np') stream.prefetch = false;
     else if (knob === 'pf') stream.prefetch = true;
-    else if (knob === 'nm') stream.preMerge = false;
     else if (knob === 'sh') stream.reduction = 'shared';
     else if (knob === 'qs') stream.queryInSmem = true;
     else if (knob === 'hs') stream.halfScores = true;

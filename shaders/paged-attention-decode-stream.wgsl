@@ -22,11 +22,7 @@
 //   - Each group keeps its own online-softmax state per head (max m, sum l, accumulator); positions ≥
 //     key_end get p = 0 exactly and are loaded as zeros (never read), so they add nothing; a missing or
 //     out-of-range block id reads as zeros, as in the tile engine.
-//   - With MERGE_STRIDE > 1 (subgroup reduction), the states of MERGE_STRIDE consecutive groups (one
-//     subgroup's, as LANES · MERGE_STRIDE ≤ the smallest subgroup size) are first combined by
-//     subgroupShuffleXor over masks LANES … LANES · MERGE_STRIDE / 2, so every group holds them all and
-//     group g · MERGE_STRIDE speaks for them as merge state g (MERGE_GROUPS states in all).
-//   - The merge states are merged through workgroup memory ROUND_GROUPS at a time; thread t
+//   - The groups' states are merged through workgroup memory ROUND_GROUPS groups at a time; thread t
 //     owns output cells t, t + WG_SIZE, … (cell = head × Q_VECS_PER_ROW + vec4 column), at most
 //     MAX_CELLS. The result is either the normalised row or, with write_partials, the unnormalised
 //     accumulator + (max, sum) for paged-attention-merge, exactly like the tile engine's decode.
@@ -39,8 +35,6 @@ override UNROLL: u32;
 override ROUND_GROUPS: u32;
 override WORDS: u32 = VECS_PER_ROW / LANES;
 override KEY_GROUPS: u32 = WG_SIZE / LANES;
-override MERGE_STRIDE: u32 = 1u;
-override MERGE_GROUPS: u32 = KEY_GROUPS / MERGE_STRIDE;
 override KEYS_PER_STEP: u32 = KEY_GROUPS * UNROLL;
 override CELLS: u32 = HEADS_PER_WG * Q_VECS_PER_ROW;
 
@@ -86,13 +80,13 @@ fn merge_init() {
   }
 }
 
-/** Folds the states that merge states g0 .. g0 + ROUND_GROUPS − 1 left in SMEM_STATS / SMEM_ACC. */
+/** Folds the states that groups g0 .. g0 + ROUND_GROUPS − 1 left in SMEM_STATS / SMEM_ACC. */
 fn merge_round(g0: u32) {
   for (var c = 0u; c < MAX_CELLS; c++) {
     let cell = tid + c * WG_SIZE;
     if (cell < CELLS) {
       let h = cell / Q_VECS_PER_ROW;
-      for (var rg = 0u; rg < min(ROUND_GROUPS, MERGE_GROUPS - g0); rg++) {
+      for (var rg = 0u; rg < min(ROUND_GROUPS, KEY_GROUPS - g0); rg++) {
         let stats = bitcast<vec4<f32>>(smem[SMEM_STATS + rg * HEADS_PER_WG + h]);
         let m_all = max(out_m[c], stats.x);
         let a = exp(out_m[c] - m_all);

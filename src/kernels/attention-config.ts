@@ -178,13 +178,6 @@ export interface StreamDecodeConfig {
   keyGroups: number;
   /** Keys per workgroup step (split lengths are rounded to it). */
   keysPerStep: number;
-  /**
-   * Key groups whose states are combined by subgroup shuffles before the workgroup-memory merge (a power
-   * of two; 1 = none): the groups of one subgroup (subgroup reduction, StreamDecodeTuning.preMerge), so
-   * keyGroups / mergeStride states go through workgroup memory.
-   */
-  mergeStride: number;
-  /** States merged through workgroup memory per round (of keyGroups / mergeStride). */
   roundGroups: number;
   workgroupBytes: number;
   /**
@@ -243,12 +236,6 @@ export interface StreamDecodeTuning {
    * K/V with extreme outliers, which the autotuner's random data does not have).
    */
   halfScores?: boolean;
-  /**
-   * Combine the states of the key groups sharing a subgroup with subgroup shuffles before merging the
-   * rest through workgroup memory (subgroup reduction only; default true): a quarter of the
-   * workgroup-memory traffic and one merge round instead of three at the H100's default shape.
-   */
-  preMerge?: boolean;
 }
 
 /**
@@ -294,8 +281,7 @@ export function streamDecodeConfig(
   // unroll for the score buffers, rather than no streaming decode on a small device.
   const fixedVecs = TABLE_WINDOW / 4 + wg / 4 + (queryInSmem ? cells : 0);
   const regionVecs = Math.floor((Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) - 4) / 16) - fixedVecs;
-  const mergeStride = reduction === 'subgroup' && tuning.preMerge !== false ? floorPow2(Math.min(keyGroups, Math.floor(subgroupMinSize / lanes))) : 1;
-  const roundGroups = Math.min(keyGroups / mergeStride, Math.max(1, Math.floor(Math.min(STREAM_MERGE_BYTES / 16, regionVecs) / (cells + hpw))));
+  const roundGroups = Math.min(keyGroups, Math.max(1, Math.floor(Math.min(STREAM_MERGE_BYTES / 16, regionVecs) / (cells + hpw))));
   const scoreVecsPerKey = reduction === 'shared' ? (keyGroups * hpw * lanes) / 4 : 0;
   let u = Math.max(
     1,
@@ -316,7 +302,6 @@ export function streamDecodeConfig(
     queryInSmem,
     keyGroups,
     keysPerStep: keyGroups * u,
-    mergeStride,
     roundGroups,
     workgroupBytes,
     rescaleThreshold: tuning.rescaleThreshold,
@@ -333,7 +318,6 @@ export function streamConstants(config: StreamDecodeConfig, layout: KvLayout): R
     LANES: config.lanes,
     UNROLL: config.unroll,
     ROUND_GROUPS: config.roundGroups,
-    MERGE_STRIDE: config.mergeStride,
     Q_STAGED: config.queryInSmem ? 1 : 0,
     SCORE_VECS: config.scoreVecs,
   };

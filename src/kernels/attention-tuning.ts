@@ -86,7 +86,6 @@ const STREAM_FIELDS: Record<keyof StreamDecodeTuning, Check> = {
   rescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   reduction: oneOf(['subgroup', 'shared']),
   halfScores: bool,
-  preMerge: bool,
 };
 
 const BLOCKED_FIELDS: Record<keyof BlockedPrefillTuning, Check> = {

@@ -286,31 +286,13 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     add(`  }`);
     storeNewKv();
   }
-  if (config.mergeStride > 1) {
-    // The groups of a subgroup combine their states by shuffles: afterwards each holds all of them.
-    add(`  for (var mask = LANES; mask < LANES * MERGE_STRIDE; mask = mask << 1u) {`);
-    for (const h of H) {
-      add(
-        `    let mo_${h} = subgroupShuffleXor(m_${h}, mask);`,
-        `    let mx_${h} = max(m_${h}, mo_${h});`,
-        `    let sa_${h} = exp(m_${h} - mx_${h});`,
-        `    let sb_${h} = exp(mo_${h} - mx_${h});`,
-        `    l_${h} = l_${h} * sa_${h} + subgroupShuffleXor(l_${h}, mask) * sb_${h};`,
-        `    m_${h} = mx_${h};`,
-      );
-      for (const w of W) for (const half of halves) add(`    a_${h}_${w}_${half} = a_${h}_${w}_${half} * sa_${h} + subgroupShuffleXor(a_${h}_${w}_${half}, mask) * sb_${h};`);
-    }
-    add(`  }`);
-  }
-  // Merge the merge states (one per MERGE_STRIDE groups) through workgroup memory, ROUND_GROUPS at a time.
+  // Merge the key groups' states through workgroup memory, ROUND_GROUPS groups at a time.
   add(
     `  merge_init();`,
-    `  let merge_state = group / MERGE_STRIDE;`,
-    `  let speaks = group % MERGE_STRIDE == 0u;`,
-    `  for (var g0 = 0u; g0 < MERGE_GROUPS; g0 += ROUND_GROUPS) {`,
+    `  for (var g0 = 0u; g0 < KEY_GROUPS; g0 += ROUND_GROUPS) {`,
     `    workgroupBarrier();`,
-    `    if (speaks && merge_state >= g0 && merge_state < g0 + ROUND_GROUPS) {`,
-    `      let rg = merge_state - g0;`,
+    `    if (group >= g0 && group < g0 + ROUND_GROUPS) {`,
+    `      let rg = group - g0;`,
   );
   for (const h of H) {
     add(

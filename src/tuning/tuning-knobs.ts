@@ -18,7 +18,6 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }] },
     { name: 'lazy rescale', values: [{ stream: { rescaleThreshold: 8 } }] },
     { name: 'prefetch', values: [{ stream: { prefetch: true } }] },
-    { name: 'subgroup pre-merge', values: [{ stream: { preMerge: false } }] },
     // Where the device has shader-f16 (elsewhere the same kernels): fewer instructions per K word.
     { name: 'f16 scores', values: [{ stream: { halfScores: true } }] },
     // One dispatch per layer instead of write-kv + decode (the streaming kernel with subgroup reduction).

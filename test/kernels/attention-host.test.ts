@@ -181,23 +181,10 @@ describe('streaming decode shapes', () => {
   it('fit the H100 shape into the WebGPU default of 16 KiB by merging fewer groups per round (shuffles) or unrolling less (shared)', () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
     const pick = (c: ReturnType<typeof streamDecodeConfig>) => c && { unroll: c.unroll, roundGroups: c.roundGroups, workgroupBytes: c.workgroupBytes };
-    const noPreMerge = { preMerge: false };
-    expect(pick(streamDecodeConfig(layout, 4, 32, 32768, noPreMerge))).toEqual({ unroll: 4, roundGroups: 7, workgroupBytes: 17860 });
-    expect(pick(streamDecodeConfig(layout, 4, 32, 16384, noPreMerge))).toEqual({ unroll: 4, roundGroups: 6, workgroupBytes: 15748 });
-    // Pre-merged by shuffles, the 4 merge states fit one round in either.
-    expect(pick(streamDecodeConfig(layout, 4, 32, 16384))).toEqual({ unroll: 4, roundGroups: 4, workgroupBytes: 11524 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 32768))).toEqual({ unroll: 4, roundGroups: 7, workgroupBytes: 17860 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 16384))).toEqual({ unroll: 4, roundGroups: 6, workgroupBytes: 15748 });
     expect(pick(streamDecodeConfig(layout, 4, 32, 32768, { reduction: 'shared' }))).toEqual({ unroll: 4, roundGroups: 7, workgroupBytes: 19460 });
     expect(pick(streamDecodeConfig(layout, 4, 32, 16384, { reduction: 'shared' }))).toEqual({ unroll: 3, roundGroups: 6, workgroupBytes: 15748 });
-  });
-
-  it('pre-merge the key groups of one subgroup by shuffles: 4 of 8 lanes in subgroups of 32, none when asked or with the shared reduction', () => {
-    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
-    const h100 = streamDecodeConfig(layout, 4, 32, 49152)!;
-    // 16 key groups → 4 merge states: one workgroup-memory round where there were three.
-    expect([h100.keyGroups, h100.mergeStride, h100.roundGroups]).toEqual([16, 4, 4]);
-    expect(streamDecodeConfig(layout, 4, 32, 49152, { preMerge: false })!).toMatchObject({ mergeStride: 1, roundGroups: 7 });
-    expect(streamDecodeConfig(layout, 4, 32, 49152, { reduction: 'shared' })!.mergeStride).toBe(1);
-    expect(streamDecodeConfig(layout, 4, 8, 49152)!.mergeStride).toBe(1); // 8 lanes fill a subgroup of 8
   });
 
   it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {

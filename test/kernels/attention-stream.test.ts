@@ -1,5 +1,5 @@
-// The streaming decode kernel (subgroups) in shapes other than the default one — prefetch or not, queries
-// held in registers, odd unroll, few lanes per key row (with and without the subgroup pre-merge of key groups' states), small and large workgroups, split GQA groups,
+// The streaming decode kernel (subgroups) in shapes other than the default one — no prefetch, queries
+// held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
 // f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
 // (peaky queries make the running max move often), the portable shared reduction (workgroup memory
 // instead of subgroup shuffles, also on a kernel without subgroups), a device with WebGPU's default
@@ -27,9 +27,6 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
   { name: 'the GPU default shape, 128 threads', tuning: { stream: { workgroupSize: 128 } }, fixture: {} },
   { name: 'no prefetch, queries in registers, unroll 3', tuning: { stream: { prefetch: false, queryInSmem: false, unroll: 3 } }, fixture: {} },
   { name: '2 lanes per row, 64-thread workgroups', tuning: { stream: { maxLanes: 2, workgroupSize: 64 } }, fixture: { kvDtype: 'f32', headDim: 32 } },
-  // Subgroups of at least 4 assumed (no adapter info): 1 lane per row pre-merges 4 groups' states by shuffles.
-  { name: '1 lane per row, states of 4 groups pre-merged, lazy rescale 0', tuning: { stream: { maxLanes: 1, rescaleThreshold: 0 } }, fixture: { kvDtype: 'f32', headDim: 32, qMagnitude: 8 } },
-  { name: '2 lanes per row, no pre-merge', tuning: { stream: { maxLanes: 2, preMerge: false } }, fixture: {} },
   { name: '2 heads of a group of 4 per workgroup, 256 threads, unroll 1', tuning: { stream: { maxHeads: 2, workgroupSize: 256, unroll: 1 } }, fixture: {} },
   { name: 'block size 1 (window reloads), f32, unroll 2', tuning: { stream: { unroll: 2 } }, fixture: { blockSize: 1, kvDtype: 'f32' } },
   { name: 'lazy rescale, threshold 8', tuning: { stream: { rescaleThreshold: 8 } }, fixture: {} },
