@@ -68,9 +68,10 @@ describe('register-blocked prefill', () => {
   });
 
   // f16 K/V widened to f32 as the tiles are staged, and tiles other than the default one (the shapes a
-  // GPU's tuning sweep tries; on SwiftShader within its 32 KiB of workgroup memory).
+  // GPU's tuning sweep tries; the tile depends on the workgroup memory allowed, so the first case pins
+  // 32 KiB: a 48 KiB GPU's default f32 tile is 64 × 16).
   it.each([
-    { name: 'staged as f32, head dim 128, GQA 4', fixture: { headDim: 128, groupSize: 4 }, blocked: { stagedF32: true }, tile: { stagedF32: true, rows: 32, keyTile: 16 } },
+    { name: 'staged as f32, head dim 128, GQA 4, in 32 KiB', fixture: { headDim: 128, groupSize: 4 }, blocked: { stagedF32: true, workgroupBytes: 32 * 1024 }, tile: { stagedF32: true, rows: 32, keyTile: 16 } },
     { name: 'staged as f32, head dim 32, GQA 1, 64-row tile', fixture: { headDim: 32, groupSize: 1 }, blocked: { stagedF32: true, maxRows: 64 }, tile: { stagedF32: true, rows: 64 } },
     { name: 'staged as f32, head dim 64, GQA 8, 8-key tile', fixture: { headDim: 64, groupSize: 8 }, blocked: { stagedF32: true, maxKeyTile: 8 }, tile: { stagedF32: true, keyTile: 8 } },
     { name: 'packed, head dim 128, 16-row tile', fixture: { headDim: 128, groupSize: 4 }, blocked: { maxRows: 16 }, tile: { stagedF32: false, rows: 16 } },
