@@ -6,10 +6,11 @@
 // step passes it by more than 8, so most steps skip scaling the accumulators), f16 scores (`-hs`, where
 // the device has shader-f16), the portable shared
 // reduction (`-sh`) and the tile engine (`tile`) — the two decodes a device without subgroups can
-// run — and other minimum split lengths around the default of 8 steps (512 keys on the H100 shape),
-// which decide the single long sequence's split count (1 × 32768: 64 splits × 8 kv heads = 512
-// workgroups by default; 32 at 1024 keys, the previous default; 128 at 256). Each variant's lines are
-// printed as soon as it is done.
+// run — prefetching K/V a step ahead (`-pf`, off by default), and other split lengths and targets around
+// the defaults of 16 steps (1024 keys on the H100 shape) and half the probed workgroups (`-k512`,
+// `-k2048`, `-t1056`), which decide the single long sequence's split count (1 × 32768: 32 splits × 8 kv
+// heads = 256 workgroups by default). Each variant's lines are printed as soon as it is done;
+// `--rows target` times only the row the decode target reads per shape.
 //   npx tsx bench/decode-sweep.ts [--variants stream-u4,stream-u8,tile] [--rounds 3] [--rows target] [--json out.json] [--quick]
 //     [--default-limits] [--dawn enable-dawn-features=…]
 import { register } from 'node:module';
