@@ -16,7 +16,9 @@ export default defineConfig(({ mode }) => {
     return {
       build: {
         outDir: 'dist',
-        emptyOutDir: false,
+        // Chunks are named by content hash, so a build that kept the old ones would pile them up (13 MB
+        // after a few dozen builds); tsc writes dist/types after this step.
+        emptyOutDir: true,
         target: 'node20',
         ssr: true,
         minify: false,
