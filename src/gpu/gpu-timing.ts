@@ -3,7 +3,9 @@
 // that write timestamps (GPU time of the whole region, however many passes the work records); the
 // reported time is the median (or fastest) sample divided by `repeats`. `repeats` is chosen from a
 // first measurement so that a region lasts at least `minRegionMs`, which keeps Dawn's timestamp
-// quantization (about 0.1 ms unless the device disables it) and launch gaps out of the figure. Without
+// quantization (about 0.1 ms unless the device disables it) and launch gaps out of the figure. With
+// warmupMs, whole regions of the same work (about that much GPU time, sized from the first
+// measurement) run just before the samples and are not counted. Without
 // 'timestamp-query' the region is timed on the wall clock, submit to onSubmittedWorkDone (method 'wall').
 
 export interface GpuTiming {
