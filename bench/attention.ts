@@ -6,9 +6,10 @@
 // 'timestamp-query'); decode reports KV GB/s (K and V bytes of every attended key, once) and its ratio
 // to a plain vec4 read kernel (shaders/bench-read.wgsl) over a buffer of the same size, measured in the
 // same run right before and right after the shape's rows (the faster of the two counts); every timed
-// region follows GPU_WARMUP_MS of the same work (off with quick). Prefill reports TFLOP/s = Σ 4·n²·d·heads / 2 (causal). K/V and queries hold random values
-// (src/tuning/attention-workload.ts), so a kernel whose work depends on the scores (lazy rescaling) is
-// timed on real softmax traffic, not on an all-zero pool. With verify (the default unless quick) every
+// region follows GPU_WARMUP_MS of the same work (off with quick). Prefill reports TFLOP/s =
+// Σ 4·n²·d·heads / 2 (causal). K/V and queries hold random values (src/tuning/attention-workload.ts), so
+// a kernel whose work depends on the scores (lazy rescaling) is timed on real softmax traffic, not on an
+// all-zero pool. With verify (the default unless quick) every
 // kernel is first checked against the CPU reference at this head shape, as the autotuner checks its
 // candidates; one that fails, or that the device refuses, is listed as not timed and counts for no
 // target. Results are JSON-able.

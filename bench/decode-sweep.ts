@@ -44,9 +44,9 @@ const gpu = await createGpu({ dawnOptions: [...PRECISE_TIMING_DAWN_OPTIONS, ...v
 // The subgroup-matrix variants only where the device has them (elsewhere they would time the default kernel again).
 const names = values.variants!.split(',').filter((name) => gpu.features.subgroupMatrix || !name.startsWith('mma'));
 const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
 if (values.rows !== 'all' && values.rows !== 'target') throw new Error(`--rows must be all or target (got ${values.rows})`);
 const decodeRows = values.rows;
-if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer (got ${values.rounds})`);
 type DecodeRow = Awaited<ReturnType<typeof runAttentionBench>>['decode'][number];
 const all: Record<string, DecodeRow[]> = {};
 for (let round = 0; round < rounds; round++) {
