@@ -6,11 +6,12 @@ import type { AttentionTuning } from '../src/kernels/paged-attention';
 
 /**
  * `tile`, or `stream` followed by knobs: -u<unroll> -t<target workgroups> -l<max lanes> -h<max heads>
- * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -np / -pf (no prefetch / prefetch) -qs (queries in
- * workgroup memory) -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the
- * portable form) -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or
- * `mma` (on subgroup matrices, where the device has them) followed by -s<keys per step> -t<target
- * workgroups> -k<min keys per split>, e.g. mma-s64.
+ * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -m<KiB of workgroup memory per
+ * merge round> -np / -pf (no prefetch / prefetch) -qs / -qr (queries in workgroup memory / in registers)
+ * -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the portable form)
+ * -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or `mma` (on
+ * subgroup matrices, where the device has them) followed by -s<keys per step> -t<target workgroups>
+ * -k<min keys per split>, e.g. mma-s64.
  */
 export function decodeTuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { streamDecode: false };
@@ -34,9 +35,11 @@ export function decodeTuningOf(name: string): AttentionTuning {
     else if (knob === 'pf') stream.prefetch = true;
     else if (knob === 'sh') stream.reduction = 'shared';
     else if (knob === 'qs') stream.queryInSmem = true;
+    else if (knob === 'qr') stream.queryInSmem = false;
     else if (knob === 'hs') stream.halfScores = true;
     else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
     else if (knob[0] === 'r') stream.rescaleThreshold = n;
+    else if (knob[0] === 'm') stream.mergeBytes = n * 1024;
     else if (knob[0] === 'u') stream.unroll = n;
     else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
     else if (knob[0] === 'l') stream.maxLanes = n;

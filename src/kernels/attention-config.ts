@@ -152,8 +152,8 @@ export function tileConstants(config: TileConfig, layout: KvLayout): Record<stri
 const STREAM_MAX_HW = 16;
 const STREAM_MAX_UW = 16;
 const STREAM_MAX_SCORES = 32;
-/** Workgroup memory for merging the key groups' states (per round). */
-const STREAM_MERGE_BYTES = 16 * 1024;
+/** Workgroup memory for merging the key groups' states (per round; StreamDecodeTuning.mergeBytes). */
+export const STREAM_DEFAULT_MERGE_BYTES = 16 * 1024;
 /**
  * Defaults measured on an H100 (bench/decode-sweep.ts, see bench/RESULTS.md): 8 lanes per key row
  * (16 f16 per lane at head dim 128), 4 keys per group per step, query elements read from workgroup
@@ -236,6 +236,13 @@ export interface StreamDecodeTuning {
    * K/V with extreme outliers, which the autotuner's random data does not have).
    */
   halfScores?: boolean;
+  /**
+   * At most this many bytes of workgroup memory for one round of merging the key groups' softmax states
+   * (default 16 KiB: 7 of the 16 groups per round at 4 heads × head dim 128). Less makes the workgroup
+   * smaller, so more of them may fit a compute unit where workgroup memory limits that, for more merge
+   * rounds (one barrier each); a round always takes at least one group.
+   */
+  mergeBytes?: number;
 }
 
 /**
@@ -277,11 +284,11 @@ export function streamDecodeConfig(
   // Workgroup memory in vec4 slots (mirrors SMEM_LEN of the WGSL): the table window, the reduction
   // scratch and the staged queries, then one region shared by the merge rounds and (shared reduction)
   // the two score buffers. The region takes what the device has left (WebGPU's default limit is
-  // 16 KiB), the merge rounds at most STREAM_MERGE_BYTES of it: fewer groups per round, or a shorter
+  // 16 KiB), the merge rounds at most tuning.mergeBytes of it: fewer groups per round, or a shorter
   // unroll for the score buffers, rather than no streaming decode on a small device.
   const fixedVecs = TABLE_WINDOW / 4 + wg / 4 + (queryInSmem ? cells : 0);
   const regionVecs = Math.floor((Math.min(deviceWorkgroupBytes, MAX_WORKGROUP_BYTES) - 4) / 16) - fixedVecs;
-  const roundGroups = Math.min(keyGroups, Math.max(1, Math.floor(Math.min(STREAM_MERGE_BYTES / 16, regionVecs) / (cells + hpw))));
+  const roundGroups = Math.min(keyGroups, Math.max(1, Math.floor(Math.min((tuning.mergeBytes ?? STREAM_DEFAULT_MERGE_BYTES) / 16, regionVecs) / (cells + hpw))));
   const scoreVecsPerKey = reduction === 'shared' ? (keyGroups * hpw * lanes) / 4 : 0;
   let u = Math.max(
     1,

@@ -86,6 +86,7 @@ const STREAM_FIELDS: Record<keyof StreamDecodeTuning, Check> = {
   rescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   reduction: oneOf(['subgroup', 'shared']),
   halfScores: bool,
+  mergeBytes: int(16, 1 << 20),
 };
 
 const BLOCKED_FIELDS: Record<keyof BlockedPrefillTuning, Check> = {

@@ -187,6 +187,18 @@ describe('streaming decode shapes', () => {
     expect(pick(streamDecodeConfig(layout, 4, 32, 16384, { reduction: 'shared' }))).toEqual({ unroll: 3, roundGroups: 6, workgroupBytes: 15748 });
   });
 
+  it('hold less workgroup memory with smaller merge rounds (tuning.mergeBytes), at least one key group per round', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
+    const pick = (c: ReturnType<typeof streamDecodeConfig>) => c && { roundGroups: c.roundGroups, workgroupBytes: c.workgroupBytes };
+    // 16 key groups, each state 4 heads × 128 elements + 4 (m, l) = 132 vec4; 192 vec4 of table window,
+    // reduction scratch and staged queries besides.
+    expect(pick(streamDecodeConfig(layout, 4, 32, 49152, { mergeBytes: 8192 }))).toEqual({ roundGroups: 3, workgroupBytes: 16 * (192 + 3 * 132) + 4 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 49152, { mergeBytes: 1024 }))).toEqual({ roundGroups: 1, workgroupBytes: 16 * (192 + 132) + 4 });
+    // More than the kernel takes (MAX_WORKGROUP_BYTES, 32 KiB): 14 of the 16 groups fit there.
+    expect(pick(streamDecodeConfig(layout, 4, 32, 49152, { mergeBytes: 1 << 20 }))).toEqual({ roundGroups: 14, workgroupBytes: 16 * (192 + 14 * 132) + 4 });
+    expect(pick(streamDecodeConfig(layout, 4, 32, 49152, { mergeBytes: 1024, queryInSmem: false }))).toEqual({ roundGroups: 1, workgroupBytes: 16 * (64 + 132) + 4 });
+  });
+
   it('default to 8 lanes of 16 f16 elements, 4 keys per group and all 4 heads of a GQA group on a 32-wide GPU', () => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 8, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 30);
     expect(streamDecodeConfig(layout, 4, 32, 49152)).toMatchObject({ lanes: 8, words: 2, unroll: 4, headsPerWorkgroup: 4, keysPerStep: 64, prefetch: false, queryInSmem: true });

@@ -2,8 +2,8 @@
 // held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
 // f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
 // (peaky queries make the running max move often), the portable shared reduction (workgroup memory
-// instead of subgroup shuffles, also on a kernel without subgroups), a device with WebGPU's default
-// 16 KiB of workgroup memory — against the f64 CPU reference, with the tolerance of
+// instead of subgroup shuffles, also on a kernel without subgroups), merge rounds of one or two key
+// groups (little workgroup memory), a device with WebGPU's default 16 KiB of workgroup memory — against the f64 CPU reference, with the tolerance of
 // attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own generated
 // pipeline, so a wrong unrolling in one shape cannot hide behind another.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, decodeFixtureOptions, type KvFixtureOptions } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
-import { MAX_RESCALE_THRESHOLD } from '../../src/kernels/attention-config';
+import { MAX_RESCALE_THRESHOLD, type StreamDecodeConfig } from '../../src/kernels/attention-config';
 import { ConfigError } from '../../src/errors';
 
 failOnUncapturedGpuErrors();
@@ -22,7 +22,7 @@ beforeAll(async () => {
   gpu = await subgroupTestGpu();
 });
 
-const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions> }> = [
+const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions>; config?: Partial<StreamDecodeConfig> }> = [
   // A GPU's default shape (a software adapter defaults to 64 threads: SOFTWARE_ADAPTER_TUNING).
   { name: 'the GPU default shape, 128 threads', tuning: { stream: { workgroupSize: 128 } }, fixture: {} },
   { name: 'no prefetch, queries in registers, unroll 3', tuning: { stream: { prefetch: false, queryInSmem: false, unroll: 3 } }, fixture: {} },
@@ -35,14 +35,23 @@ const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<Kv
   { name: 'shared reduction, 8 lanes, f16', tuning: { stream: { reduction: 'shared' } }, fixture: {} },
   { name: 'shared reduction, 4 lanes, no prefetch, f32, lazy rescale 0', tuning: { stream: { reduction: 'shared', maxLanes: 4, prefetch: false, rescaleThreshold: 0 } }, fixture: { kvDtype: 'f32', qMagnitude: 8 } },
   { name: 'shared reduction, 16 lanes, 2 heads of 4, 256 threads, block 1', tuning: { stream: { reduction: 'shared', maxLanes: 16, maxHeads: 2, workgroupSize: 256 } }, fixture: { blockSize: 1 } },
+  // Merge rounds of one key group (the least workgroup memory), and of three of 32 groups (a short last round).
+  { name: 'one key group per merge round, 128 threads', tuning: { stream: { workgroupSize: 128, mergeBytes: 16 } }, fixture: {}, config: { roundGroups: 1 } },
+  {
+    name: 'three key groups per merge round of 32 groups, 4 lanes, queries in registers',
+    tuning: { stream: { maxLanes: 4, workgroupSize: 128, queryInSmem: false, mergeBytes: 3 * 16 * (4 * 4 + 4) } },
+    fixture: { kvDtype: 'f32', headDim: 16 },
+    config: { roundGroups: 3, keyGroups: 32 },
+  },
 ];
 
-describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture }) => {
+describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture, config }) => {
   it('matches the reference for contexts 1, 17, 300 and 700, with and without split-K', async () => {
     const fx = buildKvFixture(gpu.device, decodeFixtureOptions(21, fixture));
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning });
       expect(kernel.streamDecodeConfig, 'the streaming kernel applies to this shape').toBeDefined();
+      if (config) expect(kernel.streamDecodeConfig).toMatchObject(config);
       const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {

@@ -31,6 +31,7 @@ describe('checkAttentionTuning', () => {
     [{ stream: { reduction: 'atomic' } }, /stream\.reduction must be one of "subgroup", "shared" \(got "atomic"\)/],
     [{ stream: { rescaleThreshold: -1 } }, /stream\.rescaleThreshold must be a number in \[0, 32\]/],
     [{ stream: { rescaleThreshold: Number.NaN } }, /stream\.rescaleThreshold must be a number/],
+    [{ stream: { mergeBytes: 8 } }, /stream\.mergeBytes must be an integer in \[16, 1048576\] \(got 8\)/],
     [{ streamDecode: 'no' }, /attentionTuning\.streamDecode must be true or false \(got "no"\)/],
     [{ decodeMinKeysPerSplit: 0 }, /decodeMinKeysPerSplit must be an integer in \[1, /],
     [{ blocked: { maxKeyTile: 64 } }, /blocked\.maxKeyTile must be one of 8, 16, 32/],
