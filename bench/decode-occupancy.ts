@@ -15,7 +15,8 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'stream,stream-u2,stream-l16,stream-w64,stream-w256,stream-pf' },
+    // The default kernel, and with less workgroup memory (smaller merge rounds; queries in registers).
+    variants: { type: 'string', default: 'stream,stream-m8,stream-m4,stream-qr-m4' },
     context: { type: 'string' },
     /** Streaming multiprocessors (compute units) to step over; default: the probed resident 256-invocation workgroups / 8. */
     sms: { type: 'string' },

@@ -6,14 +6,21 @@
 # built dist/ and, for the sweep and tests, node_modules (tsx, vitest). On the Node-less H100 machine:
 # build here, then run there with the kit of ../shared/gpu (carry .gpu and dist):
 #   bash .gpu/remote.sh bash bench/gpu-session.sh
-#   STEPS="info bench sweep prefill tests" (default: these), or "occupancy" (decode workgroups resident per SM,
-#   bench/decode-occupancy.ts; OCCUPANCY="…" variants) or "serve" too (the serving simulation at the
-#   gpu preset on subgroup matrices, verified against the CPU; 120 s, and it printed nothing when cut at 110 s on
-#   the H100, so give it more; not in the default 10 minutes), SWEEP / PREFILL_SWEEP="…" (variants; default:
-#   each sweep's own), SWEEP_ROWS=target (the decode sweep times only the rows the decode target reads), LIMITS="bench=540 …" (seconds per step, for a call that runs fewer steps; default
-#   info=30 bench=200 sweep=110 prefill=60 tests=190, which fit one 10-minute call together; the bench took 130–151 s on
-#   the H100), DAWN="…" (one
-#   extra Dawn flag for both sweeps, e.g. disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension)
+#   Variables:
+#   - STEPS="info bench sweep prefill tests" (the default). Further steps:
+#     occupancy: decode workgroups resident per SM (bench/decode-occupancy.ts; OCCUPANCY="…" variants);
+#     residency: workgroups resident per SM by workgroup memory, next to the decode variants' own
+#       (bench/workgroup-residency.ts);
+#     serve: the serving simulation at the gpu preset on subgroup matrices, verified against the CPU.
+#       It needs more than 110 s (it printed nothing when cut there on the H100), so it is not in the
+#       default 10 minutes.
+#   - SWEEP / PREFILL_SWEEP="…": variants (default: each sweep's own); SWEEP_ROWS=target: the decode
+#     sweep times only the rows the decode target reads.
+#   - LIMITS="bench=540 …": seconds per step, for a call that runs fewer steps. Defaults: info=30
+#     bench=200 sweep=110 prefill=60 tests=190, which fit one 10-minute call together (the bench took
+#     130–151 s on the H100).
+#   - DAWN="…": one extra Dawn flag for both sweeps, e.g.
+#     disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension.
 set -u
 out="${OUT:-gpu-out}"
 mkdir -p "$out"
@@ -39,8 +46,9 @@ for step in $steps; do
     # that lack matrices (the H100 runs the real ones in attention-mma); on the H100 it and attention-shapes
     # had not finished when a 230 s step ended.
     tests) run tests 190 vitest run test/kernels test/gpu --exclude test/kernels/attention-mma-emulated.test.ts ;;
+    residency) run residency 60 tsx bench/workgroup-residency.ts --json "$out/residency.json" ;;
     occupancy) run occupancy 120 tsx bench/decode-occupancy.ts ${OCCUPANCY:+--variants "$OCCUPANCY"} --json "$out/occupancy.json" ;;
     serve) run serve 120 node dist/cli.js serve --preset gpu --subgroup-matrix --no-progress ;;
-    *) echo "unknown step $step (info, bench, sweep, prefill, tests, occupancy, serve)" >&2; exit 2 ;;
+    *) echo "unknown step $step (info, bench, sweep, prefill, tests, residency, occupancy, serve)" >&2; exit 2 ;;
   esac
 done

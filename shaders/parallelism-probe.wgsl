@@ -6,9 +6,13 @@
 // therefore take the time of one; one more starts a second wave. Invariants: the chain cannot be
 // shortened by the compiler (every step's address is the previous load; the start depends on the
 // thread); the result is stored only when it equals a value from the uniform block that the chain
-// never produces, so nothing is written, yet the loads are not dead code.
+// never produces, so nothing is written, yet the loads are not dead code. The ring array holds
+// RING_WORDS words (every one written at the start, so the whole array is live), of which the chain
+// walks the first RING: a larger RING_WORDS makes each workgroup hold that much workgroup memory, which
+// is how the probe measures what workgroup memory does to residency.
 
 override WG_SIZE: u32 = 256u;
+override RING_WORDS: u32 = 64u;
 const RING: u32 = 64u;
 const PROBE_THREADS: u32 = 32u;
 const LOADS_PER_STEP: u32 = 8u;
@@ -23,12 +27,12 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> sink: array<u32>;
 
-var<workgroup> ring: array<u32, RING>;
+var<workgroup> ring: array<u32, RING_WORDS>;
 
 @compute @workgroup_size(WG_SIZE)
 fn probe_main(@builtin(local_invocation_index) tid: u32) {
-  if (tid < RING) {
-    ring[tid] = (tid * 37u + 11u) % RING; // a permutation of 0..RING-1 (37 is odd)
+  for (var i = tid; i < RING_WORDS; i += WG_SIZE) {
+    ring[i] = (i * 37u + 11u) % RING; // the first RING words: a permutation of 0..RING-1 (37 is odd)
   }
   workgroupBarrier();
   let steps = select(0u, params.steps, tid < PROBE_THREADS);

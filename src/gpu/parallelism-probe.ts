@@ -9,6 +9,8 @@
 //     first slow count, never below 1).
 //   - probeParallelism measures once per device (memoized in a WeakMap) and never throws: when the device
 //     cannot run the probe it answers DEFAULT_RESIDENT_WORKGROUPS with method 'default' and the reason.
+//   - probeResidency measures the same for other workgroup shapes (invocations, workgroup memory held)
+//     every time it is called, and throws when the device cannot run that shape.
 import probeCode from '../../shaders/parallelism-probe.wgsl?raw';
 import { timeGpu } from './gpu-timing';
 
@@ -18,6 +20,8 @@ export const PROBE_WORKGROUP_SIZE = 256;
 export const DEFAULT_RESIDENT_WORKGROUPS = 8 * 132;
 /** A count is "slow" (a second wave ran) when it took this many times one workgroup's time. */
 export const SLOW_FACTOR = 1.5;
+/** Workgroup memory of the default probe: its ring of 64 words. */
+const MIN_PROBE_BYTES = 256;
 /** The probe stops searching above this many workgroups. */
 export const MAX_PROBED_WORKGROUPS = 1 << 16;
 /**
@@ -29,6 +33,14 @@ const FIRST_STEPS = 512;
 const MAX_STEPS = 1 << 22;
 /** The chain grows at most this much per calibration round (a quantized first time can read near 0). */
 const MAX_STEP_GROWTH = 16;
+
+/** A probe workgroup's shape: invocations, and bytes of workgroup memory each holds. */
+export interface ProbeShape {
+  /** A multiple of 32, at least 64 (default PROBE_WORKGROUP_SIZE). */
+  workgroupSize?: number;
+  /** A multiple of 4, at least 256 (default 256, the chain's ring). */
+  workgroupBytes?: number;
+}
 
 export interface ProbeSample {
   workgroups: number;
@@ -100,8 +112,17 @@ export function probeParallelism(device: GPUDevice): Promise<ParallelismProbe> {
   return probe;
 }
 
-async function runProbe(device: GPUDevice): Promise<ParallelismProbe> {
-  const kernel = await ProbeKernel.create(device);
+/**
+ * How many workgroups of `shape` the device runs at once, measured now (not memoized): with
+ * workgroupBytes it shows how much workgroup memory a compute unit gives its workgroups, which WebGPU
+ * does not report either. Throws where the device cannot run the shape.
+ */
+export function probeResidency(device: GPUDevice, shape: ProbeShape): Promise<ParallelismProbe> {
+  return runProbe(device, shape);
+}
+
+async function runProbe(device: GPUDevice, shape: ProbeShape = {}): Promise<ParallelismProbe> {
+  const kernel = await ProbeKernel.create(device, shape);
   try {
     // Lengthen the chain until one workgroup's time dwarfs a dispatch's fixed cost.
     let steps = FIRST_STEPS;
@@ -133,10 +154,19 @@ export class ProbeKernel {
     private readonly group: GPUBindGroup,
   ) {}
 
-  static async create(device: GPUDevice): Promise<ProbeKernel> {
+  static async create(device: GPUDevice, shape: ProbeShape = {}): Promise<ProbeKernel> {
     const { limits } = device;
-    if (limits.maxComputeInvocationsPerWorkgroup < PROBE_WORKGROUP_SIZE || limits.maxComputeWorkgroupSizeX < PROBE_WORKGROUP_SIZE) {
-      throw new Error(`the device runs fewer than ${PROBE_WORKGROUP_SIZE} invocations per workgroup`);
+    const size = shape.workgroupSize ?? PROBE_WORKGROUP_SIZE;
+    const bytes = shape.workgroupBytes ?? MIN_PROBE_BYTES;
+    if (!Number.isInteger(size) || size < 64 || size % 32 !== 0) throw new Error(`probe workgroups are a multiple of 32 invocations, at least 64 (got ${size})`);
+    if (!Number.isInteger(bytes) || bytes < MIN_PROBE_BYTES || bytes % 4 !== 0) {
+      throw new Error(`probe workgroup memory is a multiple of 4 bytes, at least ${MIN_PROBE_BYTES} (got ${bytes})`);
+    }
+    if (limits.maxComputeInvocationsPerWorkgroup < size || limits.maxComputeWorkgroupSizeX < size) {
+      throw new Error(`the device runs fewer than ${size} invocations per workgroup`);
+    }
+    if (limits.maxComputeWorkgroupStorageSize < bytes) {
+      throw new Error(`the device gives a workgroup at most ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory (asked ${bytes})`);
     }
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
@@ -148,7 +178,7 @@ export class ProbeKernel {
       compute: {
         module: device.createShaderModule({ label: 'parallelism-probe', code: probeCode }),
         entryPoint: 'probe_main',
-        constants: { WG_SIZE: PROBE_WORKGROUP_SIZE },
+        constants: { WG_SIZE: size, RING_WORDS: bytes / 4 },
       },
     });
     const group = device.createBindGroup({

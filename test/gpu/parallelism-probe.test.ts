@@ -11,6 +11,7 @@ import {
   findResidentWorkgroups,
   MAX_PROBED_WORKGROUPS,
   probeParallelism,
+  probeResidency,
   SLOW_FACTOR,
 } from '../../src/gpu/parallelism-probe';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
@@ -86,6 +87,28 @@ describe('probeParallelism on the test device', () => {
     expect(probe.samples[0]!.workgroups).toBe(1);
     expect(probe.samples.every((s) => s.seconds > 0)).toBe(true);
     if (gpu.isFallback) expect(probe.residentWorkgroups).toBeLessThan(64); // a CPU: a handful of cores
+  });
+});
+
+describe('probeResidency on the test device', () => {
+  it('measures workgroups of other shapes, each time it is asked', async () => {
+    const shape = { workgroupSize: 128, workgroupBytes: 12 * 1024 };
+    const first = probeResidency(gpu.device, shape);
+    expect(probeResidency(gpu.device, shape)).not.toBe(first);
+    for (const probe of await Promise.all([first, probeResidency(gpu.device, { workgroupSize: 64 })])) {
+      expect(probe.method).not.toBe('default');
+      expect(Number.isInteger(probe.residentWorkgroups)).toBe(true);
+      expect(probe.residentWorkgroups).toBeGreaterThanOrEqual(1);
+      expect(probe.samples[0]!.workgroups).toBe(1);
+    }
+  });
+
+  it('refuses shapes it cannot probe, naming the limit', async () => {
+    const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
+    await expect(probeResidency(gpu.device, { workgroupBytes: limit + 4 })).rejects.toThrow(`at most ${limit} bytes`);
+    await expect(probeResidency(gpu.device, { workgroupBytes: 255 })).rejects.toThrow(/multiple of 4 bytes, at least 256/);
+    await expect(probeResidency(gpu.device, { workgroupSize: 96.5 })).rejects.toThrow(/multiple of 32 invocations/);
+    await expect(probeResidency(gpu.device, { workgroupSize: 32 })).rejects.toThrow(/at least 64/);
   });
 });
 
