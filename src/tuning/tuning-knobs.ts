@@ -11,6 +11,8 @@ import type { TuningKnob } from './tuning-search';
 export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
   return [
     { name: 'lane reduction', values: [{ stream: { reduction: 'shared' } }] },
+    // Smaller merge rounds: less workgroup memory per workgroup, where that limits how many fit a compute unit.
+    { name: 'merge round memory', values: [{ stream: { mergeBytes: 8 * 1024 } }, { stream: { mergeBytes: 4 * 1024 } }] },
     { name: 'lanes per key row', values: [{ stream: { maxLanes: 4 } }, { stream: { maxLanes: 16 } }] },
     { name: 'unroll', values: [{ stream: { unroll: 2 } }, { stream: { unroll: 8 } }] },
     { name: 'heads per workgroup', values: [{ stream: { maxHeads: 2 } }] },
