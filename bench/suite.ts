@@ -1,6 +1,7 @@
 // The benchmark suite behind `npm run bench` / `webgpu-paged-attention bench`. Invariants: every GPU
 // figure is printed next to a baseline measured in the same run on the same device (the device's own
-// read bandwidth for decode, its own f32 FMA rate for prefill), so figures from different machines are
+// read bandwidth for decode, its own f32 FMA rate for prefill and, where it has subgroup matrices, their
+// rate in a microkernel for the matrix prefill), so figures from different machines are
 // comparable as ratios; nothing here is asserted — tests never depend on timings. The run ends with
 // each performance target, what the run measured for it and whether that meets it (bench/targets.ts).
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
@@ -9,6 +10,7 @@ import { describeTuning } from '../src/kernels/attention-tuning';
 import { tuneAttention } from '../src/tuning/tune-attention';
 import { describeTrial } from '../src/tuning/tuning-search';
 import { measureFmaRate } from './fma';
+import { matrixPeakShape, measureMatrixRate, type MatrixRateResult } from './matrix-peak';
 import { measureHostCost } from './host-cost';
 import { runPrefixBench } from './prefix.bench';
 import { runTableBench } from './table.bench';
@@ -30,6 +32,16 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   log(`device: ${describeGpu(gpu)}${quick ? ' (quick shapes)' : ''}`);
   const fma = await measureFmaRate(gpu.device, quick ? { workgroups: 64, iterations: 256 } : {});
   log(`f32 FMA rate: ${fma.tflops.toFixed(3)} TFLOP/s (${fma.timing.method} timing)`);
+  const matrixShape = matrixPeakShape(gpu.device, gpu.adapter.info);
+  let matrix: MatrixRateResult | undefined;
+  if (matrixShape) {
+    try {
+      matrix = await measureMatrixRate(gpu.device, matrixShape, quick ? { workgroups: 16, iterations: 64 } : {});
+      log(`f16 subgroup-matrix rate (${matrix.n} × ${matrix.n} matrices, WGSL microkernel): ${matrix.tflops.toFixed(1)} TFLOP/s (${matrix.timing.method} timing)`);
+    } catch (error) {
+      log(`f16 subgroup-matrix rate: not measured (${error instanceof Error ? error.message : String(error)})`);
+    }
+  }
   const attention = await runAttentionBench(gpu, { quick, print: !options.json });
   const prefillVsFma = attention.prefill.map((p) => ({ ...p, ratioToFma: p.tflops / fma.tflops }));
   for (const p of prefillVsFma) {
@@ -87,9 +99,9 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   );
   // Last before the verdicts: a run cut short by a time limit keeps every figure above.
   const tuned = (options.tune ?? !quick) ? await runTuned(gpu, quick, attention.parallelism.residentWorkgroups, log) : undefined;
-  const targets = checkTargets({ attention, fmaTflops: fma.tflops, table, prefix, host, hostDecodeWrites, tunedDecode: tuned && (tuned.decode ?? attention.decode) });
+  const targets = checkTargets({ attention, fmaTflops: fma.tflops, matrixTflops: matrix?.tflops, table, prefix, host, hostDecodeWrites, tunedDecode: tuned && (tuned.decode ?? attention.decode) });
   log(`\n${targetLines(targets, quick).join('\n')}`);
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, hostAlone, hostAloneWrites, targets };
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, matrix, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, hostAlone, hostAloneWrites, targets };
   if (options.json) console.log(JSON.stringify(results, null, 2));
 }
 

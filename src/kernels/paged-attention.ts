@@ -663,7 +663,7 @@ function subgroupSizeOf(info: AdapterInfoWithSubgroups | undefined): number {
  * The size n of the square f16 subgroup matrices with f32 results (n × n × n) the device offers, 16
  * preferred over 8, at one subgroup size; undefined where it offers neither.
  */
-function subgroupMatrixSize(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): MmaMatrixSize | undefined {
+export function subgroupMatrixSize(device: GPUDevice, info: AdapterInfoWithSubgroups | undefined): MmaMatrixSize | undefined {
   if (!device.features.has('chromium-experimental-subgroup-matrix') || !device.features.has('shader-f16')) return undefined;
   if (!device.features.has('subgroups') || subgroupSizeOf(info) === 0) return undefined;
   // Mesa's lavapipe offers its 8×8 matrices at every subgroup size, but any matrix operation crashes the

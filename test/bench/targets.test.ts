@@ -153,6 +153,13 @@ describe('bench target checks', () => {
     expect(verdicts(inputs({ host: host(0.04, {}, 257) }))[8]).toBe(false);
   });
 
+  it('states the matrix prefill as a share of the subgroup-matrix microkernel where it was measured', () => {
+    const matrixCheck = (i: TargetInputs) => checkTargets(i).find((c) => c.target.startsWith('prefill on subgroup matrices'))!;
+    expect(matrixCheck(inputs({ matrixTflops: 420 })).measured).toBe('best 210.0 TFLOP/s (' + MATRIX_PATH + '), 50.0 % of the 420 TFLOP/s the subgroup-matrix microkernel reaches');
+    expect(matrixCheck(inputs({ matrixTflops: 420 })).met).toBe(true); // the target is absolute
+    expect(matrixCheck(inputs()).measured).toBe('best 210.0 TFLOP/s (' + MATRIX_PATH + ')');
+  });
+
   it('prints a verdict per target, marked indicative on quick shapes', () => {
     const lines = targetLines(checkTargets(inputs({ prefill: [] })), true).join('\n');
     expect(lines).toMatch(/^targets \(quick shapes/);
