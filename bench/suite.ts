@@ -37,7 +37,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
   if (matrixShape) {
     try {
       matrix = await measureMatrixRate(gpu.device, matrixShape, quick ? { workgroups: 16, iterations: 64 } : {});
-      log(`f16 subgroup-matrix rate (${matrix.n} × ${matrix.n} matrices, WGSL microkernel): ${matrix.tflops.toFixed(1)} TFLOP/s (${matrix.timing.method} timing)`);
+      log(`f16 subgroup-matrix rate (${matrix.n} × ${matrix.n} matrices, WGSL microkernel): ${matrix.tflops.toPrecision(3)} TFLOP/s (${matrix.timing.method} timing)`);
     } catch (error) {
       log(`f16 subgroup-matrix rate: not measured (${error instanceof Error ? error.message : String(error)})`);
     }
