@@ -1,7 +1,7 @@
 // Decode kernel variants named on the command line of the decode benches (decode-sweep.ts,
 // decode-occupancy.ts). Invariant: a name maps to exactly one AttentionTuning, and an unknown name or
 // knob throws rather than timing the defaults under a wrong label.
-import type { StreamDecodeTuning } from '../src/kernels/attention-config';
+import type { StreamDecodeTuning, StreamWorkgroupSize } from '../src/kernels/attention-config';
 import type { AttentionTuning } from '../src/kernels/paged-attention';
 
 /**
@@ -44,7 +44,7 @@ export function decodeTuningOf(name: string): AttentionTuning {
     else if (knob[0] === 't') tuning.decodeTargetWorkgroups = n;
     else if (knob[0] === 'l') stream.maxLanes = n;
     else if (knob[0] === 'h') stream.maxHeads = n;
-    else if (knob[0] === 'w') stream.workgroupSize = n as 64 | 128 | 256;
+    else if (knob[0] === 'w') stream.workgroupSize = n as StreamWorkgroupSize;
     else throw new Error(`unknown knob ${knob} in ${name}`);
   }
   return tuning;

@@ -196,6 +196,10 @@ export interface StreamDecodeConfig {
   scoreVecs: number;
 }
 
+/** The streaming decode's workgroup sizes (StreamDecodeTuning.workgroupSize). */
+export const STREAM_WORKGROUP_SIZES = [64, 128, 256, 512, 1024] as const;
+export type StreamWorkgroupSize = (typeof STREAM_WORKGROUP_SIZES)[number];
+
 /** Largest lazy-rescale threshold: e^32 × 2^17 keys × |v| stays far inside f32. */
 export const MAX_RESCALE_THRESHOLD = 32;
 
@@ -212,7 +216,12 @@ export interface StreamDecodeTuning {
   maxLanes?: number;
   /** At most this many query heads per workgroup. */
   maxHeads?: number;
-  workgroupSize?: 64 | 128 | 256;
+  /**
+   * Invocations per workgroup (default 128 on a GPU). 512 and 1024 need a device that runs that many
+   * (maxComputeInvocationsPerWorkgroup; else a ConfigError): more key groups per workgroup, and on
+   * NVIDIA a cap on registers per invocation (65536 / size), which the compiler then must meet.
+   */
+  workgroupSize?: StreamWorkgroupSize;
   /** Read query elements from workgroup memory at every step instead of holding them in registers (default true). */
   queryInSmem?: boolean;
   /**

@@ -5,7 +5,7 @@
 // (so a tuning shared between caches cannot change under them) and otherwise throws a ConfigError that
 // names the field, so a misspelt knob in a JSON file is an error rather than a silent default.
 import { ConfigError } from '../errors';
-import { MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_ROW_TILES, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
+import { MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_ROW_TILES, MMA_SUBGROUP_COUNTS, STREAM_WORKGROUP_SIZES, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
 
 export interface AttentionTuning {
   /** false: decode with the tile engine even where the streaming kernel applies. */
@@ -81,7 +81,7 @@ const STREAM_FIELDS: Record<keyof StreamDecodeTuning, Check> = {
   prefetch: bool,
   maxLanes: oneOf([1, 2, 4, 8, 16, 32]),
   maxHeads: int(1, 8),
-  workgroupSize: oneOf([64, 128, 256]),
+  workgroupSize: oneOf(STREAM_WORKGROUP_SIZES),
   queryInSmem: bool,
   rescaleThreshold: number(0, MAX_RESCALE_THRESHOLD),
   reduction: oneOf(['subgroup', 'shared']),

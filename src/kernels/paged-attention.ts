@@ -229,6 +229,13 @@ export class PagedAttentionKernel {
     const subgroupMinSize = Math.min(info?.subgroupMinSize || 4, /llvmpipe/i.test(info?.description ?? '') ? 8 : Infinity);
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
     // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
+    const streamWorkgroup = tuning.stream?.workgroupSize;
+    if (streamWorkgroup !== undefined && streamWorkgroup > device.limits.maxComputeInvocationsPerWorkgroup) {
+      throw new ConfigError(
+        `stream.workgroupSize ${streamWorkgroup} is more than the device runs per workgroup ` +
+          `(maxComputeInvocationsPerWorkgroup ${device.limits.maxComputeInvocationsPerWorkgroup}); choose a smaller size`,
+      );
+    }
     const reduction = tuning.stream?.reduction ?? (opts.subgroups ? 'subgroup' : 'shared');
     const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || reduction === 'shared');
     this.streamDecodeConfig = streamAllowed

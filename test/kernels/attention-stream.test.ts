@@ -60,6 +60,43 @@ describe.each(SHAPES)('streaming decode: $name', ({ tuning, fixture, config }) =
   });
 });
 
+// 512 and 1024 invocations: 64 and 128 key groups (merged in rounds), steps of 128 keys (the table
+// window), on devices that run that many invocations per workgroup (not SwiftShader's 256).
+const LARGE_WORKGROUPS: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions>; config: Partial<StreamDecodeConfig> }> = [
+  { name: '512 threads', tuning: { stream: { workgroupSize: 512 } }, fixture: {}, config: { workgroupSize: 512, keysPerStep: 128 } },
+  { name: '1024 threads, f32, block size 1', tuning: { stream: { workgroupSize: 1024 } }, fixture: { kvDtype: 'f32', blockSize: 1 }, config: { workgroupSize: 1024, keysPerStep: 128 } },
+];
+const maxInvocations = () => gpu.device.limits.maxComputeInvocationsPerWorkgroup;
+
+describe.each(LARGE_WORKGROUPS)('streaming decode in large workgroups: $name', ({ tuning, fixture, config }) => {
+  it('matches the reference for contexts 1, 17, 300 and 700, with and without split-K, where the device runs it', async (context) => {
+    if (maxInvocations() < config.workgroupSize!) context.skip();
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(24, fixture));
+    try {
+      const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning });
+      expect(kernel.streamDecodeConfig).toMatchObject(config);
+      const result = await checkAttention(gpu.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
+      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+    } finally {
+      fx.destroy();
+    }
+  });
+});
+
+describe('streaming decode workgroup size', () => {
+  it('is refused with a ConfigError naming the limit when the device runs fewer invocations', (context) => {
+    if (maxInvocations() >= 1024) context.skip();
+    const fx = buildKvFixture(gpu.device, decodeFixtureOptions(25));
+    try {
+      const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { stream: { workgroupSize: 1024 as const } } };
+      expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(ConfigError);
+      expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(`maxComputeInvocationsPerWorkgroup ${maxInvocations()}`);
+    } finally {
+      fx.destroy();
+    }
+  });
+});
+
 describe('streaming decode: lazy rescale threshold', () => {
   it('is refused outside [0, MAX_RESCALE_THRESHOLD] with a ConfigError', () => {
     const fx = buildKvFixture(gpu.device, decodeFixtureOptions(22));

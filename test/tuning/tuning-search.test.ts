@@ -27,7 +27,7 @@ describe('checkAttentionTuning', () => {
     [{ stream: { unroll: 0 } }, /attentionTuning\.stream\.unroll must be an integer in \[1, 16\] \(got 0\)/],
     [{ stream: { unroll: 2.5 } }, /stream\.unroll must be an integer/],
     [{ stream: { maxLanes: 3 } }, /stream\.maxLanes must be one of 1, 2, 4, 8, 16, 32 \(got 3\)/],
-    [{ stream: { workgroupSize: 512 } }, /stream\.workgroupSize must be one of 64, 128, 256/],
+    [{ stream: { workgroupSize: 2048 } }, /stream\.workgroupSize must be one of 64, 128, 256, 512, 1024 \(got 2048\)/],
     [{ stream: { reduction: 'atomic' } }, /stream\.reduction must be one of "subgroup", "shared" \(got "atomic"\)/],
     [{ stream: { rescaleThreshold: -1 } }, /stream\.rescaleThreshold must be a number in \[0, 32\]/],
     [{ stream: { rescaleThreshold: Number.NaN } }, /stream\.rescaleThreshold must be a number/],
