@@ -8,6 +8,7 @@
 // probe's 256-invocation workgroups / 8 unless --sms names them (8 × 256 = 2048 invocations, the most an
 // NVIDIA SM holds).
 //   npx tsx bench/workgroup-residency.ts [--size 128] [--bytes 256,8192,…] [--variants stream,stream-m8] [--sms 132] [--json out.json]
+// (a variant the device cannot run, e.g. stream-w1024 where workgroups hold fewer invocations, is named and skipped)
 import { register } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -18,7 +19,7 @@ const { values } = parseArgs({
   options: {
     size: { type: 'string', default: '128' },
     bytes: { type: 'string', default: '256,4096,8192,12288,16384,18432,20480,24576,32768,49152,65536,102400' },
-    variants: { type: 'string', default: 'stream,stream-m8,stream-m4,stream-m2,stream-qr-m4' },
+    variants: { type: 'string', default: 'stream,stream-m8,stream-m4,stream-qr-m4,stream-w512,stream-w1024' },
     sms: { type: 'string' },
     json: { type: 'string' },
   },
@@ -29,6 +30,7 @@ const { PagedAttentionKernel } = await import('../src/kernels/paged-attention');
 const { computeKvLayout } = await import('../src/pool/kv-layout');
 const { BENCH_HEADS } = await import('./attention');
 const { decodeTuningOf } = await import('./decode-variants');
+const { ConfigError } = await import('../src/errors');
 
 const gpu = await createGpu({ dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
 const device = gpu.device;
@@ -61,13 +63,20 @@ for (const bytes of values.bytes!.split(',').map(Number)) {
 const layout = computeKvLayout({ numLayers: 1, numKvHeads: BENCH_HEADS.numKvHeads, headDim: BENCH_HEADS.headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 30);
 const variants: { variant: string; workgroupSize: number; workgroupBytes: number; roundGroups: number }[] = [];
 for (const name of values.variants!.split(',')) {
-  const kernel = new PagedAttentionKernel(device, layout, {
-    numQueryHeads: BENCH_HEADS.numQueryHeads,
-    rowStride: 64,
-    adapterInfo: gpu.adapter.info,
-    subgroups: gpu.features.subgroups,
-    tuning: decodeTuningOf(name),
-  });
+  let kernel: InstanceType<typeof PagedAttentionKernel>;
+  try {
+    kernel = new PagedAttentionKernel(device, layout, {
+      numQueryHeads: BENCH_HEADS.numQueryHeads,
+      rowStride: 64,
+      adapterInfo: gpu.adapter.info,
+      subgroups: gpu.features.subgroups,
+      tuning: decodeTuningOf(name),
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.log(`${name.padEnd(16)} not on this device: ${error.message}`);
+    continue;
+  }
   const config = kernel.streamDecodeConfig;
   kernel.destroy();
   if (!config) {
