@@ -227,8 +227,6 @@ export class PagedAttentionKernel {
     // invocations past its first 8 lanes, so shuffles across 8 lanes read the wrong lane or zero (Mesa
     // 26.2): shuffles there stay inside 8 lanes.
     const subgroupMinSize = Math.min(info?.subgroupMinSize || 4, /llvmpipe/i.test(info?.description ?? '') ? 8 : Infinity);
-    // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
-    // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
     const streamWorkgroup = tuning.stream?.workgroupSize;
     if (streamWorkgroup !== undefined && streamWorkgroup > device.limits.maxComputeInvocationsPerWorkgroup) {
       throw new ConfigError(
@@ -236,6 +234,8 @@ export class PagedAttentionKernel {
           `(maxComputeInvocationsPerWorkgroup ${device.limits.maxComputeInvocationsPerWorkgroup}); choose a smaller size`,
       );
     }
+    // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
+    // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
     const reduction = tuning.stream?.reduction ?? (opts.subgroups ? 'subgroup' : 'shared');
     const streamAllowed = tuning.streamDecode !== false && (opts.subgroups || reduction === 'shared');
     this.streamDecodeConfig = streamAllowed

@@ -1,11 +1,12 @@
 // The streaming decode kernel (subgroups) in shapes other than the default one — no prefetch, queries
-// held in registers, odd unroll, few lanes per key row, small and large workgroups, split GQA groups,
-// f32 KV, block size 1 (table-window reloads inside a split), lazy rescaling at several thresholds
-// (peaky queries make the running max move often), the portable shared reduction (workgroup memory
-// instead of subgroup shuffles, also on a kernel without subgroups), merge rounds of one or two key
-// groups (little workgroup memory), a device with WebGPU's default 16 KiB of workgroup memory — against the f64 CPU reference, with the tolerance of
-// attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own generated
-// pipeline, so a wrong unrolling in one shape cannot hide behind another.
+// held in registers, odd unroll, few lanes per key row, small and large workgroups (512 and 1024
+// invocations where the device runs them), split GQA groups, f32 KV, block size 1 (table-window reloads
+// inside a split), lazy rescaling at several thresholds (peaky queries make the running max move
+// often), the portable shared reduction (workgroup memory instead of subgroup shuffles, also on a
+// kernel without subgroups), merge rounds of one and of three key groups (little workgroup memory), a
+// device with WebGPU's default 16 KiB of workgroup memory — against the f64 CPU reference, with the
+// tolerance of attention-paged.test.ts (atol 2e-5 + rtol 1e-4; see there). Each shape is its own
+// generated pipeline, so a wrong unrolling in one shape cannot hide behind another.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention, decodeFixtureOptions, type KvFixtureOptions } from '../helpers/kv-fixture';
