@@ -17,7 +17,8 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
     { name: 'unroll', values: [{ stream: { unroll: 2 } }, { stream: { unroll: 8 } }] },
     { name: 'heads per workgroup', values: [{ stream: { maxHeads: 2 } }] },
     { name: 'queries in workgroup memory', values: [{ stream: { queryInSmem: false } }] },
-    { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }] },
+    // 512 caps registers per invocation on NVIDIA (65536 / 512); refused where the device runs fewer invocations.
+    { name: 'workgroup size', values: [{ stream: { workgroupSize: 64 } }, { stream: { workgroupSize: 256 } }, { stream: { workgroupSize: 512 } }] },
     { name: 'lazy rescale', values: [{ stream: { rescaleThreshold: 8 } }] },
     { name: 'prefetch', values: [{ stream: { prefetch: true } }] },
     // Where the device has shader-f16 (elsewhere the same kernels): fewer instructions per K word.
