@@ -900,6 +900,13 @@ export class BlockTable {
 }
 
 function copyFromUint32(dst: Uint32Array, at: number, src: Uint32Array, from: number, count: number): void {
+  // The whole source (a block's worth of tokens, typically) in one builtin copy: once any ArrayBuffer of
+  // the process has been detached (every WebGPU readback's unmap does so), V8 checks for detachment on
+  // each element access, and set() pays that once.
+  if (from === 0 && count === src.length) {
+    dst.set(src, at);
+    return;
+  }
   let j = 0;
   for (; j + 4 <= count; j += 4) {
     const t0 = src[from + j];
