@@ -6,6 +6,7 @@
 // results (each accumulator = ITERATIONS × A·B, exact in f32) and is what the tests call.
 import code from '../shaders/bench-matrix.wgsl?raw';
 import { GPU_WARMUP_MS, timeComputePasses, type GpuTiming } from '../src/gpu/gpu-timing';
+import { readBackWords } from '../src/kernels/kv-bindings';
 import { subgroupMatrixSize, type AdapterInfoWithSubgroups } from '../src/kernels/paged-attention';
 
 /** Subgroups per workgroup of the microkernel. */
@@ -96,18 +97,14 @@ class MatrixPeakKernel {
  */
 export async function runMatrixPeak(device: GPUDevice, shape: MatrixPeakShape, workgroups: number, iterations: number): Promise<Float32Array> {
   const kernel = await MatrixPeakKernel.create(device, shape, workgroups, iterations, true);
-  const readback = device.createBuffer({ size: kernel.sink.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     kernel.record(pass);
     pass.end();
-    encoder.copyBufferToBuffer(kernel.sink, 0, readback, 0, kernel.sink.size);
     device.queue.submit([encoder.finish()]);
-    await readback.mapAsync(GPUMapMode.READ);
-    return new Float32Array(readback.getMappedRange().slice(0));
+    return new Float32Array((await readBackWords(device, kernel.sink)).buffer);
   } finally {
-    readback.destroy();
     kernel.destroy();
   }
 }

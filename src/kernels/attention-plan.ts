@@ -38,8 +38,9 @@ export const TILE_TARGET_DIVISOR = 4;
 export const STREAM_MIN_STEPS_PER_SPLIT = 16;
 /**
  * The streaming decode aims its split-K at the probed resident 256-invocation workgroups divided by
- * this: its 128-invocation workgroups hold so many registers that about two fit an H100 SM, not eight,
- * and fewer, longer splits pay the fixed costs above less often (64 × 2048: 0.69 → 0.75 of the read
+ * this: about two of its 128-invocation workgroups fit an H100 SM, not eight (registers or workgroup
+ * memory decide it; bench/workgroup-residency.ts tells which), and fewer, longer splits pay the fixed
+ * costs above less often (64 × 2048: 0.69 → 0.75 of the read
  * kernel's bandwidth at half the probed count, bench/RESULTS.md).
  */
 export const STREAM_TARGET_DIVISOR = 2;
