@@ -1,6 +1,6 @@
 // The block allocator: reference counts, block states and the free list. Invariants (all under the
 // table lock, which callers hold; this class takes no lock):
-//   - refCount[b] = table references to b + retainCount[b];
+//   - refCount[b] = table references to b + retainCount[b] + deferredRefs[b] (deferred-drops.ts);
 //   - FREE ⇔ on the free list ⇔ refCount 0 and not cached; USED ⇔ refCount > 0; CACHED ⇔ refCount 0,
 //     contents kept, off the free list, counted in CACHED_COUNT;
 //   - FREE blocks have filled = 0 and are never frozen; a frozen block whose refCount reaches 0 is

@@ -16,10 +16,14 @@
 //   - row `slot` of blockTableView lists the sequence's blocks in order, then -1s;
 //   - frozen blocks (registered by a prefix index) are full, immutable, and kept CACHED when their last
 //     reference goes; a sequence may start with frozen blocks (createSequence with prefixBlocks) or
-//     swap one of its full blocks for an identical frozen one (adoptBlock).
+//     swap one of its full blocks for an identical frozen one (adoptBlock);
+//   - GPU reads (beginRead / endRead, deferred-drops.ts) protect whole rows at once: while one is open,
+//     a reference a row drops is deferred until the reads begun before the drop have ended, and
+//     rewrites of existing positions copy first (appends still write in place).
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { BlockPool } from './block-pool';
 import { validateConfig, type BlockTableConfig } from './config';
+import { DeferredDrops } from './deferred-drops';
 import { InvalidBlockError, InvariantError, ReentrantLockError, SequenceTooLongError, TooManySequencesError } from './errors';
 import { blockHoldsTokens, checkFullBlockIndex, checkPrefixBlocks, checkShareable } from './frozen-blocks';
 import type { Evictor, ReleaseHook, ReviveHook } from './hooks';
@@ -82,6 +86,10 @@ export interface BlockTableStats {
   readonly sequencesCreated: number;
   readonly forks: number;
   readonly sequencesFreed: number;
+  /** GPU reads begun (beginRead) and not ended. */
+  readonly readsOpen: number;
+  /** Blocks kept referenced because a row dropped them while reads were open. */
+  readonly blocksDeferred: number;
 }
 
 export class BlockTable {
@@ -98,6 +106,7 @@ export class BlockTable {
   private readonly views: TableViews;
   private readonly lock: SpinLock;
   private readonly pool: BlockPool;
+  private readonly drops: DeferredDrops;
   private readonly slots: SequenceSlots;
   private readonly blockSize: number;
   private readonly tokenSlots: Uint32Array;
@@ -164,6 +173,7 @@ export class BlockTable {
     this.views = views;
     this.lock = new SpinLock(views.lockWords, views.lockStats, options);
     this.pool = new BlockPool(views, config, options.evictor, options.onRelease, options.onRevive);
+    this.drops = new DeferredDrops(views, this.pool);
     this.slots = new SequenceSlots(views, config);
     this.blockSize = config.blockSize;
     this.rowStride = config.maxBlocksPerSequence;
@@ -328,17 +338,18 @@ export class BlockTable {
       const row = slot * this.rowStride;
       const blocks = this.seqNumBlocks[slot];
       const table = this.blockTableView;
+      const deferring = this.drops.readsOpen > 0;
       let lastReferences = 0;
       for (let i = 0; i < blocks; i++) {
         const rc = this.refCount[table[row + i]];
         if (rc < 1) throw new InvariantError(`sequence ${id} references block ${table[row + i]} with refCount ${rc}`);
-        if (rc === 1) lastReferences++;
+        if (rc === 1 && !deferring) lastReferences++;
       }
       const released = new Array<number>(lastReferences);
       for (let i = 0, n = 0; i < blocks; i++) {
         const b = table[row + i];
         table[row + i] = -1;
-        if (this.pool.dropRef(b)) released[n++] = b;
+        if (this.drops.drop(b)) released[n++] = b;
       }
       this.slots.release(slot);
       this.counters[Counter.SEQUENCES_FREED] += 1;
@@ -390,7 +401,7 @@ export class BlockTable {
       this.pool.reference(frozenBlock);
       this.blockTableView[entry] = frozenBlock;
       this.counters[Counter.ROW_REWRITES] += 1;
-      this.pool.dropRef(old);
+      this.drops.drop(old);
       return old;
     } finally {
       this.exit();
@@ -476,6 +487,35 @@ export class BlockTable {
         if (this.pool.dropRef(b)) released.push(b);
       }
       return released;
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * Opens a GPU read of the blocks that rows hold now (e.g. recorded work whose batch was resolved while
+   * no row entry changed since): O(1), however many blocks it reads. Until it ends, references rows drop
+   * are deferred and rewrites of existing positions copy first. Returns the read's epoch (1, 2, …).
+   */
+  beginRead(): number {
+    this.enter();
+    try {
+      return this.drops.begin();
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
+   * Ends one read. `safeEpoch`: every read numbered up to it has ended — the oldest read still open,
+   * minus one (or the newest epoch when none stays open). Deferred references that waited only for
+   * those go now (their blocks freed or cached when it was the last reference).
+   */
+  endRead(safeEpoch: number): void {
+    if (typeof safeEpoch !== 'number' || Number.isNaN(safeEpoch)) throw new InvalidArgumentError(`endRead needs a read epoch (got ${String(safeEpoch)})`);
+    this.enter();
+    try {
+      this.drops.end(safeEpoch);
     } finally {
       this.exit();
     }
@@ -699,6 +739,8 @@ export class BlockTable {
         sequencesCreated: k[Counter.SEQUENCES_CREATED],
         forks: k[Counter.FORKS],
         sequencesFreed: k[Counter.SEQUENCES_FREED],
+        readsOpen: this.drops.readsOpen,
+        blocksDeferred: this.drops.count,
       };
     } finally {
       this.exit();
@@ -839,17 +881,21 @@ export class BlockTable {
     return { firstPosition: length, newBlocks, copies };
   }
 
-  /** Whether rewriting positions of block `b` needs a private copy first (other references, or frozen). */
+  /**
+   * Whether rewriting positions of block `b` needs a private copy first: other references, frozen, or
+   * an open GPU read (which may read any row's blocks).
+   */
   private isShared(b: number): boolean {
-    return this.refCount[b] > 1 || this.frozen[b] === 1;
+    return this.refCount[b] > 1 || this.frozen[b] === 1 || this.drops.readsOpen > 0;
   }
 
   /**
    * Whether adding positions to block `b` needs a private copy first: another sequence references it,
-   * or it is frozen. Retains do not count — their readers never see positions added after them.
+   * or it is frozen. Retains and deferred references do not count — their readers never see positions
+   * added after them.
    */
   private sharedBySequences(b: number): boolean {
-    return this.refCount[b] - this.views.retainCount[b] > 1 || this.frozen[b] === 1;
+    return this.refCount[b] - this.views.retainCount[b] - this.views.deferredRefs[b] > 1 || this.frozen[b] === 1;
   }
 
   /** Replaces shared block `src` at table index `entry` by a private copy of its first `count` tokens. */
@@ -859,7 +905,7 @@ export class BlockTable {
     this.tokenSlots.copyWithin(dst * bs, src * bs, src * bs + count);
     this.filled[dst] = count;
     this.blockTableView[entry] = dst;
-    this.pool.dropRef(src); // a frozen src whose last reference this was stays CACHED
+    this.drops.drop(src); // a frozen src whose last reference this was stays CACHED
     this.counters[Counter.COW_COPIES] += 1;
     this.counters[Counter.ROW_REWRITES] += 1;
     return dst;

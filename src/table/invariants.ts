@@ -3,8 +3,10 @@
 //   - the free list is well formed: in-range links, prev/next agree, no duplicates or cycles, every
 //     member is FREE, its length equals the free count, and every FREE block is on it;
 //   - non-free blocks are unlinked (next = prev = -1);
-//   - refCount[b] = table references to b + retainCount[b]; FREE and CACHED blocks have refCount 0,
-//     USED blocks refCount > 0 (so no block is both free and referenced);
+//   - refCount[b] = table references to b + retainCount[b] + deferredRefs[b]; FREE and CACHED blocks
+//     have refCount 0, USED blocks refCount > 0 (so no block is both free and referenced);
+//   - the deferred list holds each block with deferred references once, and nothing is deferred while
+//     no GPU read is open;
 //   - free + used + cached = total, and the cached count matches the CACHED blocks;
 //   - frozen flags are 0 or 1, frozen blocks are never FREE and are full;
 //   - per live sequence: seqNumBlocks = ceil(length / blockSize) ≤ maxBlocksPerSequence, the row holds
@@ -32,6 +34,7 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
 
   const onFreeList = checkFreeList(v, n, freeCount);
   const tableRefs = checkSequences(v, n, bs, s, m, sequenceCount);
+  checkDeferred(v, n);
 
   let used = 0;
   let cached = 0;
@@ -39,10 +42,11 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
     const st = v.state[b];
     const rc = v.refCount[b];
     const retains = v.retainCount[b];
+    const deferred = v.deferredRefs[b];
     const filled = v.filled[b];
     if (retains < 0) fail(`block ${b} has retainCount ${retains} < 0`);
-    if (rc !== tableRefs[b] + retains) {
-      fail(`refCount[${b}] = ${rc} but it has ${tableRefs[b]} table reference(s) and ${retains} retain(s)`);
+    if (rc !== tableRefs[b] + retains + deferred) {
+      fail(`refCount[${b}] = ${rc} but it has ${tableRefs[b]} table reference(s), ${retains} retain(s) and ${deferred} deferred`);
     }
     if (filled < 0 || filled > bs) fail(`block ${b} has filled = ${filled}, outside 0..${bs}`);
     const frozen = v.frozen[b];
@@ -69,6 +73,26 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
   if (cached !== cachedCount) fail(`${cached} block(s) are CACHED but the cached count is ${cachedCount}`);
   if (freeCount + used + cached !== n) {
     fail(`free ${freeCount} + used ${used} + cached ${cached} ≠ total ${n}`);
+  }
+}
+
+function checkDeferred(v: TableViews, n: number): void {
+  const count = v.control[Ctrl.DEFERRED_COUNT];
+  const open = v.control[Ctrl.READS_OPEN];
+  if (open < 0) fail(`${open} GPU reads open`);
+  if (count < 0 || count > n) fail(`deferred list holds ${count} entries of ${n} blocks`);
+  if (open === 0 && count > 0) fail(`${count} block(s) hold deferred references while no GPU read is open`);
+  const listed = new Uint8Array(n);
+  for (let i = 0; i < count; i++) {
+    const b = v.deferredList[i];
+    if (!(b >= 0 && b < n)) fail(`deferred list holds invalid block ${b}`);
+    if (listed[b]) fail(`deferred list holds block ${b} twice`);
+    listed[b] = 1;
+  }
+  for (let b = 0; b < n; b++) {
+    const d = v.deferredRefs[b];
+    if (d < 0) fail(`block ${b} has ${d} deferred references`);
+    if ((d > 0) !== (listed[b] === 1)) fail(`block ${b} has ${d} deferred reference(s) but is${listed[b] ? '' : ' not'} on the deferred list`);
   }
 }
 

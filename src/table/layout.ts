@@ -5,12 +5,13 @@
 // foreign or mismatched buffer; `blockTable` is flat and row-major (row = sequence slot, -1 = no block)
 // because that exact array is uploaded to the GPU; `frozen` marks blocks a prefix index has registered
 // (their contents are immutable: writers copy them first, and a frozen block whose last reference goes
-// is kept CACHED, never freed, until it is evicted or unfrozen).
+// is kept CACHED, never freed, until it is evicted or unfrozen); `deferredRefs` are references rows
+// dropped while GPU reads were open (deferred-drops.ts), listed once each in `deferredList`.
 import { ConfigError } from '../errors';
 import type { BlockTableConfig } from './config';
 
 export const TABLE_MAGIC = 0x50475441; // "PGTA"
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 /** Block states. FREE blocks (and only they) are on the free list. */
 export const BlockState = Object.freeze({ FREE: 0, USED: 1, CACHED: 2 } as const);
@@ -30,6 +31,10 @@ export const Ctrl = Object.freeze({
   FREE_SLOT_HEAD: 9,
   /** 1 once the creating agent has handed out the handle (BlockTable.handle); attach() needs it. */
   SHARED: 10,
+  /** GPU reads begun (BlockTable.beginRead) and not ended yet. */
+  READS_OPEN: 11,
+  /** Entries of deferredList: blocks holding deferred references. */
+  DEFERRED_COUNT: 12,
 } as const);
 export const CTRL_WORDS = 16;
 
@@ -45,8 +50,10 @@ export const Counter = Object.freeze({
   CACHED_REVIVALS: 7,
   /** Existing block-table entries replaced or cleared (copy-on-write, adoptBlock, free): rows of live sequences change only then. */
   ROW_REWRITES: 8,
+  /** The epoch of the last GPU read begun (BlockTable.beginRead numbers them 1, 2, …). */
+  READ_EPOCH: 9,
 } as const);
-export const COUNTER_WORDS = 9;
+export const COUNTER_WORDS = 10;
 
 /** Int32 lock words and Float64 lock statistics; their meaning belongs to spin-lock.ts. */
 export const LOCK_WORDS = 16;
@@ -58,10 +65,16 @@ export interface TableViews {
   readonly lockStats: Float64Array;
   readonly control: Int32Array;
   readonly counters: Float64Array;
-  /** Per block: table references plus retains. */
+  /** Per block: table references plus retains plus deferred references. */
   readonly refCount: Int32Array;
   /** Per block: references taken by retainBlocks (a subset of refCount). */
   readonly retainCount: Int32Array;
+  /** Per block: references rows dropped while GPU reads were open, still held (a subset of refCount). */
+  readonly deferredRefs: Int32Array;
+  /** Per block with deferred references: the read epoch (Counter.READ_EPOCH) when the last of them was dropped. */
+  readonly deferredAt: Float64Array;
+  /** The blocks with deferred references, each once, in deferredList[0 .. Ctrl.DEFERRED_COUNT). */
+  readonly deferredList: Int32Array;
   /** Per block plus one sentinel at index numBlocks: free-list links. */
   readonly next: Int32Array;
   readonly prev: Int32Array;
@@ -105,6 +118,9 @@ function regions(c: BlockTableConfig): Region[] {
     { name: 'counters', ctor: Float64Array, length: COUNTER_WORDS },
     { name: 'refCount', ctor: Int32Array, length: n },
     { name: 'retainCount', ctor: Int32Array, length: n },
+    { name: 'deferredRefs', ctor: Int32Array, length: n },
+    { name: 'deferredAt', ctor: Float64Array, length: n },
+    { name: 'deferredList', ctor: Int32Array, length: n },
     { name: 'next', ctor: Int32Array, length: n + 1 },
     { name: 'prev', ctor: Int32Array, length: n + 1 },
     { name: 'state', ctor: Uint8Array, length: n },

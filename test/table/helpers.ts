@@ -12,7 +12,7 @@ export function viewsOf(table: BlockTable): TableViews {
 }
 
 const STATE_ARRAYS = [
-  'control', 'counters', 'refCount', 'retainCount', 'next', 'prev', 'state', 'filled', 'frozen', 'tokens',
+  'control', 'counters', 'refCount', 'retainCount', 'deferredRefs', 'deferredAt', 'deferredList', 'next', 'prev', 'state', 'filled', 'frozen', 'tokens',
   'blockTable', 'seqLength', 'seqNumBlocks', 'seqGeneration', 'seqLive', 'seqNextFreeSlot',
 ] as const;
 

@@ -1,8 +1,11 @@
 // fast-check commands driving the real BlockTable + PrefixCache through CpuKvSim against the same
-// CacheModel the GPU fuzz uses, plus pins (retainBlocks/releaseBlocks). After every command verifySim
-// checks, from the raw shared arrays and the public API:
+// CacheModel the GPU fuzz uses, plus pins (retainBlocks/releaseBlocks) and GPU reads (beginRead /
+// endRead, ended in any order). After every command verifySim checks, from the raw shared arrays and the
+// public API:
 //   - the table's and the index's invariants, and an independent recount of every block's references
-//     (sequence rows + retains), the free list, and free + used + cached = total;
+//     (sequence rows + retains + deferred drops), the free list, and free + used + cached = total;
+//   - every open read still finds what it read: each block the rows held when it began is in use and
+//     holds, in every layer, the content its written positions had then (no reuse, no rewrite in place);
 //   - every live sequence's tokens and written lengths equal the model, and every written position of
 //     every layer holds exactly the content the model says (isolation: no stale or foreign K/V);
 //   - OutOfBlocks happens only when free + evictable blocks cannot cover the call, and changes nothing.
@@ -19,6 +22,8 @@ import { SequenceModel } from './sequence-model';
 export interface SimModel {
   cache: CacheModel;
   pins: number[];
+  /** Open GPU reads: their epoch, and what they read (layer, memory index, content id) when they began. */
+  reads: Array<{ epoch: number; blocks: number[]; content: Array<[number, number, number]> }>;
 }
 
 export interface RealSim {
@@ -88,11 +93,11 @@ export function verifySim(m: SimModel, r: RealSim): void {
   let used = 0;
   let cached = 0;
   for (let b = 0; b < numBlocks; b++) {
-    assertEqual(v.refCount[b], references[b]! + pinsPerBlock[b]!, `refCount of block ${b}`);
+    assertEqual(v.refCount[b], references[b]! + pinsPerBlock[b]! + v.deferredRefs[b]!, `refCount of block ${b}`);
     assertEqual(v.retainCount[b], pinsPerBlock[b], `retains of block ${b}`);
     if (v.state[b] === BlockState.FREE) {
       free++;
-      assertEqual(references[b]! + pinsPerBlock[b]!, 0, `references to free block ${b}`);
+      assertEqual(references[b]! + pinsPerBlock[b]! + v.deferredRefs[b]!, 0, `references to free block ${b}`);
     } else if (v.state[b] === BlockState.USED) {
       used++;
       assert(v.refCount[b]! > 0, `used block ${b} has no reference`);
@@ -102,6 +107,13 @@ export function verifySim(m: SimModel, r: RealSim): void {
     }
   }
   assertEqual(v.control[Ctrl.FREE_COUNT], free, 'free count');
+  assertEqual(v.control[Ctrl.READS_OPEN], m.reads.length, 'open GPU reads');
+  for (const read of m.reads) {
+    for (const b of read.blocks) assertEqual(v.state[b], BlockState.USED, `state of block ${b}, read by open read ${read.epoch}`);
+    for (const [layer, at, content] of read.content) {
+      assert(sim.memory[layer]![at] === content, () => `read ${read.epoch}: layer ${layer} slot ${at} holds ${sim.memory[layer]![at]}, ${content} when the read began`);
+    }
+  }
   const s = table.stats();
   assertEqual([s.blocksFree, s.blocksUsed, s.blocksCached], [free, used, cached], 'table stats [free, used, cached]');
   assertEqual(free + used + cached, numBlocks, 'free + used + cached');
@@ -292,6 +304,52 @@ export class SimUnpin implements SimCommand {
   toString = (): string => `unpin(${this.index})`;
 }
 
+/** Begins a GPU read of every live sequence's written positions (what a recorded decode step reads). */
+export class SimBeginRead implements SimCommand {
+  check = (): boolean => true;
+  run(m: SimModel, r: RealSim): void {
+    const { sim } = r;
+    const bs = sim.blockSize;
+    const blocks = new Set<number>();
+    const content: Array<[number, number, number]> = [];
+    for (const [id, seq] of m.cache.seqs) {
+      const row = sim.table.blocksOf(id);
+      for (const b of row) blocks.add(b);
+      for (let l = 0; l < sim.numLayers; l++) {
+        for (let p = 0; p < seq.written[l]!; p++) {
+          const at = row[Math.floor(p / bs)]! * bs + (p % bs);
+          content.push([l, at, sim.memory[l]![at]!]);
+        }
+      }
+    }
+    m.reads.push({ epoch: sim.table.beginRead(), blocks: [...blocks], content });
+    count(r, 'reads');
+    verifySim(m, r);
+  }
+  toString = (): string => 'beginRead()';
+}
+
+/** Ends one open read (any of them, as submissions complete out of recording order). */
+export class SimEndRead implements SimCommand {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<SimModel>): boolean => m.reads.length > 0;
+  run(m: SimModel, r: RealSim): void {
+    endRead(m, r, this.index % m.reads.length);
+    verifySim(m, r);
+  }
+  toString = (): string => `endRead(${this.index})`;
+}
+
+/** Ends open read `i`, telling the table the oldest epoch still open (minus one). */
+function endRead(m: SimModel, r: RealSim, i: number): void {
+  const [ended] = m.reads.splice(i, 1);
+  const deferredBefore = r.sim.table.stats().blocksDeferred;
+  const safe = m.reads.length > 0 ? Math.min(...m.reads.map((x) => x.epoch)) - 1 : ended!.epoch;
+  r.sim.table.endRead(safe);
+  if (m.reads.length === 0) assertEqual(r.sim.table.stats().blocksDeferred, 0, 'blocks deferred after the last read ended');
+  if (r.sim.table.stats().blocksDeferred < deferredBefore) count(r, 'deferredReleases');
+}
+
 export class SimPressure implements SimCommand {
   constructor(readonly overflow: boolean, readonly seed: number) {}
   check = (m: Readonly<SimModel>): boolean => m.cache.size < m.cache.shape.maxSequences;
@@ -310,7 +368,8 @@ export class SimPressure implements SimCommand {
       assertEqual(evictions, Math.max(0, need - freeBefore), 'evictions made for the allocation');
       count(r, 'evictions', evictions);
       r.sim.free(id);
-      assertEqual(reclaimable(r.sim), available, 'free + evictable after releasing the pressure sequence');
+      // While a GPU read is open the freed blocks wait for it (deferred), otherwise they are back at once.
+      assertEqual(reclaimable(r.sim), m.reads.length > 0 ? available - need : available, 'free + evictable after releasing the pressure sequence');
     }
     verifySim(m, r);
   }
@@ -336,6 +395,7 @@ export function releaseSim(m: SimModel, r: RealSim): void {
     r.sim.free(id);
     m.cache.remove(id);
   }
+  while (m.reads.length > 0) endRead(m, r, m.reads.length - 1);
   if (m.pins.length > 0) r.sim.table.releaseBlocks(m.pins.splice(0));
   verifySim(m, r);
   assertEqual(r.sim.prefix.stats().protected, 0, 'protected blocks with nothing live');

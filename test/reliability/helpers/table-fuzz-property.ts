@@ -9,8 +9,10 @@ import { CpuKvSim } from './cpu-kv-sim';
 import {
   releaseSim,
   SimAppend,
+  SimBeginRead,
   SimClear,
   SimCreate,
+  SimEndRead,
   SimFork,
   SimFree,
   SimPin,
@@ -45,6 +47,8 @@ export function tableCommandArbs(): Array<fc.Arbitrary<SimCommand>> {
       w(2, fc.tuple(fc.nat(), fc.nat()).map(([p, op]) => new SimStale(p, op))),
       w(2, fc.tuple(fc.nat(), fc.nat()).map(([p, i]) => new SimPin(p, i))),
       w(2, fc.nat().map((i) => new SimUnpin(i))),
+      w(2, fc.constant(new SimBeginRead())),
+      w(2, fc.nat().map((i) => new SimEndRead(i))),
       w(2, fc.tuple(rare, fc.nat()).map(([overflow, seed]) => new SimPressure(overflow, seed))),
       w(1, fc.constant(new SimClear())),
     ),
@@ -67,7 +71,7 @@ export function tableFuzzProperty(options: { maxCommands: number; replayPath?: s
       const { numLayers, ...config } = pool;
       const sim = new CpuKvSim(config, numLayers);
       const shape = { ...pool, numKvHeads: 1, numQueryHeads: 1, headDim: 8, maxSequenceLength: pool.maxBlocksPerSequence * pool.blockSize };
-      const model = { cache: new CacheModel(shape), pins: [] as number[] };
+      const model = { cache: new CacheModel(shape), pins: [] as number[], reads: [] };
       const real = { sim, tally: options.tally };
       fc.modelRun(() => ({ model, real }), commands);
       releaseSim(model, real);
