@@ -26,6 +26,8 @@ export interface PreparedAttentionState extends PreparedAttention {
   readonly blocks: Int32Array;
   readonly slots: number[];
   pinEpoch: number;
+  /** The table's row-rewrite count when the rows were read: equal later means `blocks` still match them. */
+  readonly rowsAt: number;
   /** Present when prepared with { writeKV: true }. */
   readonly writes: PreparedWrites | undefined;
   /**
@@ -173,7 +175,7 @@ export class BatchPreparer {
       rowsCheckedAt: rowRewrites,
     };
     return {
-      entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, writes,
+      entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, rowsAt: rowRewrites, writes,
       writtenChecks: new Uint8Array(this.layout.numLayers), writtenEpoch: this.written.shrinks, everyLayerTried: 0,
     };
   }

@@ -19,6 +19,14 @@
 // table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to
 // defer such a free.
+//   A batch whose rows no entry of the table changed in since it was prepared is pinned without touching
+// its blocks: the encoder opens one table read (BlockTable.beginRead, deferred-drops.ts), which keeps
+// every block the rows held referenced — references rows drop are deferred until the read ends — so a
+// decode step costs O(1) here however many blocks it reads. A read ends when its work has completed.
+// A read whose encoder is still held (not finished, or finished but not reported submitted) when a
+// newer read completes is turned into per-block retains of the blocks its batches listed (still
+// referenced then, since every drop since it began was deferred), so work recorded and abandoned holds
+// its own blocks, as before, rather than every block dropped after it.
 
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
@@ -34,6 +42,17 @@ interface PinBatch {
   readonly slots: number[];
   /** Run when the encoder's command buffer is reported submitted (e.g. marking K/V it writes as written). */
   readonly onSubmit: (() => void)[];
+  /** The table read this encoder's batches pinned through their rows hold (0: none). */
+  read: number;
+  /** Those batches' block lists (prepared batches' own arrays): counted as pins, retained if the read is converted. */
+  readonly readBlocks: Int32Array[];
+  readCount: number;
+}
+
+/** The block table's GPU reads (BlockTable.beginRead / endRead). */
+export interface TableReads {
+  begin(): number;
+  end(safeEpoch: number): void;
 }
 
 const NO_BLOCKS = new Int32Array(0);
@@ -64,6 +83,8 @@ export class GpuPins {
   private readonly slotPinnedIn: Uint32Array;
   private readonly slotPins: Int32Array;
   private nextEpoch = 1;
+  /** Table reads begun and not ended (held by encoders, or by work in flight). */
+  private readonly openReads = new Set<number>();
 
   constructor(
     private readonly device: GPUDevice,
@@ -71,6 +92,8 @@ export class GpuPins {
     maxSequences: number,
     private readonly retain: (blocks: Int32Array) => void,
     private readonly release: (blocks: Int32Array) => void,
+    /** Without it every pin retains its blocks. */
+    private readonly reads?: TableReads,
   ) {
     this.pinnedIn = new Uint32Array(numBlocks);
     this.slotPinnedIn = new Uint32Array(maxSequences);
@@ -85,6 +108,11 @@ export class GpuPins {
   /** Pins `blocks` (already-validated block ids) until the work recorded in `encoder` has completed. */
   pin(encoder: GPUCommandEncoder, blocks: ArrayLike<number>, slots: readonly number[] = []): void {
     const batch = this.batchOf(encoder);
+    this.pinSlots(batch, slots);
+    this.pinBlocks(batch, blocks);
+  }
+
+  private pinSlots(batch: PinBatch, slots: readonly number[]): void {
     const epoch = batch.epoch;
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
@@ -93,6 +121,11 @@ export class GpuPins {
       this.slotPins[slot]!++;
       batch.slots.push(slot);
     }
+  }
+
+  /** Retains those of `blocks` the batch does not hold yet. */
+  private pinBlocks(batch: PinBatch, blocks: ArrayLike<number>): void {
+    const epoch = batch.epoch;
     const start = batch.count;
     const pinnedIn = this.pinnedIn;
     if (start === 0 && blocks instanceof Int32Array) return this.pinInPlace(batch, blocks);
@@ -146,11 +179,24 @@ export class GpuPins {
 
   /**
    * Pins a prepared batch's blocks once per encoder: a batch encoded for every layer of a step costs
-   * one pass over its blocks, not one per layer.
+   * one pass over its blocks, not one per layer — or, where `rowsUnchanged` (no block-table entry was
+   * replaced or cleared since the batch was prepared; read under the table lock), none: the encoder's
+   * table read protects them through their rows.
    */
-  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: ArrayLike<number>, slots: readonly number[]): void {
+  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: ArrayLike<number>, slots: readonly number[], rowsUnchanged = false): void {
     const batch = this.batchOf(encoder);
     if (owner.pinEpoch === batch.epoch) return;
+    if (rowsUnchanged && this.reads !== undefined && blocks instanceof Int32Array) {
+      this.pinSlots(batch, slots);
+      if (batch.read === 0) {
+        batch.read = this.reads.begin();
+        this.openReads.add(batch.read);
+      }
+      batch.readBlocks.push(blocks);
+      batch.readCount += blocks.length;
+      owner.pinEpoch = batch.epoch;
+      return;
+    }
     owner.pinEpoch = batch.epoch;
     this.pin(encoder, blocks, slots);
   }
@@ -163,9 +209,14 @@ export class GpuPins {
   /** Block pins whose work has not been submitted yet (a block a prepared batch lists twice counts twice). */
   get pendingCount(): number {
     let n = 0;
-    for (const batch of this.open.values()) n += batch.count;
-    for (const f of this.finished) n += f.batch.count;
+    for (const batch of this.open.values()) n += batch.count + batch.readCount;
+    for (const f of this.finished) n += f.batch.count + f.batch.readCount;
     return n;
+  }
+
+  /** Table reads begun and not ended yet. */
+  get openReadCount(): number {
+    return this.openReads.size;
   }
 
   /** Whether some encoder holding pins has not been submitted yet (the work it records may bind any buffer). */
@@ -197,23 +248,65 @@ export class GpuPins {
     }
     const blocks = pinnedBlocks(taken.map((f) => f.batch));
     const slots = taken.length === 1 ? taken[0]!.batch.slots : taken.flatMap((f) => f.batch.slots); // one encoder per step: no copy
+    const reads: number[] = [];
+    for (const f of taken) if (f.batch.read !== 0) reads.push(f.batch.read);
     if (failure !== undefined) {
-      void this.releaseWhenDone(blocks, slots);
+      void this.releaseWhenDone(blocks, slots, reads);
       throw failure.error;
     }
-    if (blocks.length === 0 && slots.length === 0) return Promise.resolve();
-    return this.releaseWhenDone(blocks, slots);
+    if (blocks.length === 0 && slots.length === 0 && reads.length === 0) return Promise.resolve();
+    return this.releaseWhenDone(blocks, slots, reads);
   }
 
-  /** Releases `blocks` and `slots` once the work submitted so far has completed. */
-  private releaseWhenDone(blocks: Int32Array, slots: readonly number[]): Promise<void> {
+  /** Releases `blocks` and `slots`, and ends `reads`, once the work submitted so far has completed. */
+  private releaseWhenDone(blocks: Int32Array, slots: readonly number[], reads: readonly number[]): Promise<void> {
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
       for (let i = 0; i < slots.length; i++) this.slotPins[slots[i]!]!--;
+      if (reads.length > 0) this.endReads(reads);
       this.release(blocks);
     };
     return this.device.queue.onSubmittedWorkDone().then(done, done);
+  }
+
+  /**
+   * Ends `completed` reads (their work has completed). Reads of encoders still held that began before the
+   * newest of them are converted to block retains first (see the header), and end too.
+   */
+  private endReads(completed: readonly number[]): void {
+    const reads = this.reads!;
+    let newest = 0;
+    let ending = 0;
+    for (const e of completed) {
+      if (!this.openReads.delete(e)) continue; // already ended by releaseAll
+      ending++;
+      if (e > newest) newest = e;
+    }
+    for (const batch of this.heldBatches()) {
+      if (batch.read === 0 || batch.read > newest) continue;
+      try {
+        for (const listed of batch.readBlocks) this.pinBlocks(batch, listed);
+      } catch {
+        continue; // nothing of this listing was retained: the read stays open, which is safe
+      }
+      this.openReads.delete(batch.read);
+      ending++;
+      batch.read = 0;
+      batch.readBlocks.length = 0;
+      batch.readCount = 0; // counted in batch.count now
+    }
+    if (ending === 0) return;
+    let oldest = Infinity;
+    for (const e of this.openReads) if (e < oldest) oldest = e;
+    const safe = oldest === Infinity ? newest : oldest - 1;
+    for (let i = 0; i < ending; i++) reads.end(safe);
+  }
+
+  /** Batches of encoders not yet reported submitted. */
+  private *heldBatches(): Iterable<PinBatch> {
+    yield* this.open.values();
+    for (const f of this.finished) yield f.batch;
   }
 
   /** Releases everything immediately (the device is gone, nothing will read the blocks again). */
@@ -224,6 +317,9 @@ export class GpuPins {
     this.open.clear();
     this.finished = [];
     this.nextEpoch++;
+    const reads = this.openReads.size;
+    this.openReads.clear();
+    for (let i = 0; i < reads; i++) this.reads!.end(Infinity);
     this.release(blocks);
   }
 
@@ -231,7 +327,9 @@ export class GpuPins {
   private batchOf(encoder: GPUCommandEncoder): PinBatch {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
-    const created: PinBatch = { epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, unmarked: false, slots: [], onSubmit: [] };
+    const created: PinBatch = {
+      epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, unmarked: false, slots: [], onSubmit: [], read: 0, readBlocks: [], readCount: 0,
+    };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);
     encoder.finish = (descriptor?: GPUCommandBufferDescriptor): GPUCommandBuffer => {

@@ -124,6 +124,7 @@ export class PagedKVCache {
         this.completeDeferredFrees();
         this.waiters.notify();
       },
+      { begin: () => table.beginRead(), end: (safeEpoch) => table.endRead(safeEpoch) },
     );
     guard.onLost((error) => {
       this.waiters.rejectAll(() => error);
@@ -497,7 +498,7 @@ export class PagedKVCache {
       this.gpu.encodeAttention(pass ?? encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
     });
   }
 
@@ -522,7 +523,7 @@ export class PagedKVCache {
       // cannot read k or v from the buffer it writes). Nothing is recorded if it throws, so the pin and
       // the note come after it.
       this.gpu.encodeAttention(into ?? encoder, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots });
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
     }
@@ -530,7 +531,7 @@ export class PagedKVCache {
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,
       // exactly as if encodeWriteKV had been called on its own.
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
     }, { label: 'write-kv+paged-attention' });
@@ -562,7 +563,7 @@ export class PagedKVCache {
       const writes = this.batches.writesOf(batch, 'encodeWriteKV');
       const { k, v } = this.checkKvBuffers(args, batch.rows);
       this.gpu.encodeWriteKv(pass ?? encoder, layer, writes.slots, k, v, batch.rows);
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots);
+      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
       this.noteWriteRecorded(encoder, batch, writes, layer);
     });
   }

@@ -1,7 +1,8 @@
 // Attention through the public cache API equals the CPU reference on the logical K/V that were written:
 // chunked prefill (queryStart > 0), decode, forked sequences sharing blocks, GQA, in mixed batches; and
-// encodeAttention (no readback) pins the blocks it reads until its submission completes; the same on a
-// device with WebGPU's default limits.
+// encodeAttention (no readback) pins the blocks it reads until its submission completes (one table read
+// per encoder; an abandoned encoder's read turns into retains of its own blocks); the same on a device
+// with WebGPU's default limits.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
@@ -95,6 +96,47 @@ describe('attend', () => {
     await read.mapAsync(GPUMapMode.READ);
     expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
     read.unmap();
+    for (const buffer of [qBuffer, out, read]) buffer.destroy();
+    cache.checkInvariants();
+  });
+
+  it('encoded work holds one table read: blocks dropped meanwhile wait for it, and an abandoned encoder keeps only its own', async () => {
+    const { device } = await testGpu();
+    const a = cache.createSequence({ tokens: [9, 8, 7, 6, 5] }).id;
+    const la = newKv();
+    await write(a, la, 0, 5, 31);
+    const other = cache.createSequence({ tokens: [1, 2, 3, 4, 5, 6, 7, 8, 9] }).id; // 3 blocks, read by nothing
+    const q = values(Q_ROW, 32);
+    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    device.queue.writeBuffer(qBuffer, 0, q);
+    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const reclaimable = () => cache.stats().blocksFree + cache.stats().blocksEvictable;
+    const free0 = reclaimable();
+    const abandoned = device.createCommandEncoder();
+    cache.encodeAttention(abandoned, { layer: 0, entries: [{ seqId: a }], q: qBuffer, out });
+    const encoder = device.createCommandEncoder();
+    cache.encodeAttention(encoder, { layer: 0, entries: [{ seqId: a }], q: qBuffer, out });
+    expect(cache.table.stats().readsOpen).toBe(2); // one per encoder, no block retained
+    expect(cache.stats().pinnedBlocks).toBe(4);
+    // A free while reads are open is deferred in the table: the blocks come back once the reads end.
+    cache.free(other);
+    expect(cache.table.stats().blocksDeferred).toBe(3);
+    expect(reclaimable()).toBe(free0);
+    encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+    await cache.submit([encoder.finish()]);
+    // The abandoned encoder's older read became retains of its two blocks: nothing waits for it now.
+    expect(cache.table.stats()).toMatchObject({ readsOpen: 0, blocksDeferred: 0 });
+    expect(cache.stats().pinnedBlocks).toBe(2);
+    expect(reclaimable()).toBe(free0 + 3);
+    await read.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 4));
+    read.unmap();
+    cache.checkInvariants();
+    await cache.submit([abandoned.finish()]);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    cache.free(a);
+    expect(reclaimable()).toBe(free0 + 5);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
   });

@@ -1,6 +1,8 @@
 // GpuPins bookkeeping on a real device: blocks are retained once per encoder (deduplicated across
 // layers), only the new ones of a later pin are retained, and a retain that throws leaves nothing
-// marked as pinned, so the next pin of the same blocks retains them.
+// marked as pinned, so the next pin of the same blocks retains them. A batch whose rows are unchanged
+// opens one table read per encoder instead (no block retained), ended when its work completes; a read
+// still held by an unsubmitted encoder when a newer one completes becomes retains of its own blocks.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { GpuPins } from '../../src/cache/gpu-pins';
@@ -24,6 +26,25 @@ function failablePins(): { pins: GpuPins; retained: number[][]; failing: { on: b
 
 function pinsWith(retain: (blocks: Int32Array) => void, released: number[][]): GpuPins {
   return new GpuPins(gpu.device, 16, 4, retain, (blocks) => released.push([...blocks]));
+}
+
+/** Pins with table reads that log what they do: ['begin', epoch] and ['end', safe epoch]. */
+function readingPins(): { pins: GpuPins; retained: number[][]; released: number[][]; reads: Array<[string, number]> } {
+  const retained: number[][] = [];
+  const released: number[][] = [];
+  const reads: Array<[string, number]> = [];
+  let epoch = 0;
+  const pins = new GpuPins(gpu.device, 16, 4, (blocks) => retained.push([...blocks]), (blocks) => released.push([...blocks]), {
+    begin: () => (reads.push(['begin', ++epoch]), epoch),
+    end: (safe) => void reads.push(['end', safe]),
+  });
+  return { pins, retained, released, reads };
+}
+
+async function submit(pins: GpuPins, ...encoders: GPUCommandEncoder[]): Promise<void> {
+  const buffers = encoders.map((e) => e.finish());
+  gpu.device.queue.submit(buffers);
+  await pins.submitted(buffers);
 }
 
 describe('GpuPins', () => {
@@ -97,6 +118,66 @@ describe('GpuPins', () => {
     const buffers = [a.finish(), b.finish()];
     gpu.device.queue.submit(buffers);
     await pins.submitted(buffers);
+    expect(pins.pendingCount).toBe(0);
+  });
+
+  it('a batch with unchanged rows opens one read per encoder, retains nothing, and ends it on completion', async () => {
+    const { pins, retained, released, reads } = readingPins();
+    const encoder = gpu.device.createCommandEncoder();
+    const step = { pinEpoch: 0 };
+    const blocks = Int32Array.of(4, 1, 6);
+    pins.pinOnce(encoder, step, blocks, [0, 1], true);
+    pins.pinOnce(encoder, step, blocks, [0, 1], true); // the next layer: nothing more
+    pins.pinOnce(encoder, { pinEpoch: 0 }, Int32Array.of(2), [2], true); // another batch, same encoder: same read
+    expect(reads).toEqual([['begin', 1]]);
+    expect(retained).toEqual([]);
+    expect(pins.pendingCount).toBe(4);
+    expect(pins.slotPinned(0) && pins.slotPinned(1) && pins.slotPinned(2)).toBe(true);
+    // Rows changed since a batch was prepared: its blocks are retained as before, the read stays.
+    pins.pinOnce(encoder, { pinEpoch: 0 }, Int32Array.of(7, 8), [3], false);
+    expect(retained).toEqual([[7, 8]]);
+    expect(pins.pendingCount).toBe(6);
+    await submit(pins, encoder);
+    expect(reads).toEqual([['begin', 1], ['end', 1]]);
+    expect(released).toEqual([[7, 8]]);
+    expect(pins.pendingCount).toBe(0);
+    expect(pins.openReadCount).toBe(0);
+    expect([0, 1, 2, 3].some((slot) => pins.slotPinned(slot))).toBe(false);
+  });
+
+  it("a held encoder's read becomes retains of its blocks once a newer read completes", async () => {
+    const { pins, retained, released, reads } = readingPins();
+    const abandoned = gpu.device.createCommandEncoder();
+    pins.pinOnce(abandoned, { pinEpoch: 0 }, Int32Array.of(3, 5), [0], true);
+    pins.pinOnce(abandoned, { pinEpoch: 0 }, Int32Array.of(5, 9), [1], true);
+    const later = gpu.device.createCommandEncoder();
+    pins.pinOnce(later, { pinEpoch: 0 }, Int32Array.of(2), [2], true);
+    expect(reads).toEqual([['begin', 1], ['begin', 2]]);
+    await submit(pins, later);
+    // Read 1 was converted (its blocks retained, each once) and both reads ended; nothing is open.
+    expect(retained).toEqual([[3, 5], [9]]);
+    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 2], ['end', 2]]);
+    expect(pins.openReadCount).toBe(0);
+    expect(pins.pendingCount).toBe(3); // the abandoned encoder still holds its three blocks
+    expect(pins.slotPinned(0) && pins.slotPinned(1)).toBe(true);
+    await submit(pins, abandoned);
+    expect(released).toEqual([[], [3, 5, 9]]);
+    expect(pins.pendingCount).toBe(0);
+  });
+
+  it('a newer read held while an older one completes stays open; releaseAll ends every read', async () => {
+    const { pins, reads } = readingPins();
+    const first = gpu.device.createCommandEncoder();
+    pins.pinOnce(first, { pinEpoch: 0 }, Int32Array.of(1), [0], true);
+    const second = gpu.device.createCommandEncoder();
+    pins.pinOnce(second, { pinEpoch: 0 }, Int32Array.of(2), [1], true);
+    await submit(pins, first);
+    // Read 2 is newer than the completed read 1: it stays open, so only epochs up to 1 are safe.
+    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 1]]);
+    expect(pins.openReadCount).toBe(1);
+    pins.releaseAll();
+    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 1], ['end', Infinity]]);
+    expect(pins.openReadCount).toBe(0);
     expect(pins.pendingCount).toBe(0);
   });
 });
