@@ -264,8 +264,11 @@ export class GpuPins {
     const done = (): void => {
       this.inFlight--;
       for (let i = 0; i < slots.length; i++) this.slotPins[slots[i]!]!--;
-      if (reads.length > 0) this.endReads(reads);
-      this.release(blocks);
+      try {
+        if (reads.length > 0) this.endReads(reads);
+      } finally {
+        this.release(blocks);
+      }
     };
     return this.device.queue.onSubmittedWorkDone().then(done, done);
   }
