@@ -35,6 +35,19 @@ const corruptions: Array<[string, (v: TableViews, table: BlockTable) => void, Re
   ['a wrong sequence count', (v) => { v.control[Ctrl.SEQUENCE_COUNT] = 3; }, /2 live slot\(s\) but the sequence count is 3/],
   ['a free-slot stack listing a live slot', (v) => { v.seqNextFreeSlot[3] = 0; }, /free-slot stack (holds live slot 0|reaches)/],
   ['an invalid block state', (v) => { v.state[0] = 7; }, /(invalid state 7|which is 7)/],
+  ['a deferred reference while no read is open', (v) => {
+    v.refCount[0]++; v.deferredRefs[0] = 1; v.deferredList[0] = 0; v.control[Ctrl.DEFERRED_COUNT] = 1;
+  }, /1 block\(s\) hold deferred references while no GPU read is open/],
+  ['a deferred reference off the deferred list', (v) => {
+    v.control[Ctrl.READS_OPEN] = 1; v.refCount[0]++; v.deferredRefs[0] = 1;
+  }, /block 0 has 1 deferred reference\(s\) but is not on the deferred list/],
+  ['a block listed twice as deferred', (v) => {
+    v.control[Ctrl.READS_OPEN] = 1; v.refCount[0]++; v.deferredRefs[0] = 1;
+    v.deferredList[0] = 0; v.deferredList[1] = 0; v.control[Ctrl.DEFERRED_COUNT] = 2;
+  }, /deferred list holds block 0 twice/],
+  ['a deferred reference missing from the refcount', (v) => {
+    v.control[Ctrl.READS_OPEN] = 1; v.deferredRefs[1] = 1; v.deferredList[0] = 1; v.control[Ctrl.DEFERRED_COUNT] = 1;
+  }, /refCount\[1\] = 2 but it has 2 table reference\(s\), 0 retain\(s\) and 1 deferred/],
 ];
 
 describe('checkInvariants detects corruption', () => {
