@@ -1,5 +1,6 @@
 // Single-thread throughput of the block table: every public call counts as one op (the step-pin line
-// counts each block retained or released, as GPU pins do for every block a decode step reads). Calls
+// counts each block retained or released, as GPU pins do for every block of a batch whose rows changed
+// since it was prepared; the row-pin line counts one table read begun and ended, what pins a decode step). Calls
 // run on a table no other agent can reach (no lock needed), and the append/free figures again once it
 // is shared (the uncontended atomic lock on every call); each figure is the best and the median rate
 // of several short windows (the machine may be shared).
@@ -160,6 +161,11 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
       table.releaseBlocks(stepBlocks);
       return 2 * stepBlocks.length;
     }, 4);
+    // The same step pinned through its rows (a batch unchanged since prepare): one table read, however many blocks.
+    measure('pin a step through its rows: beginRead + endRead (per step)', () => {
+      table.endRead(table.beginRead());
+      return 1;
+    });
     for (const id of ids) table.free(id);
   }
 
