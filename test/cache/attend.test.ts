@@ -17,6 +17,14 @@ const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
 const ATOL = 2e-5, RTOL = 1e-4;
 
 const expectClose = (actual: Float32Array, expected: Float64Array): void => expectCloseTo(actual, expected, ATOL, RTOL);
+/** q uploaded to a storage buffer, an output buffer of the same size and a buffer to read it back through. */
+function queryBuffers(device: GPUDevice, q: Float32Array<ArrayBuffer>): { qBuffer: GPUBuffer; out: GPUBuffer; read: GPUBuffer } {
+  const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  device.queue.writeBuffer(qBuffer, 0, q);
+  const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  return { qBuffer, out, read };
+}
 const newKv = (): LogicalKv => new LogicalKv(KV_HEADS, DIM);
 
 describe('attend', () => {
@@ -76,10 +84,7 @@ describe('attend', () => {
     const la = newKv();
     await write(a, la, 0, 6, 11);
     const q = values(Q_ROW, 12);
-    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(qBuffer, 0, q);
-    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const { qBuffer, out, read } = queryBuffers(device, q);
     // Released blocks go to the free list, or stay cached (evictable) when the prefix cache holds them.
     const reclaimable = () => cache.stats().blocksFree + cache.stats().blocksEvictable;
     const free0 = reclaimable();
@@ -107,10 +112,7 @@ describe('attend', () => {
     await write(a, la, 0, 5, 31);
     const other = cache.createSequence({ tokens: [1, 2, 3, 4, 5, 6, 7, 8, 9] }).id; // 3 blocks, read by nothing
     const q = values(Q_ROW, 32);
-    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(qBuffer, 0, q);
-    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const { qBuffer, out, read } = queryBuffers(device, q);
     const reclaimable = () => cache.stats().blocksFree + cache.stats().blocksEvictable;
     const free0 = reclaimable();
     const abandoned = device.createCommandEncoder();
@@ -147,10 +149,7 @@ describe('attend', () => {
     const la = newKv();
     await write(a, la, 0, 5, 21);
     const q = values(Q_ROW, 22);
-    const qBuffer = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
-    device.queue.writeBuffer(qBuffer, 0, q);
-    const out = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
-    const read = device.createBuffer({ size: q.byteLength, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const { qBuffer, out, read } = queryBuffers(device, q);
     const batch = cache.prepareAttention([{ seqId: a }]);
     expect(batch.rows).toBe(1);
     for (let submission = 0; submission < 2; submission++) {
