@@ -1,14 +1,18 @@
 // The multi-thread stress run shared by test/reliability/threads.test.ts (bounded for CI) and
 // bench/threads-stress.ts (full size): N worker threads run PrefixOperator workloads on one shared
 // table + prefix index, then the main thread checks that nothing leaked and reports throughput and the
-// lock's hold and wait statistics.
-// Invariants checked: every worker's periodic checkInvariants passed; at the end no sequence, pin or
-// used block remains, only evictable cached blocks (free + evictable = total); clear() returns every
-// block to the free list; no lock wait timed out.
+// lock's hold and wait statistics. Meanwhile the main thread keeps up to three GPU reads open on the
+// table, part of the time (begun and ended in random order, as submissions of a decode loop), so the
+// workers' frees, copies and adoptions are deferred then and released by the main thread's endRead.
+// Invariants checked: every worker's periodic checkInvariants passed (deferred references included);
+// some drops were deferred; at the end, every read ended, no sequence, pin, deferred or used block
+// remains, only evictable cached blocks (free + evictable = total); clear() returns every block to the
+// free list; no lock wait timed out.
 import { PrefixCache } from '../../../src/prefix/prefix-cache';
 import type { LockStats } from '../../../src/table/spin-lock';
 import { assert, assertEqual } from './assert';
 import { firstMessage, releaseWhenArrived, spawnTsWorker } from '../../helpers/workers';
+import { rng } from '../../table/rng';
 
 export interface StressOptions {
   threads: number;
@@ -47,8 +51,31 @@ export async function runThreadStress(options: StressOptions): Promise<StressRep
     reports.catch(() => undefined);
     await releaseWhenArrived(barrier, threads, reports);
     const started = performance.now();
-    const results = await reports;
+    const reading = { stop: false, begun: 0, deferredSeen: 0 };
+    const open: number[] = [];
+    const endRead = (i: number): void => {
+      const [ended] = open.splice(i, 1);
+      cache.table.endRead(open.length > 0 ? Math.min(...open) - 1 : ended!);
+    };
+    const reader = (async () => {
+      const random = rng(4242);
+      while (!reading.stop) {
+        if (open.length === 0 ? random() < 0.5 : open.length < 3 && random() < 0.3) {
+          open.push(cache.table.beginRead());
+          reading.begun++;
+        } else if (open.length > 0) {
+          endRead(Math.floor(random() * open.length));
+        }
+        reading.deferredSeen = Math.max(reading.deferredSeen, cache.table.stats().blocksDeferred);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    })();
+    const results = await reports.finally(() => (reading.stop = true));
+    await reader;
+    while (open.length > 0) endRead(open.length - 1);
     const seconds = (performance.now() - started) / 1000;
+    assert(reading.begun > 0 && reading.deferredSeen > 0, `GPU reads begun ${reading.begun}, most blocks deferred at once ${reading.deferredSeen}`);
+    assertEqual([cache.table.stats().readsOpen, cache.table.stats().blocksDeferred], [0, 0], 'reads open and blocks deferred after the last read ended');
 
     const counts: Record<string, number> = {};
     for (const r of results) {
@@ -74,7 +101,8 @@ export async function runThreadStress(options: StressOptions): Promise<StressRep
       `lock: ${lock.acquisitions} acquisitions, ${lock.contended} contended (${((100 * lock.contended) / lock.acquisitions).toFixed(1)} %), ` +
       `wait (contended) mean ${lock.waitMeanMs.toFixed(3)} ms max ${lock.waitMaxMs.toFixed(1)} ms, ` +
       `hold mean ${us(lock.holdMeanMs)} max ${lock.holdMaxMs.toFixed(2)} ms over ${lock.holdSamples} sampled holds, ` +
-      `${lock.timeouts} timeouts; operations ${JSON.stringify(counts)}`;
+      `${lock.timeouts} timeouts; ${reading.begun} GPU reads on the main thread (up to ${reading.deferredSeen} blocks deferred at once); ` +
+      `operations ${JSON.stringify(counts)}`;
     return { counts, lock, seconds, opsPerSecond: total / seconds, summary };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
