@@ -161,9 +161,11 @@ export function runTableBench(options: { windows?: number; windowMs?: number; pr
       table.releaseBlocks(stepBlocks);
       return 2 * stepBlocks.length;
     }, 4);
-    // The same step pinned through its rows (a batch unchanged since prepare): one table read, however many blocks.
-    measure('pin a step through its rows: beginRead + endRead (per step)', () => {
-      table.endRead(table.beginRead());
+    // The same step pinned through its rows (a batch unchanged since prepare): one table read of its
+    // sequences' slots, however many blocks they hold.
+    const slots = ids.map((id) => table.rowOf(id));
+    measure(`pin a step through its rows: beginRead + endRead of ${slots.length} slots (per step)`, () => {
+      table.endRead(table.beginRead(slots), slots);
       return 1;
     });
     for (const id of ids) table.free(id);

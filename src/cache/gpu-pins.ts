@@ -20,13 +20,13 @@
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to
 // defer such a free.
 //   A batch whose rows no entry of the table changed in since it was prepared is pinned without touching
-// its blocks: the encoder opens one table read (BlockTable.beginRead, deferred-drops.ts), which keeps
-// every block the rows held referenced — references rows drop are deferred until the read ends — so a
-// decode step costs O(1) here however many blocks it reads. A read ends when its work has completed.
-// A read whose encoder is still held (not finished, or finished but not reported submitted) when a
-// newer read completes is turned into per-block retains of the blocks its batches listed (still
-// referenced then, since every drop since it began was deferred), so work recorded and abandoned holds
-// its own blocks, as before, rather than every block dropped after it.
+// its blocks: it opens a table read of its slots (BlockTable.beginRead, deferred-drops.ts), which keeps
+// every block those rows held referenced — references they drop are deferred until the read ends — so
+// a decode step costs O(sequences) here, not O(blocks). A read ends when its work has completed. A read
+// whose encoder is still held (not finished, or finished but not reported submitted) when a newer read
+// completes is turned into per-block retains of the blocks its batch listed (still referenced then,
+// since every drop from its rows was deferred), so work recorded and abandoned holds its own blocks, as
+// before, rather than everything its rows drop later.
 
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
@@ -42,17 +42,23 @@ interface PinBatch {
   readonly slots: number[];
   /** Run when the encoder's command buffer is reported submitted (e.g. marking K/V it writes as written). */
   readonly onSubmit: (() => void)[];
-  /** The table read this encoder's batches pinned through their rows hold (0: none). */
-  read: number;
-  /** Those batches' block lists (prepared batches' own arrays): counted as pins, retained if the read is converted. */
-  readonly readBlocks: Int32Array[];
+  /** Table reads of the batches pinned through their rows. */
+  readonly reads: TableRead[];
+  /** Blocks those batches list (counted as pins). */
   readCount: number;
+}
+
+/** An open table read: its epoch, the slots it names, and the blocks its batch listed (prepared batches' own arrays). */
+interface TableRead {
+  readonly epoch: number;
+  readonly slots: readonly number[];
+  readonly blocks: Int32Array;
 }
 
 /** The block table's GPU reads (BlockTable.beginRead / endRead). */
 export interface TableReads {
-  begin(): number;
-  end(safeEpoch: number): void;
+  begin(slots: readonly number[]): number;
+  end(safeEpoch: number, slots: readonly number[]): void;
 }
 
 const NO_BLOCKS = new Int32Array(0);
@@ -84,7 +90,7 @@ export class GpuPins {
   private readonly slotPins: Int32Array;
   private nextEpoch = 1;
   /** Table reads begun and not ended (held by encoders, or by work in flight). */
-  private readonly openReads = new Set<number>();
+  private readonly openReads = new Map<number, TableRead>();
 
   constructor(
     private readonly device: GPUDevice,
@@ -187,13 +193,11 @@ export class GpuPins {
     const batch = this.batchOf(encoder);
     if (owner.pinEpoch === batch.epoch) return;
     if (rowsUnchanged && this.reads !== undefined && blocks instanceof Int32Array) {
-      this.pinSlots(batch, slots);
-      if (batch.read === 0) {
-        batch.read = this.reads.begin();
-        this.openReads.add(batch.read);
-      }
-      batch.readBlocks.push(blocks);
+      const read = { epoch: this.reads.begin(slots), slots, blocks };
+      this.openReads.set(read.epoch, read);
+      batch.reads.push(read);
       batch.readCount += blocks.length;
+      this.pinSlots(batch, slots);
       owner.pinEpoch = batch.epoch;
       return;
     }
@@ -248,8 +252,7 @@ export class GpuPins {
     }
     const blocks = pinnedBlocks(taken.map((f) => f.batch));
     const slots = taken.length === 1 ? taken[0]!.batch.slots : taken.flatMap((f) => f.batch.slots); // one encoder per step: no copy
-    const reads: number[] = [];
-    for (const f of taken) if (f.batch.read !== 0) reads.push(f.batch.read);
+    const reads = taken.length === 1 ? taken[0]!.batch.reads : taken.flatMap((f) => f.batch.reads);
     if (failure !== undefined) {
       void this.releaseWhenDone(blocks, slots, reads);
       throw failure.error;
@@ -259,7 +262,7 @@ export class GpuPins {
   }
 
   /** Releases `blocks` and `slots`, and ends `reads`, once the work submitted so far has completed. */
-  private releaseWhenDone(blocks: Int32Array, slots: readonly number[], reads: readonly number[]): Promise<void> {
+  private releaseWhenDone(blocks: Int32Array, slots: readonly number[], reads: readonly TableRead[]): Promise<void> {
     this.inFlight++;
     const done = (): void => {
       this.inFlight--;
@@ -277,33 +280,35 @@ export class GpuPins {
    * Ends `completed` reads (their work has completed). Reads of encoders still held that began before the
    * newest of them are converted to block retains first (see the header), and end too.
    */
-  private endReads(completed: readonly number[]): void {
+  private endReads(completed: readonly TableRead[]): void {
     const reads = this.reads!;
     let newest = 0;
-    let ending = 0;
-    for (const e of completed) {
-      if (!this.openReads.delete(e)) continue; // already ended by releaseAll
-      ending++;
-      if (e > newest) newest = e;
+    const ending: TableRead[] = [];
+    for (const read of completed) {
+      if (!this.openReads.delete(read.epoch)) continue; // already ended by releaseAll
+      ending.push(read);
+      if (read.epoch > newest) newest = read.epoch;
     }
     for (const batch of this.heldBatches()) {
-      if (batch.read === 0 || batch.read > newest) continue;
-      try {
-        for (const listed of batch.readBlocks) this.pinBlocks(batch, listed);
-      } catch {
-        continue; // nothing of this listing was retained: the read stays open, which is safe
+      for (let i = 0; i < batch.reads.length; i++) {
+        const read = batch.reads[i]!;
+        if (read.epoch > newest) continue;
+        try {
+          this.pinBlocks(batch, read.blocks);
+        } catch {
+          continue; // nothing of this listing was retained: the read stays open, which is safe
+        }
+        this.openReads.delete(read.epoch);
+        ending.push(read);
+        batch.reads.splice(i--, 1);
+        batch.readCount -= read.blocks.length; // counted in batch.count now
       }
-      this.openReads.delete(batch.read);
-      ending++;
-      batch.read = 0;
-      batch.readBlocks.length = 0;
-      batch.readCount = 0; // counted in batch.count now
     }
-    if (ending === 0) return;
+    if (ending.length === 0) return;
     let oldest = Infinity;
-    for (const e of this.openReads) if (e < oldest) oldest = e;
+    for (const e of this.openReads.keys()) if (e < oldest) oldest = e;
     const safe = oldest === Infinity ? newest : oldest - 1;
-    for (let i = 0; i < ending; i++) reads.end(safe);
+    for (const read of ending) reads.end(safe, read.slots);
   }
 
   /** Batches of encoders not yet reported submitted. */
@@ -320,9 +325,9 @@ export class GpuPins {
     this.open.clear();
     this.finished = [];
     this.nextEpoch++;
-    const reads = this.openReads.size;
+    const reads = [...this.openReads.values()];
     this.openReads.clear();
-    for (let i = 0; i < reads; i++) this.reads!.end(Infinity);
+    for (const read of reads) this.reads!.end(Infinity, read.slots);
     this.release(blocks);
   }
 
@@ -331,7 +336,7 @@ export class GpuPins {
     let batch = this.open.get(encoder);
     if (batch !== undefined) return batch;
     const created: PinBatch = {
-      epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, unmarked: false, slots: [], onSubmit: [], read: 0, readBlocks: [], readCount: 0,
+      epoch: this.nextEpoch++, blocks: NO_BLOCKS, count: 0, unmarked: false, slots: [], onSubmit: [], reads: [], readCount: 0,
     };
     this.open.set(encoder, created);
     const finish = encoder.finish.bind(encoder);

@@ -124,7 +124,7 @@ export class PagedKVCache {
         this.completeDeferredFrees();
         this.waiters.notify();
       },
-      { begin: () => table.beginRead(), end: (safeEpoch) => table.endRead(safeEpoch) },
+      { begin: (slots) => table.beginRead(slots), end: (safeEpoch, slots) => table.endRead(safeEpoch, slots) },
     );
     guard.onLost((error) => {
       this.waiters.rejectAll(() => error);

@@ -17,9 +17,9 @@
 //   - frozen blocks (registered by a prefix index) are full, immutable, and kept CACHED when their last
 //     reference goes; a sequence may start with frozen blocks (createSequence with prefixBlocks) or
 //     swap one of its full blocks for an identical frozen one (adoptBlock);
-//   - GPU reads (beginRead / endRead, deferred-drops.ts) protect whole rows at once: while one is open,
-//     a reference a row drops is deferred until the reads begun before the drop have ended, and
-//     rewrites of existing positions copy first (appends still write in place).
+//   - GPU reads (beginRead / endRead, deferred-drops.ts) protect whole rows at once: while a read names
+//     a row's slot, a reference that row drops is deferred until the reads begun before the drop have
+//     ended, and rewrites of its existing positions copy first (appends still write in place).
 import { ConfigError, InvalidArgumentError } from '../errors';
 import { BlockPool } from './block-pool';
 import { validateConfig, type BlockTableConfig } from './config';
@@ -316,13 +316,13 @@ export class BlockTable {
       const last = Math.floor((toPosition - 1) / this.blockSize);
       const isShared = options?.newPositions === true ? this.sharedBySequences : this.isShared;
       let shared = 0;
-      for (let i = first; i <= last; i++) if (isShared.call(this, this.blockTableView[row + i])) shared++;
+      for (let i = first; i <= last; i++) if (isShared.call(this, this.blockTableView[row + i], slot)) shared++;
       if (shared === 0) return NO_COPIES; // nothing to copy: no allocation (a decode step calls this per sequence)
       this.pool.ensureFree(shared);
       const copies: BlockCopy[] = [];
       for (let i = first; i <= last; i++) {
         const src = this.blockTableView[row + i];
-        if (isShared.call(this, src)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
+        if (isShared.call(this, src, slot)) copies.push({ src, dst: this.copyOnWrite(row + i, src, this.filled[src]) });
       }
       return copies;
     } finally {
@@ -338,7 +338,7 @@ export class BlockTable {
       const row = slot * this.rowStride;
       const blocks = this.seqNumBlocks[slot];
       const table = this.blockTableView;
-      const deferring = this.drops.readsOpen > 0;
+      const deferring = this.drops.reads(slot);
       let lastReferences = 0;
       for (let i = 0; i < blocks; i++) {
         const rc = this.refCount[table[row + i]];
@@ -349,7 +349,7 @@ export class BlockTable {
       for (let i = 0, n = 0; i < blocks; i++) {
         const b = table[row + i];
         table[row + i] = -1;
-        if (this.drops.drop(b)) released[n++] = b;
+        if (this.drops.drop(b, slot)) released[n++] = b;
       }
       this.slots.release(slot);
       this.counters[Counter.SEQUENCES_FREED] += 1;
@@ -401,7 +401,7 @@ export class BlockTable {
       this.pool.reference(frozenBlock);
       this.blockTableView[entry] = frozenBlock;
       this.counters[Counter.ROW_REWRITES] += 1;
-      this.drops.drop(old);
+      this.drops.drop(old, slot);
       return old;
     } finally {
       this.exit();
@@ -493,29 +493,31 @@ export class BlockTable {
   }
 
   /**
-   * Opens a GPU read of the blocks that rows hold now (e.g. recorded work whose batch was resolved while
-   * no row entry changed since): O(1), however many blocks it reads. Until it ends, references rows drop
-   * are deferred and rewrites of existing positions copy first. Returns the read's epoch (1, 2, …).
+   * Opens a GPU read of the blocks that the rows of `slots` (sequence slots, as rowOf gives them) hold
+   * now — e.g. recorded work whose batch was resolved while no row entry changed since: O(slots),
+   * however many blocks it reads. Until it ends, references those rows drop are deferred and rewrites of
+   * their existing positions copy first. Returns the read's epoch (1, 2, …).
    */
-  beginRead(): number {
+  beginRead(slots: ArrayLike<number>): number {
     this.enter();
     try {
-      return this.drops.begin();
+      return this.drops.begin(slots);
     } finally {
       this.exit();
     }
   }
 
   /**
-   * Ends one read. `safeEpoch`: every read numbered up to it has ended — the oldest read still open,
-   * minus one (or the newest epoch when none stays open). Deferred references that waited only for
-   * those go now (their blocks freed or cached when it was the last reference).
+   * Ends one read, naming the slots it began with. `safeEpoch`: every read numbered up to it has ended —
+   * the oldest read still open, minus one (or the newest epoch when none stays open). Deferred
+   * references that waited only for those go now (their blocks freed or cached when it was the last
+   * reference).
    */
-  endRead(safeEpoch: number): void {
+  endRead(safeEpoch: number, slots: ArrayLike<number>): void {
     if (typeof safeEpoch !== 'number' || Number.isNaN(safeEpoch)) throw new InvalidArgumentError(`endRead needs a read epoch (got ${String(safeEpoch)})`);
     this.enter();
     try {
-      this.drops.end(safeEpoch);
+      this.drops.end(safeEpoch, slots);
     } finally {
       this.exit();
     }
@@ -847,7 +849,7 @@ export class BlockTable {
     const room = blocks * bs - length; // free slots in the last block
     const added = k > room ? Math.ceil((k - room) / bs) : 0;
     let tail = room > 0 ? this.blockTableView[row + blocks - 1] : -1;
-    const copyTail = tail >= 0 && this.sharedBySequences(tail);
+    const copyTail = tail >= 0 && this.sharedBySequences(tail, slot);
     this.pool.ensureFree(copyTail ? added + 1 : added);
 
     let consumed = 0;
@@ -882,11 +884,11 @@ export class BlockTable {
   }
 
   /**
-   * Whether rewriting positions of block `b` needs a private copy first: other references, frozen, or
-   * an open GPU read (which may read any row's blocks).
+   * Whether rewriting positions of block `b` in the row of `slot` needs a private copy first: other
+   * references, frozen, or an open GPU read of that row.
    */
-  private isShared(b: number): boolean {
-    return this.refCount[b] > 1 || this.frozen[b] === 1 || this.drops.readsOpen > 0;
+  private isShared(b: number, slot: number): boolean {
+    return this.refCount[b] > 1 || this.frozen[b] === 1 || this.drops.reads(slot);
   }
 
   /**
@@ -894,18 +896,19 @@ export class BlockTable {
    * or it is frozen. Retains and deferred references do not count — their readers never see positions
    * added after them.
    */
-  private sharedBySequences(b: number): boolean {
+  private sharedBySequences(b: number, _slot: number): boolean {
     return this.refCount[b] - this.views.retainCount[b] - this.views.deferredRefs[b] > 1 || this.frozen[b] === 1;
   }
 
   /** Replaces shared block `src` at table index `entry` by a private copy of its first `count` tokens. */
+  /** (The row of `entry` is sequence slot entry / rowStride: its reads decide whether src's reference waits.) */
   private copyOnWrite(entry: number, src: number, count: number): number {
     const dst = this.pool.allocate();
     const bs = this.blockSize;
     this.tokenSlots.copyWithin(dst * bs, src * bs, src * bs + count);
     this.filled[dst] = count;
     this.blockTableView[entry] = dst;
-    this.drops.drop(src); // a frozen src whose last reference this was stays CACHED
+    this.drops.drop(src, Math.floor(entry / this.rowStride)); // a frozen src whose last reference this was stays CACHED
     this.counters[Counter.COW_COPIES] += 1;
     this.counters[Counter.ROW_REWRITES] += 1;
     return dst;

@@ -5,8 +5,8 @@
 //   - non-free blocks are unlinked (next = prev = -1);
 //   - refCount[b] = table references to b + retainCount[b] + deferredRefs[b]; FREE and CACHED blocks
 //     have refCount 0, USED blocks refCount > 0 (so no block is both free and referenced);
-//   - the deferred list holds each block with deferred references once, and nothing is deferred while
-//     no GPU read is open;
+//   - the deferred list holds each block with deferred references once, and nothing is deferred (and no
+//     slot is read) while no GPU read is open;
 //   - free + used + cached = total, and the cached count matches the CACHED blocks;
 //   - frozen flags are 0 or 1, frozen blocks are never FREE and are full;
 //   - per live sequence: seqNumBlocks = ceil(length / blockSize) ≤ maxBlocksPerSequence, the row holds
@@ -34,7 +34,7 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
 
   const onFreeList = checkFreeList(v, n, freeCount);
   const tableRefs = checkSequences(v, n, bs, s, m, sequenceCount);
-  checkDeferred(v, n);
+  checkDeferred(v, n, s);
 
   let used = 0;
   let cached = 0;
@@ -76,10 +76,14 @@ export function checkTableInvariants(v: TableViews, c: BlockTableConfig): void {
   }
 }
 
-function checkDeferred(v: TableViews, n: number): void {
+function checkDeferred(v: TableViews, n: number, s: number): void {
   const count = v.control[Ctrl.DEFERRED_COUNT];
   const open = v.control[Ctrl.READS_OPEN];
   if (open < 0) fail(`${open} GPU reads open`);
+  for (let slot = 0; slot < s; slot++) {
+    const reads = v.slotReads[slot];
+    if (reads < 0 || (open === 0 && reads !== 0)) fail(`slot ${slot} is named by ${reads} GPU read(s) while ${open} are open`);
+  }
   if (count < 0 || count > n) fail(`deferred list holds ${count} entries of ${n} blocks`);
   if (open === 0 && count > 0) fail(`${count} block(s) hold deferred references while no GPU read is open`);
   const listed = new Uint8Array(n);

@@ -75,6 +75,8 @@ export interface TableViews {
   readonly deferredAt: Float64Array;
   /** The blocks with deferred references, each once, in deferredList[0 .. Ctrl.DEFERRED_COUNT). */
   readonly deferredList: Int32Array;
+  /** Per sequence slot: open GPU reads of its row. */
+  readonly slotReads: Int32Array;
   /** Per block plus one sentinel at index numBlocks: free-list links. */
   readonly next: Int32Array;
   readonly prev: Int32Array;
@@ -133,6 +135,7 @@ function regions(c: BlockTableConfig): Region[] {
     { name: 'seqGeneration', ctor: Int32Array, length: s },
     { name: 'seqLive', ctor: Uint8Array, length: s },
     { name: 'seqNextFreeSlot', ctor: Int32Array, length: s },
+    { name: 'slotReads', ctor: Int32Array, length: s },
   ];
 }
 

@@ -1,8 +1,8 @@
 // Attention through the public cache API equals the CPU reference on the logical K/V that were written:
 // chunked prefill (queryStart > 0), decode, forked sequences sharing blocks, GQA, in mixed batches; and
-// encodeAttention (no readback) pins the blocks it reads until its submission completes (one table read
-// per encoder; an abandoned encoder's read turns into retains of its own blocks); the same on a device
-// with WebGPU's default limits.
+// encodeAttention (no readback) pins the blocks it reads until its submission completes (a table read of
+// its rows; an abandoned encoder's read turns into retains of its own blocks); the same on a device with
+// WebGPU's default limits.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
@@ -105,7 +105,7 @@ describe('attend', () => {
     cache.checkInvariants();
   });
 
-  it('encoded work holds one table read: blocks dropped meanwhile wait for it, and an abandoned encoder keeps only its own', async () => {
+  it('encoded work holds a table read of its rows: blocks they drop meanwhile wait for it, and an abandoned encoder keeps only its own', async () => {
     const { device } = await testGpu();
     const a = cache.createSequence({ tokens: [9, 8, 7, 6, 5] }).id;
     const la = newKv();
@@ -114,29 +114,37 @@ describe('attend', () => {
     const q = values(Q_ROW, 32);
     const { qBuffer, out, read } = queryBuffers(device, q);
     const reclaimable = () => cache.stats().blocksFree + cache.stats().blocksEvictable;
-    const free0 = reclaimable();
     const abandoned = device.createCommandEncoder();
     cache.encodeAttention(abandoned, { layer: 0, entries: [{ seqId: a }], q: qBuffer, out });
     const encoder = device.createCommandEncoder();
     cache.encodeAttention(encoder, { layer: 0, entries: [{ seqId: a }], q: qBuffer, out });
-    expect(cache.table.stats().readsOpen).toBe(2); // one per encoder, no block retained
+    expect(cache.table.stats().readsOpen).toBe(2); // one per encoded batch, no block retained
     expect(cache.stats().pinnedBlocks).toBe(4);
-    // A free while reads are open is deferred in the table: the blocks come back once the reads end.
+    // A row no read names frees at once.
+    const free0 = reclaimable();
     cache.free(other);
-    expect(cache.table.stats().blocksDeferred).toBe(3);
-    expect(reclaimable()).toBe(free0);
+    expect(reclaimable()).toBe(free0 + 3);
+    // Rewriting a's first block copies it (the reads name a's row); the replaced block waits for them.
+    const expected = ref(la, q, 4);
+    await write(a, la, 0, 2, 33);
+    expect(cache.table.stats().blocksDeferred).toBe(1);
+    expect(reclaimable()).toBe(free0 + 2);
     encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([encoder.finish()]);
-    // The abandoned encoder's older read became retains of its two blocks: nothing waits for it now.
+    // The abandoned encoder's older read became retains of its two blocks (the replaced one among them):
+    // nothing waits for a read now, and that block stays until the abandoned encoder is done with.
     expect(cache.table.stats()).toMatchObject({ readsOpen: 0, blocksDeferred: 0 });
     expect(cache.stats().pinnedBlocks).toBe(2);
-    expect(reclaimable()).toBe(free0 + 3);
+    expect(reclaimable()).toBe(free0 + 2);
+    // The work reads the row as it was uploaded for it, so the replaced block — still held, not reused — with
+    // the K/V from before the rewrite.
     await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 4));
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), expected);
     read.unmap();
     cache.checkInvariants();
     await cache.submit([abandoned.finish()]);
     expect(cache.stats().pinnedBlocks).toBe(0);
+    expect(reclaimable()).toBe(free0 + 3);
     cache.free(a);
     expect(reclaimable()).toBe(free0 + 5);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();

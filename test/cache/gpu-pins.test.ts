@@ -1,8 +1,9 @@
 // GpuPins bookkeeping on a real device: blocks are retained once per encoder (deduplicated across
 // layers), only the new ones of a later pin are retained, and a retain that throws leaves nothing
 // marked as pinned, so the next pin of the same blocks retains them. A batch whose rows are unchanged
-// opens one table read per encoder instead (no block retained), ended when its work completes; a read
-// still held by an unsubmitted encoder when a newer one completes becomes retains of its own blocks.
+// opens a table read of its slots instead (no block retained), ended with the same slots when its work
+// completes; a read still held by an unsubmitted encoder when a newer one completes becomes retains of
+// its own blocks.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { GpuPins } from '../../src/cache/gpu-pins';
@@ -28,15 +29,15 @@ function pinsWith(retain: (blocks: Int32Array) => void, released: number[][]): G
   return new GpuPins(gpu.device, 16, 4, retain, (blocks) => released.push([...blocks]));
 }
 
-/** Pins with table reads that log what they do: ['begin', epoch] and ['end', safe epoch]. */
-function readingPins(): { pins: GpuPins; retained: number[][]; released: number[][]; reads: Array<[string, number]> } {
+/** Pins with table reads that log what they do: ['begin', epoch, slots] and ['end', safe epoch, slots]. */
+function readingPins(): { pins: GpuPins; retained: number[][]; released: number[][]; reads: Array<[string, number, number[]]> } {
   const retained: number[][] = [];
   const released: number[][] = [];
-  const reads: Array<[string, number]> = [];
+  const reads: Array<[string, number, number[]]> = [];
   let epoch = 0;
   const pins = new GpuPins(gpu.device, 16, 4, (blocks) => retained.push([...blocks]), (blocks) => released.push([...blocks]), {
-    begin: () => (reads.push(['begin', ++epoch]), epoch),
-    end: (safe) => void reads.push(['end', safe]),
+    begin: (slots) => (reads.push(['begin', ++epoch, [...slots]]), epoch),
+    end: (safe, slots) => void reads.push(['end', safe, [...slots]]),
   });
   return { pins, retained, released, reads };
 }
@@ -121,15 +122,15 @@ describe('GpuPins', () => {
     expect(pins.pendingCount).toBe(0);
   });
 
-  it('a batch with unchanged rows opens one read per encoder, retains nothing, and ends it on completion', async () => {
+  it('a batch with unchanged rows opens one read of its slots, retains nothing, and ends it on completion', async () => {
     const { pins, retained, released, reads } = readingPins();
     const encoder = gpu.device.createCommandEncoder();
     const step = { pinEpoch: 0 };
     const blocks = Int32Array.of(4, 1, 6);
     pins.pinOnce(encoder, step, blocks, [0, 1], true);
     pins.pinOnce(encoder, step, blocks, [0, 1], true); // the next layer: nothing more
-    pins.pinOnce(encoder, { pinEpoch: 0 }, Int32Array.of(2), [2], true); // another batch, same encoder: same read
-    expect(reads).toEqual([['begin', 1]]);
+    pins.pinOnce(encoder, { pinEpoch: 0 }, Int32Array.of(2), [2], true); // another batch in the same encoder
+    expect(reads).toEqual([['begin', 1, [0, 1]], ['begin', 2, [2]]]);
     expect(retained).toEqual([]);
     expect(pins.pendingCount).toBe(4);
     expect(pins.slotPinned(0) && pins.slotPinned(1) && pins.slotPinned(2)).toBe(true);
@@ -138,7 +139,7 @@ describe('GpuPins', () => {
     expect(retained).toEqual([[7, 8]]);
     expect(pins.pendingCount).toBe(6);
     await submit(pins, encoder);
-    expect(reads).toEqual([['begin', 1], ['end', 1]]);
+    expect(reads).toEqual([['begin', 1, [0, 1]], ['begin', 2, [2]], ['end', 2, [0, 1]], ['end', 2, [2]]]);
     expect(released).toEqual([[7, 8]]);
     expect(pins.pendingCount).toBe(0);
     expect(pins.openReadCount).toBe(0);
@@ -152,11 +153,11 @@ describe('GpuPins', () => {
     pins.pinOnce(abandoned, { pinEpoch: 0 }, Int32Array.of(5, 9), [1], true);
     const later = gpu.device.createCommandEncoder();
     pins.pinOnce(later, { pinEpoch: 0 }, Int32Array.of(2), [2], true);
-    expect(reads).toEqual([['begin', 1], ['begin', 2]]);
+    expect(reads).toEqual([['begin', 1, [0]], ['begin', 2, [1]], ['begin', 3, [2]]]);
     await submit(pins, later);
-    // Read 1 was converted (its blocks retained, each once) and both reads ended; nothing is open.
+    // Reads 1 and 2 were converted (their blocks retained, each once) and all three ended; nothing is open.
     expect(retained).toEqual([[3, 5], [9]]);
-    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 2], ['end', 2]]);
+    expect(reads.slice(3)).toEqual([['end', 3, [2]], ['end', 3, [0]], ['end', 3, [1]]]);
     expect(pins.openReadCount).toBe(0);
     expect(pins.pendingCount).toBe(3); // the abandoned encoder still holds its three blocks
     expect(pins.slotPinned(0) && pins.slotPinned(1)).toBe(true);
@@ -173,10 +174,10 @@ describe('GpuPins', () => {
     pins.pinOnce(second, { pinEpoch: 0 }, Int32Array.of(2), [1], true);
     await submit(pins, first);
     // Read 2 is newer than the completed read 1: it stays open, so only epochs up to 1 are safe.
-    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 1]]);
+    expect(reads).toEqual([['begin', 1, [0]], ['begin', 2, [1]], ['end', 1, [0]]]);
     expect(pins.openReadCount).toBe(1);
     pins.releaseAll();
-    expect(reads).toEqual([['begin', 1], ['begin', 2], ['end', 1], ['end', Infinity]]);
+    expect(reads).toEqual([['begin', 1, [0]], ['begin', 2, [1]], ['end', 1, [0]], ['end', Infinity, [1]]]);
     expect(pins.openReadCount).toBe(0);
     expect(pins.pendingCount).toBe(0);
   });

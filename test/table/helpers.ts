@@ -13,7 +13,7 @@ export function viewsOf(table: BlockTable): TableViews {
 
 const STATE_ARRAYS = [
   'control', 'counters', 'refCount', 'retainCount', 'deferredRefs', 'deferredAt', 'deferredList', 'next', 'prev', 'state', 'filled', 'frozen', 'tokens',
-  'blockTable', 'seqLength', 'seqNumBlocks', 'seqGeneration', 'seqLive', 'seqNextFreeSlot',
+  'blockTable', 'seqLength', 'seqNumBlocks', 'seqGeneration', 'seqLive', 'seqNextFreeSlot', 'slotReads',
 ] as const;
 
 export type TableSnapshot = Record<(typeof STATE_ARRAYS)[number], number[]>;

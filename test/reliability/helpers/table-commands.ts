@@ -22,8 +22,8 @@ import { SequenceModel } from './sequence-model';
 export interface SimModel {
   cache: CacheModel;
   pins: number[];
-  /** Open GPU reads: their epoch, and what they read (layer, memory index, content id) when they began. */
-  reads: Array<{ epoch: number; blocks: number[]; content: Array<[number, number, number]> }>;
+  /** Open GPU reads: their epoch, the slots they name, and what they read (layer, memory index, content id) when they began. */
+  reads: Array<{ epoch: number; slots: number[]; blocks: number[]; content: Array<[number, number, number]> }>;
 }
 
 export interface RealSim {
@@ -304,15 +304,20 @@ export class SimUnpin implements SimCommand {
   toString = (): string => `unpin(${this.index})`;
 }
 
-/** Begins a GPU read of every live sequence's written positions (what a recorded decode step reads). */
+/** Begins a GPU read of some live sequences' written positions (what a recorded decode step reads). */
 export class SimBeginRead implements SimCommand {
+  /** Bit i of `pick` set: the read names the i-th live sequence. */
+  constructor(readonly pick: number) {}
   check = (): boolean => true;
   run(m: SimModel, r: RealSim): void {
     const { sim } = r;
     const bs = sim.blockSize;
     const blocks = new Set<number>();
+    const slots: number[] = [];
     const content: Array<[number, number, number]> = [];
-    for (const [id, seq] of m.cache.seqs) {
+    for (const [i, [id, seq]] of [...m.cache.seqs].entries()) {
+      if (((this.pick >>> (i % 31)) & 1) === 0) continue;
+      slots.push(sim.table.rowOf(id));
       const row = sim.table.blocksOf(id);
       for (const b of row) blocks.add(b);
       for (let l = 0; l < sim.numLayers; l++) {
@@ -322,11 +327,11 @@ export class SimBeginRead implements SimCommand {
         }
       }
     }
-    m.reads.push({ epoch: sim.table.beginRead(), blocks: [...blocks], content });
+    m.reads.push({ epoch: sim.table.beginRead(slots), slots, blocks: [...blocks], content });
     count(r, 'reads');
     verifySim(m, r);
   }
-  toString = (): string => 'beginRead()';
+  toString = (): string => `beginRead(${this.pick.toString(2)})`;
 }
 
 /** Ends one open read (any of them, as submissions complete out of recording order). */
@@ -345,7 +350,7 @@ function endRead(m: SimModel, r: RealSim, i: number): void {
   const [ended] = m.reads.splice(i, 1);
   const deferredBefore = r.sim.table.stats().blocksDeferred;
   const safe = m.reads.length > 0 ? Math.min(...m.reads.map((x) => x.epoch)) - 1 : ended!.epoch;
-  r.sim.table.endRead(safe);
+  r.sim.table.endRead(safe, ended!.slots);
   if (m.reads.length === 0) assertEqual(r.sim.table.stats().blocksDeferred, 0, 'blocks deferred after the last read ended');
   if (r.sim.table.stats().blocksDeferred < deferredBefore) count(r, 'deferredReleases');
 }
@@ -367,9 +372,11 @@ export class SimPressure implements SimCommand {
       const evictions = r.sim.table.stats().evictions - evictionsBefore;
       assertEqual(evictions, Math.max(0, need - freeBefore), 'evictions made for the allocation');
       count(r, 'evictions', evictions);
+      const slot = r.sim.table.rowOf(id);
       r.sim.free(id);
-      // While a GPU read is open the freed blocks wait for it (deferred), otherwise they are back at once.
-      assertEqual(reclaimable(r.sim), m.reads.length > 0 ? available - need : available, 'free + evictable after releasing the pressure sequence');
+      // While an open GPU read names the slot the freed blocks wait for it (deferred), otherwise they are back at once.
+      const read = m.reads.some((x) => x.slots.includes(slot));
+      assertEqual(reclaimable(r.sim), read ? available - need : available, 'free + evictable after releasing the pressure sequence');
     }
     verifySim(m, r);
   }

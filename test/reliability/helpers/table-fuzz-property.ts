@@ -47,7 +47,7 @@ export function tableCommandArbs(): Array<fc.Arbitrary<SimCommand>> {
       w(2, fc.tuple(fc.nat(), fc.nat()).map(([p, op]) => new SimStale(p, op))),
       w(2, fc.tuple(fc.nat(), fc.nat()).map(([p, i]) => new SimPin(p, i))),
       w(2, fc.nat().map((i) => new SimUnpin(i))),
-      w(2, fc.constant(new SimBeginRead())),
+      w(2, fc.nat().map((pick) => new SimBeginRead(pick))),
       w(2, fc.nat().map((i) => new SimEndRead(i))),
       w(2, fc.tuple(rare, fc.nat()).map(([overflow, seed]) => new SimPressure(overflow, seed))),
       w(1, fc.constant(new SimClear())),

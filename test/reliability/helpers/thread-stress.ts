@@ -52,16 +52,18 @@ export async function runThreadStress(options: StressOptions): Promise<StressRep
     await releaseWhenArrived(barrier, threads, reports);
     const started = performance.now();
     const reading = { stop: false, begun: 0, deferredSeen: 0 };
-    const open: number[] = [];
+    const open: Array<{ epoch: number; slots: number[] }> = [];
     const endRead = (i: number): void => {
       const [ended] = open.splice(i, 1);
-      cache.table.endRead(open.length > 0 ? Math.min(...open) - 1 : ended!);
+      cache.table.endRead(open.length > 0 ? Math.min(...open.map((r) => r.epoch)) - 1 : ended!.epoch, ended!.slots);
     };
     const reader = (async () => {
       const random = rng(4242);
       while (!reading.stop) {
         if (open.length === 0 ? random() < 0.5 : open.length < 3 && random() < 0.3) {
-          open.push(cache.table.beginRead());
+          // A read of half the slots, picked at random (the rows of a decode batch).
+          const slots = Array.from({ length: cache.table.config.maxSequences }, (_, s) => s).filter(() => random() < 0.5);
+          open.push({ epoch: cache.table.beginRead(slots), slots });
           reading.begun++;
         } else if (open.length > 0) {
           endRead(Math.floor(random() * open.length));
