@@ -142,6 +142,11 @@ export type CacheStats = {
   prefixWaiters: number;
   /** Block pins held by recorded work not yet submitted (a block a prepared batch lists twice counts twice). */
   pinnedBlocks: number;
+  /**
+   * Blocks that rows read by recorded or running work let go of (freed, copied, adopted), held until that
+   * work completes (counted in blocksUsed); they are free again after it.
+   */
+  blocksDeferred: number;
   waiters: number;
   tableEntriesUploaded: number;
   lock: LockStats;

@@ -683,6 +683,7 @@ export class PagedKVCache {
       prefixAdoptions: p.adoptions,
       prefixWaiters: this.inflight.waiting,
       pinnedBlocks: this.pins.pendingCount,
+      blocksDeferred: t.blocksDeferred,
       waiters: this.waiters.size,
       tableEntriesUploaded: this.gpu.tableEntriesUploaded,
       lock: this.table.lockStats(),

@@ -128,6 +128,7 @@ describe('attend', () => {
     const expected = ref(la, q, 4);
     await write(a, la, 0, 2, 33);
     expect(cache.table.stats().blocksDeferred).toBe(1);
+    expect(cache.stats().blocksDeferred).toBe(1);
     expect(reclaimable()).toBe(free0 + 2);
     encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([encoder.finish()]);
