@@ -1,6 +1,7 @@
 // Batch preparation for the cache's attention and K/V writes: under the table lock, a batch's entries
 // are validated, its block-table rows uploaded (staged, then written together), the blocks under a
-// write batch's queries made exclusive (copy-on-write) and its slot map uploaded. Invariants:
+// write batch's queries made exclusive (copy-on-write) and its slot map uploaded. Nothing here walks a
+// batch's blocks but the row upload's comparison of entries it has not synced yet. Invariants:
 //   - Only a batch that passed every check touches the GPU copy of the block table or copies a block.
 //   - A prepared batch remembers what it was checked against: the table's row-rewrite count (a write
 //     batch is refused once a row under its queries changed) and the written state's shrink count
@@ -22,12 +23,12 @@ export interface PreparedAttentionState extends PreparedAttention {
   /** The preparer (one per cache) that made the batch: a batch is usable only with its own cache. */
   readonly owner: BatchPreparer;
   readonly seqIds: readonly number[];
-  /** The blocks the batch reads, row after row, as uploaded when it was prepared. */
-  readonly blocks: Int32Array;
+  /** Blocks the batch reads (its rows' used entries, summed; a block shared by two rows counts twice). */
+  readonly totalBlocks: number;
   readonly slots: number[];
   pinEpoch: number;
-  /** The table's row-rewrite count when the rows were read: equal later means `blocks` still match them. */
-  readonly rowsAt: number;
+  /** The table's row-rewrite count when the rows were read and uploaded: equal later means they still match. */
+  rowsAt: number;
   /** Present when prepared with { writeKV: true }. */
   readonly writes: PreparedWrites | undefined;
   /**
@@ -47,7 +48,8 @@ const WRITTEN_BEFORE_QUERIES = 2;
 export interface PreparedWrites {
   /** u32 per q row: the cache slot its K/V go to (0xffffffff for a row no entry uses). */
   readonly slots: GPUBuffer;
-  /** Entry i's blocks start at blocks[blockStart[i]]. */
+  /** The blocks under each entry's query positions, as prepared: entry i's first one (the block of its queryStart) at queryBlocks[blockStart[i]]. */
+  readonly queryBlocks: Int32Array;
   readonly blockStart: Int32Array;
   /** Per encoder holding not yet submitted writes of this batch: their layers, committed together. */
   readonly layersIn: Map<GPUCommandEncoder, number[]>;
@@ -147,7 +149,6 @@ export class BatchPreparer {
       slots[i] = slot;
       totalBlocks += Math.ceil(contextLength / bs);
     }
-    const blocks = new Int32Array(totalBlocks);
     if (writeKV) this.checkWriteBatch(kernelEntries, seqIds, rows);
     if (layer !== undefined) this.checkWritten(layer, { entries: kernelEntries, seqIds });
     if (writeKV) this.makeQueriesExclusive(kernelEntries, seqIds);
@@ -156,28 +157,64 @@ export class BatchPreparer {
     const stride = this.table.rowStride;
     const rowRewrites = this.table.rowRewrites;
     const blockStart = writeKV ? new Int32Array(n) : undefined;
+    const queryBlocks = writeKV ? new Int32Array(this.queryBlockCount(kernelEntries)) : undefined;
     let at = 0;
     try {
       for (let i = 0; i < n; i++) {
         const e = kernelEntries[i]!;
         const numBlocks = Math.ceil(e.contextLength / bs);
         this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites);
-        if (blockStart) blockStart[i] = at;
-        for (let b = e.seqSlot * stride, end = b + numBlocks; b < end; b++) blocks[at++] = view[b]!;
+        if (blockStart && queryBlocks) {
+          blockStart[i] = at;
+          for (let b = e.seqSlot * stride + Math.floor(e.queryStart / bs), end = e.seqSlot * stride + numBlocks; b < end; b++) queryBlocks[at++] = view[b]!;
+        }
       }
     } finally {
       this.gpu.flushTable(); // the rows that changed, in a few writes (sequences crossing block boundaries at once)
     }
-    const writes = blockStart && {
-      slots: this.uploadWriteSlots(kernelEntries, blocks, blockStart, rows),
+    const writes = blockStart && queryBlocks && {
+      slots: this.uploadWriteSlots(kernelEntries, queryBlocks, blockStart, rows),
+      queryBlocks,
       blockStart,
       layersIn: new Map<GPUCommandEncoder, number[]>(),
       rowsCheckedAt: rowRewrites,
     };
     return {
-      entries: kernelEntries, rows, owner: this, seqIds, blocks, slots, pinEpoch: 0, rowsAt: rowRewrites, writes,
+      entries: kernelEntries, rows, owner: this, seqIds, totalBlocks, slots, pinEpoch: 0, rowsAt: rowRewrites, writes,
       writtenChecks: new Uint8Array(this.layout.numLayers), writtenEpoch: this.written.shrinks, everyLayerTried: 0,
     };
+  }
+
+  /** Blocks under the query positions of all entries (a write batch keeps them to check and address its writes). */
+  private queryBlockCount(entries: readonly AttentionEntry[]): number {
+    const bs = this.layout.blockSize;
+    let count = 0;
+    for (const e of entries) count += Math.ceil(e.contextLength / bs) - Math.floor(e.queryStart / bs);
+    return count;
+  }
+
+  /**
+   * Under the lock: a batch some of whose rows changed since it was prepared (a copy-on-write, an
+   * adoption, a free anywhere in the table) is checked and uploaded again — each of its sequences must
+   * still live in its slot — so that the work encoded from now on reads the rows as they are now.
+   */
+  resync(batch: PreparedAttentionState): void {
+    this.checkLive(batch.seqIds);
+    const n = batch.entries.length;
+    const now = this.scratchRows(n);
+    this.table.rowsOf(batch.seqIds, now.slots, now.lengths);
+    for (let i = 0; i < n; i++) {
+      if (now.slots[i] !== batch.entries[i]!.seqSlot) throw new UnknownSequenceError(batch.seqIds[i]!, 'was freed');
+    }
+    const view = this.table.blockTableView;
+    const bs = this.layout.blockSize;
+    const rowRewrites = this.table.rowRewrites;
+    try {
+      for (const e of batch.entries) this.gpu.stageTableRow(view, e.seqSlot, Math.ceil(e.contextLength / bs), rowRewrites);
+    } finally {
+      this.gpu.flushTable();
+    }
+    batch.rowsAt = rowRewrites;
   }
 
   /** A write batch names each sequence once and each q row once (two writers of one slot would race). */
@@ -224,7 +261,7 @@ export class BatchPreparer {
   }
 
   /** Uploads the cache slot of every q row of a write batch (padding for rows no entry uses). */
-  private uploadWriteSlots(entries: readonly AttentionEntry[], blocks: Int32Array, blockStart: Int32Array, rows: number): GPUBuffer {
+  private uploadWriteSlots(entries: readonly AttentionEntry[], queryBlocks: Int32Array, blockStart: Int32Array, rows: number): GPUBuffer {
     if (this.writeSlotWords.length < rows) this.writeSlotWords = new Uint32Array(Math.max(rows, 2 * this.writeSlotWords.length));
     const words = this.writeSlotWords;
     words.fill(PADDING_SLOT, 0, rows);
@@ -233,7 +270,7 @@ export class BatchPreparer {
       const e = entries[i]!;
       for (let q = 0; q < e.numQueries; q++) {
         const pos = e.queryStart + q;
-        words[e.qRow + q] = blocks[blockStart[i]! + Math.floor(pos / bs)]! * bs + (pos % bs);
+        words[e.qRow + q] = queryBlocks[blockStart[i]! + Math.floor(pos / bs) - Math.floor(e.queryStart / bs)]! * bs + (pos % bs);
       }
     }
     return this.gpu.uploadBatchSlots(words, rows);
@@ -259,7 +296,7 @@ export class BatchPreparer {
       if (now.slots[i] !== e.seqSlot) throw new UnknownSequenceError(id, 'was freed');
       const row = e.seqSlot * stride;
       for (let b = Math.floor(e.queryStart / bs), end = Math.ceil(e.contextLength / bs); b < end; b++) {
-        if (view[row + b] !== batch.blocks[writes.blockStart[i]! + b]) {
+        if (view[row + b] !== writes.queryBlocks[writes.blockStart[i]! + b - Math.floor(e.queryStart / bs)]) {
           throw new InvalidArgumentError(
             `entries[${i}]: sequence ${id} changed since prepareAttention (block ${b} was copied or replaced); prepare the batch again`,
           );

@@ -19,14 +19,15 @@
 // table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to
 // defer such a free.
-//   A batch whose rows no entry of the table changed in since it was prepared is pinned without touching
-// its blocks: it opens a table read of its slots (BlockTable.beginRead, deferred-drops.ts), which keeps
-// every block those rows held referenced — references they drop are deferred until the read ends — so
-// a decode step costs O(sequences) here, not O(blocks). A read ends when its work has completed. A read
-// whose encoder is still held (not finished, or finished but not reported submitted) when a newer read
-// completes is turned into per-block retains of the blocks its batch listed (still referenced then,
-// since every drop from its rows was deferred), so work recorded and abandoned holds its own blocks, as
-// before, rather than everything its rows drop later.
+//   A prepared batch is pinned without touching its blocks: it opens a table read of its slots
+// (BlockTable.beginRead, deferred-drops.ts), which keeps every block those rows hold referenced —
+// references they drop are deferred until the read ends — so a decode step costs O(sequences) here, not
+// O(blocks). (The cache first uploads again the rows of a batch some entry of the table changed in since
+// it was prepared, so the read covers what the work will read.) A read ends when its work has completed.
+// A read whose encoder is still held (not finished, or finished but not reported submitted) when a newer
+// read completes is turned into per-block retains of every block it may reach (BlockTable.heldSince:
+// what its rows hold then, and what was deferred since it began), so work recorded and abandoned holds
+// those blocks, as a per-block pin would, rather than everything its rows drop later.
 
 interface PinBatch {
   /** Distinct per encoder: the dedupe key of pinnedIn and of prepared batches. */
@@ -48,17 +49,18 @@ interface PinBatch {
   readCount: number;
 }
 
-/** An open table read: its epoch, the slots it names, and the blocks its batch listed (prepared batches' own arrays). */
+/** An open table read: its epoch, the slots it names, and how many blocks its batch reads. */
 interface TableRead {
   readonly epoch: number;
   readonly slots: readonly number[];
-  readonly blocks: Int32Array;
+  readonly count: number;
 }
 
-/** The block table's GPU reads (BlockTable.beginRead / endRead). */
+/** The block table's GPU reads (BlockTable.beginRead / endRead / heldSince). */
 export interface TableReads {
   begin(slots: readonly number[]): number;
   end(safeEpoch: number, slots: readonly number[]): void;
+  heldSince(epoch: number, slots: readonly number[]): Int32Array;
 }
 
 const NO_BLOCKS = new Int32Array(0);
@@ -184,25 +186,19 @@ export class GpuPins {
   }
 
   /**
-   * Pins a prepared batch's blocks once per encoder: a batch encoded for every layer of a step costs
-   * one pass over its blocks, not one per layer — or, where `rowsUnchanged` (no block-table entry was
-   * replaced or cleared since the batch was prepared; read under the table lock), none: the encoder's
-   * table read protects them through their rows.
+   * Pins a prepared batch (`count` blocks, the rows of `slots`, as uploaded now) once per encoder: a
+   * table read of its slots, whatever the number of blocks and layers. Needs the table's reads.
    */
-  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, blocks: ArrayLike<number>, slots: readonly number[], rowsUnchanged = false): void {
+  pinOnce(encoder: GPUCommandEncoder, owner: { pinEpoch: number }, count: number, slots: readonly number[]): void {
     const batch = this.batchOf(encoder);
     if (owner.pinEpoch === batch.epoch) return;
-    if (rowsUnchanged && this.reads !== undefined && blocks instanceof Int32Array) {
-      const read = { epoch: this.reads.begin(slots), slots, blocks };
-      this.openReads.set(read.epoch, read);
-      batch.reads.push(read);
-      batch.readCount += blocks.length;
-      this.pinSlots(batch, slots);
-      owner.pinEpoch = batch.epoch;
-      return;
-    }
+    if (this.reads === undefined) throw new Error('GpuPins.pinOnce needs the table reads (constructor argument)');
+    const read = { epoch: this.reads.begin(slots), slots, count };
+    this.openReads.set(read.epoch, read);
+    batch.reads.push(read);
+    batch.readCount += count;
+    this.pinSlots(batch, slots);
     owner.pinEpoch = batch.epoch;
-    this.pin(encoder, blocks, slots);
   }
 
   /** Runs `action` when the command buffer finished from `encoder` is reported submitted (submitted()). */
@@ -294,14 +290,14 @@ export class GpuPins {
         const read = batch.reads[i]!;
         if (read.epoch > newest) continue;
         try {
-          this.pinBlocks(batch, read.blocks);
+          this.pinBlocks(batch, reads.heldSince(read.epoch, read.slots));
         } catch {
           continue; // nothing of this listing was retained: the read stays open, which is safe
         }
         this.openReads.delete(read.epoch);
         ending.push(read);
         batch.reads.splice(i--, 1);
-        batch.readCount -= read.blocks.length; // counted in batch.count now
+        batch.readCount -= read.count; // its blocks are counted in batch.count now
       }
     }
     if (ending.length === 0) return;

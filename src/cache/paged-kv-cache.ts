@@ -124,7 +124,11 @@ export class PagedKVCache {
         this.completeDeferredFrees();
         this.waiters.notify();
       },
-      { begin: (slots) => table.beginRead(slots), end: (safeEpoch, slots) => table.endRead(safeEpoch, slots) },
+      {
+        begin: (slots) => table.beginRead(slots),
+        end: (safeEpoch, slots) => table.endRead(safeEpoch, slots),
+        heldSince: (epoch, slots) => table.heldSince(epoch, slots),
+      },
     );
     guard.onLost((error) => {
       this.waiters.rejectAll(() => error);
@@ -498,8 +502,18 @@ export class PagedKVCache {
       this.gpu.encodeAttention(pass ?? encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
+      this.pinBatch(encoder, batch);
     });
+  }
+
+  /**
+   * Lock held: pins the blocks `batch` reads until the work recorded in `encoder` has completed (a table
+   * read of its rows). Rows some entry of the table changed in since the batch was prepared are uploaded
+   * again first (its sequences must still live: else UnknownSequenceError), so the read covers them.
+   */
+  private pinBatch(encoder: GPUCommandEncoder, batch: PreparedAttentionState): void {
+    if (this.table.rowRewrites !== batch.rowsAt) this.batches.resync(batch);
+    this.pins.pinOnce(encoder, batch, batch.totalBlocks, batch.slots);
   }
 
   /** encodeAttention with k and v: the write, then the attention, in one compute pass (`into`, or one of its own). Lock held. */
@@ -523,7 +537,7 @@ export class PagedKVCache {
       // cannot read k or v from the buffer it writes). Nothing is recorded if it throws, so the pin and
       // the note come after it.
       this.gpu.encodeAttention(into ?? encoder, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots });
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
+      this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
     }
@@ -531,7 +545,7 @@ export class PagedKVCache {
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,
       // exactly as if encodeWriteKV had been called on its own.
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
+      this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
     }, { label: 'write-kv+paged-attention' });
@@ -563,7 +577,7 @@ export class PagedKVCache {
       const writes = this.batches.writesOf(batch, 'encodeWriteKV');
       const { k, v } = this.checkKvBuffers(args, batch.rows);
       this.gpu.encodeWriteKv(pass ?? encoder, layer, writes.slots, k, v, batch.rows);
-      this.pins.pinOnce(encoder, batch, batch.blocks, batch.slots, this.table.rowRewrites === batch.rowsAt);
+      this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
     });
   }

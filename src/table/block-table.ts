@@ -524,6 +524,30 @@ export class BlockTable {
   }
 
   /**
+   * Every block open read `epoch` (of `slots`) may still reach: those the rows of its slots hold now and
+   * those deferred since it began — a superset of what its rows held when it began (each of those is in
+   * its row still, or was dropped since, and so deferred). Retaining them lets the read end early.
+   */
+  heldSince(epoch: number, slots: ArrayLike<number>): Int32Array {
+    this.drops.checkSlots(slots);
+    this.enter();
+    try {
+      let total = this.drops.count;
+      for (let i = 0; i < slots.length; i++) total += this.seqNumBlocks[slots[i]!]!;
+      const out = new Int32Array(total);
+      let at = 0;
+      for (let i = 0; i < slots.length; i++) {
+        const row = slots[i]! * this.rowStride;
+        out.set(this.blockTableView.subarray(row, row + this.seqNumBlocks[slots[i]!]!), at);
+        at += this.seqNumBlocks[slots[i]!]!;
+      }
+      return out.subarray(0, this.drops.deferredSince(epoch, out, at));
+    } finally {
+      this.exit();
+    }
+  }
+
+  /**
    * retainBlocks of blocks that are all valid and in use (GPU pins, every step): one pass that checks and
    * counts each block. Returns false, having changed nothing, at the first block that needs the general
    * path (out of range, free — an error — or cached, which must be revived).

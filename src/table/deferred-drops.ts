@@ -99,6 +99,15 @@ export class DeferredDrops {
     this.control[Ctrl.DEFERRED_COUNT] = kept;
   }
 
+  /** Appends to `out` (from `at`) the blocks holding references deferred since read `epoch` began; returns the new end. */
+  deferredSince(epoch: number, out: Int32Array, at: number): number {
+    for (let k = 0, count = this.control[Ctrl.DEFERRED_COUNT]!; k < count; k++) {
+      const b = this.list[k]!;
+      if (this.deferredAt[b]! >= epoch) out[at++] = b;
+    }
+    return at;
+  }
+
   /**
    * The row of `slot` drops its reference to `b`: deferred while a read names the slot (returns false),
    * otherwise dropped now (returns true when it was the block's last reference, as BlockPool.dropRef).
@@ -111,7 +120,8 @@ export class DeferredDrops {
     return false;
   }
 
-  private checkSlots(slots: ArrayLike<number>): void {
+  /** Throws InvalidArgumentError unless `slots` is an array of sequence slots. */
+  checkSlots(slots: ArrayLike<number>): void {
     const n = this.slotReads.length;
     if (slots === null || typeof slots !== 'object' || typeof slots.length !== 'number') {
       throw new InvalidArgumentError('a GPU read needs the sequence slots (block-table rows) it reads, as an array');

@@ -5,6 +5,7 @@
 // WebGPU's default limits.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { InvalidArgumentError } from '../../src/errors';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { expectClose as expectCloseTo, LogicalKv, values } from '../helpers/logical-kv';
@@ -105,7 +106,7 @@ describe('attend', () => {
     cache.checkInvariants();
   });
 
-  it('encoded work holds a table read of its rows: blocks they drop meanwhile wait for it, and an abandoned encoder keeps only its own', async () => {
+  it('encoded work holds a table read of its rows: blocks they drop meanwhile wait for it, and an abandoned encoder keeps only what it may reach', async () => {
     const { device } = await testGpu();
     const a = cache.createSequence({ tokens: [9, 8, 7, 6, 5] }).id;
     const la = newKv();
@@ -132,10 +133,11 @@ describe('attend', () => {
     expect(reclaimable()).toBe(free0 + 2);
     encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([encoder.finish()]);
-    // The abandoned encoder's older read became retains of its two blocks (the replaced one among them):
-    // nothing waits for a read now, and that block stays until the abandoned encoder is done with.
+    // The abandoned encoder's older read became retains of all it may reach — a's two blocks now and the
+    // block replaced since — so nothing waits for a read now, and the replaced block stays until the
+    // abandoned encoder is done with.
     expect(cache.table.stats()).toMatchObject({ readsOpen: 0, blocksDeferred: 0 });
-    expect(cache.stats().pinnedBlocks).toBe(2);
+    expect(cache.stats().pinnedBlocks).toBe(3);
     expect(reclaimable()).toBe(free0 + 2);
     // The work reads the row as it was uploaded for it, so the replaced block — still held, not reused — with
     // the K/V from before the rewrite.
@@ -148,6 +150,39 @@ describe('attend', () => {
     expect(reclaimable()).toBe(free0 + 3);
     cache.free(a);
     expect(reclaimable()).toBe(free0 + 5);
+    for (const buffer of [qBuffer, out, read]) buffer.destroy();
+    cache.checkInvariants();
+  });
+
+  it('a prepared batch whose rows changed since is uploaded again when encoded; one whose sequence was freed is refused, pinning nothing', async () => {
+    const { device } = await testGpu();
+    const a = cache.createSequence({ tokens: [3, 1, 4, 1, 5, 9] }).id;
+    const la = newKv();
+    await write(a, la, 0, 6, 41);
+    const q = values(Q_ROW, 42);
+    const { qBuffer, out, read } = queryBuffers(device, q);
+    const batch = cache.prepareAttention([{ seqId: a }]);
+    // Rows change after the prepare: another sequence is freed, and a's first block is rewritten (copied).
+    cache.free(cache.createSequence({ tokens: [7, 7, 7] }).id);
+    await write(a, la, 0, 2, 43);
+    const encoder = device.createCommandEncoder();
+    cache.encodeAttention(encoder, { layer: 0, entries: batch, q: qBuffer, out });
+    expect(cache.table.stats().readsOpen).toBe(1);
+    encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+    await cache.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5)); // the rewritten K/V, through the new row
+    read.unmap();
+    const b = cache.createSequence({ tokens: [2, 7, 1, 8] }).id;
+    await write(b, newKv(), 0, 4, 44);
+    const stale = cache.prepareAttention([{ seqId: b }]);
+    cache.free(b);
+    const refused = device.createCommandEncoder();
+    // (A freed sequence has no K/V written any more: the written-length check refuses it first.)
+    expect(() => cache.encodeAttention(refused, { layer: 0, entries: stale, q: qBuffer, out })).toThrow(InvalidArgumentError);
+    expect(cache.stats().pinnedBlocks).toBe(0);
+    expect(cache.table.stats().readsOpen).toBe(0);
+    cache.free(a);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
   });

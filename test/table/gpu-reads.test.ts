@@ -148,6 +148,25 @@ describe('GPU reads on the block table', () => {
     table.checkInvariants();
   });
 
+  it('heldSince lists what the rows hold now and what was deferred since the read began', () => {
+    const table = BlockTable.create(config);
+    const a = table.createSequence([1, 2, 3]).id;
+    const b = table.createSequence([4, 5]).id;
+    const slots = [table.rowOf(a), table.rowOf(b)];
+    const [a0] = table.blocksOf(a);
+    const first = table.beginRead([slots[0]!]);
+    table.free(b); // b's row is not read by the first read: freed at once
+    const copies = table.makeExclusive(a, 0, 2); // a's first block replaced: deferred at epoch 1
+    const second = table.beginRead([slots[0]!]);
+    expect([...table.heldSince(first, [slots[0]!])].sort()).toEqual([...table.blocksOf(a), a0].sort());
+    expect([...table.heldSince(second, [slots[0]!])].sort()).toEqual([...table.blocksOf(a)].sort()); // nothing deferred since
+    expect(copies[0]!.src).toBe(a0);
+    expectFailsWithoutChange(table, () => table.heldSince(first, [9]), InvalidArgumentError);
+    table.endRead(first - 1, [slots[0]!]);
+    table.endRead(second, [slots[0]!]);
+    table.checkInvariants();
+  });
+
   it('refuses bad slots, an end without a read or of other slots, and a missing epoch, changing nothing', () => {
     const table = BlockTable.create(config);
     table.createSequence([1, 2, 3]);
