@@ -11,10 +11,10 @@
 // their encoder's buffer is reported submitted. So with several encoders in flight (concurrent callers),
 // one caller's submission never releases blocks another caller's unsubmitted work still reads. An
 // encoder that is never finished keeps its pins (visible in stats().pinnedBlocks) until destroy().
-//   Pins are deduplicated per encoder (a block read by every layer of a step is pinned once). Pinned
+//   Block pins (pin(), and the conversion of a held read below) are deduplicated per encoder. Pinned
 // block ids are kept in one growable Int32Array per encoder, retained and released in one table call;
-// an encoder's first pin of a prepared batch keeps the batch's own array, duplicate blocks (a shared
-// prefix) included: each such block holds one reference per listing, all dropped by the one release.
+// an encoder's first block pin keeps the Int32Array it was given, duplicate blocks (a shared prefix)
+// included: each such block holds one reference per listing, all dropped by the one release.
 //   The sequence slots (block-table rows) the work reads are pinned too: the kernel reads the GPU block
 // table through them when it runs, so a slot must not be handed to a new sequence (whose row upload
 // would be ordered before that read) until the work has completed; slotPinned() tells the cache to

@@ -499,6 +499,7 @@ export class PagedKVCache {
       const batch = Array.isArray(args.entries) ? this.batches.prepare(args.entries, layer) : this.batches.checkPrepared(args.entries);
       if (!Array.isArray(args.entries)) this.batches.checkWritten(layer, batch, encoder);
       const { q, out } = this.checkQueryBuffers(args, batch.rows);
+      this.syncRows(batch);
       this.gpu.encodeAttention(pass ?? encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
@@ -507,12 +508,16 @@ export class PagedKVCache {
   }
 
   /**
-   * Lock held: pins the blocks `batch` reads until the work recorded in `encoder` has completed (a table
-   * read of its rows). Rows some entry of the table changed in since the batch was prepared are uploaded
-   * again first (its sequences must still live: else UnknownSequenceError), so the read covers them.
+   * Lock held, before recording work of `batch`: rows some entry of the table changed in since the batch
+   * was prepared (or last synced) are uploaded again (its sequences must still live: else
+   * UnknownSequenceError), so the work reads them as they are now and pinBatch covers them.
    */
-  private pinBatch(encoder: GPUCommandEncoder, batch: PreparedAttentionState): void {
+  private syncRows(batch: PreparedAttentionState): void {
     if (this.table.rowRewrites !== batch.rowsAt) this.batches.resync(batch);
+  }
+
+  /** Lock held, once the work is recorded: pins what `batch` reads until it has completed (a table read of its rows). */
+  private pinBatch(encoder: GPUCommandEncoder, batch: PreparedAttentionState): void {
     this.pins.pinOnce(encoder, batch, batch.totalBlocks, batch.slots);
   }
 
@@ -532,6 +537,7 @@ export class PagedKVCache {
     const { k, v } = this.checkKvBuffers(args, batch.rows);
     this.batches.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
+    this.syncRows(batch);
     if (k !== out && v !== out && this.gpu.attentionWritesKv(batch.entries)) {
       // A decode batch: the attention's own dispatch stores the K/V (one dispatch instead of two; it
       // cannot read k or v from the buffer it writes). Nothing is recorded if it throws, so the pin and
@@ -576,6 +582,7 @@ export class PagedKVCache {
       const batch = this.batches.checkPrepared(args.entries);
       const writes = this.batches.writesOf(batch, 'encodeWriteKV');
       const { k, v } = this.checkKvBuffers(args, batch.rows);
+      this.syncRows(batch);
       this.gpu.encodeWriteKv(pass ?? encoder, layer, writes.slots, k, v, batch.rows);
       this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
