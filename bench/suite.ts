@@ -4,7 +4,7 @@
 // rate in a microkernel for the matrix prefill), so figures from different machines are
 // comparable as ratios; nothing here is asserted — tests never depend on timings. The run ends with
 // each performance target, what the run measured for it and whether that meets it (bench/targets.ts).
-import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
+import { createGpu, describeGpu, PRECISE_TIMING_DAWN_OPTIONS, type Gpu } from '../src/gpu/create-gpu';
 import { BENCH_HEADS, DECODE_SHAPES, PREFILL, QUICK_DECODE_SHAPES, QUICK_PREFILL, runAttentionBench } from './attention';
 import { describeTuning } from '../src/kernels/attention-tuning';
 import { tuneAttention } from '../src/tuning/tune-attention';
@@ -97,12 +97,47 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${hostAlone.prepareMicros.toFixed(0)}, ${hostAlone.layerMicros.toFixed(1)} per layer); with decodeWritesKv ` +
       `${hostAloneWrites.stepMicros.toFixed(0)} µs (${hostAloneWrites.layerMicros.toFixed(1)} per layer)`,
   );
+  // On a GPU: the decode target's rows again on a device whose shaders run without bounds clamps.
+  const unchecked = quick || !gpu.boundsChecks ? undefined : await runUncheckedDecode(gpu, log);
   // Last before the verdicts: a run cut short by a time limit keeps every figure above.
   const tuned = (options.tune ?? !quick) ? await runTuned(gpu, quick, attention.parallelism.residentWorkgroups, log) : undefined;
-  const targets = checkTargets({ attention, fmaTflops: fma.tflops, matrixTflops: matrix?.tflops, table, prefix, host, hostDecodeWrites, tunedDecode: tuned && (tuned.decode ?? attention.decode) });
+  const targets = checkTargets({
+    attention,
+    fmaTflops: fma.tflops,
+    matrixTflops: matrix?.tflops,
+    table,
+    prefix,
+    host,
+    hostDecodeWrites,
+    tunedDecode: tuned && (tuned.decode ?? attention.decode),
+    uncheckedDecode: unchecked,
+  });
   log(`\n${targetLines(targets, quick).join('\n')}`);
-  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, matrix, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, hostAlone, hostAloneWrites, targets };
+  const results = { device: gpu.info, isFallback: gpu.isFallback, quick, fma, matrix, attention, prefillVsFma, tuned, table, prefix, host, hostPassPerLayer, hostDecodeWrites, hostAlone, hostAloneWrites, unchecked, targets };
   if (options.json) console.log(JSON.stringify(results, null, 2));
+}
+
+/**
+ * The decode target's rows (random order, block 16) on a second device of the same kind created with
+ * boundsChecks: false, i.e. what createGpu({ boundsChecks: false }) gives a trusting caller; each row's
+ * baseline is that device's own read kernel.
+ */
+async function runUncheckedDecode(gpu: Gpu, log: (line: string) => void) {
+  const unchecked = await createGpu({ boundsChecks: false, subgroupMatrix: true, dawnOptions: PRECISE_TIMING_DAWN_OPTIONS });
+  try {
+    if (unchecked.adapter.info.device !== gpu.adapter.info.device || unchecked.isFallback !== gpu.isFallback) {
+      log(`\ndecode without bounds checks: not measured (a second device came from another adapter: ${describeGpu(unchecked)})`);
+      return undefined;
+    }
+    const { decode } = await runAttentionBench(unchecked, { quick: false, decodeOnly: true, decodeRows: 'target', print: false });
+    log('\ndecode without bounds checks (createGpu({ boundsChecks: false }): no WebGPU clamps in the shaders):');
+    for (const d of decode) {
+      log(`  decode ${`${d.batch} × ${d.context}`.padEnd(12)} block ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} splits ${String(d.splits).padStart(3)}  ${d.ms.toFixed(3)} ms  ratio ${d.ratioToBaseline.toFixed(2)}`);
+    }
+    return decode;
+  } finally {
+    unchecked.device.destroy();
+  }
 }
 
 /**

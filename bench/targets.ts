@@ -49,6 +49,8 @@ export interface TargetInputs {
   hostDecodeWrites?: HostCostResult;
   /** The decode rows with the kernels the autotuner chose for the bench's shapes, when it ran. */
   tunedDecode?: readonly DecodeBenchResult[];
+  /** The decode target's rows on a device without bounds checks (createGpu({ boundsChecks: false })), when measured. */
+  uncheckedDecode?: readonly DecodeBenchResult[];
 }
 
 const shapeOf = (d: DecodeBenchResult) => `${d.batch} × ${d.context}`;
@@ -184,9 +186,11 @@ function hostChecks(host: HostCostResult, decodeWrites: HostCostResult | undefin
 export function checkTargets(inputs: TargetInputs): TargetCheck[] {
   const [ratio, ...spreads] = decodeChecks(inputs.attention.decode);
   const tuned = inputs.tunedDecode && decodeChecks(inputs.tunedDecode)[0]!;
+  const unchecked = inputs.uncheckedDecode && decodeChecks(inputs.uncheckedDecode)[0]!;
   return [
     ratio!,
     ...(tuned ? [{ ...tuned, target: `${tuned.target}, with the kernels the autotuner chose (tuneAttention)` }] : []),
+    ...(unchecked ? [{ ...unchecked, target: `${unchecked.target}, without bounds checks (createGpu({ boundsChecks: false }))` }] : []),
     ...spreads,
     ...prefillChecks(inputs.attention.prefill, inputs.fmaTflops, inputs.matrixTflops),
     ...bookkeepingChecks(inputs.table, inputs.prefix),

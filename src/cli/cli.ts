@@ -34,10 +34,11 @@ const SERVE: OptionSpec = {
   'no-progress': { type: 'boolean' },
   tuning: { type: 'string' },
   'subgroup-matrix': { type: 'boolean' },
+  'no-bounds-checks': { type: 'boolean' },
   ...Object.fromEntries(WORKLOAD_FLAGS.map((f) => [f.name, { type: 'string' as const }])),
 };
 
-const INFO: OptionSpec = { ...COMMON, 'subgroup-matrix': { type: 'boolean' } };
+const INFO: OptionSpec = { ...COMMON, 'subgroup-matrix': { type: 'boolean' }, 'no-bounds-checks': { type: 'boolean' } };
 
 const BENCH: OptionSpec = { ...COMMON, quick: { type: 'boolean' }, tune: { type: 'boolean' }, 'no-tune': { type: 'boolean' } };
 
@@ -80,7 +81,11 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
       case 'info': {
         const flags = parse(args, INFO, command);
         if (flags.help) return write(io.stdout, infoHelp());
-        const gpu = await createGpu({ forceFallback: !!flags['force-fallback'], subgroupMatrix: !!flags['subgroup-matrix'] });
+        const gpu = await createGpu({
+          forceFallback: !!flags['force-fallback'],
+          subgroupMatrix: !!flags['subgroup-matrix'],
+          boundsChecks: !flags['no-bounds-checks'],
+        });
         try {
           printInfo(gpu, await probeParallelism(gpu.device), !!flags.json, io.stdout);
         } finally {

@@ -22,6 +22,8 @@ export interface ServeFlags {
   tuning?: string;
   /** Ask for subgroup matrices (Dawn's allow_unsafe_apis), as `tune` and `bench` do. */
   'subgroup-matrix'?: boolean;
+  /** Shaders without WebGPU's bounds clamps (createGpu({ boundsChecks: false }); Node only). */
+  'no-bounds-checks'?: boolean;
 }
 
 export async function serve(flags: ServeFlags, io: { stdout: ProgressStream; stderr: ProgressStream }): Promise<number> {
@@ -29,7 +31,11 @@ export async function serve(flags: ServeFlags, io: { stdout: ProgressStream; std
   if (!isPresetName(preset)) throw new UsageError(`--preset must be small or gpu (got "${preset}")`);
   const options = resolveSimOptions(workloadOverrides(flags), preset);
   const attentionTuning = typeof flags.tuning === 'string' ? readTuning(flags.tuning) : undefined;
-  const gpu = await createGpu({ forceFallback: !!flags['force-fallback'], subgroupMatrix: !!flags['subgroup-matrix'] });
+  const gpu = await createGpu({
+    forceFallback: !!flags['force-fallback'],
+    subgroupMatrix: !!flags['subgroup-matrix'],
+    boundsChecks: !flags['no-bounds-checks'],
+  });
   if (gpu.isFallback && preset === 'gpu') {
     io.stderr.write('warning: --preset gpu on a software adapter (SwiftShader) will take a very long time\n');
   }

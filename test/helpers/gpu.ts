@@ -1,5 +1,7 @@
 // Test helper: one GPU device per test file (SwiftShader where there is no GPU), and a check that no
-// uncaptured WebGPU error happened during a test.
+// uncaptured WebGPU error happened during a test. With TEST_NO_BOUNDS_CHECKS=1 in the environment the
+// device runs its shaders without WebGPU's bounds clamps (createGpu({ boundsChecks: false })), to run
+// the kernel tests as such a device runs them.
 import { afterEach } from 'vitest';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 
@@ -7,7 +9,7 @@ let shared: Promise<Gpu> | undefined;
 const uncaptured: string[] = [];
 
 export function testGpu(): Promise<Gpu> {
-  shared ??= createGpu().then((gpu) => {
+  shared ??= createGpu({ boundsChecks: process.env.TEST_NO_BOUNDS_CHECKS !== '1' }).then((gpu) => {
     // Dawn's Node binding supports the handler property (addEventListener aborts the process).
     gpu.device.onuncapturederror = (event) => {
       uncaptured.push(event.error.message);
