@@ -43,15 +43,20 @@ if (!(sms >= 1 && context >= 1)) throw new Error('--sms and --context must be po
 const waves = values.quick ? [1, 2] : [1, 2, 3, 4, 5, 6];
 const perEntry = BENCH_HEADS.numKvHeads; // × head tiles, which every default variant keeps at 1
 const batches = [...new Set(waves.flatMap((m) => [Math.max(1, Math.floor((m * sms) / perEntry) - 1), Math.floor((m * sms) / perEntry) + 2]))];
-const w = createAttentionWorkload(device, { ...BENCH_HEADS, sequences: uniformSequences(Math.max(...batches), context), order: 'random' });
+const names = values.variants!.split(',');
+const anyStores = names.some((name) => decodeTuningOf(name).decodeWritesKv === true);
+const w = createAttentionWorkload(device, { ...BENCH_HEADS, sequences: uniformSequences(Math.max(...batches), context), order: 'random', storesKv: anyStores });
 const checker = new KernelChecker(device, BENCH_HEADS);
 const timing = values.quick ? { iterations: 3, warmup: 1 } : { warmupMs: GPU_WARMUP_MS };
 console.log(`${gpu.adapter.info.description}: ${sms} SMs assumed, context ${context}, one split per sequence`);
 const rows: { variant: string; batch: number; workgroups: number; ms: number }[] = [];
-for (const name of values.variants!.split(',')) {
-  const options = { numQueryHeads: BENCH_HEADS.numQueryHeads, adapterInfo: gpu.adapter.info, subgroups: gpu.features.subgroups, tuning: decodeTuningOf(name) };
+for (const name of names) {
+  const tuning = decodeTuningOf(name);
+  // A storing variant (-wk) is checked and timed storing each sequence's new K/V, as the cache runs it.
+  const storesKv = tuning.decodeWritesKv === true;
+  const options = { numQueryHeads: BENCH_HEADS.numQueryHeads, adapterInfo: gpu.adapter.info, subgroups: gpu.features.subgroups, tuning };
   const probe = new PagedAttentionKernel(device, checker.layout, { ...options, rowStride: checker.rowStride });
-  const rejected = await kernelRejection(device, checker, probe);
+  const rejected = await kernelRejection(device, checker, probe, storesKv);
   probe.destroy();
   if (rejected !== undefined) {
     console.log(`${name.padEnd(16)} not timed: ${rejected}`);
@@ -61,7 +66,8 @@ for (const name of values.variants!.split(',')) {
   const headTiles = BENCH_HEADS.numQueryHeads / BENCH_HEADS.numKvHeads / (kernel.streamDecodeConfig?.headsPerWorkgroup ?? 4);
   let first: number | undefined;
   for (const batch of batches) {
-    const args = { ...w.args({ forceSplits: 1 }), entries: w.entries.slice(0, batch) };
+    const all = w.args({ forceSplits: 1, storesKv });
+    const args = { ...all, entries: all.entries.slice(0, batch) };
     const { seconds } = await timeGpu(device, (encoder) => kernel.encode(encoder, args), timing);
     const workgroups = batch * perEntry * headTiles;
     first ??= seconds;

@@ -9,7 +9,8 @@ import type { AttentionTuning } from '../src/kernels/paged-attention';
  * -w<workgroup size> -k<min keys per split> -r<lazy rescale threshold> -m<KiB of workgroup memory per
  * merge round> -np / -pf (no prefetch / prefetch) -qs / -qr (queries in workgroup memory / in registers)
  * -sh (lanes add up their scores through workgroup memory, not subgroup shuffles: the portable form)
- * -hs (q·k in f16 arithmetic, where the device has shader-f16), e.g. stream-u4-l8-w256; or `mma` (on
+ * -hs (q·k in f16 arithmetic, where the device has shader-f16) -wk (the decode stores the new K/V:
+ * decodeWritesKv, timed storing where the bench can), e.g. stream-u4-l8-w256; or `mma` (on
  * subgroup matrices, where the device has them) followed by -s<keys per step> -t<target workgroups>
  * -k<min keys per split>, e.g. mma-s64.
  */
@@ -37,6 +38,7 @@ export function decodeTuningOf(name: string): AttentionTuning {
     else if (knob === 'qs') stream.queryInSmem = true;
     else if (knob === 'qr') stream.queryInSmem = false;
     else if (knob === 'hs') stream.halfScores = true;
+    else if (knob === 'wk') tuning.decodeWritesKv = true;
     else if (knob[0] === 'k') tuning.decodeMinKeysPerSplit = n;
     else if (knob[0] === 'r') stream.rescaleThreshold = n;
     else if (knob[0] === 'm') stream.mergeBytes = n * 1024;
