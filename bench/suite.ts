@@ -97,7 +97,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${hostAlone.prepareMicros.toFixed(0)}, ${hostAlone.layerMicros.toFixed(1)} per layer); with decodeWritesKv ` +
       `${hostAloneWrites.stepMicros.toFixed(0)} µs (${hostAloneWrites.layerMicros.toFixed(1)} per layer)`,
   );
-  // On a GPU: the decode target's rows again on a device whose shaders run without bounds clamps.
+  // On a GPU: the decode target's rows again on a device whose shaders run without bounds checks.
   const unchecked = quick || !gpu.boundsChecks ? undefined : await runUncheckedDecode(gpu, log);
   // Last before the verdicts: a run cut short by a time limit keeps every figure above.
   const tuned = (options.tune ?? !quick) ? await runTuned(gpu, quick, attention.parallelism.residentWorkgroups, log) : undefined;
@@ -130,7 +130,7 @@ async function runUncheckedDecode(gpu: Gpu, log: (line: string) => void) {
       return undefined;
     }
     const { decode } = await runAttentionBench(unchecked, { quick: false, decodeOnly: true, decodeRows: 'target', print: false });
-    log('\ndecode without bounds checks (createGpu({ boundsChecks: false }): no WebGPU clamps in the shaders):');
+    log('\ndecode without bounds checks (createGpu({ boundsChecks: false }): no WebGPU bounds checks in the shaders):');
     for (const d of decode) {
       log(`  decode ${`${d.batch} × ${d.context}`.padEnd(12)} block ${String(d.blockSize).padStart(2)} ${d.tableOrder.padEnd(8)} splits ${String(d.splits).padStart(3)}  ${d.ms.toFixed(3)} ms  ratio ${d.ratioToBaseline.toFixed(2)}`);
     }

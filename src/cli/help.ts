@@ -52,7 +52,7 @@ export function serveHelp(): string {
     ['--json', 'print the result as JSON on stdout instead of the table'],
     ['--tuning <file>', 'attention kernel tuning (JSON, as `tune --out` writes it) [built-in choices]'],
     ['--subgroup-matrix', "use subgroup matrices where the device has them (Dawn's allow_unsafe_apis; `tune` and `bench` do)"],
-    ['--no-bounds-checks', "shaders without WebGPU's bounds clamps (Dawn's disable_robustness): faster on NVIDIA, for trusted code only"],
+    ['--no-bounds-checks', "shaders without WebGPU's bounds checks (Dawn's disable_robustness): faster on NVIDIA, for trusted code only"],
     ['--no-progress', 'no progress line on stderr'],
     ...COMMON_FLAGS,
   );
@@ -76,7 +76,7 @@ Shows the WebGPU adapter this runtime would use, the optional features it enable
 how many 256-invocation workgroups the device runs at once (measured: it sizes decode split-K), and
 the decode and prefill kernels it gets for a reference shape (32/8 heads × 128, f16 KV). With
 --subgroup-matrix, the device asks for subgroup matrices as serve --subgroup-matrix, tune and bench do;
-with --no-bounds-checks, its shaders run without WebGPU's bounds clamps as serve --no-bounds-checks.
+with --no-bounds-checks, its shaders run without WebGPU's bounds checks as serve --no-bounds-checks.
 `;
 }
 

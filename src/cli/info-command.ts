@@ -58,7 +58,7 @@ export function printInfo(gpu: Gpu, parallelism: ParallelismProbe, json: boolean
     ['backend', i.backend],
     ['software fallback', gpu.isFallback ? 'yes (correct but slow: a CPU implementation of Vulkan)' : 'no'],
     ...(gpu.dawnFlags.length > 0 ? [['Dawn flags', gpu.dawnFlags.join(' ')] as [string, string]] : []),
-    ['bounds checks', gpu.boundsChecks ? 'yes (WebGPU clamps every buffer access)' : 'off (--no-bounds-checks: trusted shaders only)'],
+    ['bounds checks', gpu.boundsChecks ? 'yes (every buffer and array access checked, as WebGPU requires)' : 'off (--no-bounds-checks: trusted shaders only)'],
     ['subgroup sizes', i.subgroupMaxSize ? `${i.subgroupMinSize}..${i.subgroupMaxSize}` : 'unknown'],
     ['features used', Object.entries(gpu.features).map(([k, v]) => `${k} ${v ? 'yes' : 'no'}`).join(' · ')],
     ['adapter features', [...gpu.adapter.features].sort().join(', ')],

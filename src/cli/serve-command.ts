@@ -22,7 +22,7 @@ export interface ServeFlags {
   tuning?: string;
   /** Ask for subgroup matrices (Dawn's allow_unsafe_apis), as `tune` and `bench` do. */
   'subgroup-matrix'?: boolean;
-  /** Shaders without WebGPU's bounds clamps (createGpu({ boundsChecks: false }); Node only). */
+  /** Shaders without WebGPU's bounds checks (createGpu({ boundsChecks: false }); Node only). */
   'no-bounds-checks'?: boolean;
 }
 

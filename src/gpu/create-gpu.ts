@@ -27,8 +27,9 @@ export interface CreateGpuOptions {
    */
   defaultLimits?: boolean;
   /**
-   * false: compile shaders without the bounds clamps WebGPU puts on every buffer and array access
-   * (Dawn's disable_robustness, with allow_unsafe_apis; Node only). The kernels keep their own checks
+   * false: run shaders without the bounds checks WebGPU puts on every buffer and array access (Tint's
+   * index clamps, and on Vulkan the driver's robust buffer access, which Dawn uses for buffers where it
+   * can): Dawn's disable_robustness, with allow_unsafe_apis; Node only. The kernels keep their own checks
    * (a block id outside the pool reads as zeros, table reads stop at the row), so their results do not
    * change, and on NVIDIA's H100 the decode runs 8–22 % faster (bench/RESULTS.md); but a kernel bug
    * could then read or write outside its buffers instead of being clamped, so leave it on unless the
@@ -72,7 +73,7 @@ export interface Gpu {
   isFallback: boolean;
   /** The flags of the Dawn instance the adapter came from (Node; empty in the browser). */
   dawnFlags: readonly string[];
-  /** Whether shaders run with WebGPU's bounds clamps (CreateGpuOptions.boundsChecks). */
+  /** Whether shaders run with WebGPU's bounds checks (CreateGpuOptions.boundsChecks). */
   boundsChecks: boolean;
 }
 

@@ -1,4 +1,4 @@
-// createGpu({ boundsChecks: false }): a device whose shaders run without WebGPU's bounds clamps (Dawn's
+// createGpu({ boundsChecks: false }): a device whose shaders run without WebGPU's bounds checks (Dawn's
 // disable_robustness). The flag must reach Dawn only when asked (the default device keeps its checks),
 // and the kernels, which check block ids and table rows themselves, must give the same results there:
 // the streaming decode with and without split-K and the tile engine against the f64 CPU reference.

@@ -1,6 +1,6 @@
 // Test helper: one GPU device per test file (SwiftShader where there is no GPU), and a check that no
 // uncaptured WebGPU error happened during a test. With TEST_NO_BOUNDS_CHECKS=1 in the environment the
-// device runs its shaders without WebGPU's bounds clamps (createGpu({ boundsChecks: false })), to run
+// device runs its shaders without WebGPU's bounds checks (createGpu({ boundsChecks: false })), to run
 // the kernel tests as such a device runs them.
 import { afterEach } from 'vitest';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
