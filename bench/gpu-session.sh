@@ -44,7 +44,8 @@ for step in $steps; do
     prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} ${DAWN:+--dawn "$DAWN"} --json "$out/prefill.json" ;;
     # Without the emulated-matrix file: it runs the matrix kernels rewritten into plain WGSL, for devices
     # that lack matrices (the H100 runs the real ones in attention-mma); on the H100 it and attention-shapes
-    # had not finished when a 230 s step ended.
+    # (whose long-context matrix is now attention-long-d*.test.ts, one file per head dim, so they run side
+    # by side) had not finished when a 230 s step ended.
     tests) run tests 190 vitest run test/kernels test/gpu --exclude test/kernels/attention-mma-emulated.test.ts ;;
     residency) run residency 60 tsx bench/workgroup-residency.ts --json "$out/residency.json" ;;
     occupancy) run occupancy 120 tsx bench/decode-occupancy.ts ${OCCUPANCY:+--variants "$OCCUPANCY"} --json "$out/occupancy.json" ;;

@@ -209,6 +209,20 @@ export interface AttentionCheck {
   splits: number[];
 }
 
+/** The f64 CPU reference of the fixture's attention (all entries, or `entries`), as f32. */
+export function fixtureReference(fx: KvFixture, entries: readonly AttentionEntry[] = fx.entries): Float32Array {
+  return pagedAttentionRef({
+    layout: fx.layout,
+    chunkWords: fx.chunkWords,
+    blockTable: fx.blockTable,
+    rowStride: fx.rowStride,
+    numQueryHeads: fx.numQueryHeads,
+    q: fx.q,
+    entries,
+    scale: fx.scale,
+  });
+}
+
 /**
  * Runs `kernel` on the fixture (all entries, or `entries`) once per value of `forceSplits` (a list runs
  * several split choices against one reference) and compares each with the CPU reference; returns the
@@ -222,19 +236,15 @@ export async function checkAttention(
   },
   fx: KvFixture,
   tol: Tolerance,
-  opts: { forceSplits?: number | readonly (number | undefined)[]; entries?: AttentionEntry[] } = {},
+  opts: {
+    forceSplits?: number | readonly (number | undefined)[];
+    entries?: AttentionEntry[];
+    /** fixtureReference(fx, entries), when the caller checks several kernels against one. */
+    reference?: Float32Array;
+  } = {},
 ): Promise<AttentionCheck> {
   const entries = opts.entries ?? fx.entries;
-  const ref = pagedAttentionRef({
-    layout: fx.layout,
-    chunkWords: fx.chunkWords,
-    blockTable: fx.blockTable,
-    rowStride: fx.rowStride,
-    numQueryHeads: fx.numQueryHeads,
-    q: fx.q,
-    entries,
-    scale: fx.scale,
-  });
+  const ref = opts.reference ?? fixtureReference(fx, entries);
   const runs = Array.isArray(opts.forceSplits) ? opts.forceSplits : [opts.forceSplits as number | undefined];
   let worst: AttentionCheck | undefined;
   for (const forceSplits of runs) {

@@ -1,0 +1,6 @@
+// The long-context paged-attention matrix for head dim 128 (real GPU only; skipped on SwiftShader):
+// see describeLongMatrix in test/helpers/attention-shapes.ts.
+import { describeLongMatrix, useShapeTestGpu } from '../helpers/attention-shapes';
+
+useShapeTestGpu();
+describeLongMatrix(128);
