@@ -336,6 +336,13 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
         });
       }
+      // V matrices of pool-read steps loaded before the softmax (their latency overlapping it): 2 and 4 subgroups.
+      for (const subgroups of [2, 4] as const) {
+        paths.push({
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), K/V from the pool, V before the softmax`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true },
+        });
+      }
       // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys
       // and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32 rows); 29.0 and 45.5 KiB at head dim
       // 128 with 16 × 16 matrices, so both fit 48 KiB.
@@ -354,7 +361,7 @@ async function runParts(run: BenchRun): Promise<void> {
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}, ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
@@ -362,7 +369,8 @@ async function runParts(run: BenchRun): Promise<void> {
       mma.subgroups === (tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS) &&
       mma.rowTiles === (tuning.prefillMatrixRowTiles ?? 1) &&
       mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
-      mma.directKv === (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV);
+      mma.directKv === (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV) &&
+      mma.earlyV === (tuning.prefillMatrixEarlyV ?? false);
     if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;

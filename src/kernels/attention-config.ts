@@ -361,6 +361,12 @@ export interface MmaPrefillConfig {
    * multiple of matrixSize tokens.
    */
   directKv: boolean;
+  /**
+   * With directKv: a step read from the pool loads its V matrices right after its scores, before the
+   * softmax, so their latency overlaps it (the subgroup holds them through the softmax); otherwise
+   * each V matrix is loaded where P·V uses it.
+   */
+  earlyV: boolean;
 }
 
 /** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
@@ -394,6 +400,8 @@ export interface MmaPrefillShape {
   matrixSize?: MmaMatrixSize;
   /** Default false; ignored where the layout does not allow it (several chunks, blocks not a multiple of the matrix size). */
   directKv?: boolean;
+  /** Default false; only with directKv (MmaPrefillConfig.earlyV). */
+  earlyV?: boolean;
 }
 
 /**
@@ -410,7 +418,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false } = shape;
+  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false, earlyV = false } = shape;
   const n = matrixSize;
   const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
   if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
@@ -446,6 +454,7 @@ export function mmaPrefillConfig(
     workgroupBytes: bytes,
     rescaleThreshold,
     directKv: directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
+    earlyV: earlyV && directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
   };
 }
 

@@ -35,6 +35,11 @@ export interface AttentionTuning {
   prefillMatrixKeyTile?: (typeof MMA_KEY_TILES)[number];
   /** true: the subgroup-matrix prefill loads K/V matrices of fully attended steps from the pool, unstaged (one chunk, blocks a multiple of the matrix size; default true, MMA_DEFAULT_DIRECT_KV). */
   prefillMatrixDirectKv?: boolean;
+  /**
+   * true: the subgroup-matrix prefill loads the V matrices of a step read from the pool before the step's
+   * softmax rather than at P·V (default false; MmaPrefillConfig.earlyV).
+   */
+  prefillMatrixEarlyV?: boolean;
   /** true: decode on subgroup matrices where the device has them (the prefill kernel's code, K/V from the pool where the layout allows). */
   decodeMatrix?: boolean;
   /** Keys per step of the subgroup-matrix decode (default 16). */
@@ -109,6 +114,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillMatrixRowTiles: oneOf(MMA_ROW_TILES),
   prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
   prefillMatrixDirectKv: bool,
+  prefillMatrixEarlyV: bool,
   decodeWritesKv: bool,
   decodeMatrix: bool,
   decodeMatrixKeyTile: oneOf(MMA_KEY_TILES),

@@ -284,8 +284,13 @@ export class PagedAttentionKernel {
     this.prefillMmaConfig =
       tuning.prefillMatrix === false
         ? undefined
-        : (matrixKernel({ subgroups: tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS, rowTiles: tuning.prefillMatrixRowTiles, keyTile: tuning.prefillMatrixKeyTile, directKv }) ??
-          matrixKernel({ directKv }));
+        : (matrixKernel({
+            subgroups: tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS,
+            rowTiles: tuning.prefillMatrixRowTiles,
+            keyTile: tuning.prefillMatrixKeyTile,
+            directKv,
+            earlyV: tuning.prefillMatrixEarlyV,
+          }) ?? matrixKernel({ directKv, earlyV: tuning.prefillMatrixEarlyV }));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
@@ -637,7 +642,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;

@@ -13,14 +13,18 @@
 // per-subgroup offsets (several subgroups) and the pool-load branches (every lane computes `direct` from
 // the same table window; they hold no barrier) are not workgroup-uniform to Tint's analysis, so the
 // shader turns its subgroup-matrix uniformity diagnostic off for those shapes.
+// With earlyV (K/V from the pool only), a pool-read step loads its V matrices into v_b_c right after its
+// scores, so they are in flight during the softmax; staged steps still load V at P·V.
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
 export function prefillMmaEntry(
   headDim: number,
-  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'>,
+  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'> & { earlyV?: boolean },
 ): string {
   const { matrixSize: n, subgroupSize, subgroups, rowTiles, keyTile } = shape;
+  /** A pool-read step's V matrices are loaded right after its scores, into v_b_c held through the softmax. */
+  const earlyV = shape.directKv && shape.earlyV === true;
   const chunks = range(headDim / n);
   /** The subgroup's row tiles: variables of tile t end in _t. */
   const T = range(rowTiles);
@@ -98,6 +102,9 @@ export function prefillMmaEntry(
     ]);
   const stagedScores = (b: number, indent: string) => scores(b, indent, 'tiles', (c) => `${n * b}u * HEAD_DIM + ${n * c}u`);
   for (const t of T) for (const b of blocks) add(`    var sm_${t}_${b} = ${result}();`);
+  /** V matrix (block b, head-dim chunk c) of a pool-read step, loaded from the pool's f16 view. */
+  const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM)`;
+  if (earlyV) for (const c of chunks) for (const b of blocks) add(`    var v_${b}_${c} = ${right}();`);
   if (shape.directKv) {
     // A step every row attends whole, over blocks that all exist, reads its K and V matrices from the
     // pool (each n-key block of the step lies in one pool block); every lane computes the same `direct`
@@ -113,6 +120,7 @@ export function prefillMmaEntry(
       `    if (direct) {`,
     );
     for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => `kv_at_${b} + ${n * c}u`));
+    if (earlyV) for (const c of chunks) for (const b of blocks) add(`      v_${b}_${c} = ${poolV(b, c)};`);
     add(`    } else {`, ...blocks.flatMap((b) => stagedScores(b, '      ')), `    }`);
   } else {
     add(`    stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
@@ -203,7 +211,10 @@ export function prefillMmaEntry(
     );
   const stagedOutputs = (indent: string) => outputs(indent, 'tiles', (b, c) => `(KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u`);
   if (shape.directKv) {
-    add(`      if (direct) {`, ...outputs('        ', 'kv_half', (b, c) => `kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u`));
+    const direct = earlyV
+      ? chunks.flatMap((c) => blocks.flatMap((b) => T.map((t) => `        o_${t}_${c} = subgroupMatrixMultiplyAccumulate(pm_${t}_${b}, v_${b}_${c}, o_${t}_${c});`)))
+      : outputs('        ', 'kv_half', (b, c) => `kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u`);
+    add(`      if (direct) {`, ...direct);
     add(`      } else {`, ...stagedOutputs('        '), `      }`);
   } else {
     add(...stagedOutputs('      '));

@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { createGpu } from '../../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
-import { MMA_MATRIX_SIZES } from '../../src/kernels/attention-config';
+import { MMA_DEFAULT_DIRECT_KV, MMA_MATRIX_SIZES } from '../../src/kernels/attention-config';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { buildKvFixture, checkAttention, type SequenceSpec } from '../helpers/kv-fixture';
 import { emulatedAdapterInfo, withEmulatedSubgroupMatrices } from '../helpers/emulated-subgroup-matrices';
@@ -42,8 +42,8 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
     try {
       const kernel = new PagedAttentionKernel(device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo, tuning });
       const matrix = tuning.decodeMatrix ? kernel.decodeMmaConfig : kernel.prefillMmaConfig;
-      // Decode reads K/V from the pool wherever blocks hold whole matrices; prefill where also asked to.
-      const directKv = blockSize % n === 0 && (tuning.decodeMatrix === true || tuning.prefillMatrixDirectKv === true);
+      // Decode reads K/V from the pool wherever blocks hold whole matrices; prefill too unless told not to.
+      const directKv = blockSize % n === 0 && (tuning.decodeMatrix === true || (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV));
       expect([matrix?.matrixSize, matrix?.subgroupSize, matrix?.directKv, matrix?.rowTiles]).toEqual([n, sg, directKv, tuning.decodeMatrix ? 1 : (tuning.prefillMatrixRowTiles ?? 1)]);
       const result = await checkAttention(device, kernel, fx, TOL, { forceSplits });
       expect(result.count, `${JSON.stringify(tuning)}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
@@ -61,6 +61,9 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
     // Two row tiles per subgroup (each K/V matrix feeds both), staged and from the pool, with rescaling at every new max.
     { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixKeyTile: 32, prefillRescaleThreshold: 0 } },
     { headDim: 16, groupSize: 2, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixSubgroups: 2, prefillMatrixDirectKv: true } },
+    // V matrices of pool-read steps loaded before the softmax: one and two row tiles, 16 and 32 keys per step.
+    { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillMatrixKeyTile: 32 } },
+    { headDim: 16, groupSize: 2, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixSubgroups: 2, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillRescaleThreshold: 0 } },
   ] satisfies { headDim: number; groupSize: number; blockSize: number; tuning: AttentionTuning }[])('prefill: head dim $headDim, GQA $groupSize, block $blockSize, $tuning', async ({ headDim, groupSize, blockSize, tuning }) => {
     await expectMatch(headDim, groupSize, blockSize, tuning);
   });

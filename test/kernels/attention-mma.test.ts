@@ -78,16 +78,20 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     // Two row tiles per subgroup, each K/V matrix feeding both: staged and from the pool.
     { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, rowTiles: 2 },
     { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 16, rowTiles: 2, directKv: true },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false }) => {
+    // V matrices of pool-read steps loaded before the softmax (MmaPrefillConfig.earlyV).
+    { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, directKv: true, earlyV: true },
+    { headDim: 64, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 16, rowTiles: 2, directKv: true, earlyV: true },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false, earlyV = false }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
         numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
-        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv },
+        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv, prefillMatrixEarlyV: earlyV },
       });
       expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile, rowTiles));
       expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
+      expect(kernel.prefillMmaConfig!.earlyV).toBe(earlyV);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {
