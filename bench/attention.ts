@@ -336,11 +336,13 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixKeyTile: keyTile },
         });
       }
-      // V matrices of pool-read steps loaded before the softmax (their latency overlapping it): 2 and 4 subgroups.
-      for (const subgroups of [2, 4] as const) {
+      // Pool-read steps' loads moved earlier so their latency overlaps other work: V before the softmax,
+      // the next step's K right after this step's scores, and both (2 subgroups; both also with 4).
+      for (const [subgroups, earlyV, nextK] of [[2, true, false], [2, false, true], [2, true, true], [4, true, true]] as const) {
+        const early = [earlyV ? 'V before the softmax' : '', nextK ? 'next K early' : ''].filter(Boolean).join(', ');
         paths.push({
-          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), K/V from the pool, V before the softmax`,
-          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true },
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), K/V from the pool, ${early}`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: true, prefillMatrixEarlyV: earlyV, prefillMatrixNextK: nextK },
         });
       }
       // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys
@@ -361,7 +363,7 @@ async function runParts(run: BenchRun): Promise<void> {
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}, ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}${mma.nextK ? ', next K early' : ''}, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
@@ -370,7 +372,8 @@ async function runParts(run: BenchRun): Promise<void> {
       mma.rowTiles === (tuning.prefillMatrixRowTiles ?? 1) &&
       mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
       mma.directKv === (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV) &&
-      mma.earlyV === (tuning.prefillMatrixEarlyV ?? false);
+      mma.earlyV === (tuning.prefillMatrixEarlyV ?? false) &&
+      mma.nextK === (tuning.prefillMatrixNextK ?? false);
     if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;

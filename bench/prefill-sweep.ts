@@ -28,13 +28,14 @@ const { measureFmaRate } = await import('./fma');
 /**
  * `tile` (tile engine), `mma` (subgroup matrices, where the device has them; `mma-s4-k32`: 4 subgroups per
  * workgroup, 32 keys per step; `-r2`: 2 row tiles per subgroup, e.g. mma-s2-r2-k32; `-d`: K/V matrices of fully
- * attended steps from the pool; `-v`: their V matrices loaded before the softmax, e.g. mma-s2-d-v), or `blocked` followed by
+ * attended steps from the pool; `-v`: their V matrices loaded before the softmax; `-n`: the next step's K right after a step's scores, e.g.
+ * mma-s2-d-v-n), or `blocked` followed by
  * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
  * device>, e.g. blocked-f32-r64-m48.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
-  const mma = /^mma(?:-s(\d+))?(?:-r(\d+))?(?:-k(\d+))?(-d)?(-v)?$/.exec(name);
+  const mma = /^mma(?:-s(\d+))?(?:-r(\d+))?(?:-k(\d+))?(-d)?(-v)?(-n)?$/.exec(name);
   if (mma) {
     return {
       prefillMatrix: true,
@@ -43,6 +44,7 @@ function tuningOf(name: string): AttentionTuning {
       ...(mma[3] ? { prefillMatrixKeyTile: Number(mma[3]) as AttentionTuning['prefillMatrixKeyTile'] } : {}),
       ...(mma[4] ? { prefillMatrixDirectKv: true } : {}),
       ...(mma[5] ? { prefillMatrixEarlyV: true } : {}),
+      ...(mma[6] ? { prefillMatrixNextK: true } : {}),
     };
   }
   if (!name.startsWith('blocked')) throw new Error(`unknown variant ${name}`);

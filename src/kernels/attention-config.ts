@@ -367,6 +367,12 @@ export interface MmaPrefillConfig {
    * each V matrix is loaded where P·V uses it.
    */
   earlyV: boolean;
+  /**
+   * With directKv: right after a step's scores, the next step's K matrices are loaded when that step
+   * will read them from the pool (and needs no table-window reload), so their latency overlaps this
+   * step's softmax and P·V; the next step then uses them instead of loading its own.
+   */
+  nextK: boolean;
 }
 
 /** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
@@ -402,6 +408,8 @@ export interface MmaPrefillShape {
   directKv?: boolean;
   /** Default false; only with directKv (MmaPrefillConfig.earlyV). */
   earlyV?: boolean;
+  /** Default false; only with directKv (MmaPrefillConfig.nextK). */
+  nextK?: boolean;
 }
 
 /**
@@ -418,7 +426,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false, earlyV = false } = shape;
+  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false, earlyV = false, nextK = false } = shape;
   const n = matrixSize;
   const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
   if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
@@ -455,6 +463,7 @@ export function mmaPrefillConfig(
     rescaleThreshold,
     directKv: directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
     earlyV: earlyV && directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
+    nextK: nextK && directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
   };
 }
 

@@ -40,6 +40,11 @@ export interface AttentionTuning {
    * softmax rather than at P·V (default false; MmaPrefillConfig.earlyV).
    */
   prefillMatrixEarlyV?: boolean;
+  /**
+   * true: the subgroup-matrix prefill loads the next pool-read step's K matrices right after a step's
+   * scores rather than at the next step (default false; MmaPrefillConfig.nextK).
+   */
+  prefillMatrixNextK?: boolean;
   /** true: decode on subgroup matrices where the device has them (the prefill kernel's code, K/V from the pool where the layout allows). */
   decodeMatrix?: boolean;
   /** Keys per step of the subgroup-matrix decode (default 16). */
@@ -115,6 +120,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillMatrixKeyTile: oneOf(MMA_KEY_TILES),
   prefillMatrixDirectKv: bool,
   prefillMatrixEarlyV: bool,
+  prefillMatrixNextK: bool,
   decodeWritesKv: bool,
   decodeMatrix: bool,
   decodeMatrixKeyTile: oneOf(MMA_KEY_TILES),

@@ -290,7 +290,8 @@ export class PagedAttentionKernel {
             keyTile: tuning.prefillMatrixKeyTile,
             directKv,
             earlyV: tuning.prefillMatrixEarlyV,
-          }) ?? matrixKernel({ directKv, earlyV: tuning.prefillMatrixEarlyV }));
+            nextK: tuning.prefillMatrixNextK,
+          }) ?? matrixKernel({ directKv, earlyV: tuning.prefillMatrixEarlyV, nextK: tuning.prefillMatrixNextK }));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);
@@ -642,7 +643,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;

@@ -14,17 +14,23 @@
 // the same table window; they hold no barrier) are not workgroup-uniform to Tint's analysis, so the
 // shader turns its subgroup-matrix uniformity diagnostic off for those shapes.
 // With earlyV (K/V from the pool only), a pool-read step loads its V matrices into v_b_c right after its
-// scores, so they are in flight during the softmax; staged steps still load V at P·V.
+// scores, so they are in flight during the softmax; staged steps still load V at P·V. With nextK, right
+// after a step's scores the next step's K matrices are loaded into k_b_c (declared outside the step
+// loop) when that step will read from the pool without a table-window reload — the same `direct` it
+// will compute, from the same window — and k_valid says so; a pool-read step loads its own K only
+// where k_valid is false.
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
 export function prefillMmaEntry(
   headDim: number,
-  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'> & { earlyV?: boolean },
+  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'> & { earlyV?: boolean; nextK?: boolean },
 ): string {
   const { matrixSize: n, subgroupSize, subgroups, rowTiles, keyTile } = shape;
   /** A pool-read step's V matrices are loaded right after its scores, into v_b_c held through the softmax. */
   const earlyV = shape.directKv && shape.earlyV === true;
+  /** The next pool-read step's K matrices are loaded right after this step's scores, into k_b_c held across steps. */
+  const nextK = shape.directKv && shape.nextK === true;
   const chunks = range(headDim / n);
   /** The subgroup's row tiles: variables of tile t end in _t. */
   const T = range(rowTiles);
@@ -82,6 +88,10 @@ export function prefillMmaEntry(
   for (const t of T) for (const c of chunks) add(`  let q_${t}_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, tile_${t} * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
   for (const t of T) for (const c of chunks) add(`  var o_${t}_${c} = ${result}();`);
   for (const t of T) add(`  var m_ref_${t} = NEG_BIG;`, `  var l_row_${t} = 0.0;`);
+  if (nextK) {
+    for (const b of blocks) for (const c of chunks) add(`  var k_${b}_${c} = ${right}();`);
+    add(`  var k_valid = false;`);
+  }
   add(
     `  workgroupBarrier();`,
     `  for (var t0 = item.key_start; t0 < item.key_end; t0 += KEY_TILE) {`,
@@ -103,6 +113,7 @@ export function prefillMmaEntry(
   const stagedScores = (b: number, indent: string) => scores(b, indent, 'tiles', (c) => `${n * b}u * HEAD_DIM + ${n * c}u`);
   for (const t of T) for (const b of blocks) add(`    var sm_${t}_${b} = ${result}();`);
   /** V matrix (block b, head-dim chunk c) of a pool-read step, loaded from the pool's f16 view. */
+  const poolK = (at: string, c: number) => `subgroupMatrixLoad<${right}, col_major>(&kv_half, ${at} + ${n * c}u, HEAD_DIM)`;
   const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM)`;
   if (earlyV) for (const c of chunks) for (const b of blocks) add(`    var v_${b}_${c} = ${right}();`);
   if (shape.directKv) {
@@ -119,9 +130,30 @@ export function prefillMmaEntry(
       `    workgroupBarrier();`,
       `    if (direct) {`,
     );
-    for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => `kv_at_${b} + ${n * c}u`));
+    if (nextK) {
+      // K of this step: loaded at the end of the previous step's scores where k_valid, else here.
+      add(`      if (!k_valid) {`);
+      for (const b of blocks) for (const c of chunks) add(`        k_${b}_${c} = ${poolK(`kv_at_${b}`, c)};`);
+      add(`      }`);
+      for (const b of blocks) for (const c of chunks) for (const t of T) add(`      sm_${t}_${b} = subgroupMatrixMultiplyAccumulate(q_${t}_${c}, k_${b}_${c}, sm_${t}_${b});`);
+    } else {
+      for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => `kv_at_${b} + ${n * c}u`));
+    }
     if (earlyV) for (const c of chunks) for (const b of blocks) add(`      v_${b}_${c} = ${poolV(b, c)};`);
     add(`    } else {`, ...blocks.flatMap((b) => stagedScores(b, '      ')), `    }`);
+    if (nextK) {
+      // The next step, where it reads from the pool in this window (no reload at its top): its K now.
+      add(
+        `    k_valid = false;`,
+        `    let t_next = t0 + KEY_TILE;`,
+        `    if (t_next < item.key_end && block_of(min(t_next + KEY_TILE, item.key_end) - 1u) < window_start + TABLE_WINDOW) {`,
+        `      let masks_next = t_next + KEY_TILE > min(item.q_pos + 1u, item.key_end);`,
+      );
+      for (const b of blocks) add(`      let next_at_${b} = pool_row_at(kv_head, t_next + ${n * b}u, window_start);`);
+      add(`      if (!masks_next && t_next % ${n}u == 0u && ${blocks.map((b) => `next_at_${b} != NO_BLOCK`).join(' && ')}) {`);
+      for (const b of blocks) for (const c of chunks) add(`        k_${b}_${c} = ${poolK(`next_at_${b}`, c)};`);
+      add(`        k_valid = true;`, `      }`, `    }`);
+    }
   } else {
     add(`    stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
   }

@@ -64,6 +64,9 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
     // V matrices of pool-read steps loaded before the softmax: one and two row tiles, 16 and 32 keys per step.
     { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillMatrixKeyTile: 32 } },
     { headDim: 16, groupSize: 2, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixSubgroups: 2, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillRescaleThreshold: 0 } },
+    // The next pool-read step's K loaded after a step's scores, alone and with V early.
+    { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixDirectKv: true, prefillMatrixNextK: true } },
+    { headDim: 16, groupSize: 8, blockSize: 32, tuning: { prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillMatrixNextK: true } },
   ] satisfies { headDim: number; groupSize: number; blockSize: number; tuning: AttentionTuning }[])('prefill: head dim $headDim, GQA $groupSize, block $blockSize, $tuning', async ({ headDim, groupSize, blockSize, tuning }) => {
     await expectMatch(headDim, groupSize, blockSize, tuning);
   });

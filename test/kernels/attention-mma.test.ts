@@ -81,17 +81,23 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     // V matrices of pool-read steps loaded before the softmax (MmaPrefillConfig.earlyV).
     { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, directKv: true, earlyV: true },
     { headDim: 64, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 16, rowTiles: 2, directKv: true, earlyV: true },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false, earlyV = false }) => {
+    // The next pool-read step's K loaded after a step's scores (MmaPrefillConfig.nextK), alone and with V early;
+    // blocks of 8 and 16 tokens hold whole 8-key matrices but not always 16-key ones (steps then staged).
+    { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, directKv: true, nextK: true },
+    { headDim: 64, groupSize: 2, blockSize: 8, subgroups: 4, keyTile: 16, directKv: true, earlyV: true, nextK: true },
+    { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 64, rowTiles: 2, directKv: true, earlyV: true, nextK: true },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K $nextK matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false, earlyV = false, nextK = false }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
         numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
-        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv, prefillMatrixEarlyV: earlyV },
+        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv, prefillMatrixEarlyV: earlyV, prefillMatrixNextK: nextK },
       });
       expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile, rowTiles));
       expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
       expect(kernel.prefillMmaConfig!.earlyV).toBe(earlyV);
+      expect(kernel.prefillMmaConfig!.nextK).toBe(nextK);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {
@@ -100,8 +106,10 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
   });
 
   it('long causal prefill with table-window reloads (blocks of 8 and 16), rescaling lazily and at every new max, in one and four subgroups, steps of 16 to 64 keys, K/V staged and from the pool', async () => {
-    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, blockSize] of [
-      [8, 1, 16, false, 8], [0, 1, 16, false, 8], [8, 4, 32, false, 8], [0, 2, 64, false, 8], [0, 2, 32, true, 16],
+    // (The last two load the next step's K early and V before the softmax across the window reloads.)
+    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, blockSize, early] of [
+      [8, 1, 16, false, 8, false], [0, 1, 16, false, 8, false], [8, 4, 32, false, 8, false], [0, 2, 64, false, 8, false], [0, 2, 32, true, 16, false],
+      [8, 2, 16, true, 8, true], [0, 1, 32, true, 16, true],
     ] as const) {
       const options: KvFixtureOptions = {
         numKvHeads: 1, groupSize: 4, headDim: 128, blockSize, kvDtype: 'f16', shuffleBlocks: true,
@@ -110,7 +118,8 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
       const fx = buildKvFixture(gpu.device, options);
       try {
         const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
-          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv }, adapterInfo: gpu.adapter.info,
+          numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
+          tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, prefillMatrixEarlyV: early, prefillMatrixNextK: early },
         });
         expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, 4, prefillMatrixSubgroups, prefillMatrixKeyTile));
         expect(kernel.prefillMmaConfig!.directKv).toBe(prefillMatrixDirectKv);
