@@ -61,11 +61,22 @@ const ROW_TILE_SHAPES = [64, 256].flatMap((headDim) =>
   ),
 );
 
+// Loads moved earlier (V before the softmax, the next step's K after the scores; pool-read steps only):
+// each alone and both, both matrix sizes, one and two row tiles, short and long steps.
+const EARLY_LOAD_SHAPES = ([[false, true], [true, false], [true, true]] as const).flatMap(([earlyV, nextK]) =>
+  ([[16, 32], [8, 16]] as const).flatMap(([matrixSize, subgroupSize]) =>
+    ([[1, 16, 1], [2, 64, 1], [2, 32, 2]] as const).map(([subgroups, keyTile, rowTiles]) => ({
+      headDim: 128, matrixSize, subgroupSize, subgroups, keyTile, rowTiles, directKv: true, earlyV, nextK,
+    })),
+  ),
+);
+
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each([...SHAPES, ...DIRECT_SHAPES, ...ROW_TILE_SHAPES].map((shape) => ({ rowTiles: 1, ...shape })))('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s) of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, rowTiles, keyTile, directKv }) => {
+  it.each([...SHAPES, ...DIRECT_SHAPES, ...ROW_TILE_SHAPES, ...EARLY_LOAD_SHAPES].map((shape) => ({ rowTiles: 1, earlyV: false, nextK: false, ...shape })))('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s) of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K early $nextK: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, rowTiles, keyTile, directKv, earlyV, nextK }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, rowTiles, keyTile, matrixSize, directKv })!;
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, rowTiles, keyTile, matrixSize, directKv, earlyV, nextK })!;
     expect([config.workgroupSize, config.keyTile, config.directKv, config.queriesPerWorkgroup]).toEqual([subgroups * subgroupSize, keyTile, directKv, (matrixSize * subgroups * rowTiles) / 4]);
+    expect([config.earlyV, config.nextK]).toEqual([earlyV, nextK]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
     const limits = gpu.device.limits;
