@@ -112,8 +112,9 @@ export function prefillMmaEntry(
     ]);
   const stagedScores = (b: number, indent: string) => scores(b, indent, 'tiles', (c) => `${n * b}u * HEAD_DIM + ${n * c}u`);
   for (const t of T) for (const b of blocks) add(`    var sm_${t}_${b} = ${result}();`);
-  /** V matrix (block b, head-dim chunk c) of a pool-read step, loaded from the pool's f16 view. */
+  /** K matrix (head-dim chunk c) of the n keys whose pool row starts at `at`, from the pool's f16 view. */
   const poolK = (at: string, c: number) => `subgroupMatrixLoad<${right}, col_major>(&kv_half, ${at} + ${n * c}u, HEAD_DIM)`;
+  /** V matrix (block b, head-dim chunk c) of a pool-read step, from the pool's f16 view. */
   const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM)`;
   if (earlyV) for (const c of chunks) for (const b of blocks) add(`    var v_${b}_${c} = ${right}();`);
   if (shape.directKv) {
