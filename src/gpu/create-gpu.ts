@@ -5,7 +5,8 @@
 // Chromium's SwiftShader Vulkan driver and says so through `isFallback` (on Linux with no Vulkan driver
 // manifest where the loader looks, without asking Dawn for hardware first); with no adapter at all it
 // throws NoAdapterError naming what to install. A software adapter always comes from a Dawn instance
-// with SOFTWARE_ADAPTER_DISABLED_TOGGLES off, however it was found.
+// with SOFTWARE_ADAPTER_DISABLED_TOGGLES off, however it was found. Shaders keep WebGPU's bounds checks
+// unless `boundsChecks: false` asks Dawn to drop them (Node only); `gpu.boundsChecks` says which.
 import { ConfigError, NoAdapterError } from '../errors';
 import { dawnFlags } from './dawn-flags';
 import { vulkanDriverListed } from './vulkan-drivers';
