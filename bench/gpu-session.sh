@@ -16,9 +16,10 @@
 #       default 10 minutes.
 #   - SWEEP / PREFILL_SWEEP="…": variants (default: each sweep's own); SWEEP_ROWS=target: the decode
 #     sweep times only the rows the decode target reads.
-#   - LIMITS="bench=540 …": seconds per step, for a call that runs fewer steps. Defaults: info=30
-#     bench=200 sweep=110 prefill=60 tests=190, which fit one 10-minute call together (the bench took
-#     130–151 s on the H100).
+#   - LIMITS="bench=540 …": seconds per step, for a call that runs fewer steps. Defaults: info=20
+#     bench=250 sweep=90 prefill=60 tests=150, which fit one 10-minute call together with the machine's
+#     start (the bench took 177 s on the H100 before it also timed the decode without bounds checks and
+#     four more prefill rows; a step cut short keeps what it printed).
 #   - DAWN="…": one extra Dawn flag for both sweeps, e.g.
 #     disable-dawn-features=use_vulkan_zero_initialize_workgroup_memory_extension.
 set -u
@@ -37,16 +38,16 @@ run() { # run <name> <seconds> <command...>: output to $out/<name>.txt, status o
 }
 for step in $steps; do
   case $step in
-    info) run info 30 node dist/cli.js info --json ;;
+    info) run info 20 node dist/cli.js info --json ;;
     # Text, not --json: the suite prints each section as it finishes, so a step cut short keeps its figures.
-    bench) run bench 200 node dist/cli.js bench ;;
-    sweep) run sweep 110 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} ${SWEEP_ROWS:+--rows "$SWEEP_ROWS"} ${DAWN:+--dawn "$DAWN"} --json "$out/sweep.json" ;;
+    bench) run bench 250 node dist/cli.js bench ;;
+    sweep) run sweep 90 tsx bench/decode-sweep.ts ${SWEEP:+--variants "$SWEEP"} ${SWEEP_ROWS:+--rows "$SWEEP_ROWS"} ${DAWN:+--dawn "$DAWN"} --json "$out/sweep.json" ;;
     prefill) run prefill 60 tsx bench/prefill-sweep.ts ${PREFILL_SWEEP:+--variants "$PREFILL_SWEEP"} ${DAWN:+--dawn "$DAWN"} --json "$out/prefill.json" ;;
     # Without the emulated-matrix file: it runs the matrix kernels rewritten into plain WGSL, for devices
     # that lack matrices (the H100 runs the real ones in attention-mma); on the H100 it and attention-shapes
     # (whose long-context matrix is now attention-long-d*.test.ts, one file per head dim, so they run side
     # by side) had not finished when a 230 s step ended.
-    tests) run tests 190 vitest run test/kernels test/gpu --exclude test/kernels/attention-mma-emulated.test.ts ;;
+    tests) run tests 150 vitest run test/kernels test/gpu --exclude test/kernels/attention-mma-emulated.test.ts ;;
     residency) run residency 60 tsx bench/workgroup-residency.ts --json "$out/residency.json" ;;
     occupancy) run occupancy 120 tsx bench/decode-occupancy.ts ${OCCUPANCY:+--variants "$OCCUPANCY"} --json "$out/occupancy.json" ;;
     serve) run serve 120 node dist/cli.js serve --preset gpu --subgroup-matrix --no-progress ;;
