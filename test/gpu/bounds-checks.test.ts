@@ -4,7 +4,7 @@
 // the streaming decode with and without split-K and the tile engine against the f64 CPU reference.
 // `info --no-bounds-checks` reports such a device.
 // Tolerance as the stream tests: |gpu − ref| ≤ 2e-5 + 1e-4·|ref| (f16 K/V exact in f32, f32 arithmetic).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/cli';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
@@ -18,16 +18,19 @@ const enabledToggles = (gpu: Gpu) =>
   gpu.dawnFlags.filter((f) => f.startsWith('enable-dawn-features=')).flatMap((f) => f.slice(f.indexOf('=') + 1).split(','));
 
 let unchecked: Gpu;
+/** Uncaptured WebGPU errors of the unchecked device (the shared helper watches only the test device). */
+const uncheckedErrors: string[] = [];
 beforeAll(async () => {
   unchecked = await createGpu({ boundsChecks: false });
-  const errors: string[] = [];
   unchecked.device.onuncapturederror = (event) => {
-    errors.push(event.error.message);
+    uncheckedErrors.push(event.error.message);
   };
-  afterAll(() => {
-    unchecked.device.destroy();
-    expect(errors).toEqual([]);
-  });
+});
+afterEach(() => {
+  expect(uncheckedErrors.splice(0)).toEqual([]);
+});
+afterAll(() => {
+  unchecked.device.destroy();
 });
 
 describe('bounds checks', () => {
