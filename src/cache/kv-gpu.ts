@@ -15,6 +15,7 @@
 //   - Reusing a staging buffer is safe without waiting: queue.writeBuffer into it is ordered after the
 //     submissions that read its previous contents.
 import type { DeviceGuard } from '../gpu/device-guard';
+import { writeElements } from '../gpu/write-elements';
 import type { KvPool } from '../pool/kv-pool';
 import type { KvLayout } from '../pool/kv-layout';
 import type { AttentionEntry } from '../kernels/attention-types';
@@ -244,7 +245,7 @@ export class KvGpu {
     }
     const queue = this.device.queue;
     const slotBuffer = this.slotStage.ensure(n * 4);
-    queue.writeBuffer(slotBuffer, 0, slots, 0, n);
+    writeElements(queue, slotBuffer, 0, slots, 0, n);
     const kBuffer = k instanceof Float32Array ? this.upload(this.kStage, k) : k;
     const vBuffer = v instanceof Float32Array ? this.upload(this.vStage, v) : v;
     const encoder = this.device.createCommandEncoder({ label: 'write-kv' });
@@ -263,7 +264,7 @@ export class KvGpu {
     this.nextBatchSlotStage = (index + 1) % BATCH_SLOT_STAGES;
     const stage = (this.batchSlotStages[index] ??= new GrowableBuffer(this.device, STORAGE_IN(), 'batch-slots'));
     const buffer = stage.ensure(rows * 4);
-    this.device.queue.writeBuffer(buffer, 0, slots, 0, rows);
+    writeElements(this.device.queue, buffer, 0, slots, 0, rows);
     return buffer;
   }
 

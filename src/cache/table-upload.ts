@@ -12,6 +12,8 @@
 // (rows only grew at their ends), so a sync compares only the entries past synced[slot]; a new count
 // forgets every synced[slot].
 
+import { writeElements } from '../gpu/write-elements';
+
 /**
  * Staged ranges closer than this many entries (1 KiB) go up in one write. A writeBuffer call costs about
  * as much host time as copying some tens of KiB, and each is a copy command of its own on the GPU, so
@@ -121,7 +123,7 @@ export class TableUpload {
   }
 
   private write(first: number, end: number): void {
-    this.device.queue.writeBuffer(this.buffer, first * 4, this.mirror, first, end - first);
+    writeElements(this.device.queue, this.buffer, first * 4, this.mirror, first, end - first);
     this.uploadedEntries += end - first;
     this.writes++;
   }

@@ -15,6 +15,7 @@
 //   - Bind groups come from a BindGroupCache (bind-group-cache.ts) filed by pipeline and by the buffer
 //     at binding 1 (a layer's first KV chunk, or the partials), so a lookup scans only the few groups
 //     that share it (one per upload slot); a grown buffer is a new identity, so stale groups age out.
+import { writeElements } from '../gpu/write-elements';
 import { BindGroupCache, groupEntries, type BindingEntry } from './bind-group-cache';
 
 export const UPLOAD_SLOTS = 8;
@@ -122,12 +123,12 @@ export class AttentionResources {
     slot.contents.set(items.subarray(0, itemWords));
     slot.contents.set(params, itemWords);
     slot.contentWords = words;
-    if (itemWords > 0) this.device.queue.writeBuffer(slot.items, 0, items, 0, itemWords);
+    if (itemWords > 0) writeElements(this.device.queue, slot.items, 0, items, 0, itemWords);
     const staging = this.paramStaging;
     for (let k = 0; k < PARAM_BLOCKS; k++) {
       for (let w = 0; w < PARAMS_WORDS; w++) staging[k * PARAMS_STRIDE_WORDS + w] = params[k * PARAMS_WORDS + w]!;
     }
-    this.device.queue.writeBuffer(slot.params, 0, staging);
+    writeElements(this.device.queue, slot.params, 0, staging);
     return slot;
   }
 

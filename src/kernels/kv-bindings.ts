@@ -9,6 +9,7 @@
 //   - Bind groups are cached by the identity of the buffers they bind (bind-group-cache.ts), so
 //     steady-state calls with the same buffers create no WebGPU objects.
 import { bufferFacts } from '../gpu/buffer-facts';
+import { writeElements } from '../gpu/write-elements';
 import { InvalidArgumentError } from '../errors';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 
@@ -93,7 +94,7 @@ export class ParamRing {
     s[1] = b;
     s[2] = c;
     s[3] = d;
-    this.device.queue.writeBuffer(this.buffer, offset, s);
+    writeElements(this.device.queue, this.buffer, offset, s);
     return offset;
   }
 
