@@ -1,6 +1,10 @@
 // MAP_READ buffers for reading results back to the CPU, reused once unmapped. Invariants: a buffer is
 // handed out by acquire() to one reader at a time and returns to the pool only after it was mapped,
-// copied from and unmapped; at most `keep` idle buffers are kept (the rest are destroyed).
+// copied from and unmapped; acquire() takes the smallest idle buffer that fits (a small read never
+// holds the buffer a large one needs); at most `keep` idle buffers are kept, the largest ones: a
+// buffer returned to a full pool replaces the smallest idle one if it is larger, else it is destroyed.
+// So the idle bytes never exceed `keep` × the largest read so far, and stop growing once reads stop
+// growing.
 export class ReadbackPool {
   private readonly idle: GPUBuffer[] = [];
 
@@ -11,8 +15,12 @@ export class ReadbackPool {
 
   acquire(bytes: number): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
-    const i = this.idle.findIndex((b) => b.size >= size);
-    if (i >= 0) return this.idle.splice(i, 1)[0]!;
+    let best = -1;
+    for (let i = 0; i < this.idle.length; i++) {
+      const candidate = this.idle[i]!.size;
+      if (candidate >= size && (best < 0 || candidate < this.idle[best]!.size)) best = i;
+    }
+    if (best >= 0) return this.idle.splice(best, 1)[0]!;
     return this.device.createBuffer({ label: 'readback', size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   }
 
@@ -30,12 +38,27 @@ export class ReadbackPool {
     }
   }
 
+  /** Idle buffers' sizes, smallest first (for tests and diagnostics). */
+  idleSizes(): number[] {
+    return this.idle.map((b) => b.size).sort((a, b) => a - b);
+  }
+
   destroy(): void {
     for (const b of this.idle.splice(0)) b.destroy();
   }
 
   private release(buffer: GPUBuffer): void {
-    if (this.idle.length < this.keep) this.idle.push(buffer);
-    else buffer.destroy();
+    if (this.idle.length < this.keep) {
+      this.idle.push(buffer);
+      return;
+    }
+    let smallest = 0;
+    for (let i = 1; i < this.idle.length; i++) if (this.idle[i]!.size < this.idle[smallest]!.size) smallest = i;
+    if (this.keep > 0 && buffer.size > this.idle[smallest]!.size) {
+      this.idle[smallest]!.destroy();
+      this.idle[smallest] = buffer;
+    } else {
+      buffer.destroy();
+    }
   }
 }
