@@ -449,6 +449,8 @@ export function mmaPrefillConfig(
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
   if (wg > limits.maxComputeInvocationsPerWorkgroup || bytes > limits.maxComputeWorkgroupStorageSize) return undefined;
+  /** K/V from the pool where asked and the layout allows it (one chunk, blocks a multiple of n); earlyV and nextK need it. */
+  const poolKv = directKv && layout.numChunks === 1 && layout.blockSize % n === 0;
   return {
     kind: 'prefill-mma',
     matrixSize: n,
@@ -461,9 +463,9 @@ export function mmaPrefillConfig(
     workgroupSize: wg,
     workgroupBytes: bytes,
     rescaleThreshold,
-    directKv: directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
-    earlyV: earlyV && directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
-    nextK: nextK && directKv && layout.numChunks === 1 && layout.blockSize % n === 0,
+    directKv: poolKv,
+    earlyV: earlyV && poolKv,
+    nextK: nextK && poolKv,
   };
 }
 

@@ -280,7 +280,7 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
-    const directKv = tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV;
+    const kvSource = { directKv: tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV, earlyV: tuning.prefillMatrixEarlyV, nextK: tuning.prefillMatrixNextK };
     this.prefillMmaConfig =
       tuning.prefillMatrix === false
         ? undefined
@@ -288,10 +288,8 @@ export class PagedAttentionKernel {
             subgroups: tuning.prefillMatrixSubgroups ?? MMA_DEFAULT_SUBGROUPS,
             rowTiles: tuning.prefillMatrixRowTiles,
             keyTile: tuning.prefillMatrixKeyTile,
-            directKv,
-            earlyV: tuning.prefillMatrixEarlyV,
-            nextK: tuning.prefillMatrixNextK,
-          }) ?? matrixKernel({ directKv, earlyV: tuning.prefillMatrixEarlyV, nextK: tuning.prefillMatrixNextK }));
+            ...kvSource,
+          }) ?? matrixKernel(kvSource));
     this.prefillBlockedConfig =
       this.prefillMmaConfig === undefined && tuning.prefillBlocked !== false ? blockedPrefillConfig(layout, this.groupSize, wgBytes, tuning.blocked) : undefined;
     this.resources = new AttentionResources(device);

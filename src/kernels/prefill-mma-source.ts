@@ -92,6 +92,17 @@ export function prefillMmaEntry(
     for (const b of blocks) for (const c of chunks) add(`  var k_${b}_${c} = ${right}();`);
     add(`  var k_valid = false;`);
   }
+  /** Whether the step starting at key `t` masks some keys for some rows of the tile. */
+  const masksFrom = (t: string) => `${t} + KEY_TILE > min(item.q_pos + 1u, item.key_end)`;
+  /**
+   * Whether the step starting at key `t` reads its K/V from the pool: it masks nothing (`masks`), starts on a
+   * matrix boundary and every n-key block has a pool row (`at(b)`, from pool_row_at in the current window).
+   * The step itself and, with nextK, the step before it (prefetching its K) decide with this same test.
+   */
+  const readsPool = (t: string, masks: string, at: (b: number) => string) =>
+    `!${masks} && ${t} % ${n}u == 0u && ${blocks.map((b) => `${at(b)} != NO_BLOCK`).join(' && ')}`;
+  /** Pool row of the n-key block b of the step starting at key `t`, named `name`. */
+  const poolRow = (name: string, t: string, b: number) => `let ${name} = pool_row_at(kv_head, ${t} + ${n * b}u, window_start);`;
   add(
     `  workgroupBarrier();`,
     `  for (var t0 = item.key_start; t0 < item.key_end; t0 += KEY_TILE) {`,
@@ -102,7 +113,7 @@ export function prefillMmaEntry(
     `    }`,
     // A step holding keys past the tile's first query position (or past the item's keys: a decode split)
     // masks some keys for some rows.
-    `    let masks_keys = t0 + KEY_TILE > min(item.q_pos + 1u, item.key_end);`,
+    `    let masks_keys = ${masksFrom('t0')};`,
   );
   /** S of block b (every row tile) from the K matrices at `kAt(c)` of `source`: one load per matrix, used by each tile. */
   const scores = (b: number, indent: string, source: string, kAt: (c: number) => string) =>
@@ -112,19 +123,23 @@ export function prefillMmaEntry(
     ]);
   const stagedScores = (b: number, indent: string) => scores(b, indent, 'tiles', (c) => `${n * b}u * HEAD_DIM + ${n * c}u`);
   for (const t of T) for (const b of blocks) add(`    var sm_${t}_${b} = ${result}();`);
+  /** Pool f16-view offset of head-dim chunk c of the K matrix whose pool row starts at `at`. */
+  const poolKAt = (at: string, c: number) => `${at} + ${n * c}u`;
+  /** Pool f16-view offset of head-dim chunk c of block b's V matrix in a pool-read step. */
+  const poolVAt = (b: number, c: number) => `kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u`;
   /** K matrix (head-dim chunk c) of the n keys whose pool row starts at `at`, from the pool's f16 view. */
-  const poolK = (at: string, c: number) => `subgroupMatrixLoad<${right}, col_major>(&kv_half, ${at} + ${n * c}u, HEAD_DIM)`;
+  const poolK = (at: string, c: number) => `subgroupMatrixLoad<${right}, col_major>(&kv_half, ${poolKAt(at, c)}, HEAD_DIM)`;
   /** V matrix (block b, head-dim chunk c) of a pool-read step, from the pool's f16 view. */
-  const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u, HEAD_DIM)`;
+  const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, ${poolVAt(b, c)}, HEAD_DIM)`;
   if (earlyV) for (const c of chunks) for (const b of blocks) add(`    var v_${b}_${c} = ${right}();`);
   if (shape.directKv) {
     // A step every row attends whole, over blocks that all exist, reads its K and V matrices from the
     // pool (each n-key block of the step lies in one pool block); every lane computes the same `direct`
     // from the table window, so the branches below (which hold no barrier) are taken by whole subgroups.
-    for (const b of blocks) add(`    let kv_at_${b} = pool_row_at(kv_head, t0 + ${n * b}u, window_start);`);
+    for (const b of blocks) add(`    ${poolRow(`kv_at_${b}`, 't0', b)}`);
     add(
       // (t0 % n: a split forced to an arbitrary length can start mid-matrix; planned splits are whole steps.)
-      `    let direct = !masks_keys && t0 % ${n}u == 0u && ${blocks.map((b) => `kv_at_${b} != NO_BLOCK`).join(' && ')};`,
+      `    let direct = ${readsPool('t0', 'masks_keys', (b) => `kv_at_${b}`)};`,
       `    if (!direct) {`,
       `      stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`,
       `    }`,
@@ -138,7 +153,7 @@ export function prefillMmaEntry(
       add(`      }`);
       for (const b of blocks) for (const c of chunks) for (const t of T) add(`      sm_${t}_${b} = subgroupMatrixMultiplyAccumulate(q_${t}_${c}, k_${b}_${c}, sm_${t}_${b});`);
     } else {
-      for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => `kv_at_${b} + ${n * c}u`));
+      for (const b of blocks) add(...scores(b, '      ', 'kv_half', (c) => poolKAt(`kv_at_${b}`, c)));
     }
     if (earlyV) for (const c of chunks) for (const b of blocks) add(`      v_${b}_${c} = ${poolV(b, c)};`);
     add(`    } else {`, ...blocks.flatMap((b) => stagedScores(b, '      ')), `    }`);
@@ -148,10 +163,10 @@ export function prefillMmaEntry(
         `    k_valid = false;`,
         `    let t_next = t0 + KEY_TILE;`,
         `    if (t_next < item.key_end && block_of(min(t_next + KEY_TILE, item.key_end) - 1u) < window_start + TABLE_WINDOW) {`,
-        `      let masks_next = t_next + KEY_TILE > min(item.q_pos + 1u, item.key_end);`,
+        `      let masks_next = ${masksFrom('t_next')};`,
       );
-      for (const b of blocks) add(`      let next_at_${b} = pool_row_at(kv_head, t_next + ${n * b}u, window_start);`);
-      add(`      if (!masks_next && t_next % ${n}u == 0u && ${blocks.map((b) => `next_at_${b} != NO_BLOCK`).join(' && ')}) {`);
+      for (const b of blocks) add(`      ${poolRow(`next_at_${b}`, 't_next', b)}`);
+      add(`      if (${readsPool('t_next', 'masks_next', (b) => `next_at_${b}`)}) {`);
       for (const b of blocks) for (const c of chunks) add(`        k_${b}_${c} = ${poolK(`next_at_${b}`, c)};`);
       add(`        k_valid = true;`, `      }`, `    }`);
     }
@@ -246,7 +261,7 @@ export function prefillMmaEntry(
   if (shape.directKv) {
     const direct = earlyV
       ? chunks.flatMap((c) => blocks.flatMap((b) => T.map((t) => `        o_${t}_${c} = subgroupMatrixMultiplyAccumulate(pm_${t}_${b}, v_${b}_${c}, o_${t}_${c});`)))
-      : outputs('        ', 'kv_half', (b, c) => `kv_at_${b} + params.vecs_per_half * 8u + ${n * c}u`);
+      : outputs('        ', 'kv_half', poolVAt);
     add(`      if (direct) {`, ...direct);
     add(`      } else {`, ...stagedOutputs('        '), `      }`);
   } else {
