@@ -62,9 +62,12 @@ describe('bounds checks', () => {
         subgroups: unchecked.features.subgroups,
         tuning,
       });
-      const result = await checkAttention(unchecked.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
-      expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
-      kernel.destroy();
+      try {
+        const result = await checkAttention(unchecked.device, kernel, fx, TOL, { forceSplits: [undefined, 1, 3] });
+        expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
+      } finally {
+        kernel.destroy();
+      }
     } finally {
       fx.destroy();
     }
