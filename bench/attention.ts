@@ -18,7 +18,7 @@ import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged-attention';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
-import { MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, type BlockedPrefillTuning } from '../src/kernels/attention-config';
+import { BLOCKED_WORKGROUP_SIZES, MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, WORKGROUP_SIZE, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { MATRIX_PATH } from './targets';
 import { KernelChecker, kernelRejection } from '../src/tuning/kernel-check';
@@ -314,6 +314,11 @@ async function runParts(run: BenchRun): Promise<void> {
     { path: 'register-blocked, 32 KiB', tuning: blocked({ workgroupBytes: 32 * 1024 }) },
     { path: 'register-blocked, f32 tiles', tuning: blocked({ stagedF32: true }) },
     { path: 'register-blocked, f32 tiles, 32 KiB', tuning: blocked({ stagedF32: true, workgroupBytes: 32 * 1024 }) },
+    // The same tiles shared by more invocations (more warps where workgroup memory holds one tile per compute unit).
+    ...BLOCKED_WORKGROUP_SIZES.filter((size) => size > WORKGROUP_SIZE && size <= device.limits.maxComputeInvocationsPerWorkgroup).flatMap((workgroupSize) => [
+      { path: `register-blocked, ${workgroupSize} invocations`, tuning: blocked({ workgroupSize }) },
+      { path: `register-blocked, f32 tiles, ${workgroupSize} invocations`, tuning: blocked({ stagedF32: true, workgroupSize }) },
+    ]),
   ];
   if (!opts.prefillPaths) {
     const configs = benchKernel(gpu, w, choice);
@@ -364,7 +369,7 @@ async function runParts(run: BenchRun): Promise<void> {
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
       ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}${mma.nextK ? ', next K early' : ''}, ${mma.workgroupBytes} B`
-      : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}, ${config.workgroupBytes} B`;
+      : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}${config.workgroupSize !== WORKGROUP_SIZE ? `, ${config.workgroupSize} invocations` : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
       mma !== undefined &&

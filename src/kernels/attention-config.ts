@@ -513,8 +513,14 @@ export interface BlockedPrefillConfig {
    * tile instead of once per thread that reads it, for twice the tile's workgroup memory.
    */
   stagedF32: boolean;
+  /** Invocations per workgroup (BlockedPrefillTuning.workgroupSize). */
+  workgroupSize: number;
   workgroupBytes: number;
 }
+
+/** The register-blocked prefill's workgroup sizes (BlockedPrefillTuning.workgroupSize). */
+export const BLOCKED_WORKGROUP_SIZES = [128, 256, 512] as const;
+export type BlockedWorkgroupSize = (typeof BLOCKED_WORKGROUP_SIZES)[number];
 
 /** Knobs of the register-blocked prefill (benchmarks and tests); the defaults are the tuned values. */
 export interface BlockedPrefillTuning {
@@ -526,6 +532,13 @@ export interface BlockedPrefillTuning {
   maxKeyTile?: number;
   /** Workgroup memory the tile may use, capped by the device (default: all the device allows; 64 × 16 tiles in 48 KiB ran 1.3 × the 32 × 32 tiles of 32 KiB on the H100). */
   workgroupBytes?: number;
+  /**
+   * Invocations per workgroup (default 128). The same tile shared by more invocations: each computes
+   * fewer scores and output rows, and a compute unit whose workgroup memory holds one tile runs more
+   * warps (on the H100 through Dawn, 48 KiB per SM: one 64-row tile, so 4 warps at 128). 256 and 512
+   * need a device that runs that many (maxComputeInvocationsPerWorkgroup; else a ConfigError).
+   */
+  workgroupSize?: BlockedWorkgroupSize;
 }
 
 /**
@@ -544,7 +557,7 @@ export function blockedPrefillConfig(
   deviceWorkgroupBytes: number,
   tuning: BlockedPrefillTuning = {},
 ): BlockedPrefillConfig | undefined {
-  const wg = WORKGROUP_SIZE;
+  const wg = tuning.workgroupSize ?? WORKGROUP_SIZE;
   const elemsPerWord = layout.kvDtype === 'f16' ? 8 : 4;
   const words = layout.headDim / elemsPerWord;
   const stagedF32 = (tuning.stagedF32 ?? false) && elemsPerWord === 8;
@@ -591,6 +604,7 @@ export function blockedPrefillConfig(
         wordsPerRow: words,
         elemsPerWord,
         stagedF32,
+        workgroupSize: wg,
         workgroupBytes,
       };
     }
@@ -600,5 +614,5 @@ export function blockedPrefillConfig(
 
 /** Override constants of the register-blocked prefill WGSL (the rest is literal in its generated entry). */
 export function blockedPrefillConstants(config: BlockedPrefillConfig, layout: KvLayout): Record<string, number> {
-  return kvAccessConstants(layout, WORKGROUP_SIZE, config.headsPerWorkgroup);
+  return kvAccessConstants(layout, config.workgroupSize, config.headsPerWorkgroup);
 }

@@ -127,7 +127,7 @@ export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): Sha
 export function prefillBlockedShader(config: BlockedPrefillConfig, headDim: number): ShaderSource {
   const shape =
     `d${headDim}-r${config.rows}-k${config.keyTile}-s${config.scoreRows}x${config.scoreKeys}-o${config.outRows}` +
-    `-h${config.headsPerWorkgroup}-${config.elemsPerWord === 8 ? 'f16' : 'f32'}${config.stagedF32 ? '-sf32' : ''}`;
+    `-h${config.headsPerWorkgroup}-${config.elemsPerWord === 8 ? 'f16' : 'f32'}${config.stagedF32 ? '-sf32' : ''}-w${config.workgroupSize}`;
   return {
     name: `paged-attention-prefill-blocked-${shape}`,
     code: [lanesSharedCode, typesCode, kvAccessCode, prefillBlockedCode, prefillBlockedEntry(config, headDim)].join('\n'),

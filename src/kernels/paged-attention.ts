@@ -48,6 +48,7 @@ import {
   tileConfig,
   tileConstants,
   MERGE_WORKGROUP_SIZE,
+  WORKGROUP_SIZE,
   type BlockedPrefillConfig,
   type MmaPrefillConfig,
   type StreamDecodeConfig,
@@ -227,12 +228,13 @@ export class PagedAttentionKernel {
     // invocations past its first 8 lanes, so shuffles across 8 lanes read the wrong lane or zero (Mesa
     // 26.2): shuffles there stay inside 8 lanes.
     const subgroupMinSize = Math.min(info?.subgroupMinSize || 4, /llvmpipe/i.test(info?.description ?? '') ? 8 : Infinity);
-    const streamWorkgroup = tuning.stream?.workgroupSize;
-    if (streamWorkgroup !== undefined && streamWorkgroup > device.limits.maxComputeInvocationsPerWorkgroup) {
-      throw new ConfigError(
-        `stream.workgroupSize ${streamWorkgroup} is more than the device runs per workgroup ` +
-          `(maxComputeInvocationsPerWorkgroup ${device.limits.maxComputeInvocationsPerWorkgroup}); choose a smaller size`,
-      );
+    for (const [knob, size] of [['stream', tuning.stream?.workgroupSize], ['blocked', tuning.blocked?.workgroupSize]] as const) {
+      if (size !== undefined && size > device.limits.maxComputeInvocationsPerWorkgroup) {
+        throw new ConfigError(
+          `${knob}.workgroupSize ${size} is more than the device runs per workgroup ` +
+            `(maxComputeInvocationsPerWorkgroup ${device.limits.maxComputeInvocationsPerWorkgroup}); choose a smaller size`,
+        );
+      }
     }
     // The streaming decode adds up its lanes' scores with subgroup shuffles where it may, else through
     // workgroup memory; asking for shuffles without subgroups leaves decode to the tile engine.
@@ -643,7 +645,7 @@ export class PagedAttentionKernel {
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
         `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}, ${m.workgroupBytes} B`
       : b
-        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}, ${b.workgroupBytes} B`
+        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;
     return { decode, prefill };
   }

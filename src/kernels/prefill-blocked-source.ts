@@ -18,14 +18,14 @@
 //     first query position; only there does P·V skip p = 0 explicitly (so a masked V that is NaN or ∞
 //     contributes nothing, as in the reference); elsewhere every staged key is visible to every live row.
 //   - The generated text depends only on the config (it names the pipeline in the cache).
-import { WORKGROUP_SIZE, type BlockedPrefillConfig } from './attention-config';
+import type { BlockedPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
 export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: number): string {
-  const { rows, keyTile, scoreRows, scoreKeys, scoreThreads, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32 } = config;
-  const idle = outThreads < WORKGROUP_SIZE; // threads past outThreads own no output (head dims whose word count is not a power of two)
-  const idleScoring = scoreThreads < WORKGROUP_SIZE; // the 8 × 8 tile: threads past scoreThreads compute no scores
-  const parts = Math.min(WORKGROUP_SIZE / rows, keyTile); // softmax threads per row (the rest own no keys)
+  const { rows, keyTile, scoreRows, scoreKeys, scoreThreads, outRows, outThreads, wordsPerRow: words, elemsPerWord, stagedF32, workgroupSize } = config;
+  const idle = outThreads < workgroupSize; // threads past outThreads own no output (head dims whose word count is not a power of two)
+  const idleScoring = scoreThreads < workgroupSize; // the 8 × 8 tile: threads past scoreThreads compute no scores
+  const parts = Math.min(workgroupSize / rows, keyTile); // softmax threads per row (the rest own no keys)
   const keysPerPart = keyTile / parts; // keys of the tile each softmax thread owns
   const f16 = elemsPerWord === 8;
   const qStride = headDim / 4 + 1;
@@ -84,7 +84,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
     `var<workgroup> kv_tile: array<vec4<${stagedF32 ? 'f32' : 'u32'}>, ${keyTile * kvStride}>;`,
     `var<workgroup> sp: array<f32, ${keyTile * rows}>;`,
     `var<workgroup> row_scale: array<f32, ${rows}>;`,
-    `var<workgroup> red: array<f32, ${WORKGROUP_SIZE}>;`,
+    `var<workgroup> red: array<f32, ${workgroupSize}>;`,
     ``,
     ...entryPreamble('prefill_blocked_main'),
     // Queries, pre-scaled (rows past num_q are zeros).

@@ -59,6 +59,9 @@ export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] 
     { name: 'tile rows', values: [{ blocked: { maxRows: 64 } }, { blocked: { maxRows: 32 } }, { blocked: { maxRows: 16 } }] },
     { name: 'key tile', values: [{ blocked: { maxKeyTile: 16 } }, { blocked: { maxKeyTile: 8 } }] },
     ...(deviceWorkgroupBytes > 32 * 1024 ? [{ name: 'workgroup memory', values: [{ blocked: { workgroupBytes: 32 * 1024 } }] }] : []),
+    // The tile shared by more invocations (more warps where workgroup memory holds one tile per compute unit);
+    // refused where the device runs fewer invocations.
+    { name: 'invocations per tile', values: [{ blocked: { workgroupSize: 256 } }, { blocked: { workgroupSize: 512 } }] },
     { name: 'register-blocked', values: [{ prefillBlocked: false }] },
   ];
 }

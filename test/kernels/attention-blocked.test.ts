@@ -7,6 +7,7 @@
 // and exp ULPs differ. Indexing or masking bugs give errors ≥ 1e-2.
 import { afterEach, describe, expect, it } from 'vitest';
 import { blockedPrefillConfig, type BlockedPrefillConfig, type BlockedPrefillTuning } from '../../src/kernels/attention-config';
+import { ConfigError } from '../../src/errors';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { computeKvLayout } from '../../src/pool/kv-layout';
 import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
@@ -14,6 +15,7 @@ import { testGpu } from '../helpers/gpu';
 
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 const gpu = await testGpu();
+const maxInvocations = () => gpu.device.limits.maxComputeInvocationsPerWorkgroup;
 const uncaptured: string[] = [];
 gpu.device.onuncapturederror = (event) => {
   uncaptured.push(event.error.message);
@@ -85,6 +87,53 @@ describe('register-blocked prefill', () => {
       blocked,
     );
     expect(config).toMatchObject(tile);
+  });
+
+  // The same tiles shared by 256 and 512 invocations (blocked.workgroupSize): more softmax parts per row,
+  // single-row score blocks, fewer output rows per invocation.
+  const LARGER_WORKGROUPS = [
+    { name: '256 invocations, packed f16, head dim 128, GQA 4', workgroupSize: 256, fixture: { headDim: 128, groupSize: 4 }, blocked: {}, tile: { scoreRows: 1, outRows: 2 } },
+    { name: '256 invocations, f32 tiles, head dim 64, GQA 8, block 1', workgroupSize: 256, fixture: { headDim: 64, groupSize: 8, blockSize: 1 }, blocked: { stagedF32: true }, tile: { stagedF32: true } },
+    { name: '256 invocations, f32 K/V, head dim 40, GQA 2 (idle output invocations)', workgroupSize: 256, fixture: { headDim: 40, groupSize: 2, kvDtype: 'f32' }, blocked: {}, tile: {} },
+    { name: '512 invocations, packed f16, head dim 128, GQA 4', workgroupSize: 512, fixture: { headDim: 128, groupSize: 4 }, blocked: {}, tile: {} },
+    { name: '512 invocations, f32 tiles, head dim 32, GQA 1', workgroupSize: 512, fixture: { headDim: 32, groupSize: 1 }, blocked: { stagedF32: true, maxKeyTile: 8 }, tile: { keyTile: 8 } },
+  ] as const;
+  // 256 is WebGPU's default limit; 512 runs where the device allows it (not SwiftShader).
+  it.each(LARGER_WORKGROUPS.filter((c) => c.workgroupSize <= maxInvocations()))('$name matches the reference', async ({ workgroupSize, fixture, blocked, tile }) => {
+    const config = await expectMatchesReference(
+      { numKvHeads: 2, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: 9, rowGap: 1, qMagnitude: 3, ...fixture },
+      { ...blocked, workgroupSize },
+    );
+    expect(config).toMatchObject({ ...tile, workgroupSize, scoreThreads: workgroupSize });
+  });
+
+  it('shares the same tile among 256 and 512 invocations: smaller blocks per invocation, the one extra cost the reduction scratch', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+    const h100 = 48 * 1024; // the H100's workgroup memory through Dawn: one 64-row tile per SM
+    const at = (workgroupSize: 128 | 256 | 512, stagedF32 = false) => blockedPrefillConfig(layout, 4, h100, { workgroupSize, stagedF32 })!;
+    expect(at(128)).toMatchObject({ rows: 64, keyTile: 16, workgroupSize: 128, scoreRows: 2, scoreKeys: 4, scoreThreads: 128, outRows: 8, outThreads: 128 });
+    expect(at(256)).toMatchObject({ rows: 64, keyTile: 16, workgroupSize: 256, scoreRows: 1, scoreKeys: 4, scoreThreads: 256, outRows: 4, outThreads: 256 });
+    expect(at(512)).toMatchObject({ rows: 64, keyTile: 16, workgroupSize: 512, scoreRows: 1, scoreKeys: 2, scoreThreads: 512, outRows: 2, outThreads: 512 });
+    // Each doubling adds one f32 (the reduction array) and 1/4 vec4 (the table scratch) per invocation.
+    expect(at(256).workgroupBytes - at(128).workgroupBytes).toBe(128 * (4 + 4));
+    expect(at(512).workgroupBytes - at(256).workgroupBytes).toBe(256 * (4 + 4));
+    // f32 tiles of 64 × 16 fill 48 KiB exactly at 256 invocations; at 512 the key tile halves.
+    expect(at(256, true)).toMatchObject({ rows: 64, keyTile: 16, workgroupBytes: h100 });
+    expect(at(512, true)).toMatchObject({ rows: 64, keyTile: 8, scoreThreads: 512, scoreRows: 1, scoreKeys: 1 });
+    // The default is 128 invocations.
+    expect(blockedPrefillConfig(layout, 4, h100)).toEqual(at(128));
+  });
+
+  it('is refused with a ConfigError naming the limit at more invocations than the device runs', (context) => {
+    if (maxInvocations() >= 512) context.skip();
+    const fx = buildKvFixture(gpu.device, { numKvHeads: 1, groupSize: 2, headDim: 16, blockSize: 16, kvDtype: 'f16', sequences: SEQUENCES, seed: 3 });
+    try {
+      const options = { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: gpu.features.subgroups, tuning: { prefillMatrix: false, blocked: { workgroupSize: 512 as const } } };
+      expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(ConfigError);
+      expect(() => new PagedAttentionKernel(gpu.device, fx.layout, options)).toThrow(`blocked.workgroupSize 512 is more than the device runs per workgroup (maxComputeInvocationsPerWorkgroup ${maxInvocations()})`);
+    } finally {
+      fx.destroy();
+    }
   });
 
   it('stages f32 K/V as it is whatever stagedF32 says, and sizes staged f32 tiles at twice the packed ones', () => {
