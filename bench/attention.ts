@@ -351,8 +351,8 @@ async function runParts(run: BenchRun): Promise<void> {
         });
       }
       // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys
-      // and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32 rows); 29.0 and 45.5 KiB at head dim
-      // 128 with 16 × 16 matrices, so both fit 48 KiB.
+      // and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32 rows); 29.0 and 21.5 KiB at head dim
+      // 128 with 16 × 16 matrices (the Q rows staged in rounds through the K/V area), so both fit 48 KiB.
       for (const [subgroups, keyTile] of [[2, 32], [4, 16]] as const) {
         paths.push({
           path: `${MATRIX_PATH}, ${subgroups} subgroup(s) of 2 row tiles, ${keyTile} keys per step`,

@@ -11,7 +11,9 @@
 //     paged-attention-merge.
 //   - Keys [key_start, key_end) in steps of KEY_TILE (16, 32 or 64): the step's K and V rows are staged as f16
 //     into `tiles` (zeros past key_end and for missing blocks). The Q rows (pre-scaled, f16) use the same
-//     region before the first step and are held as left matrices from then on.
+//     region before the first step (in rounds of 2 · KEY_TILE rows where the workgroup has more, so the
+//     region, and with it the workgroup's memory, does not grow with its subgroups) and are held as left
+//     matrices from then on.
 //   - Softmax is online with lazy rescaling: a row keeps a reference max m and only raises it (rescaling
 //     its output) when a step's max exceeds m + TAU, so P = exp(s − m) ≤ e^TAU fits f16 and the O
 //     rescale through workgroup memory is rare; rows past num_q and keys past a row's position get
@@ -44,7 +46,7 @@ override LANES_PER_ROW: u32 = SG_SIZE / MAT;
 override TAU: f32 = 8.0;
 
 // The generated part declares, with literal sizes (subgroupMatrixLoad/Store need constant-sized arrays):
-//   tiles: array<f16, max(MAT · SUBGROUPS · ROW_TILES · HEAD_DIM, 2 · KEY_TILE · HEAD_DIM)>   (Q rows, then K and V of a step)
+//   tiles: array<f16, 2 · KEY_TILE · HEAD_DIM>   (the Q rows, in rounds of 2 · KEY_TILE rows where there are more; then K and V of a step)
 //   s_tile: array<f32, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: its MAT × KEY_TILE S, then scratch for O chunks)
 //   p_tile: array<f16, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: P as f16)
 var<workgroup> alpha_row: array<f32, MAT * SUBGROUPS * ROW_TILES>;
@@ -75,10 +77,13 @@ fn store8(at: u32, w: vec4<u32>) {
   tiles[at + 7u] = d.y;
 }
 
-/** The workgroup's query rows, pre-scaled, as f16 rows of HEAD_DIM at tiles[row × HEAD_DIM]. */
-fn stage_queries(item: WorkItem, first_head: u32) {
-  for (var i = tid; i < MAT * SUBGROUPS * ROW_TILES * Q_VECS_PER_ROW; i += WG_SIZE) {
-    let row = i / Q_VECS_PER_ROW;
+/**
+ * The workgroup's query rows [row0, row0 + rows), pre-scaled, as f16 rows of HEAD_DIM at
+ * tiles[(row − row0) × HEAD_DIM] (a workgroup with more rows than `tiles` holds stages them in rounds).
+ */
+fn stage_queries(item: WorkItem, first_head: u32, row0: u32, rows: u32) {
+  for (var i = tid; i < rows * Q_VECS_PER_ROW; i += WG_SIZE) {
+    let row = row0 + i / Q_VECS_PER_ROW;
     let col = i % Q_VECS_PER_ROW;
     let qi = row / HEADS_PER_WG;
     var v = vec4<f32>(0.0);
@@ -86,7 +91,7 @@ fn stage_queries(item: WorkItem, first_head: u32) {
       let head = first_head + row % HEADS_PER_WG;
       v = queries[((item.q_row + qi) * params.num_query_heads + head) * Q_VECS_PER_ROW + col] * params.scale;
     }
-    let at = row * HEAD_DIM + col * 4u;
+    let at = (row - row0) * HEAD_DIM + col * 4u;
     tiles[at] = f16(v.x);
     tiles[at + 1u] = f16(v.y);
     tiles[at + 2u] = f16(v.z);

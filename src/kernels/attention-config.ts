@@ -441,7 +441,7 @@ export function mmaPrefillConfig(
   const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * Math.max(n * rowTileCount, 2 * keyTile) * layout.headDim + // tiles (f16): the Q rows, then a step's K and V rows
+    2 * 2 * keyTile * layout.headDim + // tiles (f16): a step's K and V rows (and before the first step the Q rows, in rounds)
     4 * n * keyTile * rowTileCount + // s_tile
     2 * n * keyTile * rowTileCount + // p_tile
     4 * n * rowTileCount + // alpha_row

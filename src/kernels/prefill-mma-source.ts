@@ -5,7 +5,10 @@
 // Invariants: subgroup sg of a workgroup is invocations [sg · SG_SIZE, (sg + 1) · SG_SIZE) and owns R
 // row tiles (R = rowTiles): tile u = sg · R + t (t < R) is rows [n u, n u + n) with its own
 // n · keyTile-element regions of s_tile and p_tile, and a lane holds one row of each of its subgroup's
-// tiles; each K or V matrix a subgroup loads feeds its R tiles' operations; the matrix operands live
+// tiles; each K or V matrix a subgroup loads feeds its R tiles' operations; the Q rows reach their left
+// matrices through `tiles` (2 · keyTile rows, the K/V area) in rounds where the workgroup has more rows,
+// each subgroup loading its tiles' Q in the round that holds them (so a workgroup's memory grows with its
+// subgroups only by their S and P tiles); the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
 // arrays), or in the pool's f16 view; every n-wide head-dim chunk c has its own Q (left) and O (result)
 // matrix variable; a lane's COLS_PER_LANE score columns are their own scalars; the step loop and every
@@ -55,7 +58,7 @@ export function prefillMmaEntry(
   };
   const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   add(
-    `var<workgroup> tiles: array<f16, ${Math.max(n * rowTileCount * headDim, 2 * keyTile * headDim)}>;`,
+    `var<workgroup> tiles: array<f16, ${2 * keyTile * headDim}>;`,
     `var<workgroup> s_tile: array<f32, ${sTile * rowTileCount}>;`,
     `var<workgroup> p_tile: array<f16, ${sTile * rowTileCount}>;`,
     ``,
@@ -79,13 +82,27 @@ export function prefillMmaEntry(
       `  let o_at_${t} = tile_${t} * ${sTile}u + r * ${n}u + o_col0;`,
     );
   }
-  add(
-    `  stage_queries(item, first_head);`,
-    `  var window_start = block_of(item.key_start);`,
-    `  load_table_window(item.seq_slot, window_start);`,
-    `  workgroupBarrier();`,
-  );
-  for (const t of T) for (const c of chunks) add(`  let q_${t}_${c} = subgroupMatrixLoad<${left}, row_major>(&tiles, tile_${t} * ${n}u * HEAD_DIM + ${n * c}u, HEAD_DIM);`);
+  // The Q rows go through `tiles` (the K/V area: 2 · keyTile rows) in rounds where the workgroup has more
+  // rows; a subgroup loads its tiles' Q matrices in the round that holds them.
+  const qRows = n * rowTileCount;
+  const roundRows = Math.min(qRows, 2 * keyTile);
+  const rounds = Math.ceil(qRows / roundRows);
+  add(`  var window_start = block_of(item.key_start);`, `  load_table_window(item.seq_slot, window_start);`);
+  const qLoad = (t: number, c: number, row0: string) =>
+    `subgroupMatrixLoad<${left}, row_major>(&tiles, (tile_${t} * ${n}u - ${row0}) * HEAD_DIM + ${n * c}u, HEAD_DIM)`;
+  if (rounds === 1) {
+    add(`  stage_queries(item, first_head, 0u, ${qRows}u);`, `  workgroupBarrier();`);
+    for (const t of T) for (const c of chunks) add(`  let q_${t}_${c} = ${qLoad(t, c, '0u')};`);
+  } else {
+    for (const t of T) for (const c of chunks) add(`  var q_${t}_${c}: ${left};`);
+    add(`  for (var round = 0u; round < ${rounds}u; round++) {`, `    stage_queries(item, first_head, round * ${roundRows}u, ${roundRows}u);`, `    workgroupBarrier();`);
+    for (const t of T) {
+      add(`    if (tile_${t} / ${roundRows / n}u == round) {`);
+      for (const c of chunks) add(`      q_${t}_${c} = ${qLoad(t, c, `round * ${roundRows}u`)};`);
+      add(`    }`);
+    }
+    add(`    workgroupBarrier();`, `  }`);
+  }
   for (const t of T) for (const c of chunks) add(`  var o_${t}_${c} = ${result}();`);
   for (const t of T) add(`  var m_ref_${t} = NEG_BIG;`, `  var l_row_${t} = 0.0;`);
   if (nextK) {

@@ -289,10 +289,12 @@ describe('subgroup-matrix prefill shapes', () => {
       const c = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { subgroups })!;
       expect([c.subgroups, c.workgroupSize, c.queriesPerWorkgroup * c.headsPerWorkgroup]).toEqual([subgroups, 32 * subgroups, 16 * subgroups]);
       expect(c.workgroupBytes).toBeGreaterThan(one.workgroupBytes);
-      // The Q rows of every subgroup (16 · subgroups · 128 f16) outgrow the 32 K/V rows of a step from 4 on.
-      expect(c.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (Math.max(16 * subgroups, 32) - 32) + (6 * 256 + 64) * (subgroups - 1) + 16 * 8 * (subgroups - 1));
+      // Each subgroup adds its S and P tiles, its rows' rescale factors and its lanes' reduction scratch; the Q
+      // rows (16 · subgroups of them) go through the 32 K/V rows of a step in rounds, so they add nothing.
+      expect(c.workgroupBytes - one.workgroupBytes).toBe((6 * 256 + 64 + 16 * 8) * (subgroups - 1));
     }
-    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8 })).toBeUndefined(); // 80 KiB
+    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8 })!.workgroupBytes).toBe(30728); // 128 Q rows, 30.0 KiB
+    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8, keyTile: 64 })).toBeUndefined(); // 64 KiB of K/V alone
     // Longer steps: K and V of 64 keys (32 KiB at head dim 128) and a 16 × 64 S and P per subgroup.
     const long = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { keyTile: 64 })!;
     expect(long.keyTile).toBe(64);
