@@ -55,7 +55,7 @@ function tuningOf(name: string): AttentionTuning {
     else if (knob[0] === 'r') blocked.maxRows = n;
     else if (knob[0] === 'k') blocked.maxKeyTile = n;
     else if (knob[0] === 'm') blocked.workgroupBytes = n * 1024;
-    else if (knob[0] === 'w' && (n === 128 || n === 256 || n === 512)) blocked.workgroupSize = n;
+    else if (knob[0] === 'w') blocked.workgroupSize = n as BlockedPrefillTuning['workgroupSize']; // the kernel's tuning check refuses other sizes
     else throw new Error(`unknown knob ${knob} in ${name}`);
   }
   return { prefillMatrix: false, prefillBlocked: true, blocked };
