@@ -82,19 +82,36 @@ fn load_table_window(seq_slot: u32, first_block: u32) {
 }
 
 /**
- * K and V words `col` of key `pos` of kv head `kv_head`, through the table window starting at logical
- * block `window_start` (which must hold the key's block); zeros for a missing block.
+ * (table code, pool word of word 0 of the K row) of key `pos` of kv head `kv_head`, through the table
+ * window starting at logical block `window_start` (which must hold the key's block); code NO_BLOCK for a
+ * missing block. Word `col` of the row is in chunk code & 3 at word + col, its V word vecs_per_half further.
  */
-fn load_key_words(kv_head: u32, pos: u32, col: u32, window_start: u32) -> array<vec4<u32>, 2> {
+fn key_row_word(kv_head: u32, pos: u32, window_start: u32) -> vec2<u32> {
   let logical = block_of(pos);
   let at = logical - window_start;
   let code = smem[SMEM_TABLE + at / 4u][at % 4u];
-  if (code == NO_BLOCK) {
+  let word = (code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block +
+    (pos - logical * params.block_size) * VECS_PER_ROW;
+  return vec2<u32>(code, word);
+}
+
+/** K and V words `col` of key `pos` (key_row_word); zeros for a missing block. */
+fn load_key_words(kv_head: u32, pos: u32, col: u32, window_start: u32) -> array<vec4<u32>, 2> {
+  let row = key_row_word(kv_head, pos, window_start);
+  if (row.x == NO_BLOCK) {
     return array<vec4<u32>, 2>(vec4<u32>(0u), vec4<u32>(0u));
   }
-  let word = (code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block +
-    (pos - logical * params.block_size) * VECS_PER_ROW + col;
-  return array<vec4<u32>, 2>(load_kv(code & 3u, word), load_kv(code & 3u, word + params.vecs_per_half));
+  let word = row.y + col;
+  return array<vec4<u32>, 2>(load_kv(row.x & 3u, word), load_kv(row.x & 3u, word + params.vecs_per_half));
+}
+
+/** Word `col` of the K (half 0) or V (half 1) row of key `pos` (key_row_word); zeros for a missing block. */
+fn load_half_word(kv_head: u32, pos: u32, col: u32, window_start: u32, half: u32) -> vec4<u32> {
+  let row = key_row_word(kv_head, pos, window_start);
+  if (row.x == NO_BLOCK) {
+    return vec4<u32>(0u);
+  }
+  return load_kv(row.x & 3u, row.y + col + half * params.vecs_per_half);
 }
 
 /** (work item, kv head, head tile, in range) of this workgroup's flat index. */

@@ -21,18 +21,3 @@ override SMEM_RED: u32 = SMEM_TABLE + TABLE_WINDOW / 4u;
 override SMEM_LEN: u32 = SMEM_RED + WG_SIZE / 4u;
 var<workgroup> smem: array<vec4<u32>, SMEM_LEN>;
 
-/**
- * Word `col` of the K (half 0) or V (half 1) row of key `pos` of kv head `kv_head`, through the table
- * window starting at logical block `window_start`; zeros for a missing block.
- */
-fn load_half_word(kv_head: u32, pos: u32, col: u32, window_start: u32, half: u32) -> vec4<u32> {
-  let logical = block_of(pos);
-  let at = logical - window_start;
-  let code = smem[SMEM_TABLE + at / 4u][at % 4u];
-  if (code == NO_BLOCK) {
-    return vec4<u32>(0u);
-  }
-  let word = (code >> 2u) * params.vecs_per_block + kv_head * params.vecs_per_head_block +
-    (pos - logical * params.block_size) * VECS_PER_ROW + col + half * params.vecs_per_half;
-  return load_kv(code & 3u, word);
-}
