@@ -350,6 +350,14 @@ async function runParts(run: BenchRun): Promise<void> {
           tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: true, prefillMatrixEarlyV: earlyV, prefillMatrixNextK: nextK },
         });
       }
+      // A staged step's V into K's place after its scores: half the staging area (2 subgroups: 12.2 → 8.1 KiB at
+      // head dim 128, 6 workgroups per 48 KiB instead of 4; 4 subgroups: 15.3 → 11.3 KiB, 4 instead of 3).
+      for (const subgroups of [2, 4] as const) {
+        paths.push({
+          path: `${MATRIX_PATH}, ${subgroups} subgroup(s), K/V from the pool, V staged in K's place`,
+          tuning: { ...opts.tuning, prefillMatrix: true, prefillMatrixSubgroups: subgroups, prefillMatrixDirectKv: true, prefillMatrixReuseKForV: true },
+        });
+      }
       // Two row tiles per subgroup (each K/V matrix loaded feeds two multiplications): 2 subgroups × 32 keys
       // and 4 × 16 keys (128 rows, as FlashAttention-2's 4 warps of 32 rows); 29.0 and 21.5 KiB at head dim
       // 128 with 16 × 16 matrices (the Q rows staged in rounds through the K/V area), so both fit 48 KiB.
@@ -368,7 +376,7 @@ async function runParts(run: BenchRun): Promise<void> {
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
     const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}${mma.nextK ? ', next K early' : ''}, ${mma.workgroupBytes} B`
+      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}${mma.nextK ? ', next K early' : ''}${mma.reuseKForV ? ", V in K's place" : ''}, ${mma.workgroupBytes} B`
       : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}${config.workgroupSize !== WORKGROUP_SIZE ? `, ${config.workgroupSize} invocations` : ''}, ${config.workgroupBytes} B`;
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
@@ -378,7 +386,8 @@ async function runParts(run: BenchRun): Promise<void> {
       mma.keyTile === (tuning.prefillMatrixKeyTile ?? 16) &&
       mma.directKv === (tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV) &&
       mma.earlyV === (tuning.prefillMatrixEarlyV ?? false) &&
-      mma.nextK === (tuning.prefillMatrixNextK ?? false);
+      mma.nextK === (tuning.prefillMatrixNextK ?? false) &&
+      mma.reuseKForV === (tuning.prefillMatrixReuseKForV ?? false);
     if (path.startsWith(MATRIX_PATH) && !fits) {
       kernel.destroy(); // no subgroup matrices, or this shape does not fit the device (the kernel fell back)
       continue;

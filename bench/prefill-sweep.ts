@@ -12,7 +12,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,blocked-w256,blocked-f32-w256,blocked-w512,blocked-f32-w512,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64,mma-s4-r2' },
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,blocked-w256,blocked-f32-w256,blocked-w512,blocked-f32-w512,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64,mma-s4-r2,mma-s2-d-kv1,mma-s4-d-kv1' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
@@ -28,14 +28,14 @@ const { measureFmaRate } = await import('./fma');
 /**
  * `tile` (tile engine), `mma` (subgroup matrices, where the device has them; `mma-s4-k32`: 4 subgroups per
  * workgroup, 32 keys per step; `-r2`: 2 row tiles per subgroup, e.g. mma-s2-r2-k32; `-d`: K/V matrices of fully
- * attended steps from the pool; `-v`: their V matrices loaded before the softmax; `-n`: the next step's K right after a step's scores, e.g.
+ * attended steps from the pool; `-v`: their V matrices loaded before the softmax; `-n`: the next step's K right after a step's scores; `-kv1`: a staged step's V into K's place after its scores, e.g.
  * mma-s2-d-v-n), or `blocked` followed by
  * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
  * device> -w<invocations per workgroup: 256 or 512>, e.g. blocked-f32-r64-m48 or blocked-f32-w256.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
-  const mma = /^mma(?:-s(\d+))?(?:-r(\d+))?(?:-k(\d+))?(-d)?(-v)?(-n)?$/.exec(name);
+  const mma = /^mma(?:-s(\d+))?(?:-r(\d+))?(?:-k(\d+))?(-d)?(-v)?(-n)?(-kv1)?$/.exec(name);
   if (mma) {
     return {
       prefillMatrix: true,
@@ -45,6 +45,7 @@ function tuningOf(name: string): AttentionTuning {
       ...(mma[4] ? { prefillMatrixDirectKv: true } : {}),
       ...(mma[5] ? { prefillMatrixEarlyV: true } : {}),
       ...(mma[6] ? { prefillMatrixNextK: true } : {}),
+      ...(mma[7] ? { prefillMatrixReuseKForV: true } : {}),
     };
   }
   if (!name.startsWith('blocked')) throw new Error(`unknown variant ${name}`);

@@ -10,8 +10,10 @@
 //     partial slot aux + head and (m, l) in the stats, relative to the same reference max m, for
 //     paged-attention-merge.
 //   - Keys [key_start, key_end) in steps of KEY_TILE (16, 32 or 64): the step's K and V rows are staged as f16
-//     into `tiles` (zeros past key_end and for missing blocks). The Q rows (pre-scaled, f16) use the same
-//     region before the first step (in rounds of 2 · KEY_TILE rows where the workgroup has more, so the
+//     into `tiles` (zeros past key_end and for missing blocks): both before the scores, V after K, or
+//     (MmaPrefillConfig.reuseKForV) K before the scores and V into K's place during the softmax, once every
+//     subgroup's scores have read K. The Q rows (pre-scaled, f16) use the same
+//     region before the first step (in rounds of its rows, 2 · KEY_TILE or KEY_TILE, where the workgroup has more, so the
 //     region, and with it the workgroup's memory, does not grow with its subgroups) and are held as left
 //     matrices from then on.
 //   - Softmax is online with lazy rescaling: a row keeps a reference max m and only raises it (rescaling
@@ -19,10 +21,10 @@
 //     rescale through workgroup memory is rare; rows past num_q and keys past a row's position get
 //     p = 0. Lane l of a subgroup owns row l / LANES_PER_ROW, columns (l % LANES_PER_ROW) × COLS_PER_LANE…
 //     (COLS_PER_LANE = KEY_TILE / LANES_PER_ROW)
-//   - `step_flags` (STEP_RESCALE, STEP_V_NONFINITE) is read once per step with workgroupUniformLoad, so the
-//     branches it chooses (which have barriers) are workgroup-uniform, and cleared by tid 0 after that
-//     read and before the step's last barrier. Every write within a step stores the same value (bits are
-//     only added, by whole phases between barriers), so the unsynchronised writes cannot disagree.
+//   - `step_flags` (one word per flag: STEP_RESCALE, STEP_V_NONFINITE) is read once per step with
+//     workgroupUniformLoad, so the branches it chooses (which have barriers) are workgroup-uniform, and
+//     cleared by tid 0 after that read and before the step's last barrier. Within a step every write to a
+//     word stores 1, so the unsynchronised writes cannot disagree, whichever phases set the two flags.
 //   - With K/V from the pool (MmaPrefillConfig.directKv, a one-chunk pool whose blocks hold whole n-key
 //     matrices), a step that starts on a matrix boundary (not so in a split of forced length), whose keys
 //     every row attends and whose blocks all exist loads its K and V
@@ -46,16 +48,17 @@ override LANES_PER_ROW: u32 = SG_SIZE / MAT;
 override TAU: f32 = 8.0;
 
 // The generated part declares, with literal sizes (subgroupMatrixLoad/Store need constant-sized arrays):
-//   tiles: array<f16, 2 · KEY_TILE · HEAD_DIM>   (the Q rows, in rounds of 2 · KEY_TILE rows where there are more; then K and V of a step)
+//   tiles: array<f16, KV_ROWS · HEAD_DIM>   (KV_ROWS = 2 · KEY_TILE, or KEY_TILE with reuseKForV: the Q rows, in rounds of
+//                                           KV_ROWS rows where there are more; then K and V of a step)
 //   s_tile: array<f32, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: its MAT × KEY_TILE S, then scratch for O chunks)
 //   p_tile: array<f16, MAT · KEY_TILE · SUBGROUPS · ROW_TILES>   (per row tile: P as f16)
 var<workgroup> alpha_row: array<f32, MAT * SUBGROUPS * ROW_TILES>;
-/** What the current step must do besides the matrix path: STEP_RESCALE | STEP_V_NONFINITE bits. */
-var<workgroup> step_flags: u32;
+/** What the current step must do besides the matrix path: step_flags[STEP_RESCALE], step_flags[STEP_V_NONFINITE] (0 or 1 each). */
+var<workgroup> step_flags: array<u32, 2>;
 /** Some row's reference max moved: rescale the O matrices through the scratch. */
-const STEP_RESCALE = 1u;
+const STEP_RESCALE = 0u;
 /** The step masks keys for some rows and its staged V holds a NaN or ±∞: P·V in scalar code. */
-const STEP_V_NONFINITE = 2u;
+const STEP_V_NONFINITE = 1u;
 
 override SMEM_TABLE: u32 = 0u;
 override SMEM_RED: u32 = TABLE_WINDOW / 4u;
@@ -122,9 +125,9 @@ fn has_nonfinite_f16(w: vec4<u32>) -> bool {
 }
 
 /**
- * K rows of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end).
- * Where the step masks keys for some rows (`masks_keys`), a NaN or ±∞ in its V sets STEP_V_NONFINITE (the
- * only bit set before the step's first barrier).
+ * K rows of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM], V rows after them (zeros past key_end):
+ * the layout of 2 · KEY_TILE rows (without reuseKForV, which stages through stage_half instead).
+ * Where the step masks keys for some rows (`masks_keys`), a NaN or ±∞ in its V sets STEP_V_NONFINITE.
  */
 fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32, masks_keys: bool) {
   for (var i = tid; i < KEY_TILE * VECS_PER_ROW; i += WG_SIZE) {
@@ -135,10 +138,31 @@ fn stage_kv(kv_head: u32, t0: u32, key_end: u32, window_start: u32, masks_keys: 
     if (pos < key_end) {
       kv = load_key_words(kv_head, pos, col, window_start);
       if (masks_keys && has_nonfinite_f16(kv[1])) {
-        step_flags = STEP_V_NONFINITE;
+        step_flags[STEP_V_NONFINITE] = 1u;
       }
     }
     store8(key * HEAD_DIM + col * 8u, kv[0]);
     store8((KEY_TILE + key) * HEAD_DIM + col * 8u, kv[1]);
+  }
+}
+
+/**
+ * The K (half 0) or V (half 1) rows alone of keys t0 .. t0 + KEY_TILE − 1 at tiles[key × HEAD_DIM] (zeros
+ * past key_end): with reuseKForV, K before the scores and V in its place after them. Staging V where the
+ * step masks keys for some rows (`masks_keys`), a NaN or ±∞ sets STEP_V_NONFINITE.
+ */
+fn stage_half(kv_head: u32, t0: u32, key_end: u32, window_start: u32, half: u32, masks_keys: bool) {
+  for (var i = tid; i < KEY_TILE * VECS_PER_ROW; i += WG_SIZE) {
+    let key = i / VECS_PER_ROW;
+    let col = i % VECS_PER_ROW;
+    let pos = t0 + key;
+    var w = vec4<u32>(0u);
+    if (pos < key_end) {
+      w = load_half_word(kv_head, pos, col, window_start, half);
+      if (half == 1u && masks_keys && has_nonfinite_f16(w)) {
+        step_flags[STEP_V_NONFINITE] = 1u;
+      }
+    }
+    store8(key * HEAD_DIM + col * 8u, w);
   }
 }

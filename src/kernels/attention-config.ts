@@ -373,6 +373,13 @@ export interface MmaPrefillConfig {
    * step's softmax and P·V; the next step then uses them instead of loading its own.
    */
   nextK: boolean;
+  /**
+   * `tiles` holds one step's K or V (keyTile rows) instead of both: a staged step stages K before its
+   * scores and V into K's place after them, during the softmax. Halves the staging area (at head dim 128,
+   * 16 keys: 8 KiB → 4 KiB), so more workgroups fit where workgroup memory limits them; a staged step's V
+   * loads then start only after its scores.
+   */
+  reuseKForV: boolean;
 }
 
 /** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
@@ -410,6 +417,8 @@ export interface MmaPrefillShape {
   earlyV?: boolean;
   /** Default false; only with directKv (MmaPrefillConfig.nextK). */
   nextK?: boolean;
+  /** Default false (MmaPrefillConfig.reuseKForV). */
+  reuseKForV?: boolean;
 }
 
 /**
@@ -426,7 +435,7 @@ export function mmaPrefillConfig(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number },
   shape: MmaPrefillShape = {},
 ): MmaPrefillConfig | undefined {
-  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false, earlyV = false, nextK = false } = shape;
+  const { rescaleThreshold = 8, subgroups = 1, rowTiles = 1, keyTile = 16, matrixSize = 16, directKv = false, earlyV = false, nextK = false, reuseKForV = false } = shape;
   const n = matrixSize;
   const lanesOk = [8, 16, 32, 64].includes(subgroupSize) && subgroupSize >= n && subgroupSize <= n * n;
   if (layout.kvDtype !== 'f16' || layout.headDim % n !== 0 || !lanesOk) return undefined;
@@ -441,11 +450,11 @@ export function mmaPrefillConfig(
   const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   // Mirrors the workgroup variables of paged-attention-prefill-mma.wgsl (+ lanes bookkeeping).
   const bytes =
-    2 * 2 * keyTile * layout.headDim + // tiles (f16): a step's K and V rows (and before the first step the Q rows, in rounds)
+    2 * (reuseKForV ? 1 : 2) * keyTile * layout.headDim + // tiles (f16): a step's K and V rows, or one of them (and before the first step the Q rows, in rounds)
     4 * n * keyTile * rowTileCount + // s_tile
     2 * n * keyTile * rowTileCount + // p_tile
     4 * n * rowTileCount + // alpha_row
-    4 + // step_flags
+    8 + // step_flags
     16 * (TABLE_WINDOW / 4 + wg / 4) + // smem
     4;
   if (wg > limits.maxComputeInvocationsPerWorkgroup || bytes > limits.maxComputeWorkgroupStorageSize) return undefined;
@@ -466,6 +475,7 @@ export function mmaPrefillConfig(
     directKv: poolKv,
     earlyV: earlyV && poolKv,
     nextK: nextK && poolKv,
+    reuseKForV,
   };
 }
 

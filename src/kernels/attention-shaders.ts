@@ -117,7 +117,7 @@ export function prefillMmaShader(config: MmaPrefillConfig, headDim: number): Sha
     (config.subgroups > 1 || config.directKv ? 'diagnostic(off, chromium.subgroup_matrix_uniformity);\n' : '');
   const kvAccess = config.directKv ? withPoolHalfView(kvAccessCode) : kvAccessCode;
   return {
-    name: `paged-attention-prefill-mma-d${headDim}-m${config.matrixSize}-s${config.subgroupSize}-g${config.subgroups}${config.rowTiles > 1 ? `x${config.rowTiles}` : ''}-k${config.keyTile}${config.directKv ? '-dkv' : ''}${config.earlyV ? '-ev' : ''}${config.nextK ? '-nk' : ''}`,
+    name: `paged-attention-prefill-mma-d${headDim}-m${config.matrixSize}-s${config.subgroupSize}-g${config.subgroups}${config.rowTiles > 1 ? `x${config.rowTiles}` : ''}-k${config.keyTile}${config.directKv ? '-dkv' : ''}${config.earlyV ? '-ev' : ''}${config.nextK ? '-nk' : ''}${config.reuseKForV ? '-rv' : ''}`,
     code: [directives, lanesSubgroupCode, typesCode, kvAccess, prefillMmaCode, prefillMmaEntry(headDim, config)].join('\n'),
     entryPoint: 'prefill_mma_main',
   };

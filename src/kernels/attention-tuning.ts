@@ -45,6 +45,11 @@ export interface AttentionTuning {
    * scores rather than at the next step (default false; MmaPrefillConfig.nextK).
    */
   prefillMatrixNextK?: boolean;
+  /**
+   * true: the subgroup-matrix prefill stages a step's V into its K's place after the scores, halving the
+   * staging area's workgroup memory (default false; MmaPrefillConfig.reuseKForV).
+   */
+  prefillMatrixReuseKForV?: boolean;
   /** true: decode on subgroup matrices where the device has them (the prefill kernel's code, K/V from the pool where the layout allows). */
   decodeMatrix?: boolean;
   /** Keys per step of the subgroup-matrix decode (default 16). */
@@ -122,6 +127,7 @@ const FIELDS: Record<keyof AttentionTuning, Check> = {
   prefillMatrixDirectKv: bool,
   prefillMatrixEarlyV: bool,
   prefillMatrixNextK: bool,
+  prefillMatrixReuseKForV: bool,
   decodeWritesKv: bool,
   decodeMatrix: bool,
   decodeMatrixKeyTile: oneOf(MMA_KEY_TILES),

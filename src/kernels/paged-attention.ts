@@ -282,7 +282,7 @@ export class PagedAttentionKernel {
     this.prefillConfig = tileConfig('prefill', layout, this.groupSize, wgBytes);
     // A subgroup count or key tile whose workgroup memory does not fit falls back to the one-subgroup,
     // 16-key shape (still on subgroup matrices), not to the portable kernel.
-    const kvSource = { directKv: tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV, earlyV: tuning.prefillMatrixEarlyV, nextK: tuning.prefillMatrixNextK };
+    const kvSource = { directKv: tuning.prefillMatrixDirectKv ?? MMA_DEFAULT_DIRECT_KV, earlyV: tuning.prefillMatrixEarlyV, nextK: tuning.prefillMatrixNextK, reuseKForV: tuning.prefillMatrixReuseKForV };
     this.prefillMmaConfig =
       tuning.prefillMatrix === false
         ? undefined
@@ -643,7 +643,7 @@ export class PagedAttentionKernel {
     const t = this.prefillConfig;
     const prefill = m
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}, ${m.workgroupBytes} B`
+        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}${m.reuseKForV ? ', V in K\'s place' : ''}, ${m.workgroupBytes} B`
       : b
         ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;

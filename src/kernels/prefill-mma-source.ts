@@ -6,7 +6,7 @@
 // row tiles (R = rowTiles): tile u = sg · R + t (t < R) is rows [n u, n u + n) with its own
 // n · keyTile-element regions of s_tile and p_tile, and a lane holds one row of each of its subgroup's
 // tiles; each K or V matrix a subgroup loads feeds its R tiles' operations; the Q rows reach their left
-// matrices through `tiles` (2 · keyTile rows, the K/V area) in rounds where the workgroup has more rows,
+// matrices through `tiles` (the K/V area: 2 · keyTile rows, keyTile with reuseKForV) in rounds where the workgroup has more rows,
 // each subgroup loading its tiles' Q in the round that holds them (so a workgroup's memory grows with its
 // subgroups only by their S and P tiles); the matrix operands live
 // in workgroup arrays declared here with literal sizes (matrix loads and stores need constant-sized
@@ -22,18 +22,26 @@
 // loop) when that step will read from the pool without a table-window reload — the same `direct` it
 // will compute, from the same window — and k_valid says so; a pool-read step loads its own K only
 // where k_valid is false.
+// With reuseKForV, `tiles` holds keyTile rows: a staged step stages its K before the scores and its V into
+// K's place right after the barrier that follows them (every subgroup's scores have read K by then), so
+// the V loads overlap the softmax; the step's flags load (a barrier) orders them before P·V.
 import type { MmaPrefillConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
 export function prefillMmaEntry(
   headDim: number,
-  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'> & { earlyV?: boolean; nextK?: boolean },
+  shape: Pick<MmaPrefillConfig, 'matrixSize' | 'subgroupSize' | 'subgroups' | 'rowTiles' | 'keyTile' | 'directKv'> & { earlyV?: boolean; nextK?: boolean; reuseKForV?: boolean },
 ): string {
   const { matrixSize: n, subgroupSize, subgroups, rowTiles, keyTile } = shape;
   /** A pool-read step's V matrices are loaded right after its scores, into v_b_c held through the softmax. */
   const earlyV = shape.directKv && shape.earlyV === true;
   /** The next pool-read step's K matrices are loaded right after this step's scores, into k_b_c held across steps. */
   const nextK = shape.directKv && shape.nextK === true;
+  /** A staged step's V goes into K's place after the scores: `tiles` holds keyTile rows, not 2 · keyTile. */
+  const reuseKForV = shape.reuseKForV === true;
+  const kvRows = reuseKForV ? keyTile : 2 * keyTile;
+  /** The first row of a staged step's V in `tiles`. */
+  const vRow0 = reuseKForV ? '0u' : 'KEY_TILE';
   const chunks = range(headDim / n);
   /** The subgroup's row tiles: variables of tile t end in _t. */
   const T = range(rowTiles);
@@ -58,7 +66,7 @@ export function prefillMmaEntry(
   };
   const rowTileCount = subgroups * rowTiles; // row tiles in the workgroup
   add(
-    `var<workgroup> tiles: array<f16, ${2 * keyTile * headDim}>;`,
+    `var<workgroup> tiles: array<f16, ${kvRows * headDim}>;`,
     `var<workgroup> s_tile: array<f32, ${sTile * rowTileCount}>;`,
     `var<workgroup> p_tile: array<f16, ${sTile * rowTileCount}>;`,
     ``,
@@ -82,10 +90,10 @@ export function prefillMmaEntry(
       `  let o_at_${t} = tile_${t} * ${sTile}u + r * ${n}u + o_col0;`,
     );
   }
-  // The Q rows go through `tiles` (the K/V area: 2 · keyTile rows) in rounds where the workgroup has more
+  // The Q rows go through `tiles` (the K/V area: kvRows rows) in rounds where the workgroup has more
   // rows; a subgroup loads its tiles' Q matrices in the round that holds them.
   const qRows = n * rowTileCount;
-  const roundRows = Math.min(qRows, 2 * keyTile);
+  const roundRows = Math.min(qRows, kvRows);
   const rounds = Math.ceil(qRows / roundRows);
   add(`  var window_start = block_of(item.key_start);`, `  load_table_window(item.seq_slot, window_start);`);
   const qLoad = (t: number, c: number, row0: string) =>
@@ -149,6 +157,8 @@ export function prefillMmaEntry(
   /** V matrix (block b, head-dim chunk c) of a pool-read step, from the pool's f16 view. */
   const poolV = (b: number, c: number) => `subgroupMatrixLoad<${right}, row_major>(&kv_half, ${poolVAt(b, c)}, HEAD_DIM)`;
   if (earlyV) for (const c of chunks) for (const b of blocks) add(`    var v_${b}_${c} = ${right}();`);
+  /** A staged step's K (and V, without reuseKForV) into `tiles`. */
+  const stageK = reuseKForV ? `stage_half(kv_head, t0, item.key_end, window_start, 0u, false);` : `stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`;
   if (shape.directKv) {
     // A step every row attends whole, over blocks that all exist, reads its K and V matrices from the
     // pool (each n-key block of the step lies in one pool block); every lane computes the same `direct`
@@ -158,7 +168,7 @@ export function prefillMmaEntry(
       // (t0 % n: a split forced to an arbitrary length can start mid-matrix; planned splits are whole steps.)
       `    let direct = ${readsPool('t0', 'masks_keys', (b) => `kv_at_${b}`)};`,
       `    if (!direct) {`,
-      `      stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`,
+      `      ${stageK}`,
       `    }`,
       `    workgroupBarrier();`,
       `    if (direct) {`,
@@ -188,10 +198,15 @@ export function prefillMmaEntry(
       add(`        k_valid = true;`, `      }`, `    }`);
     }
   } else {
-    add(`    stage_kv(kv_head, t0, item.key_end, window_start, masks_keys);`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
+    add(`    ${stageK}`, `    workgroupBarrier();`, ...blocks.flatMap((b) => stagedScores(b, '    ')));
   }
   for (const t of T) for (const b of blocks) add(`    subgroupMatrixStore<row_major>(&s_tile, tile_${t} * ${sTile}u + ${n * b}u, sm_${t}_${b}, ${keyTile}u);`);
   add(`    workgroupBarrier();`);
+  if (reuseKForV) {
+    // Every subgroup's scores have read K: its V goes into K's place while the softmax runs.
+    const stageV = `stage_half(kv_head, t0, item.key_end, window_start, 1u, masks_keys);`;
+    add(...(shape.directKv ? [`    if (!direct) {`, `      ${stageV}`, `    }`] : [`    ${stageV}`]));
+  }
   for (const j of cols) add(`    let key_${j} = t0 + col0 + ${j}u;`);
   for (const t of T) {
     for (const j of cols) {
@@ -220,13 +235,13 @@ export function prefillMmaEntry(
       `      alpha_row[wg_row_${t}] = alpha_${t};`,
       `    }`,
       `    if (alpha_${t} != 1.0 && m_prev_${t} > NEG_BIG) {`,
-      `      step_flags = step_flags | STEP_RESCALE;`,
+      `      step_flags[STEP_RESCALE] = 1u;`,
       `    }`,
     );
   }
   add(
     `    let flags = workgroupUniformLoad(&step_flags);`,
-    `    if ((flags & STEP_RESCALE) != 0u) {`,
+    `    if (flags[STEP_RESCALE] != 0u) {`,
   );
   // O chunks are n × n: lane (r, col0) scales columns o_col0 … of row r (colsO of them).
   for (const t of T) {
@@ -245,7 +260,7 @@ export function prefillMmaEntry(
   // P·V. A masked key has p = 0, and 0 · NaN = NaN: where a step masks keys for some rows and its staged V
   // holds a NaN or ±∞ (STEP_V_NONFINITE, set while staging), each lane adds its row's visible keys alone,
   // in scalar code through the scratch (rare: only a poisoned V near the diagonal).
-  add(`    if ((flags & STEP_V_NONFINITE) != 0u) {`);
+  add(`    if (flags[STEP_V_NONFINITE] != 0u) {`);
   for (const t of T) {
     for (const c of chunks) {
       add(
@@ -254,7 +269,7 @@ export function prefillMmaEntry(
         `      for (var k = 0u; k < KEY_TILE; k++) {`,
         `        if (t0 + k <= q_pos_${t} && t0 + k < item.key_end) {`,
         `          let p = f32(p_tile[tile_${t} * ${sTile}u + r * KEY_TILE + k]);`,
-        `          let v_at = (KEY_TILE + k) * HEAD_DIM + ${n * c}u + o_col0;`,
+        `          let v_at = (${vRow0} + k) * HEAD_DIM + ${n * c}u + o_col0;`,
         ...range(colsO).map((j) => `          s_tile[o_at_${t} + ${j}u] += p * f32(tiles[v_at + ${j}u]);`),
         `        }`,
         `      }`,
@@ -274,7 +289,7 @@ export function prefillMmaEntry(
         ...T.map((t) => `${indent}o_${t}_${c} = subgroupMatrixMultiplyAccumulate(pm_${t}_${b}, v_${b}_${c}, o_${t}_${c});`),
       ]),
     );
-  const stagedOutputs = (indent: string) => outputs(indent, 'tiles', (b, c) => `(KEY_TILE + ${n * b}u) * HEAD_DIM + ${n * c}u`);
+  const stagedOutputs = (indent: string) => outputs(indent, 'tiles', (b, c) => `(${vRow0} + ${n * b}u) * HEAD_DIM + ${n * c}u`);
   if (shape.directKv) {
     const direct = earlyV
       ? chunks.flatMap((c) => blocks.flatMap((b) => T.map((t) => `        o_${t}_${c} = subgroupMatrixMultiplyAccumulate(pm_${t}_${b}, v_${b}_${c}, o_${t}_${c});`)))
@@ -288,7 +303,7 @@ export function prefillMmaEntry(
     `    }`,
     // Every lane has read the flags (workgroupUniformLoad above): clear them for the next step.
     `    if (tid == 0u) {`,
-    `      step_flags = 0u;`,
+    `      step_flags = array<u32, 2>(0u, 0u);`,
     `    }`,
     `    workgroupBarrier();`,
     `  }`,

@@ -43,7 +43,7 @@ export function defaultDecodeKnobs(residentWorkgroups: number): TuningKnob[] {
 /** Prefill knobs; `deviceWorkgroupBytes` is the device's workgroup-memory limit. */
 export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] {
   // The subgroup-matrix kernel (where the device has it: its subgroups per workgroup, row tiles per subgroup, keys per step,
-  // whether K/V come straight from the pool, whether their V is loaded before the softmax and the next step's K early, then its rescale threshold) is tuned, then weighed against the
+  // whether K/V come straight from the pool, whether their V is loaded before the softmax and the next step's K early, whether a staged step's V goes into K's place, then its rescale threshold) is tuned, then weighed against the
   // register-blocked one, whose knobs then apply if it won; the tile engine comes last, against the
   // register-blocked kernel as tuned.
   return [
@@ -53,6 +53,7 @@ export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] 
     { name: 'matrix K/V from the pool', values: [{ prefillMatrixDirectKv: false }] },
     { name: 'matrix V before the softmax', values: [{ prefillMatrixEarlyV: true }] },
     { name: 'matrix next K early', values: [{ prefillMatrixNextK: true }] },
+    { name: "matrix V staged in K's place", values: [{ prefillMatrixReuseKForV: true }] },
     { name: 'matrix rescale threshold', values: [{ prefillRescaleThreshold: 0 }, { prefillRescaleThreshold: 16 }] },
     { name: 'subgroup matrices', values: [{ prefillMatrix: false }] },
     { name: 'f32 tiles', values: [{ blocked: { stagedF32: true } }] },

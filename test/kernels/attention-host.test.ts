@@ -293,7 +293,7 @@ describe('subgroup-matrix prefill shapes', () => {
       // rows (16 · subgroups of them) go through the 32 K/V rows of a step in rounds, so they add nothing.
       expect(c.workgroupBytes - one.workgroupBytes).toBe((6 * 256 + 64 + 16 * 8) * (subgroups - 1));
     }
-    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8 })!.workgroupBytes).toBe(30728); // 128 Q rows, 30.0 KiB
+    expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8 })!.workgroupBytes).toBe(30732); // 128 Q rows, 30.0 KiB
     expect(mmaPrefillConfig(layoutOf(256, 'f16'), 4, 32, limits, { subgroups: 8, keyTile: 64 })).toBeUndefined(); // 64 KiB of K/V alone
     // Longer steps: K and V of 64 keys (32 KiB at head dim 128) and a 16 × 64 S and P per subgroup.
     const long = mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { keyTile: 64 })!;
@@ -301,6 +301,22 @@ describe('subgroup-matrix prefill shapes', () => {
     expect(long.workgroupBytes - one.workgroupBytes).toBe(2 * 128 * (128 - 32) + 6 * 16 * (64 - 16));
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, { subgroups: 4, keyTile: 64 })).toBeUndefined(); // 32 KiB of K/V + 4 × 6 KiB of S and P
     expect(mmaPrefillConfig(layoutOf(128, 'f16'), 4, 64, limits, { subgroups: 32 })).toBeUndefined(); // 2048 invocations
+  });
+
+  it('with V staged in K\'s place (reuseKForV): the K/V area holds one step\'s K or V, half the bytes, for every shape', () => {
+    const at = (shape: Parameters<typeof mmaPrefillConfig>[4]) => mmaPrefillConfig(layoutOf(128, 'f16'), 4, 32, limits, shape);
+    for (const [subgroups, rowTiles, keyTile] of [[1, 1, 16], [2, 1, 16], [8, 1, 16], [4, 2, 16], [2, 2, 32], [2, 1, 64]] as const) {
+      const both = at({ subgroups, rowTiles, keyTile, directKv: true })!;
+      const one = at({ subgroups, rowTiles, keyTile, directKv: true, reuseKForV: true })!;
+      expect([both.reuseKForV, one.reuseKForV]).toEqual([false, true]);
+      expect([one.subgroups, one.rowTiles, one.keyTile, one.directKv]).toEqual([subgroups, rowTiles, keyTile, true]);
+      expect(both.workgroupBytes - one.workgroupBytes).toBe(2 * keyTile * 128);
+    }
+    // The default 2 subgroups × 16 keys: 12 172 → 8 076 B, six workgroups in the H100's 48 KiB instead of four;
+    // 4 subgroups × 64 keys fit 48 KiB only this way.
+    expect([at({ subgroups: 2 })!.workgroupBytes, at({ subgroups: 2, reuseKForV: true })!.workgroupBytes]).toEqual([12172, 8076]);
+    expect(at({ subgroups: 4, keyTile: 64 })).toBeUndefined();
+    expect(at({ subgroups: 4, keyTile: 64, reuseKForV: true })!.workgroupBytes).toBe(42252);
   });
 });
 

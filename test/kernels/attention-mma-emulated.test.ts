@@ -67,6 +67,9 @@ describe.skipIf(sizes.length === 0).each((sizes.length > 0 ? sizes : MMA_MATRIX_
     // The next pool-read step's K loaded after a step's scores, alone and with V early.
     { headDim: 32, groupSize: 4, blockSize: 16, tuning: { prefillMatrixDirectKv: true, prefillMatrixNextK: true } },
     { headDim: 16, groupSize: 8, blockSize: 32, tuning: { prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32, prefillMatrixDirectKv: true, prefillMatrixEarlyV: true, prefillMatrixNextK: true } },
+    // A staged step's V in K's place: the Q rows in rounds of keyTile rows (4 subgroups), and two row tiles from the pool.
+    { headDim: 32, groupSize: 4, blockSize: 8, tuning: { prefillMatrixSubgroups: 4, prefillMatrixReuseKForV: true } },
+    { headDim: 16, groupSize: 2, blockSize: 16, tuning: { prefillMatrixRowTiles: 2, prefillMatrixDirectKv: true, prefillMatrixReuseKForV: true, prefillRescaleThreshold: 0 } },
   ] satisfies { headDim: number; groupSize: number; blockSize: number; tuning: AttentionTuning }[])('prefill: head dim $headDim, GQA $groupSize, block $blockSize, $tuning', async ({ headDim, groupSize, blockSize, tuning }) => {
     await expectMatch(headDim, groupSize, blockSize, tuning);
   });

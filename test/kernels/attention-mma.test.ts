@@ -50,9 +50,9 @@ function shapeOf(kernel: PagedAttentionKernel): [number, number, number] | undef
 }
 
 /** The shape asked for where the device's workgroup memory holds it (the H100's 48 KiB), else the one-subgroup, 16-key fallback (lavapipe's 32 KiB). */
-function expectedShape(layout: KvLayout, kernel: PagedAttentionKernel, groupSize: number, subgroups: number, keyTile: number, rowTiles = 1): [number, number, number] {
+function expectedShape(layout: KvLayout, kernel: PagedAttentionKernel, groupSize: number, subgroups: number, keyTile: number, rowTiles = 1, reuseKForV = false): [number, number, number] {
   const { subgroupSize, matrixSize } = kernel.prefillMmaConfig!;
-  return mmaPrefillConfig(layout, groupSize, subgroupSize, gpu.device.limits, { subgroups, rowTiles, keyTile, matrixSize }) ? [subgroups, rowTiles, keyTile] : [1, 1, 16];
+  return mmaPrefillConfig(layout, groupSize, subgroupSize, gpu.device.limits, { subgroups, rowTiles, keyTile, matrixSize, reuseKForV }) ? [subgroups, rowTiles, keyTile] : [1, 1, 16];
 }
 
 describe.skipIf(!available)('subgroup-matrix prefill', () => {
@@ -86,18 +86,25 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     { headDim: 128, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, directKv: true, nextK: true },
     { headDim: 64, groupSize: 2, blockSize: 8, subgroups: 4, keyTile: 16, directKv: true, earlyV: true, nextK: true },
     { headDim: 128, groupSize: 8, blockSize: 32, subgroups: 1, keyTile: 64, rowTiles: 2, directKv: true, earlyV: true, nextK: true },
-  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K $nextK matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false, earlyV = false, nextK = false }) => {
+    // A staged step's V into K's place after its scores (MmaPrefillConfig.reuseKForV): every step staged, the
+    // Q rows in several rounds of keyTile rows (8 subgroups; 2 row tiles), and from the pool with both early loads.
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 1, keyTile: 16, reuseKForV: true },
+    { headDim: 128, groupSize: 6, blockSize: 8, subgroups: 8, keyTile: 16, reuseKForV: true },
+    { headDim: 64, groupSize: 4, blockSize: 16, subgroups: 2, keyTile: 32, rowTiles: 2, reuseKForV: true },
+    { headDim: 128, groupSize: 2, blockSize: 8, subgroups: 4, keyTile: 16, directKv: true, earlyV: true, nextK: true, reuseKForV: true },
+  ] as const)('head dim $headDim, GQA $groupSize, block $blockSize, $subgroups subgroup(s) per workgroup of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K $nextK, V in K\'s place $reuseKForV matches the reference', async ({ headDim, groupSize, blockSize, subgroups, keyTile, rowTiles = 1 as 1 | 2, directKv = false, earlyV = false, nextK = false, reuseKForV = false }) => {
     const options: KvFixtureOptions = { numKvHeads: 2, groupSize, headDim, blockSize, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: headDim + groupSize };
     const fx = buildKvFixture(gpu.device, options);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
         numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
-        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv, prefillMatrixEarlyV: earlyV, prefillMatrixNextK: nextK },
+        tuning: { prefillMatrixSubgroups: subgroups, prefillMatrixRowTiles: rowTiles, prefillMatrixKeyTile: keyTile, prefillMatrixDirectKv: directKv, prefillMatrixEarlyV: earlyV, prefillMatrixNextK: nextK, prefillMatrixReuseKForV: reuseKForV },
       });
-      expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile, rowTiles));
+      expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, groupSize, subgroups, keyTile, rowTiles, reuseKForV));
       expect(kernel.prefillMmaConfig!.directKv).toBe(directKv);
       expect(kernel.prefillMmaConfig!.earlyV).toBe(earlyV);
       expect(kernel.prefillMmaConfig!.nextK).toBe(nextK);
+      expect(kernel.prefillMmaConfig!.reuseKForV).toBe(reuseKForV);
       const result = await checkAttention(gpu.device, kernel, fx, TOL);
       expect(result.count, `${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
     } finally {
@@ -106,10 +113,11 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
   });
 
   it('long causal prefill with table-window reloads (blocks of 8 and 16), rescaling lazily and at every new max, in one and four subgroups, steps of 16 to 64 keys, K/V staged and from the pool', async () => {
-    // (The last two load the next step's K early and V before the softmax across the window reloads.)
-    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, blockSize, early] of [
+    // (The last three load the next step's K early and V before the softmax across the window reloads; the
+    // last two stage a step's V in K's place.)
+    for (const [prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, blockSize, early, reuse = false] of [
       [8, 1, 16, false, 8, false], [0, 1, 16, false, 8, false], [8, 4, 32, false, 8, false], [0, 2, 64, false, 8, false], [0, 2, 32, true, 16, false],
-      [8, 2, 16, true, 8, true], [0, 1, 32, true, 16, true],
+      [8, 2, 16, true, 8, true], [0, 1, 32, true, 16, true, true], [0, 4, 32, false, 8, false, true],
     ] as const) {
       const options: KvFixtureOptions = {
         numKvHeads: 1, groupSize: 4, headDim: 128, blockSize, kvDtype: 'f16', shuffleBlocks: true,
@@ -119,9 +127,10 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
       try {
         const kernel = new PagedAttentionKernel(gpu.device, fx.layout, {
           numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, adapterInfo: gpu.adapter.info,
-          tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, prefillMatrixEarlyV: early, prefillMatrixNextK: early },
+          tuning: { prefillRescaleThreshold, prefillMatrixSubgroups, prefillMatrixKeyTile, prefillMatrixDirectKv, prefillMatrixEarlyV: early, prefillMatrixNextK: early, prefillMatrixReuseKForV: reuse },
         });
-        expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, 4, prefillMatrixSubgroups, prefillMatrixKeyTile));
+        expect(shapeOf(kernel)).toEqual(expectedShape(fx.layout, kernel, 4, prefillMatrixSubgroups, prefillMatrixKeyTile, 1, reuse));
+        expect(kernel.prefillMmaConfig!.reuseKForV).toBe(reuse);
         expect(kernel.prefillMmaConfig!.directKv).toBe(prefillMatrixDirectKv);
         const result = await checkAttention(gpu.device, kernel, fx, TOL);
         expect(result.count, `threshold ${prefillRescaleThreshold}, ${prefillMatrixSubgroups} subgroup(s), ${prefillMatrixKeyTile} keys per step, K/V from the pool ${prefillMatrixDirectKv}: ${result.count} mismatches (max |Δ| ${result.maxError}):\n${result.lines.join('\n')}`).toBe(0);
@@ -208,6 +217,8 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
       [{ prefillMatrixSubgroups: 1, prefillMatrixKeyTile: 16 }, 37, 8],
       [{ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32 }, 45, 16],
       [{ prefillMatrixSubgroups: 1, prefillMatrixKeyTile: 64 }, 3, 4],
+      // V staged in K's place: the poisoned V is found while the softmax runs, not before the scores.
+      [{ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 16, prefillMatrixReuseKForV: true }, 21, 8],
     ] as const) {
       const cache = await PagedKVCache.create(gpu.device, {
         ...heads, numLayers: 1, blockSize, numBlocks: 32, maxSequenceLength: 64, adapterInfo: gpu.adapter.info, attentionTuning: tuning,

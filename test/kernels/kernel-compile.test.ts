@@ -71,12 +71,22 @@ const EARLY_LOAD_SHAPES = ([[false, true], [true, false], [true, true]] as const
   ),
 );
 
+// A staged step's V into K's place (half the staging area): both matrix sizes, staged and from the pool,
+// Q rows in one round and in several (8 subgroups, 2 row tiles), short and long steps.
+const REUSE_K_SHAPES = [64, 256].flatMap((headDim) =>
+  ([[16, 32], [8, 16]] as const).flatMap(([matrixSize, subgroupSize]) =>
+    ([[2, 16, 1, true], [8, 16, 1, false], [2, 64, 2, true], [4, 32, 2, false]] as const).map(([subgroups, keyTile, rowTiles, directKv]) => ({
+      headDim, matrixSize, subgroupSize, subgroups, keyTile, rowTiles, directKv, earlyV: directKv, nextK: directKv, reuseKForV: true,
+    })),
+  ),
+);
+
 describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
-  it.each([...SHAPES, ...DIRECT_SHAPES, ...ROW_TILE_SHAPES, ...EARLY_LOAD_SHAPES].map((shape) => ({ rowTiles: 1, earlyV: false, nextK: false, ...shape })))('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s) of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K early $nextK: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, rowTiles, keyTile, directKv, earlyV, nextK }) => {
+  it.each([...SHAPES, ...DIRECT_SHAPES, ...ROW_TILE_SHAPES, ...EARLY_LOAD_SHAPES, ...REUSE_K_SHAPES].map((shape) => ({ rowTiles: 1, earlyV: false, nextK: false, reuseKForV: false, ...shape })))('head dim $headDim, $matrixSize × $matrixSize matrices, subgroup size $subgroupSize, $subgroups subgroup(s) of $rowTiles row tile(s), $keyTile keys per step, K/V from the pool $directKv, V early $earlyV, next K early $nextK, V in K\'s place $reuseKForV: compiles, and its pipeline is accepted where the device allows one', async ({ headDim, matrixSize, subgroupSize, subgroups, rowTiles, keyTile, directKv, earlyV, nextK, reuseKForV }) => {
     const layout = computeKvLayout({ numLayers: 1, numKvHeads: 2, headDim, blockSize: 16, numBlocks: 64, kvDtype: 'f16' }, 1 << 27);
-    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, rowTiles, keyTile, matrixSize, directKv, earlyV, nextK })!;
+    const config = mmaPrefillConfig(layout, 4, subgroupSize, NO_LIMITS, { subgroups, rowTiles, keyTile, matrixSize, directKv, earlyV, nextK, reuseKForV })!;
     expect([config.workgroupSize, config.keyTile, config.directKv, config.queriesPerWorkgroup]).toEqual([subgroups * subgroupSize, keyTile, directKv, (matrixSize * subgroups * rowTiles) / 4]);
-    expect([config.earlyV, config.nextK]).toEqual([earlyV, nextK]);
+    expect([config.earlyV, config.nextK, config.reuseKForV]).toEqual([earlyV, nextK, reuseKForV]);
     const shader = prefillMmaShader(config, headDim);
     expect(await compileErrors(shader.code)).toEqual([]);
     const limits = gpu.device.limits;
@@ -100,6 +110,9 @@ describe('subgroup-matrix prefill WGSL on Dawn\'s null backend', () => {
     expect(mmaOf({ prefillMatrixSubgroups: 4 })).toEqual([4, 16, true]);
     expect(mmaOf({ prefillMatrixSubgroups: 8 })).toEqual([1, 16, true]);
     expect(mmaOf({ prefillMatrixKeyTile: 64 })).toEqual([1, 16, true]);
+    // A step's V in K's place halves the K/V area: 2 subgroups × 32 keys then fit (22.9 → 14.9 KiB).
+    expect(mmaOf({ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32 })).toEqual([1, 16, true]);
+    expect(mmaOf({ prefillMatrixSubgroups: 2, prefillMatrixKeyTile: 32, prefillMatrixReuseKForV: true })).toEqual([2, 32, true]);
     expect(mmaOf({ prefillMatrix: false })).toBeUndefined();
     // Decode on subgroup matrices likewise: 64 keys per step (32 KiB of K/V at head dim 128) fall back to 16.
     const decodeOf = (tuning: AttentionTuning) => {

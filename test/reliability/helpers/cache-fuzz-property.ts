@@ -56,6 +56,7 @@ const matrixTuningArb: fc.Arbitrary<AttentionTuning> = fc.record({
   prefillMatrixSubgroups: fc.constantFrom(1, 2),
   prefillMatrixRowTiles: fc.constantFrom(1, 2),
   prefillMatrixKeyTile: fc.constantFrom(16, 32),
+  prefillMatrixReuseKForV: fc.boolean(),
 });
 
 const matrixPoolArb = fc.tuple(poolArb, fc.constantFrom(2, 4, 8, 16), matrixTuningArb).map(([pool, blockSize, tuning]) => ({ ...pool, blockSize, tuning }));
