@@ -235,7 +235,7 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
 
   it('PagedKVCache on subgroup matrices keeps its contents, accounting and isolation under random command sequences (model-based fuzz)', async () => {
     // The fuzz of test/reliability/cache-fuzz.test.ts with the matrix knobs drawn per run (decode on
-    // matrices or streaming, K/V staged or from the pool, 1–2 subgroups, 16–32 keys per step), blocks
+    // matrices or streaming, K/V staged or from the pool, 1–2 subgroups, 16–32 keys per step, V staged in K's place or not), blocks
     // of 2–16 tokens, and attention compared at this file's tolerance. FUZZ_RUNS overrides the count.
     const settings = fuzzSettings(60);
     const tally: Record<string, number> = {};
@@ -245,7 +245,7 @@ describe.skipIf(!available)('subgroup-matrix prefill', () => {
     });
     const outcome = await runFuzz('test/kernels/attention-mma.test.ts', property, settings);
     console.log(`matrix cache fuzz: ${outcome.runs} runs (seed ${outcome.seed}); outcomes ${JSON.stringify(tally)}`);
-    for (const key of ['attends', 'attendedWrites', 'forks', 'prefixHits', 'decode: matrices', 'prefill: matrices', 'prefill: matrices, K/V from the pool']) {
+    for (const key of ['attends', 'attendedWrites', 'forks', 'prefixHits', 'decode: matrices', 'prefill: matrices', 'prefill: matrices, K/V from the pool', "prefill: V in K's place"]) {
       expect(tally[key] ?? 0, key).toBeGreaterThan(0);
     }
   });

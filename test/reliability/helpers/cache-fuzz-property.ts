@@ -143,6 +143,7 @@ export function cacheFuzzProperty(options: CacheFuzzOptions) {
           for (const [part, text] of Object.entries(cache.describeKernels())) {
             const kind = text.startsWith('subgroup matrices') ? (text.includes('from the pool') ? 'matrices, K/V from the pool' : 'matrices') : 'portable';
             options.tally[`${part}: ${kind}`] = (options.tally[`${part}: ${kind}`] ?? 0) + 1;
+            if (text.includes("V in K's place")) options.tally[`${part}: V in K's place`] = (options.tally[`${part}: V in K's place`] ?? 0) + 1;
           }
         }
         await fc.asyncModelRun(() => ({ model, real }), commands);
