@@ -12,7 +12,7 @@ register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as 
 
 const { values } = parseArgs({
   options: {
-    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,blocked-w256,blocked-f32-w256,blocked-w512,blocked-f32-w512,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64,mma-s4-r2,mma-s2-d-kv1,mma-s4-d-kv1' },
+    variants: { type: 'string', default: 'tile,blocked,blocked-m48,blocked-f32,blocked-f32-m48,blocked-f32-r64-m48,blocked-r16,blocked-k16,blocked-f32-k8-m48,blocked-w256,blocked-f32-w256,blocked-w512,blocked-f32-w512,blocked-s2,blocked-s1,mma,mma-s2,mma-s4,mma-s8,mma-s4-k32,mma-s2-k64,mma-s1-k64,mma-d,mma-s4-k32-d,mma-s1-k64-d,mma-s2-r2-k32,mma-s2-r2-k32-d,mma-r2-k64,mma-s4-r2,mma-s2-d-kv1,mma-s4-d-kv1' },
     json: { type: 'string' },
     quick: { type: 'boolean', default: false },
     /** Extra Dawn flags, e.g. --dawn enable-dawn-features=disable_workgroup_init (merged with the runtime's; repeatable). */
@@ -31,7 +31,8 @@ const { measureFmaRate } = await import('./fma');
  * attended steps from the pool; `-v`: their V matrices loaded before the softmax; `-n`: the next step's K right after a step's scores; `-kv1`: a staged step's V into K's place after its scores, e.g.
  * mma-s2-d-v-n), or `blocked` followed by
  * knobs: -f32 (K/V widened to f32 as staged) -r<max rows> -k<max key tile> -m<workgroup KiB, capped by the
- * device> -w<invocations per workgroup: 256 or 512>, e.g. blocked-f32-r64-m48 or blocked-f32-w256.
+ * device> -w<invocations per workgroup: 256 or 512> -s<at most this many keys per score block: 2 or 1>, e.g.
+ * blocked-f32-r64-m48, blocked-f32-w256 or blocked-s1.
  */
 function tuningOf(name: string): AttentionTuning {
   if (name === 'tile') return { prefillMatrix: false, prefillBlocked: false };
@@ -57,6 +58,7 @@ function tuningOf(name: string): AttentionTuning {
     else if (knob[0] === 'k') blocked.maxKeyTile = n;
     else if (knob[0] === 'm') blocked.workgroupBytes = n * 1024;
     else if (knob[0] === 'w') blocked.workgroupSize = n as BlockedPrefillTuning['workgroupSize']; // the kernel's tuning check refuses other sizes
+    else if (knob[0] === 's') blocked.maxScoreKeys = n as BlockedPrefillTuning['maxScoreKeys']; // likewise
     else throw new Error(`unknown knob ${knob} in ${name}`);
   }
   return { prefillMatrix: false, prefillBlocked: true, blocked };

@@ -528,6 +528,14 @@ export interface BlockedPrefillConfig {
   workgroupBytes: number;
 }
 
+/** Keys of a register-blocked score block per invocation (BlockedPrefillTuning.maxScoreKeys), the default first. */
+export const BLOCKED_SCORE_KEYS = [4, 2, 1] as const;
+
+/** Whether a register-blocked tile's score blocks have fewer keys than the default gives (BlockedPrefillTuning.maxScoreKeys). */
+export function hasNarrowScoreBlocks(config: Pick<BlockedPrefillConfig, 'scoreRows' | 'scoreKeys'>): boolean {
+  return config.scoreKeys < Math.min(BLOCKED_SCORE_KEYS[0], config.scoreRows * config.scoreKeys);
+}
+
 /** The register-blocked prefill's workgroup sizes (BlockedPrefillTuning.workgroupSize). */
 export const BLOCKED_WORKGROUP_SIZES = [128, 256, 512] as const;
 export type BlockedWorkgroupSize = (typeof BLOCKED_WORKGROUP_SIZES)[number];
@@ -549,6 +557,13 @@ export interface BlockedPrefillTuning {
    * need a device that runs that many (maxComputeInvocationsPerWorkgroup; else a ConfigError).
    */
   workgroupSize?: BlockedWorkgroupSize;
+  /**
+   * At most this many keys in an invocation's block of scores (default 4; its rows make up the rest of the
+   * block). Each packed f16 K word an invocation reads is widened to f32 for its block's rows alone, so
+   * fewer keys and more rows per block mean fewer conversions per FMA (2 × 4: 8 per 16 FMAs; 4 × 2: 8 per
+   * 32; 8 × 1: 8 per 64) for more Q loads from workgroup memory per K word.
+   */
+  maxScoreKeys?: (typeof BLOCKED_SCORE_KEYS)[number];
 }
 
 /**
@@ -588,7 +603,7 @@ export function blockedPrefillConfig(
       const scoreThreads = Math.min(wg, rows * keyTile);
       const cells = (rows * keyTile) / scoreThreads;
       if (!Number.isInteger(cells) || scoreThreads < wg / 2 || cells > BLOCKED_MAX_SCORES) continue;
-      const scoreKeys = Math.min(4, cells);
+      const scoreKeys = Math.min(tuning.maxScoreKeys ?? BLOCKED_SCORE_KEYS[0], cells);
       const scoreRows = cells / scoreKeys;
       if (rows % scoreRows !== 0) continue;
       // Mirrors the generated workgroup arrays (prefill-blocked-source.ts) and the fixed part's smem.

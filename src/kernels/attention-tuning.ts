@@ -5,7 +5,7 @@
 // (so a tuning shared between caches cannot change under them) and otherwise throws a ConfigError that
 // names the field, so a misspelt knob in a JSON file is an error rather than a silent default.
 import { ConfigError } from '../errors';
-import { BLOCKED_WORKGROUP_SIZES, MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_ROW_TILES, MMA_SUBGROUP_COUNTS, STREAM_WORKGROUP_SIZES, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
+import { BLOCKED_SCORE_KEYS, BLOCKED_WORKGROUP_SIZES, MAX_RESCALE_THRESHOLD, MMA_KEY_TILES, MMA_ROW_TILES, MMA_SUBGROUP_COUNTS, STREAM_WORKGROUP_SIZES, type BlockedPrefillTuning, type StreamDecodeTuning } from './attention-config';
 
 export interface AttentionTuning {
   /** false: decode with the tile engine even where the streaming kernel applies. */
@@ -110,6 +110,7 @@ const BLOCKED_FIELDS: Record<keyof BlockedPrefillTuning, Check> = {
   maxKeyTile: oneOf([8, 16, 32]),
   workgroupBytes: int(1024, 1 << 20),
   workgroupSize: oneOf(BLOCKED_WORKGROUP_SIZES),
+  maxScoreKeys: oneOf(BLOCKED_SCORE_KEYS),
 };
 
 const FIELDS: Record<keyof AttentionTuning, Check> = {

@@ -35,6 +35,7 @@ import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { dummyStorageBuffer, getPipeline, type PipelineSpec } from './pipeline-cache';
 import {
   blockedPrefillConfig,
+  hasNarrowScoreBlocks,
   blockedPrefillConstants,
   mmaPrefillConfig,
   MMA_DEFAULT_DIRECT_KV,
@@ -645,7 +646,7 @@ export class PagedAttentionKernel {
       ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
         `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}${m.reuseKForV ? ', V in K\'s place' : ''}, ${m.workgroupBytes} B`
       : b
-        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}, ${b.workgroupBytes} B`
+        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}${hasNarrowScoreBlocks(b) ? `, ${b.scoreRows} × ${b.scoreKeys} scores per invocation` : ''}, ${b.workgroupBytes} B`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;
     return { decode, prefill };
   }

@@ -63,6 +63,7 @@ export function defaultPrefillKnobs(deviceWorkgroupBytes: number): TuningKnob[] 
     // The tile shared by more invocations (more warps where workgroup memory holds one tile per compute unit);
     // refused where the device runs fewer invocations.
     { name: 'invocations per tile', values: [{ blocked: { workgroupSize: 256 } }, { blocked: { workgroupSize: 512 } }] },
+    { name: 'keys per score block', values: [{ blocked: { maxScoreKeys: 2 } }, { blocked: { maxScoreKeys: 1 } }] },
     { name: 'register-blocked', values: [{ prefillBlocked: false }] },
   ];
 }

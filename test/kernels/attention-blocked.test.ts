@@ -6,7 +6,7 @@
 // over the same f16/f32 K/V words as the reference (which widens them exactly); only the summation order
 // and exp ULPs differ. Indexing or masking bugs give errors ≥ 1e-2.
 import { afterEach, describe, expect, it } from 'vitest';
-import { blockedPrefillConfig, type BlockedPrefillConfig, type BlockedPrefillTuning } from '../../src/kernels/attention-config';
+import { blockedPrefillConfig, hasNarrowScoreBlocks, type BlockedPrefillConfig, type BlockedPrefillTuning } from '../../src/kernels/attention-config';
 import { ConfigError } from '../../src/errors';
 import { PagedAttentionKernel } from '../../src/kernels/paged-attention';
 import { computeKvLayout } from '../../src/pool/kv-layout';
@@ -81,6 +81,10 @@ describe('register-blocked prefill', () => {
     // scoring — forced here on small head dims by a small allowance (the second with idle output threads too).
     { name: '8 × 8 tile, head dim 64, f16, GQA 2', fixture: { headDim: 64, groupSize: 2 }, blocked: { workgroupBytes: 6000 }, tile: { rows: 8, keyTile: 8, scoreThreads: 64 } },
     { name: '8 × 8 tile, head dim 40, f32, GQA 4', fixture: { headDim: 40, groupSize: 4, kvDtype: 'f32' }, blocked: { workgroupBytes: 5000 }, tile: { rows: 8, keyTile: 8, scoreThreads: 64, outThreads: 80 } },
+    // Score blocks of fewer keys and more rows (blocked.maxScoreKeys): packed f16, f32 tiles, f32 K/V.
+    { name: 'score blocks of 2 keys, packed, head dim 128, GQA 4', fixture: { headDim: 128, groupSize: 4 }, blocked: { maxScoreKeys: 2 }, tile: { scoreKeys: 2, stagedF32: false } },
+    { name: 'score blocks of 1 key, staged as f32, head dim 64, GQA 8', fixture: { headDim: 64, groupSize: 8 }, blocked: { maxScoreKeys: 1, stagedF32: true }, tile: { scoreKeys: 1, stagedF32: true } },
+    { name: 'score blocks of 1 key, f32 K/V, head dim 40, GQA 2', fixture: { headDim: 40, groupSize: 2, kvDtype: 'f32' }, blocked: { maxScoreKeys: 1 }, tile: { scoreKeys: 1 } },
   ] as const)('$name matches the reference', async ({ fixture, blocked, tile }) => {
     const config = await expectMatchesReference(
       { numKvHeads: 2, blockSize: 8, kvDtype: 'f16', shuffleBlocks: true, sequences: SEQUENCES, seed: 5, rowGap: 1, qMagnitude: 3, ...fixture },
@@ -122,6 +126,24 @@ describe('register-blocked prefill', () => {
     expect(at(512, true)).toMatchObject({ rows: 64, keyTile: 8, scoreThreads: 512, scoreRows: 1, scoreKeys: 1 });
     // The default is 128 invocations.
     expect(blockedPrefillConfig(layout, 4, h100)).toEqual(at(128));
+  });
+
+  it('with maxScoreKeys, gives each invocation the same number of scores in blocks of fewer keys and more rows', () => {
+    const layout = computeKvLayout({ numLayers: 1, numKvHeads: 1, headDim: 128, blockSize: 16, numBlocks: 4, kvDtype: 'f16' }, 1 << 20);
+    const at = (maxScoreKeys?: 1 | 2 | 4, workgroupSize: 128 | 256 = 128) => blockedPrefillConfig(layout, 4, 48 * 1024, { maxScoreKeys, workgroupSize })!;
+    expect([1, 2, 4].map((k) => [at(k as 1 | 2 | 4).scoreRows, at(k as 1 | 2 | 4).scoreKeys])).toEqual([[8, 1], [4, 2], [2, 4]]);
+    expect([at(2, 256).scoreRows, at(2, 256).scoreKeys]).toEqual([2, 2]);
+    for (const k of [1, 2] as const) {
+      // The same tile, threads and memory: only the blocks change.
+      const { scoreRows, scoreKeys, ...rest } = at(k);
+      const { scoreRows: r4, scoreKeys: k4, ...base } = at();
+      expect(rest).toEqual(base);
+      expect(scoreRows * scoreKeys).toBe(r4 * k4);
+    }
+    expect(at()).toEqual(blockedPrefillConfig(layout, 4, 48 * 1024));
+    // Named in the kernel's description only where the blocks are narrower than the default.
+    expect([at(1), at(2), at()].map(hasNarrowScoreBlocks)).toEqual([true, true, false]);
+    expect(hasNarrowScoreBlocks({ scoreRows: 1, scoreKeys: 1 })).toBe(false); // the 8 × 8 tile: one score per invocation
   });
 
   it('is refused with a ConfigError naming the limit at more invocations than the device runs', (context) => {
