@@ -2,8 +2,9 @@
 // measured steps encoded and finished but not submitted, so a software GPU does not share the CPU with
 // them. Host cost does not depend on the head shape, so the heads are small (the GPU time it also prints
 // is that small shape's, not a model's).
-//   npx tsx bench/host-cost-alone.ts [--layers 32] [--sequences 256] [--context 512] [--steps 40] [--no-gc]
-// (--no-gc: no full collection before each step, which otherwise leaves each step starting cold)
+//   npx tsx bench/host-cost-alone.ts [--layers 32] [--sequences 256] [--context 512] [--steps 40] [--no-gc | --full-gc]
+// (before each step the young generation is collected; --no-gc: nothing, steps back to back; --full-gc:
+// the whole heap, which leaves each step starting cold)
 import { register } from 'node:module';
 import { parseArgs } from 'node:util';
 
@@ -16,18 +17,21 @@ const { values } = parseArgs({
     context: { type: 'string', default: '512' },
     steps: { type: 'string', default: '40' },
     'no-gc': { type: 'boolean', default: false },
+    'full-gc': { type: 'boolean', default: false },
   },
 });
 const { createGpu, describeGpu } = await import('../src/gpu/create-gpu');
-const { measureHostCost } = await import('./host-cost');
+const { describeCollection, measureHostCost } = await import('./host-cost');
+if (values['no-gc'] && values['full-gc']) throw new Error('--no-gc and --full-gc exclude each other');
+const collect = values['no-gc'] ? false : values['full-gc'] ? 'full' : 'minor';
 const gpu = await createGpu();
 const shape = { layers: Number(values.layers), sequences: Number(values.sequences), context: Number(values.context), steps: Number(values.steps) };
 console.log(
   `host work alone on ${describeGpu(gpu)}: ${shape.sequences} sequences × ${shape.context}, ${shape.layers} layers, ${shape.steps} steps` +
-    (values['no-gc'] ? ', back to back' : ', a full collection before each'),
+    `, ${describeCollection(collect)}`,
 );
 for (const decodeWritesKv of [false, true]) {
-  const r = await measureHostCost(gpu, { ...shape, numKvHeads: 1, numQueryHeads: 4, headDim: 16, encodeOnly: true, decodeWritesKv, collect: !values['no-gc'] });
+  const r = await measureHostCost(gpu, { ...shape, numKvHeads: 1, numQueryHeads: 4, headDim: 16, encodeOnly: true, decodeWritesKv, collect });
   console.log(
     `  ${decodeWritesKv ? 'decodeWritesKv (one dispatch per layer)' : 'K/V write + attention (two dispatches)'}: ${r.stepMicros.toFixed(0)} µs per step ` +
       `(appends ${r.appendMicros.toFixed(0)}, prepare ${r.prepareMicros.toFixed(0)}, ${r.layerMicros.toFixed(1)} per layer, ` +

@@ -7,8 +7,12 @@
 // only (the await for the GPU is excluded); GPU time is the region timing of the same per-layer work
 // (src/gpu/gpu-timing.ts); medians over the steps. Waiting for the GPU makes Dawn's Node binding poll,
 // and the polling leaves garbage whose collection would land in the next step's timing: on Node the
-// heap is collected before each step (so the figure is this library's cost), and the bytes the step
-// itself allocates are reported next to it (JS heap growth between the collection and the submit).
+// young generation, where that garbage is, is collected before each step (so the figure is this
+// library's cost), and the bytes the step itself allocates are reported next to it (JS heap growth
+// between the collection and the submit). Not the whole heap: after a full collection a step's host
+// work runs 1.4–1.8 × as long as back to back (after a scavenge 1.1–1.2 ×; 2-core VM, in one process:
+// bench/host-cost-collections.ts), a cost a decode loop, whose full collections are rare, does not pay
+// per step; `collect: 'full'` still measures that way.
 // One more step after the measured ones counts the GPU objects it creates (bench/gpu-object-count.ts;
 // a steady loop should create none). The default shape is a Llama-3-8B-like model (32 layers, 32/8
 // heads, head dim 128, f16 K/V) at 256 × 512 (prompts of 497–512 tokens: see promptLength).
@@ -39,11 +43,13 @@ export interface HostCostOptions {
    */
   encodeOnly?: boolean;
   /**
-   * A full collection before every step (default true where available: polling garbage of the previous
-   * step's wait is then not collected inside the timed calls, and the step's own allocation is measured).
-   * false: steps run back to back, as in a decode loop whose collections are young-generation only.
+   * What is collected before every step, where the heap can be collected on demand (Node): 'minor'
+   * (default), the young generation, so the polling garbage of the previous step's wait is not collected
+   * inside the timed calls and the step's own allocation is measured; 'full', the whole heap (the form of
+   * this bench until the H100 figures of 3a6ff29: steps then start cold); false, nothing: steps run back
+   * to back, as in a decode loop whose collections land where they fall.
    */
-  collect?: boolean;
+  collect?: 'minor' | 'full' | false;
 }
 
 export interface HostCostResult extends DecodeShape {
@@ -51,6 +57,8 @@ export interface HostCostResult extends DecodeShape {
   stepPass: boolean;
   decodeWritesKv: boolean;
   encodeOnly: boolean;
+  /** What was collected before each step (HostCostOptions.collect; false also where the heap cannot be collected on demand). */
+  collected: 'minor' | 'full' | false;
   /** Median host microseconds per step: appends + prepare + every layer's encodes + submit. */
   stepMicros: number;
   /** Of which appendTokens for the whole batch. */
@@ -83,11 +91,22 @@ export interface HostCostResult extends DecodeShape {
   heapBytesPerStep: number | undefined;
 }
 
-/** A full garbage collection on demand (Node), or undefined where that is not available. */
-function collector(): (() => void) | undefined {
+/** How the steps started (HostCostResult.collected), in the bench's words. */
+export function describeCollection(collected: 'minor' | 'full' | false): string {
+  if (collected === 'minor') return 'the young generation collected before each step';
+  if (collected === 'full') return 'the whole heap collected before each step';
+  return 'steps back to back';
+}
+
+/** A garbage collection of `kind` on demand (Node), or undefined where that is not available. */
+export function collector(kind: 'minor' | 'full'): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
-    return runInNewContext('gc') as () => void;
+    const gc = runInNewContext('gc') as (options?: { type: 'minor' }) => void;
+    // gc() without options collects the whole heap; Node 20's V8 takes { type: 'major' } for a minor one.
+    if (kind === 'full') return () => gc();
+    const minor = { type: 'minor' } as const;
+    return () => gc(minor);
   } catch {
     return undefined;
   }
@@ -119,7 +138,8 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   const stepPass = options.stepPass ?? true;
   const decodeWritesKv = options.decodeWritesKv ?? false;
   const encodeOnly = options.encodeOnly ?? false;
-  const gc = options.collect === false ? undefined : collector();
+  const collect = options.collect ?? 'minor';
+  const gc = collect === false ? undefined : collector(collect);
   const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass, decodeWritesKv);
   try {
     for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
@@ -147,6 +167,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       stepPass,
       decodeWritesKv,
       encodeOnly,
+      collected: gc ? collect : false,
       stepMicros,
       appendMicros: of((t) => t.append) * 1e3,
       prepareMicros: of((t) => t.prepare) * 1e3,
@@ -177,7 +198,7 @@ export interface DecodeShape {
 }
 
 /** Milliseconds of one step's host work, by part. */
-interface StepTimes {
+export interface StepTimes {
   total: number;
   append: number;
   prepare: number;
@@ -199,7 +220,7 @@ function promptLength(context: number, s: number): number {
 }
 
 /** A cache holding `sequences` prompts of about `context` tokens (K/V written), stepped one token at a time. */
-class DecodeLoop {
+export class DecodeLoop {
   private readonly buffers: GPUBuffer[] = [];
   private readonly entries: { seqId: number }[];
   private readonly k: GPUBuffer;

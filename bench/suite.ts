@@ -11,7 +11,7 @@ import { tuneAttention } from '../src/tuning/tune-attention';
 import { describeTrial } from '../src/tuning/tuning-search';
 import { measureFmaRate } from './fma';
 import { matrixPeakShape, measureMatrixRate, type MatrixRateResult } from './matrix-peak';
-import { measureHostCost } from './host-cost';
+import { describeCollection, measureHostCost } from './host-cost';
 import { runPrefixBench } from './prefix.bench';
 import { runTableBench } from './table.bench';
 import { checkTargets, targetLines } from './targets';
@@ -64,6 +64,7 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `(appends ${host.appendMicros.toFixed(0)}, prepare ${host.prepareMicros.toFixed(0)}, K/V write + attention ` +
       `${host.layerMicros.toFixed(1)} per layer into one compute pass for the step, encoder + submit ${host.submitMicros.toFixed(0)}), ` +
       `${host.tableEntriesPerStep.toFixed(1)} of the batch's ${host.tableEntriesPerBatch} table entries uploaded per step, ` +
+      `${describeCollection(host.collected)}, ` +
       `${host.gpuObjectsPerStep.total} GPU objects created by a further step` +
       (host.heapBytesPerStep === undefined ? '' : `, ${(host.heapBytesPerStep / 1024).toFixed(0)} KiB of JS heap allocated per step`),
   );
