@@ -10,28 +10,26 @@ import { parseArgs } from 'node:util';
 
 register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
 
+const { describeCollection, HOST_SHAPE_ARGS, hostShapeFrom, measureHostCost } = await import('./host-cost');
 const { values } = parseArgs({
   options: {
-    layers: { type: 'string', default: '32' },
-    sequences: { type: 'string', default: '256' },
-    context: { type: 'string', default: '512' },
+    ...HOST_SHAPE_ARGS,
     steps: { type: 'string', default: '40' },
     'no-gc': { type: 'boolean', default: false },
     'full-gc': { type: 'boolean', default: false },
   },
 });
 const { createGpu, describeGpu } = await import('../src/gpu/create-gpu');
-const { describeCollection, measureHostCost } = await import('./host-cost');
 if (values['no-gc'] && values['full-gc']) throw new Error('--no-gc and --full-gc exclude each other');
 const collect = values['no-gc'] ? false : values['full-gc'] ? 'full' : 'minor';
 const gpu = await createGpu();
-const shape = { layers: Number(values.layers), sequences: Number(values.sequences), context: Number(values.context), steps: Number(values.steps) };
+const shape = { ...hostShapeFrom(values), steps: Number(values.steps) };
 console.log(
   `host work alone on ${describeGpu(gpu)}: ${shape.sequences} sequences × ${shape.context}, ${shape.layers} layers, ${shape.steps} steps` +
     `, ${describeCollection(collect)}`,
 );
 for (const decodeWritesKv of [false, true]) {
-  const r = await measureHostCost(gpu, { ...shape, numKvHeads: 1, numQueryHeads: 4, headDim: 16, encodeOnly: true, decodeWritesKv, collect });
+  const r = await measureHostCost(gpu, { ...shape, encodeOnly: true, decodeWritesKv, collect });
   console.log(
     `  ${decodeWritesKv ? 'decodeWritesKv (one dispatch per layer)' : 'K/V write + attention (two dispatches)'}: ${r.stepMicros.toFixed(0)} µs per step ` +
       `(appends ${r.appendMicros.toFixed(0)}, prepare ${r.prepareMicros.toFixed(0)}, ${r.layerMicros.toFixed(1)} per layer, ` +

@@ -13,11 +13,10 @@ import { parseArgs } from 'node:util';
 
 register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
 
+const { collector, DecodeLoop, describeCollection, HOST_SHAPE_ARGS, hostShapeFrom } = await import('./host-cost');
 const { values } = parseArgs({
   options: {
-    layers: { type: 'string', default: '32' },
-    sequences: { type: 'string', default: '256' },
-    context: { type: 'string', default: '512' },
+    ...HOST_SHAPE_ARGS,
     rounds: { type: 'string', default: '6' },
     'writes-kv': { type: 'boolean', default: false },
     submit: { type: 'boolean', default: false },
@@ -25,7 +24,6 @@ const { values } = parseArgs({
 });
 const { createGpu, describeGpu } = await import('../src/gpu/create-gpu');
 const { median } = await import('../src/gpu/gpu-timing');
-const { collector, DecodeLoop, describeCollection } = await import('./host-cost');
 
 const BLOCK_STEPS = 20;
 const SETTLE_STEPS = 2;
@@ -34,7 +32,7 @@ const ways = ['full', 'minor', false] as const;
 const encodeOnly = !values.submit;
 const rounds = Number(values.rounds);
 const decodeWritesKv = values['writes-kv'];
-const shape = { layers: Number(values.layers), sequences: Number(values.sequences), context: Number(values.context), numKvHeads: 1, numQueryHeads: 4, headDim: 16 };
+const shape = hostShapeFrom(values);
 const collectors = new Map(ways.map((way) => [way, way === false ? () => {} : collector(way)]));
 if ([...collectors.values()].some((c) => c === undefined)) throw new Error('this runtime cannot collect its heap on demand (run it on Node)');
 

@@ -91,6 +91,21 @@ export interface HostCostResult extends DecodeShape {
   heapBytesPerStep: number | undefined;
 }
 
+/** Command-line options of the scripts that time a decode step's host work at a chosen batch (parseArgs). */
+export const HOST_SHAPE_ARGS = {
+  layers: { type: 'string', default: '32' },
+  sequences: { type: 'string', default: '256' },
+  context: { type: 'string', default: '512' },
+} as const;
+
+/**
+ * The batch those options name, with a tiny head shape: the host work does not depend on the heads, and
+ * a software adapter then writes the prompts' K/V quickly (the GPU time printed is that shape's).
+ */
+export function hostShapeFrom(values: { layers: string; sequences: string; context: string }): DecodeShape {
+  return { layers: Number(values.layers), sequences: Number(values.sequences), context: Number(values.context), numKvHeads: 1, numQueryHeads: 4, headDim: 16 };
+}
+
 /** How the steps started (HostCostResult.collected), in the bench's words. */
 export function describeCollection(collected: 'minor' | 'full' | false): string {
   if (collected === 'minor') return 'the young generation collected before each step';
