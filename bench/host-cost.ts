@@ -213,7 +213,7 @@ export interface DecodeShape {
 }
 
 /** Milliseconds of one step's host work, by part. */
-export interface StepTimes {
+interface StepTimes {
   total: number;
   append: number;
   prepare: number;
