@@ -10,7 +10,7 @@
 // young generation, where that garbage is, is collected before each step (so the figure is this
 // library's cost), and the bytes the step itself allocates are reported next to it (JS heap growth
 // between the collection and the submit). Not the whole heap: after a full collection a step's host
-// work runs 1.4–1.8 × as long as back to back (after a scavenge 1.1–1.2 ×; 2-core VM, in one process:
+// work runs 1.4–2.0 × as long as back to back (after a scavenge 1.1–1.3 ×; 2-core VM, in one process:
 // bench/host-cost-collections.ts), a cost a decode loop, whose full collections are rare, does not pay
 // per step; `collect: 'full'` still measures that way.
 // One more step after the measured ones counts the GPU objects it creates (bench/gpu-object-count.ts;
