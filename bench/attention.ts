@@ -18,7 +18,7 @@ import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
 import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged-attention';
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
-import { BLOCKED_WORKGROUP_SIZES, hasNarrowScoreBlocks, MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, WORKGROUP_SIZE, type BlockedPrefillTuning } from '../src/kernels/attention-config';
+import { BLOCKED_WORKGROUP_SIZES, describeBlockedPrefillTile, describeMmaPrefillTile, MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, WORKGROUP_SIZE, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
 import { MATRIX_PATH } from './targets';
 import { KernelChecker, kernelRejection } from '../src/tuning/kernel-check';
@@ -375,9 +375,7 @@ async function runParts(run: BenchRun): Promise<void> {
     const kernel = benchKernel(gpu, w, { ...choice, tuning });
     const mma = kernel.prefillMmaConfig;
     const config = mma ? undefined : kernel.prefillBlockedConfig; // the tile it runs, if register-blocked
-    const tile = mma
-      ? `${mma.queriesPerWorkgroup} × ${mma.headsPerWorkgroup} rows in ${mma.subgroups} subgroup(s)${mma.rowTiles > 1 ? ` of ${mma.rowTiles} row tiles` : ''}, ${mma.keyTile} keys${mma.directKv ? ', K/V from the pool' : ''}${mma.earlyV ? ', V early' : ''}${mma.nextK ? ', next K early' : ''}${mma.reuseKForV ? ", V in K's place" : ''}, ${mma.workgroupBytes} B`
-      : config && `${config.rows} × ${config.keyTile}${config.stagedF32 ? ', f32' : ''}${config.workgroupSize !== WORKGROUP_SIZE ? `, ${config.workgroupSize} invocations` : ''}${hasNarrowScoreBlocks(config) ? `, ${config.scoreRows} × ${config.scoreKeys} scores` : ''}, ${config.workgroupBytes} B`;
+    const tile = mma ? describeMmaPrefillTile(mma) : config && describeBlockedPrefillTile(config);
     // The shape asked for runs (a kernel falls back to 1 subgroup × 16 keys where it does not fit).
     const fits =
       mma !== undefined &&

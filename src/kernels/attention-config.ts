@@ -382,6 +382,16 @@ export interface MmaPrefillConfig {
   reuseKForV: boolean;
 }
 
+/** A subgroup-matrix prefill tile in words: its rows, subgroups, step, where and when K/V are loaded, bytes (the kernel's description and the bench's tile column). */
+export function describeMmaPrefillTile(m: MmaPrefillConfig): string {
+  return (
+    `${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
+    `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step` +
+    `${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}` +
+    `${m.reuseKForV ? ", V in K's place" : ''}, ${m.workgroupBytes} B`
+  );
+}
+
 /** Square f16 subgroup-matrix sizes (f32 results) the generator supports, the preferred first. */
 export const MMA_MATRIX_SIZES = [16, 8] as const;
 export type MmaMatrixSize = (typeof MMA_MATRIX_SIZES)[number];
@@ -534,6 +544,14 @@ export const BLOCKED_SCORE_KEYS = [4, 2, 1] as const;
 /** Whether a register-blocked tile's score blocks have fewer keys than the default gives (BlockedPrefillTuning.maxScoreKeys). */
 export function hasNarrowScoreBlocks(config: Pick<BlockedPrefillConfig, 'scoreRows' | 'scoreKeys'>): boolean {
   return config.scoreKeys < Math.min(BLOCKED_SCORE_KEYS[0], config.scoreRows * config.scoreKeys);
+}
+
+/** A register-blocked prefill tile in words (the kernel's description and the bench's tile column). */
+export function describeBlockedPrefillTile(b: BlockedPrefillConfig): string {
+  return (
+    `${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}` +
+    `${hasNarrowScoreBlocks(b) ? `, ${b.scoreRows} × ${b.scoreKeys} scores per invocation` : ''}, ${b.workgroupBytes} B`
+  );
 }
 
 /** The register-blocked prefill's workgroup sizes (BlockedPrefillTuning.workgroupSize). */

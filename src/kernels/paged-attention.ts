@@ -35,7 +35,8 @@ import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { dummyStorageBuffer, getPipeline, type PipelineSpec } from './pipeline-cache';
 import {
   blockedPrefillConfig,
-  hasNarrowScoreBlocks,
+  describeBlockedPrefillTile,
+  describeMmaPrefillTile,
   blockedPrefillConstants,
   mmaPrefillConfig,
   MMA_DEFAULT_DIRECT_KV,
@@ -49,7 +50,6 @@ import {
   tileConfig,
   tileConstants,
   MERGE_WORKGROUP_SIZE,
-  WORKGROUP_SIZE,
   type BlockedPrefillConfig,
   type MmaPrefillConfig,
   type StreamDecodeConfig,
@@ -643,10 +643,9 @@ export class PagedAttentionKernel {
     const b = this.prefillBlockedConfig;
     const t = this.prefillConfig;
     const prefill = m
-      ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${m.queriesPerWorkgroup} queries × ${m.headsPerWorkgroup} heads per workgroup` +
-        `${m.subgroups > 1 ? ` in ${m.subgroups} subgroups` : ''}${m.rowTiles > 1 ? ` of ${m.rowTiles} row tiles` : ''}, ${m.keyTile} keys per step${m.directKv ? ', K/V from the pool' : ''}${m.earlyV ? ', V before the softmax' : ''}${m.nextK ? ', next K early' : ''}${m.reuseKForV ? ', V in K\'s place' : ''}, ${m.workgroupBytes} B`
+      ? `subgroup matrices ${m.matrixSize}×${m.matrixSize}: ${describeMmaPrefillTile(m)}`
       : b
-        ? `register-blocked: ${b.rows} rows × ${b.keyTile} keys${b.stagedF32 ? ', f32 tiles' : ''}${b.workgroupSize !== WORKGROUP_SIZE ? `, ${b.workgroupSize} invocations` : ''}${hasNarrowScoreBlocks(b) ? `, ${b.scoreRows} × ${b.scoreKeys} scores per invocation` : ''}, ${b.workgroupBytes} B`
+        ? `register-blocked: ${describeBlockedPrefillTile(b)}`
         : `tile engine: ${t.rows} rows × ${t.keyTile} keys, ${t.workgroupBytes} B`;
     return { decode, prefill };
   }
