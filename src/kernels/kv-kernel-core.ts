@@ -4,13 +4,15 @@
 // Invariants: after the first dispatch with given buffers, `dispatch` creates no GPU object and builds
 // no cache key (one small uniform write per call; the bindings are rewritten and compared in place,
 // filed by the layer's first chunk, which every KV kernel binds after its own buffers); each call
-// records exactly one dispatch, in `target` if it is a pass, else in a pass of its own.
+// records exactly one dispatch, in `target` if it is a pass, else in a pass of its own (a call into
+// the caller's pass, as every layer of a decode step makes, allocates no closure and no offsets array).
 import layoutCode from '../../shaders/kv-layout.wgsl?raw';
 import { MAX_KV_CHUNKS, type KvLayout } from '../pool/kv-layout';
 import { BindGroupCache, groupEntries } from './bind-group-cache';
 import {
   ParamRing,
   dispatchGrid,
+  isComputePass,
   kernelLayout,
   layoutConstants,
   withComputePass,
@@ -28,6 +30,8 @@ export class KvKernelCore {
   private readonly bindings: GPUBufferBinding[];
   /** The device limit, read once (a native call per read on Dawn's Node binding). */
   private readonly maxWorkgroupsPerDimension: number;
+  /** The dynamic offset of the next dispatch's parameters, rewritten in place by each call. */
+  private readonly dynamicOffsets = [0];
 
   constructor(
     private readonly device: GPUDevice,
@@ -76,12 +80,18 @@ export class KvKernelCore {
       group = this.device.createBindGroup({ label: this.name, layout: this.groupLayout, entries: groupEntries(bindings) });
       this.bindGroups.add(this, bindings, group);
     }
-    const paramOffset = this.params.push(params[0], params[1], params[2], params[3]);
-    withComputePass(target, (pass) => {
-      pass.setPipeline(this.pipeline);
-      pass.setBindGroup(0, group, [paramOffset]);
-      pass.dispatchWorkgroups(x, y);
-    });
+    this.dynamicOffsets[0] = this.params.push(params[0], params[1], params[2], params[3]);
+    if (isComputePass(target)) {
+      this.record(target, group, x, y);
+      return;
+    }
+    withComputePass(target, (pass) => this.record(pass, group, x, y));
+  }
+
+  private record(pass: GPUComputePassEncoder, group: GPUBindGroup, x: number, y: number): void {
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, group, this.dynamicOffsets);
+    pass.dispatchWorkgroups(x, y);
   }
 
   destroy(): void {
