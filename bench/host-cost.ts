@@ -226,6 +226,16 @@ interface StepTimes {
 }
 
 /**
+ * A stand-in for a compute pass whose recording calls do nothing (bench/host-cost-split.ts): encoding
+ * into it runs every check and bookkeeping step of this library and none of Dawn's recording.
+ */
+const PASS_CALLS_SKIPPED = {
+  setPipeline(): void {},
+  setBindGroup(): void {},
+  dispatchWorkgroups(): void {},
+} as unknown as GPUComputePassEncoder;
+
+/**
  * Prompt length of sequence `s`: `context` less s mod the block size, so that in every step about one
  * sequence in BLOCK_SIZE crosses into a new block (as in serving, where requests started at different
  * times) instead of all of them in one step out of BLOCK_SIZE, which a median would not see.
@@ -297,8 +307,13 @@ export class DecodeLoop {
     return b;
   }
 
-  /** One decode step: appends, prepare, every layer's write and attention, submit (or, encodeOnly, finish and markSubmitted); awaits the GPU. */
-  async step(token: number, encodeOnly = false): Promise<StepTimes> {
+  /**
+   * One decode step: appends, prepare, every layer's write and attention, submit (or, encodeOnly, finish
+   * and markSubmitted); awaits the GPU. With skipPassCalls (encodeOnly only) the layers are encoded into
+   * PASS_CALLS_SKIPPED instead of the step's pass: every call of this library runs, Dawn records nothing.
+   */
+  async step(token: number, encodeOnly = false, skipPassCalls = false): Promise<StepTimes> {
+    if (skipPassCalls && !encodeOnly) throw new Error('a step whose pass calls are skipped cannot be submitted');
     const { cache, device } = this;
     const before = cache.stats().tableEntriesUploaded;
     const heap0 = process.memoryUsage().heapUsed;
@@ -309,10 +324,11 @@ export class DecodeLoop {
     const t2 = performance.now();
     const encoder = device.createCommandEncoder();
     const pass = this.stepPass ? encoder.beginComputePass() : undefined;
+    const into = skipPassCalls ? PASS_CALLS_SKIPPED : pass;
     const layers: number[] = [];
     for (let l = 0; l < this.shape.layers; l++) {
       const e0 = performance.now();
-      this.encodeLayer(encoder, pass, l, batch);
+      this.encodeLayer(encoder, into, l, batch);
       layers.push(performance.now() - e0);
     }
     pass?.end();

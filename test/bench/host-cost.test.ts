@@ -3,7 +3,7 @@
 // generation by default, and the step figures it reports hold together. Shapes are tiny: only the bookkeeping matters.
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { measureHostCost, type HostCostOptions } from '../../bench/host-cost';
+import { DecodeLoop, measureHostCost, type DecodeShape, type HostCostOptions } from '../../bench/host-cost';
 import type { Gpu } from '../../src/gpu/create-gpu';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 
@@ -66,5 +66,42 @@ describe('measureHostCost', () => {
     expect(result.collected).toBe(false);
     expect(result.heapBytesPerStep).toBeUndefined();
     expect(major).toBeLessThan(TINY.steps!);
+  });
+});
+
+describe('DecodeLoop.step with pass calls skipped (bench/host-cost-split.ts)', () => {
+  const shape: DecodeShape = { sequences: 4, context: 40, layers: 2, numKvHeads: 1, numQueryHeads: 4, headDim: 16 };
+
+  it("records none of the layers' dispatches into the step's pass, and runs the rest of the step", async () => {
+    const loop = await DecodeLoop.create(gpu, shape, 8, true, false);
+    const prototype = GPUCommandEncoder.prototype;
+    const begin = prototype.beginComputePass;
+    let passCalls = 0;
+    prototype.beginComputePass = function (this: GPUCommandEncoder, descriptor?: GPUComputePassDescriptor) {
+      const pass = begin.call(this, descriptor);
+      const dispatch = pass.dispatchWorkgroups;
+      pass.dispatchWorkgroups = (...args: Parameters<GPUComputePassEncoder['dispatchWorkgroups']>) => {
+        passCalls++;
+        dispatch.apply(pass, args);
+      };
+      return pass;
+    };
+    try {
+      const recorded = await loop.step(0, true);
+      expect(passCalls).toBe(2 * shape.layers); // write-kv and attention per layer
+      passCalls = 0;
+      const skipped = await loop.step(1, true, true);
+      expect(passCalls).toBe(0);
+      expect(skipped.layers).toHaveLength(shape.layers);
+      expect(skipped.tableEntries).toBeGreaterThanOrEqual(0);
+      expect(recorded.layers).toHaveLength(shape.layers);
+      // The cache goes on as after any step: the next one runs on the GPU without an error.
+      await loop.step(2);
+      expect(passCalls).toBe(2 * shape.layers);
+      await expect(loop.step(3, false, true)).rejects.toThrow(/cannot be submitted/);
+    } finally {
+      prototype.beginComputePass = begin;
+      loop.destroy();
+    }
   });
 });
