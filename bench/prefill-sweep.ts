@@ -74,14 +74,17 @@ const result = await runAttentionBench(gpu, {
   print: false,
   prefillPaths: names.map((path) => ({ path, tuning: tuningOf(path) })),
 });
+// Columns as wide as their longest entry, so every row lines up whatever the variants' names and tiles.
+const nameWidth = Math.max(...names.map((name) => name.length));
+const tileWidth = Math.max(0, ...result.prefill.map((r) => (r.tile ?? '').length));
 for (const name of names) {
   const p = result.prefill.find((r) => r.path === name);
   if (p === undefined) {
-    console.log(`${name.padEnd(22)} not timed: same tile as an earlier variant, or no such kernel on this device`);
+    console.log(`${name.padEnd(nameWidth)} not timed: same tile as an earlier variant, or no such kernel on this device`);
     continue;
   }
   console.log(
-    `${name.padEnd(22)} ${(p.tile ?? '').padEnd(44)} ${p.ms.toFixed(3).padStart(9)} ms  ${p.tflops.toPrecision(3).padStart(8)} TFLOP/s  ` +
+    `${name.padEnd(nameWidth)} ${(p.tile ?? '').padEnd(tileWidth)} ${p.ms.toFixed(3).padStart(9)} ms  ${p.tflops.toPrecision(3).padStart(8)} TFLOP/s  ` +
       `${((100 * p.tflops) / fma.tflops).toFixed(1).padStart(5)} % of FMA`,
   );
 }
