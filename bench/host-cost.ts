@@ -310,7 +310,9 @@ export class DecodeLoop {
   /**
    * One decode step: appends, prepare, every layer's write and attention, submit (or, encodeOnly, finish
    * and markSubmitted); awaits the GPU. With skipPassCalls (encodeOnly only) the layers are encoded into
-   * PASS_CALLS_SKIPPED instead of the step's pass: every call of this library runs, Dawn records nothing.
+   * PASS_CALLS_SKIPPED instead of the step's pass: every call of this library runs, Dawn records nothing,
+   * and the step's positions still count as written though no K/V reached the pool (a timing loop's
+   * values do not matter).
    */
   async step(token: number, encodeOnly = false, skipPassCalls = false): Promise<StepTimes> {
     if (skipPassCalls && !encodeOnly) throw new Error('a step whose pass calls are skipped cannot be submitted');
