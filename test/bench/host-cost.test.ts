@@ -93,7 +93,6 @@ describe('DecodeLoop.step with pass calls skipped (bench/host-cost-split.ts)', (
       const skipped = await loop.step(1, true, true);
       expect(passCalls).toBe(0);
       expect(skipped.layers).toHaveLength(shape.layers);
-      expect(skipped.tableEntries).toBeGreaterThanOrEqual(0);
       expect(recorded.layers).toHaveLength(shape.layers);
       // The cache goes on as after any step: the next one runs on the GPU without an error.
       await loop.step(2);
