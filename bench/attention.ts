@@ -12,7 +12,8 @@
 // all-zero pool. With verify (the default unless quick) every
 // kernel is first checked against the CPU reference at this head shape, as the autotuner checks its
 // candidates; one that fails, or that the device refuses, is listed as not timed and counts for no
-// target. Results are JSON-able.
+// target. Decode rows that store K/V time the decode staging them and a one-layer flush after it (a
+// decode step flushes up to 16 layers per dispatch). Results are JSON-able.
 // Run: `npm run bench` (the whole suite), or bench/decode-sweep.ts for decode kernel variants.
 import readCode from '../shaders/bench-read.wgsl?raw';
 import { describeGpu, type Gpu } from '../src/gpu/create-gpu';
@@ -20,6 +21,7 @@ import { PagedAttentionKernel, type AttentionTuning } from '../src/kernels/paged
 import { createAttentionWorkload, uniformSequences, type AttentionWorkload } from '../src/tuning/attention-workload';
 import { BLOCKED_WORKGROUP_SIZES, describeBlockedPrefillTile, describeMmaPrefillTile, MMA_DEFAULT_DIRECT_KV, MMA_DEFAULT_SUBGROUPS, MMA_SUBGROUP_COUNTS, WORKGROUP_SIZE, type BlockedPrefillTuning } from '../src/kernels/attention-config';
 import { getPipeline } from '../src/kernels/pipeline-cache';
+import { withComputePass } from '../src/kernels/kv-bindings';
 import { MATRIX_PATH } from './targets';
 import { KernelChecker, kernelRejection } from '../src/tuning/kernel-check';
 import { GPU_WARMUP_MS, timeGpu, type TimingOptions } from '../src/gpu/gpu-timing';
@@ -204,9 +206,13 @@ function benchKernel(gpu: Gpu, w: AttentionWorkload, choice: KernelChoice): Page
 }
 
 /** Times `kernel` on the workload (storing the new K/V from the decode with storesKv); the caller destroys the kernel. */
+/** GPU time of one encode of `w` (storesKv: the decode staging its K/V, and a one-layer flush after it, as the tuner times it). */
 async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: AttentionWorkload, timing: TimingOptions, storesKv = false) {
   const args = w.args({ storesKv });
-  const { seconds } = await timeGpu(gpu.device, (encoder) => kernel.encode(encoder, args), timing);
+  const record = storesKv
+    ? (encoder: GPUCommandEncoder) => withComputePass(encoder, (pass) => (kernel.encode(pass, args), w.flushStaged(pass)))
+    : (encoder: GPUCommandEncoder) => kernel.encode(encoder, args);
+  const { seconds } = await timeGpu(gpu.device, record, timing);
   const splits = Math.max(1, ...(kernel.lastPlan?.splitsPerEntry ?? [1]));
   return { seconds, splits };
 }

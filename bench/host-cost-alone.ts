@@ -33,7 +33,7 @@ for (const decodeWritesKv of [false, true]) {
   console.log(
     `  ${decodeWritesKv ? 'decodeWritesKv (one dispatch per layer)' : 'K/V write + attention (two dispatches)'}: ${r.stepMicros.toFixed(0)} µs per step ` +
       `(appends ${r.appendMicros.toFixed(0)}, prepare ${r.prepareMicros.toFixed(0)}, ${r.layerMicros.toFixed(1)} per layer, ` +
-      `encoder, finish and markSubmitted ${r.submitMicros.toFixed(0)}); the target's part, prepare + every layer's encode: ` +
+      `encoder, finish and markSubmitted ${r.submitMicros.toFixed(0)}); the target's part, prepare + every layer's encode + finish: ` +
       `${r.uploadEncodeMicros.toFixed(0)} µs`,
   );
 }

@@ -5,7 +5,7 @@
 // alike. Steps are encoded and not run (as in host-cost-alone.ts), or with --submit submitted and waited
 // for, as the bench's own steps are (on a software adapter, whose GPU work runs on the CPU, that takes
 // more than 15 minutes at the default shape on the 2-core VM). Prints per way the median of the target's part (prepare + every
-// layer's encode) and of prepare and a layer alone, over the blocks' steps (the first two steps of each
+// layer's encode + finish) and of prepare and a layer alone, over the blocks' steps (the first two steps of each
 // block, which follow a change of way, are not counted).
 //   npx tsx bench/host-cost-collections.ts [--layers 32] [--sequences 256] [--context 512] [--rounds 6] [--writes-kv] [--submit]
 import { register } from 'node:module';
@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 
 register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
 
-const { collector, DecodeLoop, describeCollection, HOST_SHAPE_ARGS, hostShapeFrom } = await import('./host-cost');
+const { collector, DecodeLoop, describeCollection, HOST_SHAPE_ARGS, hostShapeFrom, uploadEncodeOf } = await import('./host-cost');
 const { values } = parseArgs({
   options: {
     ...HOST_SHAPE_ARGS,
@@ -56,7 +56,7 @@ try {
         collect();
         const t = await loop.step(token++, encodeOnly);
         if (i < SETTLE_STEPS) continue;
-        into.part.push(t.prepare + t.layers.reduce((a, b) => a + b, 0));
+        into.part.push(uploadEncodeOf(t));
         into.prepare.push(t.prepare);
         into.layer.push(...t.layers);
       }
@@ -65,7 +65,7 @@ try {
   for (const way of ways) {
     const s = samples.get(way)!;
     console.log(
-      `  ${describeCollection(way)}: prepare + every layer's encode ${(median(s.part) * 1e3).toFixed(0)} µs ` +
+      `  ${describeCollection(way)}: prepare + every layer's encode + finish ${(median(s.part) * 1e3).toFixed(0)} µs ` +
         `(prepare ${(median(s.prepare) * 1e3).toFixed(0)}, ${(median(s.layer) * 1e3).toFixed(1)} per layer), ${s.part.length} steps`,
     );
   }

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 
 register('./raw-import-hooks.mjs', import.meta.url); // shaders are imported as `?raw`, as under Vite
 
-const { collector, DecodeLoop, HOST_SHAPE_ARGS, hostShapeFrom } = await import('./host-cost');
+const { collector, DecodeLoop, HOST_SHAPE_ARGS, hostShapeFrom, uploadEncodeOf } = await import('./host-cost');
 const { values } = parseArgs({
   options: {
     ...HOST_SHAPE_ARGS,
@@ -53,7 +53,7 @@ try {
         scavenge();
         const t = await loop.step(token++, true, way === 'skipped');
         if (i < SETTLE_STEPS) continue;
-        into.part.push(t.prepare + t.layers.reduce((a, b) => a + b, 0));
+        into.part.push(uploadEncodeOf(t));
         into.prepare.push(t.prepare);
         into.layer.push(...t.layers);
         into.heap.push(t.heapBytes);
@@ -66,7 +66,7 @@ try {
   for (const way of ways) {
     const s = samples.get(way)!;
     console.log(
-      `  ${way === 'recorded' ? "into the step's pass" : 'pass calls skipped'}: prepare + every layer\'s encode ${(median(s.part) * 1e3).toFixed(0)} µs ` +
+      `  ${way === 'recorded' ? "into the step's pass" : 'pass calls skipped'}: prepare + every layer\'s encode + finish ${(median(s.part) * 1e3).toFixed(0)} µs ` +
         `(prepare ${(median(s.prepare) * 1e3).toFixed(0)}, ${(median(s.layer) * 1e3).toFixed(2)} per layer), ` +
         `JS heap ${(median(s.heap) / 1024).toFixed(1)} KiB per step, ${s.part.length} steps`,
     );

@@ -1,23 +1,26 @@
-// The streaming decode's K/V write (decode-stream-source.ts, `writesKv`): one dispatch stores the new
-// token's K/V of every entry and attends over it, instead of a write-kv dispatch before the decode.
+// The streaming decode's K/V write (decode-stream-source.ts, `writesKv`): one dispatch attends over
+// the new token's K/V of every entry and stages it for the pool, instead of a write-kv dispatch before
+// the decode. The pool stays a read-only binding; flush-staged-kv (flush-staged-kv.ts) later stores the
+// staged rows into their slots, for several layers per dispatch.
 // Invariants:
 //   - Inputs and slots are those of write-kv (write-kv.wgsl): f32 rows [q row][kv head][HEAD_DIM] in
 //     new_k / new_v (the q row of an entry is its K/V row), write_slots[q row] = block · block_size +
 //     offset with a global block id; a padding slot (0xffffffff) or a block ≥ num_blocks is not written.
 //   - A work item "owns its key" when its key range ends at its query's own position (the last split of
 //     a decode entry) and that position is written. Such a workgroup reads the key from new_k / new_v,
-//     converted exactly as write-kv stores it (f16Bits, or the f32 bits), and never from the pool: in
-//     this dispatch the slot is being written. Every other key a decode reads lies before some entry's
-//     own position or in another sequence's blocks, and a write batch holds each sequence once with its
-//     written blocks private (the cache makes them so), so no workgroup reads a slot another one writes.
-//   - Of the workgroups that own a key (one per head tile), head tile 0 stores it, one cache row of K
-//     and one of V for its kv head; the pool bindings are read_write in this module (and only here).
+//     converted exactly as write-kv stores it (f16Bits, or the f32 bits), and never from the pool: the
+//     slot is written only by the flush after this dispatch.
+//   - Of the workgroups that own a key (one per head tile), head tile 0 stages it: the K row and the V
+//     row of its kv head, in the pool's word format, at staged_kv[((q_row · num_kv_heads + kv_head) · 2
+//     + (0: K, 1: V)) · VECS_PER_ROW + vec]. A row whose slot is padding or out of range is not staged
+//     (nor flushed: the flush checks the same slot).
 //   - Loads of new_k / new_v and write_slots use uniform indices (item, kv head), so own_key is
 //     workgroup-uniform.
 
 @group(0) @binding(9) var<storage, read> write_slots: array<u32>;
 @group(0) @binding(10) var<storage, read> new_k: array<vec4<u32>>;
 @group(0) @binding(11) var<storage, read> new_v: array<vec4<u32>>;
+@group(0) @binding(12) var<storage, read_write> staged_kv: array<vec4<u32>>;
 
 const PADDING_SLOT: u32 = 0xffffffffu;
 

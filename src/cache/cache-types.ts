@@ -65,7 +65,9 @@ export interface EncodeAttentionArgs {
    * K/V of the batch's query positions for this layer (laid out as in EncodeWriteKVArgs), written before
    * the attention in the same compute pass: what encodeWriteKV followed by encodeAttention records, with
    * one compute pass fewer per layer. A batch of decodes (one query each) on the streaming decode kernel
-   * goes further: its attention dispatch stores the K/V itself, one dispatch per layer instead of two.
+   * goes further with decodeWritesKv: its attention dispatch takes the K/V itself and stages it, one
+   * dispatch per layer instead of two, and a flush recorded into the same encoder (before other work of
+   * a staged layer, at the latest by finish()) stores several layers' staged rows into the pool at once.
    * Give both or neither; needs a batch from prepareAttention(entries, { writeKV: true }).
    */
   k?: GPUBuffer;

@@ -32,12 +32,16 @@ export interface PagedKVCacheOptions {
   /** How long a lock may be waited for before LockTimeoutError (ms, default 5000). */
   lockTimeoutMs?: number;
   /**
-   * Let the attention dispatch of a decode batch store the batch's new K/V itself (encodeAttention with
-   * k and v, streaming decode kernel): one dispatch per layer instead of a write-kv dispatch and the
-   * attention, so less host encoding per step. Batches with prefill entries, and devices whose decode
-   * runs without subgroup shuffles (no subgroups, or the tile engine), still get the write-kv
-   * dispatch. Default false: the decode then binds the pool read_write, which on SwiftShader made it
-   * 1.2–1.6× as slow; `npm run bench` times both forms on the device at hand.
+   * Let the attention dispatch of a decode batch take the batch's new K/V itself (encodeAttention with
+   * k and v, streaming decode kernel): it attends over them and stages them beside the pool, and one
+   * flush dispatch recorded into the same encoder (before anything else of a staged layer, at the
+   * latest by its finish()) stores up to 16 layers' staged rows: one dispatch per layer instead of a
+   * write-kv dispatch and the attention, so less host encoding per step, while the decode still reads
+   * the pool read-only. Batches with prefill entries, devices whose decode runs without subgroup
+   * shuffles (no subgroups, or the tile engine), and a batch larger than the staging buffer while
+   * staged work awaits submission (it grows only when none does) still get the write-kv dispatch.
+   * The staging buffer holds one token of K/V per batch row and layer. Default false until a GPU
+   * measurement says the flush costs less than it saves; `npm run bench` times both forms.
    */
   decodeWritesKv?: boolean;
   /**

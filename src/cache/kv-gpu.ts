@@ -14,6 +14,8 @@
 //     encoders the caller has not submitted yet may hold dispatches that bind them).
 //   - Reusing a staging buffer is safe without waiting: queue.writeBuffer into it is ordered after the
 //     submissions that read its previous contents.
+//   - A decode that stores its new K/V itself stages them (kv-staging.ts): the rows reach the pool by a
+//     flush recorded into the same encoder, at the latest when it is finished.
 import type { DeviceGuard } from '../gpu/device-guard';
 import { writeElements } from '../gpu/write-elements';
 import type { KvPool } from '../pool/kv-pool';
@@ -21,12 +23,13 @@ import type { KvLayout } from '../pool/kv-layout';
 import type { AttentionEntry } from '../kernels/attention-types';
 import { CopyBlocksKernel } from '../kernels/copy-blocks';
 import { GatherKvKernel } from '../kernels/gather-kv';
-import { PagedAttentionKernel, type DecodeKvWrite } from '../kernels/paged-attention';
+import { PagedAttentionKernel } from '../kernels/paged-attention';
 import { UPLOAD_SLOTS } from '../kernels/attention-resources';
 import { WriteKvKernel } from '../kernels/write-kv';
 import type { BlockCopy } from '../table/block-table';
 import type { ResolvedConfig } from './config';
 import { GrowableBuffer } from './growable-buffer';
+import { KvStaging } from './kv-staging';
 import { ReadbackPool } from './readback-pool';
 import { TableUpload } from './table-upload';
 
@@ -66,6 +69,7 @@ export class KvGpu {
   private readonly batchSlotStages: GrowableBuffer[] = [];
   private nextBatchSlotStage = 0;
   private readonly retired: { destroy(): void }[] = [];
+  private readonly staging: KvStaging;
 
   private constructor(private readonly guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number) {
     const device = guard.device;
@@ -86,6 +90,7 @@ export class KvGpu {
     this.gatherKStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-k');
     this.gatherVStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-v');
     this.readbacks = new ReadbackPool(device);
+    this.staging = new KvStaging(device, this.layout, pool);
   }
 
   static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
@@ -333,14 +338,42 @@ export class KvGpu {
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
-    write?: DecodeKvWrite,
   ): void {
-    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
+    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
   }
 
-  /** Whether encodeAttention can store the new K/V of `entries` itself (its `write`), saving the write-kv dispatch. */
-  attentionWritesKv(entries: readonly AttentionEntry[]): boolean {
-    return this.attention.writesKvFor(entries);
+  /**
+   * Whether encodeStagingAttention can take a batch of `entries` (`rows` q rows) now: its decode can
+   * store K/V (attentionWritesKv) and the staging buffer holds `rows` rows, grown if needed and canGrow.
+   */
+  canStage(entries: readonly AttentionEntry[], rows: number, canGrow: boolean): boolean {
+    return this.attention.writesKvFor(entries) && this.staging.reserve(rows, canGrow);
+  }
+
+  /**
+   * The decode of `entries` attending over their new K/V (k, v at their q rows) and staging it for
+   * `slots`; the rows reach the pool by a flush recorded into `encoder` (flushStagedBefore, or its
+   * finish()). Only after canStage said yes.
+   */
+  encodeStagingAttention(
+    encoder: GPUCommandEncoder,
+    target: GPUCommandEncoder | GPUComputePassEncoder,
+    layer: number,
+    entries: readonly AttentionEntry[],
+    q: GPUBuffer,
+    out: GPUBuffer,
+    scale: number,
+    kv: { k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
+  ): void {
+    const staged = this.staging.layerBinding(layer);
+    const write = { k: kv.k, v: kv.v, slots: kv.slots, staged: staged.buffer, stagedOffset: staged.offset };
+    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
+    this.staging.noteStaged(encoder, layer, kv.slots, kv.rows);
+  }
+
+  /** Records into `target` the flush of what `encoder` staged, if that includes `layer` (before other work of the layer). */
+  flushStagedBefore(encoder: GPUCommandEncoder, target: GPUCommandEncoder | GPUComputePassEncoder, layer: number): void {
+    if (this.staging.isPending(encoder, layer)) this.staging.flush(encoder, target);
   }
 
   destroy(): void {
@@ -350,6 +383,7 @@ export class KvGpu {
     this.copyKernelOrUndefined?.destroy();
     this.attentionOrUndefined?.destroy();
     this.tableUpload.destroy();
+    this.staging.destroy();
     for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage, this.gatherKStage, this.gatherVStage]) {
       b.destroy();
     }

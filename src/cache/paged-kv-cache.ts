@@ -500,6 +500,7 @@ export class PagedKVCache {
       if (!Array.isArray(args.entries)) this.batches.checkWritten(layer, batch, encoder);
       const { q, out } = this.checkQueryBuffers(args, batch.rows);
       this.syncRows(batch);
+      this.gpu.flushStagedBefore(encoder, pass ?? encoder, layer);
       this.gpu.encodeAttention(pass ?? encoder, layer, batch.entries, q, out, scale);
       // Pinned once recorded (still under the lock, so nothing is freed in between): a recording that
       // throws leaves no pin behind, and no block held until some later, unrelated submission.
@@ -538,16 +539,20 @@ export class PagedKVCache {
     this.batches.checkWritten(layer, batch, encoder, true);
     const { q, out } = this.checkQueryBuffers(args, batch.rows);
     this.syncRows(batch);
-    if (k !== out && v !== out && this.gpu.attentionWritesKv(batch.entries)) {
-      // A decode batch: the attention's own dispatch stores the K/V (one dispatch instead of two; it
-      // cannot read k or v from the buffer it writes). Nothing is recorded if it throws, so the pin and
-      // the note come after it.
-      this.gpu.encodeAttention(into ?? encoder, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots });
+    // A decode batch: the attention's own dispatch attends over the new K/V and stages it, and a flush
+    // in the same encoder stores it for several layers at once (it cannot read k or v from the buffer it
+    // writes). The staging grows only while no recorded staged work awaits submission. Nothing is
+    // recorded if it throws, so the pin and the note come after it.
+    if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows, !this.pins.hasUnsubmitted)) {
+      const target = into ?? encoder;
+      this.gpu.flushStagedBefore(encoder, target, layer);
+      this.gpu.encodeStagingAttention(encoder, target, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots, rows: batch.rows });
       this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
     }
     withComputePass(into ?? encoder, (pass) => {
+      this.gpu.flushStagedBefore(encoder, pass, layer);
       this.gpu.encodeWriteKv(pass, layer, writes.slots, k, v, batch.rows);
       // The encoder holds the write from here on: pin and note it even if recording the attention fails,
       // exactly as if encodeWriteKV had been called on its own.
@@ -583,6 +588,7 @@ export class PagedKVCache {
       const writes = this.batches.writesOf(batch, 'encodeWriteKV');
       const { k, v } = this.checkKvBuffers(args, batch.rows);
       this.syncRows(batch);
+      this.gpu.flushStagedBefore(encoder, pass ?? encoder, layer);
       this.gpu.encodeWriteKv(pass ?? encoder, layer, writes.slots, k, v, batch.rows);
       this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);

@@ -4,9 +4,9 @@
 // shared types + KV access + the tile engine + its entry file, and its text depends only on `subgroups`
 // (the kind and every size are override constants; the kind stays in the name, as a label); the
 // streaming decode module is subgroups + lanes + types + KV access + its fixed file + its generated
-// entry point, named by shape (decode-stream-source.ts; the variant that stores the new tokens' K/V
-// adds f16-bits + paged-attention-decode-write and declares the pool read_write, and its name says
-// so); the subgroup-matrix prefill module is the
+// entry point, named by shape (decode-stream-source.ts; the variant that takes the new tokens' K/V
+// adds f16-bits + paged-attention-decode-write, which stages them beside the read-only pool, and its
+// name says so); the subgroup-matrix prefill module is the
 // f16/subgroups/subgroup-matrix enables + lanes + types + KV access + its fixed file + its generated
 // entry point, named by head dim and subgroup size; the register-blocked prefill module is the
 // workgroup-memory lanes + types + KV access + its fixed file + its generated entry point, named by its
@@ -53,16 +53,15 @@ export function attentionShader(kind: AttentionKind, subgroups: boolean): Shader
 
 /**
  * The streaming decode kernel for one shape (with f16 enabled for halfScores); its entry point is generated. With
- * `writesKv` it also stores the new token's K/V (paged-attention-decode-write.wgsl), so its pool
- * bindings are read_write.
+ * `writesKv` it also stages the new token's K/V for flush-staged-kv (paged-attention-decode-write.wgsl);
+ * its pool bindings stay read-only.
  */
 export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, numChunks: number, writesKv = false): ShaderSource {
   const shape =
     `h${config.headsPerWorkgroup}-w${config.words}-u${config.unroll}${config.prefetch ? '-p' : ''}` +
     `${config.queryInSmem ? '-qs' : ''}${config.rescaleThreshold === undefined ? '' : `-r${config.rescaleThreshold}`}` +
     `${config.reduction === 'shared' ? '-sh' : ''}${config.halfScores ? '-hs' : ''}` +
-    `-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-wkv' : ''}`;
-  const kvAccess = writesKv ? writablePool(kvAccessCode) : kvAccessCode;
+    `-${f16 ? 'f16' : 'f32'}-c${numChunks}${writesKv ? '-stage-kv' : ''}`;
   const writeParts = writesKv ? [f16BitsCode, decodeWriteCode] : [];
   return {
     name: `paged-attention-decode-stream-${shape}`,
@@ -70,7 +69,7 @@ export function decodeStreamShader(config: StreamDecodeConfig, f16: boolean, num
       ...(config.halfScores ? ['enable f16;\n'] : []),
       ...(config.reduction === 'subgroup' ? ['enable subgroups;\n', lanesSubgroupCode] : [lanesSharedCode]),
       typesCode,
-      kvAccess,
+      kvAccessCode,
       ...writeParts,
       decodeStreamCode,
       decodeStreamEntry(config, f16, numChunks, writesKv),
@@ -93,14 +92,6 @@ function withPoolHalfView(code: string): string {
     code.replace(dispatch, 'fn load_kv(chunk: u32, i: u32) -> vec4<u32> {\n  return kv_chunk0[i];\n}') +
     `\n@group(0) @binding(${POOL_HALF_VIEW_BINDING}) var<storage, read> kv_half: array<f16>;\n`
   );
-}
-
-/** The KV access code with the pool's chunk bindings declared read_write instead of read. */
-function writablePool(code: string): string {
-  const readOnly = /var<storage, read> kv_chunk/g;
-  const count = code.match(readOnly)?.length ?? 0;
-  if (count === 0) throw new Error('paged-attention-kv-access.wgsl declares no read-only kv_chunk binding');
-  return code.replace(readOnly, 'var<storage, read_write> kv_chunk');
 }
 
 /**

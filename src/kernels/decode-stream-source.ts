@@ -21,7 +21,8 @@
 //     of a word are added in f16 and the words' sums in f32, so no f16 sum has more than 8 terms.
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
-//     K/V in one more step held by group 0 alone; head tile 0 then stores the key's K and V rows.
+//     K/V in one more step held by group 0 alone; head tile 0 then stages the key's K and V rows (the
+//     pool is never written here: flush-staged-kv stores them after the dispatch).
 import type { StreamDecodeConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
@@ -159,31 +160,17 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     }
     add(`    }`);
   };
-  /** Head tile 0 of a workgroup owning its key stores the new K and V rows of its kv head into the pool. */
+  /** Head tile 0 of a workgroup owning its key stages the new K and V rows of its kv head (staged_kv). */
   const storeNewKv = () => {
     add(
       `  if (own_key && task.z == 0u) {`,
-      `    let slot = write_slots[item.q_row];`,
-      `    let block = slot / params.block_size;`,
-      `    let row = (block % params.blocks_per_chunk) * params.vecs_per_block + head_offset + (slot % params.block_size) * VECS_PER_ROW;`,
+      `    let staged_k = (item.q_row * params.num_kv_heads + kv_head) * 2u * VECS_PER_ROW;`,
       `    for (var i = tid; i < VECS_PER_ROW; i += WG_SIZE) {`,
-      `      let new_k_vec = new_kv_vec(false, item.q_row, kv_head, i);`,
-      `      let new_v_vec = new_kv_vec(true, item.q_row, kv_head, i);`,
+      `      staged_kv[staged_k + i] = new_kv_vec(false, item.q_row, kv_head, i);`,
+      `      staged_kv[staged_k + VECS_PER_ROW + i] = new_kv_vec(true, item.q_row, kv_head, i);`,
+      `    }`,
+      `  }`,
     );
-    const storeTo = (chunk: number, indent: string) =>
-      add(`${indent}kv_chunk${chunk}[row + i] = new_k_vec;`, `${indent}kv_chunk${chunk}[row + i + params.vecs_per_half] = new_v_vec;`);
-    if (numChunks === 1) {
-      storeTo(0, '      ');
-    } else {
-      add(`      switch (block / params.blocks_per_chunk) {`);
-      for (let c = 0; c < numChunks; c++) {
-        add(`        ${c === numChunks - 1 ? 'default' : `case ${c}u`}: {`);
-        storeTo(c, '          ');
-        add(`        }`);
-      }
-      add(`      }`);
-    }
-    add(`    }`, `  }`);
   };
   if (halfScores) {
     // A packed K word as f16 halves (elements 0–3, 4–7), in the order unpack_lo / unpack_hi give them.

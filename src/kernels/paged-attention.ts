@@ -23,10 +23,11 @@
 //   - An entries array passed to encode is treated as immutable: encoding the same array again (every
 //     layer of a step) reuses its validation and its work-list plan.
 //   - Bindings: ≤ 8 storage buffers per stage (4 KV chunks, table, q, work items, output) plus one
-//     uniform block; the decode that stores K/V (args.write) adds slots, new K and new V (the layer's
-//     chunks + 7), offered only where the device's limit allows it (writesKvFor).
-//   - With args.write the decode dispatch stores the entries' new K/V and attends over them itself
-//     (paged-attention-decode-write.wgsl): the same output and pool as write-kv then the decode.
+//     uniform block; the decode that takes the new K/V (args.write) adds slots, new K, new V and the
+//     staged rows (the layer's chunks + 8), offered only where the device's limit allows it (writesKvFor).
+//   - With args.write the decode dispatch attends over the entries' new K/V and stages them
+//     (paged-attention-decode-write.wgsl), its pool bindings read-only: its output, and the pool after
+//     FlushStagedKvKernel, are those of write-kv then the decode.
 //   - On a software adapter (SwiftShader) the caller's tuning applies on top of SOFTWARE_ADAPTER_TUNING;
 //     on a GPU, on top of the built-in choices.
 import { ConfigError, InvalidArgumentError } from '../errors';
@@ -61,6 +62,7 @@ import { AttentionResources, PARAM_BLOCKS, PARAMS_STRIDE, PARAMS_WORDS, type Upl
 import { attentionShader, decodeStreamShader, mergeShader, POOL_HALF_VIEW_BINDING, prefillBlockedShader, prefillMmaShader } from './attention-shaders';
 import { validateEntries, type AttentionEntry } from './attention-types';
 import { isComputePass, withComputePass } from './kv-bindings';
+import { stagedKvRowBytes } from './flush-staged-kv';
 import { checkAttentionTuning, mergeTuning, SOFTWARE_ADAPTER_TUNING, type AttentionTuning } from './attention-tuning';
 import { isSoftwareDevice } from '../gpu/create-gpu';
 
@@ -92,7 +94,7 @@ export interface PagedAttentionOptions {
   adapterInfo?: AdapterInfoWithSubgroups;
 }
 
-/** The new tokens' K/V that a decode encode stores itself (PagedAttentionArgs.write). */
+/** The new tokens' K/V that a decode encode attends over and stages for the pool (PagedAttentionArgs.write). */
 export interface DecodeKvWrite {
   /** f32 K rows [q row][numKvHeads][headDim]: an entry's new K row is at its q row. */
   k: GPUBuffer;
@@ -100,6 +102,14 @@ export interface DecodeKvWrite {
   v: GPUBuffer;
   /** u32 per q row: the cache slot (block · blockSize + offset, global block id) of the entry's query position, or 0xffffffff. */
   slots: GPUBuffer;
+  /**
+   * Where the decode stages each entry's K and V rows in the pool's word format (stagedKvBytes(layout,
+   * rows) from `stagedOffset`), for FlushStagedKvKernel to store into the slots afterwards; the decode
+   * itself never writes the pool. No other binding of the dispatch may be this buffer.
+   */
+  staged: GPUBuffer;
+  /** Byte offset of the staged rows in `staged`: a multiple of the device's minStorageBufferOffsetAlignment. 0 when omitted. */
+  stagedOffset?: number;
 }
 
 export interface PagedAttentionArgs {
@@ -117,8 +127,10 @@ export interface PagedAttentionArgs {
   /** Force this many split-K splits per decode entry (capped at its key count); for tests and tuning. */
   forceSplits?: number;
   /**
-   * Store these K/V rows into the slots named, in the decode dispatch itself, and attend over them there
-   * (what a write-kv dispatch before the attention would give, one dispatch fewer). Only where
+   * Attend over these K/V rows as the entries' own keys and stage them (write.staged) for the slots
+   * named: the output is what a write-kv dispatch before the attention would give, and
+   * FlushStagedKvKernel afterwards leaves the pool as that write-kv would (one flush dispatch for
+   * several layers instead of a write-kv dispatch per layer). Only where
    * writesKvFor(entries) is true: decode entries only, on the streaming kernel, within the device's
    * storage-binding limit. As with write-kv, the slots must be distinct, and no entry may read a slot
    * that another entry writes (a sequence once per batch, its written blocks private: the cache
@@ -141,8 +153,8 @@ interface KernelPipeline {
 }
 
 const EMPTY_WORK_LIST: Uint32Array<ArrayBuffer> = new Uint32Array(0);
-/** Storage buffers of the decode that writes K/V besides the layer's chunks: table, q, work items, results, slots, new K, new V. */
-const DECODE_WRITE_STORAGE_BINDINGS = 7;
+/** Storage buffers of the decode that writes K/V besides the layer's chunks: table, q, work items, results, slots, new K, new V, staged K/V. */
+const DECODE_WRITE_STORAGE_BINDINGS = 8;
 
 export class PagedAttentionKernel {
   readonly device: GPUDevice;
@@ -311,8 +323,9 @@ export class PagedAttentionKernel {
       undefined,
       undefined,
       undefined,
+      undefined,
     ];
-    this.writeBindings = [{ buffer }, { buffer }, { buffer }];
+    this.writeBindings = [{ buffer }, { buffer }, { buffer }, { buffer, offset: 0, size: 16 }];
     this.poolHalfView = { buffer };
     this.mergeBindings = [{ buffer, offset: 2 * PARAMS_STRIDE, size: PARAMS_WORDS * 4 }, { buffer }, { buffer }, { buffer }];
     this.setLayoutParams();
@@ -330,7 +343,7 @@ export class PagedAttentionKernel {
       : this.tilePipeline(this.decodeConfig));
   }
 
-  /** The streaming decode that also stores the new tokens' K/V (PagedAttentionArgs.write). */
+  /** The streaming decode that also takes and stages the new tokens' K/V (PagedAttentionArgs.write). */
   private get decodeWrite(): KernelPipeline {
     const stream = this.streamDecodeConfig!;
     return (this.decodeWritePipeline ??= this.pipeline(
@@ -541,7 +554,7 @@ export class PagedAttentionKernel {
     write?: DecodeKvWrite,
   ): void {
     // Binding order: params, KV chunks (MAX_KV_CHUNKS slots), block table, q, work items, results, then
-    // for the decode that writes K/V: slots, new K, new V; or for a subgroup-matrix kernel reading the pool as f16 matrices: chunk 0 again.
+    // for the decode that writes K/V: slots, new K, new V, staged K/V; or for a subgroup-matrix kernel reading the pool as f16 matrices: chunk 0 again.
     const bindings = this.tileBindings;
     const params = bindings[0]!;
     params.buffer = slot.params;
@@ -560,6 +573,10 @@ export class PagedAttentionKernel {
       writes[0]!.buffer = write.slots;
       writes[1]!.buffer = write.k;
       writes[2]!.buffer = write.v;
+      const staged = writes[3]!;
+      staged.buffer = write.staged;
+      staged.offset = write.stagedOffset ?? 0;
+      staged.size = this.writesKvRows * stagedKvRowBytes(this.layout);
     }
     for (let i = 0; i < writes.length; i++) bindings[MAX_KV_CHUNKS + 5 + i] = write ? writes[i] : undefined;
     if (kernel.poolHalfView) {
@@ -620,6 +637,16 @@ export class PagedAttentionKernel {
     requireBytes('write.slots', write.slots, rows * 4);
     if (writtenByDecode(write.k, args) || writtenByDecode(write.v, args) || writtenByDecode(write.slots, args)) {
       throw new InvalidArgumentError('write.k, write.v and write.slots must not be out or a KV chunk (the decode writes those)');
+    }
+    const offset = write.stagedOffset ?? 0;
+    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
+      throw new InvalidArgumentError(`write.stagedOffset must be a non-negative multiple of ${alignment} bytes (got ${offset})`);
+    }
+    requireBytes('write.staged', write.staged, offset + rows * stagedKvRowBytes(this.layout));
+    const boundElsewhere = [write.k, write.v, write.slots, args.q, args.out, args.blockTable, ...args.chunks];
+    if (boundElsewhere.includes(write.staged)) {
+      throw new InvalidArgumentError('write.staged must be a buffer of its own (the decode writes it while reading every other binding)');
     }
   }
 

@@ -7,13 +7,15 @@
 // workloads); block ids are a permutation of 0..numBlocks-1 and sequence s owns the s-th run of
 // rowStride of them; a decode workload made with `storesKv` also has each query row's new K and V
 // (random, distinct) and its slot, as the decode that stores them (or write-kv) takes them, with host
-// copies for the reference; `refill` puts the pattern back over the pool after a run stored into it.
+// copies for the reference, and the buffer that decode stages them in (flushStaged stores them into the
+// pool); `refill` puts the pattern back over the pool after a run stored into it.
 import { computeKvLayout, type KvDtype, type KvLayout } from '../pool/kv-layout';
 import { packF16Pairs } from '../kernels/f16';
 import { uploadWords } from '../kernels/kv-bindings';
 import { maxChunkBytes } from '../pool/kv-pool';
 import type { AttentionEntry } from '../kernels/attention-types';
 import type { DecodeKvWrite, PagedAttentionArgs } from '../kernels/paged-attention';
+import { FlushStagedKvKernel, stagedKvRowBytes } from '../kernels/flush-staged-kv';
 import { SeededRandom } from '../sim/hash';
 
 /** Words of the random K/V pattern (4 MiB): larger pools repeat it. */
@@ -68,6 +70,8 @@ export interface AttentionWorkload {
   chunkWords(): Uint32Array[];
   /** Records copies that make every chunk hold chunkWords() again (undoing stored K/V). */
   refill(encoder: GPUCommandEncoder): void;
+  /** Records the flush of the rows a decode with `write` staged into the pool (workloads with storesKv). */
+  flushStaged(target: GPUCommandEncoder | GPUComputePassEncoder): void;
   destroy(): void;
 }
 
@@ -120,9 +124,21 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
   const qBuffer = uploadWords(device, q, 'workload-q');
   const out = device.createBuffer({ label: 'workload-out', size: Math.max(16, q.byteLength), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   const newKv = spec.storesKv ? newKvRows(entries, blockTable, rowStride, numKvHeads * headDim, blockSize, random) : undefined;
-  const write = newKv && { k: uploadWords(device, newKv.k, 'workload-new-k'), v: uploadWords(device, newKv.v, 'workload-new-v'), slots: uploadWords(device, newKv.slots, 'workload-new-kv-slots') };
+  const write = newKv && {
+    k: uploadWords(device, newKv.k, 'workload-new-k'),
+    v: uploadWords(device, newKv.v, 'workload-new-v'),
+    slots: uploadWords(device, newKv.slots, 'workload-new-kv-slots'),
+    staged: device.createBuffer({ label: 'workload-staged-kv', size: Math.max(16, newKv.slots.length * stagedKvRowBytes(layout)), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST }),
+  };
   const kvBytes = sequences.reduce((sum, s) => sum + s.contextLength, 0) * numKvHeads * headDim * layout.elementBytes * 2;
-  const owned = [...chunks, patternBuffer, table, qBuffer, out, ...(write ? [write.k, write.v, write.slots] : [])];
+  const owned: { destroy(): void }[] = [...chunks, patternBuffer, table, qBuffer, out, ...(write ? [write.k, write.v, write.slots, write.staged] : [])];
+  let flusher: FlushStagedKvKernel | undefined;
+  const flushStaged = (target: GPUCommandEncoder | GPUComputePassEncoder): void => {
+    if (write === undefined) throw new Error('flushStaged needs a workload made with storesKv');
+    if (flusher === undefined) owned.push((flusher = new FlushStagedKvKernel(device, layout)));
+    const rows = newKv!.slots.length;
+    flusher.encode(target, { layers: [chunks], slots: write.slots, rows, staged: write.staged, stagedOffset: 0, stagedLayerStride: rows * stagedKvRowBytes(layout) });
+  };
   return {
     layout,
     numQueryHeads,
@@ -154,6 +170,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
         return words;
       }),
     refill,
+    flushStaged,
     destroy: () => owned.forEach((b) => b.destroy()),
   };
 }

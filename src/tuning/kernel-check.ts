@@ -102,6 +102,7 @@ export class KernelChecker {
       if (storing) w.refill(encoder);
       encoder.clearBuffer(w.out);
       kernel.encode(encoder, w.args({ forceSplits, storesKv: storing !== undefined }));
+      if (storing) w.flushStaged(encoder);
       this.device.queue.submit([encoder.finish()]);
       const runs = `${forceSplits ? `, split-K forced to ${forceSplits}` : ''}`;
       const out = new Float32Array((await readBackWords(this.device, w.out, reference.byteLength)).buffer);

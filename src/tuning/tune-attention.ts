@@ -7,7 +7,8 @@
 //     the same, whatever its size), prefill by its GPU time on the prefill shape. A decode is timed as
 //     the cache runs a layer of a decode step: the new tokens' K/V stored, by a write-kv dispatch in the
 //     same pass or, where the tuning's decodeWritesKv is on and the kernel can, by the decode itself
-//     (then checked as such: its output and every pool word); GPU time is
+//     staging them and a one-layer flush after it (then checked as such: its output and every pool
+//     word); GPU time is
 //     timeGpu's median (timestamps where the device has them). A candidate replaces the best so far
 //     only when faster by more than minGain (default 3 %), so noise keeps the defaults.
 //   - The decode search runs first, the prefill search starts from its winner; the result is a frozen
@@ -172,8 +173,13 @@ export async function tuneAttention(device: GPUDevice, options: TuneAttentionOpt
         return (encoder) => kernel.encode(encoder, args);
       }
       if (storesKv(tuning, kernel, w.entries)) {
+        // The staged rows' flush is timed with each layer, though a step flushes several layers per dispatch.
         const args = w.args({ storesKv: true });
-        return (encoder) => kernel.encode(encoder, args);
+        return (encoder) =>
+          withComputePass(encoder, (pass) => {
+            kernel.encode(pass, args);
+            w.flushStaged(pass);
+          });
       }
       let writer = writers.get(w);
       if (writer === undefined) {

@@ -155,7 +155,13 @@ describe('encodeWriteKV', () => {
       const oneCallLayers = decodeWrites ? { 'two-calls': 0, 'one-call': LAYERS, 'step-pass': LAYERS / 2 }[form] : 0;
       expect(passes.dispatches()).toBe(oneCallLayers + 2 * (LAYERS - oneCallLayers));
       expect(cache.writtenLength(a, 0)).toBe(cache.length(a) - 1); // not yet submitted
-      await cache.submit([encoder.finish()]);
+      const commands = encoder.finish();
+      // Staged K/V is flushed when the encoder is finished: one more pass, one dispatch for the staged
+      // layers of the batch (consecutive layers share a dispatch).
+      const stagedRuns = { 'two-calls': 0, 'one-call': 1, 'step-pass': LAYERS / 2 }[form];
+      expect(passes.passes()).toBe({ 'two-calls': 2 * LAYERS, 'one-call': LAYERS, 'step-pass': 1 }[form] + (oneCallLayers > 0 ? 1 : 0));
+      expect(passes.dispatches()).toBe(oneCallLayers + 2 * (LAYERS - oneCallLayers) + (oneCallLayers > 0 ? stagedRuns : 0));
+      await cache.submit([commands]);
       for (const id of ids) for (let l = 0; l < LAYERS; l++) expect(cache.writtenLength(id, l)).toBe(cache.length(id));
       await readback.mapAsync(GPUMapMode.READ);
       const got = new Float32Array(readback.getMappedRange().slice(0));

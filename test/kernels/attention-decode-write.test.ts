@@ -1,9 +1,11 @@
-// The streaming decode that stores the new token's K/V itself (PagedAttentionArgs.write): one dispatch
-// must give exactly what a write-kv dispatch followed by the decode gives. The pool starts with random
-// words at every written slot, so a decode that read its own position from the pool instead of from the
-// new K/V would miss the reference. Checked per shape, with and without split-K (the key is owned by the
-// last split only), against the CPU references of both kernels: the output within the attention
-// tolerance of attention-paged.test.ts, the pool word for word. Entries that are not all decodes are
+// The streaming decode that attends over the new token's K/V and stages it (PagedAttentionArgs.write),
+// then flush-staged-kv: together they must give exactly what a write-kv dispatch followed by the decode
+// gives. The pool starts with random words at every written slot, so a decode that read its own
+// position from the pool instead of from the new K/V would miss the reference. Checked per shape, with
+// and without split-K (the key is owned by the last split only), against the CPU references of both
+// kernels: the output within the attention tolerance of attention-paged.test.ts; the pool word for word
+// unchanged after the decode alone (it never writes the pool) and equal to write-kv's after the flush.
+// Entries that are not all decodes, and staging buffers too small, misaligned or bound elsewhere, are
 // refused with a typed error and nothing recorded.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, subgroupTestGpu } from '../helpers/gpu';
@@ -17,6 +19,7 @@ import {
   type KvFixtureOptions,
 } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning, type DecodeKvWrite } from '../../src/kernels/paged-attention';
+import { FlushStagedKvKernel, stagedKvRowBytes } from '../../src/kernels/flush-staged-kv';
 import { pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { PADDING_SLOT, writeKvRef } from '../../src/kernels/write-kv.ref';
 import { InvalidArgumentError } from '../../src/errors';
@@ -46,8 +49,11 @@ interface NewKv {
   destroy(): void;
 }
 
-/** New K/V rows for every q row, and the slot of each entry's query position (padding elsewhere). */
-function newKv(fx: KvFixture, seed: number): NewKv {
+/**
+ * New K/V rows for every q row, and the slot of each entry's query position (padding elsewhere); the
+ * rows are staged `stagedOffset` bytes into a buffer of their own.
+ */
+function newKv(fx: KvFixture, seed: number, stagedOffset = 0): NewKv {
   const rand = rng(seed);
   const rows = fx.q.length / (fx.numQueryHeads * fx.layout.headDim);
   const rowElements = fx.layout.numKvHeads * fx.layout.headDim;
@@ -59,8 +65,9 @@ function newKv(fx: KvFixture, seed: number): NewKv {
     const pos = e.queryStart;
     slots[e.qRow] = fx.blockTable[e.seqSlot * fx.rowStride + Math.floor(pos / bs)]! * bs + (pos % bs);
   }
-  const write = { k: storageBuffer(k), v: storageBuffer(v), slots: storageBuffer(slots) };
-  return { k, v, slots, write, destroy: () => [write.k, write.v, write.slots].forEach((b) => b.destroy()) };
+  const staged = gpu.device.createBuffer({ size: stagedOffset + rows * stagedKvRowBytes(fx.layout), usage: GPUBufferUsage.STORAGE });
+  const write = { k: storageBuffer(k), v: storageBuffer(v), slots: storageBuffer(slots), staged, stagedOffset };
+  return { k, v, slots, write, destroy: () => [write.k, write.v, write.slots, staged].forEach((b) => b.destroy()) };
 }
 
 const SHAPES: Array<{ name: string; tuning: AttentionTuning; fixture: Partial<KvFixtureOptions> }> = [
@@ -76,8 +83,11 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
   it('equals write-kv then decode, for contexts 1, 17, 32, 300 and 700, with and without split-K', async () => {
     const sequences = [1, 17, 32, 300, 700].map((contextLength) => ({ contextLength }));
     const fx = buildKvFixture(gpu.device, decodeFixtureOptions(33, { sequences, ...fixture }));
-    const fresh = newKv(fx, 77);
+    // Staged past the start of its buffer, as a cache's layer > 0 is.
+    const fresh = newKv(fx, 77, 2 * gpu.device.limits.minStorageBufferOffsetAlignment);
     const { k, v, slots } = fresh;
+    const rows = slots.length;
+    const flush = new FlushStagedKvKernel(gpu.device, fx.layout);
     try {
       const kernel = new PagedAttentionKernel(gpu.device, fx.layout, { numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: true, tuning });
       expect(kernel.writesKvFor(fx.entries)).toBe(true);
@@ -103,18 +113,29 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
         const out = await readF32(gpu.device, fx.outBuffer);
         const m = attentionMismatches(out, ref, fx.entries, fx.numQueryHeads * fx.layout.headDim, TOL);
         expect(m.count, `splits ${forceSplits}: ${m.count} mismatches (max |Δ| ${m.maxError}):\n${m.lines.join('\n')}`).toBe(0);
-        for (let c = 0; c < fx.chunks.length; c++) {
-          const pool = new Uint32Array((await readF32(gpu.device, fx.chunks[c]!)).buffer);
-          const differing = pool.findIndex((word, i) => word !== written[c]![i]);
-          expect(differing, `chunk ${c}, splits ${forceSplits}: first differing word`).toBe(-1);
-        }
+        await expectPool(fx, fx.chunkWords, `splits ${forceSplits}, before the flush`);
+        const flushing = gpu.device.createCommandEncoder();
+        const stagedLayerStride = rows * stagedKvRowBytes(fx.layout);
+        flush.encode(flushing, { layers: [fx.chunks], slots: fresh.write.slots, rows, staged: fresh.write.staged, stagedOffset: fresh.write.stagedOffset!, stagedLayerStride });
+        gpu.device.queue.submit([flushing.finish()]);
+        await expectPool(fx, written, `splits ${forceSplits}, after the flush`);
       }
     } finally {
+      flush.destroy();
       fx.destroy();
       fresh.destroy();
     }
   });
 });
+
+/** Every chunk of the fixture's pool holds exactly `expected`. */
+async function expectPool(fx: KvFixture, expected: readonly Uint32Array[], what: string): Promise<void> {
+  for (let c = 0; c < fx.chunks.length; c++) {
+    const pool = new Uint32Array((await readF32(gpu.device, fx.chunks[c]!)).buffer);
+    const differing = pool.findIndex((word, i) => word !== expected[c]![i]);
+    expect(differing, `chunk ${c}, ${what}: first differing word`).toBe(-1);
+  }
+}
 
 describe('decode storing its K/V: what it refuses', () => {
   it('a batch with a prefill entry, or the tuning turned off, gets writesKvFor false; encode with such a write, too small or aliasing what the decode writes, throws and records nothing', async () => {
@@ -144,6 +165,10 @@ describe('decode storing its K/V: what it refuses', () => {
       expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, k: short } })).toThrow(/write\.k holds 16 bytes/);
       expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, v: fx.outBuffer } })).toThrow(/must not be out or a KV chunk/);
       expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, slots: fx.chunks[0]! } })).toThrow(/must not be out or a KV chunk/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, staged: short } })).toThrow(/write\.staged holds 16 bytes/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, stagedOffset: 4 } })).toThrow(/stagedOffset must be a non-negative multiple of/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, staged: write.k } })).toThrow(/write\.staged must be a buffer of its own/);
+      expect(() => kernel.encode(encoder, { ...args, entries: decodes, write: { ...write, staged: fx.chunks[0]! } })).toThrow(/write\.staged must be a buffer of its own/);
       gpu.device.queue.submit([encoder.finish()]);
       const pool = new Uint32Array((await readF32(gpu.device, fx.chunks[0]!)).buffer);
       expect(pool.findIndex((word, i) => word !== fx.chunkWords[0]![i])).toBe(-1);

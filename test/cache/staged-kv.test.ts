@@ -1,0 +1,232 @@
+// A decode that stages its K/V (decodeWritesKv): each layer's decode attends over the new token's K/V
+// and stages it, and a flush recorded into the same encoder stores it into the pool — before anything
+// else of a staged layer is recorded into that encoder, and at the latest when the encoder is finished.
+// Checked against the CPU reference over the logical K/V (outputs within the attention tolerance, and
+// the pool read back exactly): a staged layer attended again, or staged again, in the same encoder;
+// two encoders recorded side by side and submitted in the reverse order; a batch larger than the
+// staging buffer while staged work awaits submission (it takes the write-kv dispatch instead, and the
+// buffer grows at a later step); an encoder recorded and dropped.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { readF32 } from '../helpers/kv-fixture';
+import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+
+failOnUncapturedGpuErrors();
+
+const LAYERS = 3, KV_HEADS = 2, Q_HEADS = 4, DIM = 16, BLOCK = 4;
+const KV_ROW = KV_HEADS * DIM, Q_ROW = Q_HEADS * DIM;
+const ATOL = 2e-5, RTOL = 1e-4;
+
+let device: GPUDevice;
+let cache: PagedKVCache;
+const buffers: GPUBuffer[] = [];
+const liveIds: number[] = [];
+
+beforeAll(async () => {
+  device = (await testGpu()).device;
+  cache = await PagedKVCache.create(device, {
+    numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
+  });
+});
+
+afterEach(() => {
+  for (const b of buffers.splice(0)) b.destroy();
+  for (const id of liveIds.splice(0)) cache.free(id);
+  cache.checkInvariants();
+});
+
+function storage(data: Float32Array<ArrayBuffer>): GPUBuffer {
+  const b = device.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+  device.queue.writeBuffer(b, 0, data);
+  buffers.push(b);
+  return b;
+}
+
+/** Sequences with written prompts of the given lengths, and their logical K/V per layer. */
+async function sequences(lengths: number[], seed: number): Promise<{ ids: number[]; logical: LogicalKv[][] }> {
+  const ids: number[] = [];
+  const logical: LogicalKv[][] = [];
+  for (const [s, n] of lengths.entries()) {
+    const id = cache.createSequence({ tokens: Array.from({ length: n }, (_, i) => seed * 1000 + s * 100 + i) }).id;
+    const perLayer = Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
+    for (let l = 0; l < LAYERS; l++) {
+      const k = values(n * KV_ROW, seed + 10 * s + l), v = values(n * KV_ROW, seed + 10 * s + l + 500);
+      await cache.writeKV(l, id, 0, k, v);
+      for (let i = 0; i < n; i++) perLayer[l]!.set(i, k.subarray(i * KV_ROW, (i + 1) * KV_ROW), v.subarray(i * KV_ROW, (i + 1) * KV_ROW));
+    }
+    ids.push(id);
+    liveIds.push(id);
+    logical.push(perLayer);
+  }
+  return { ids, logical };
+}
+
+interface Recorded {
+  out: GPUBuffer;
+  expected: Float64Array[];
+}
+
+/**
+ * Records layer `layer` of `batch` into `encoder`: with new K/V (seeded) when `withKv`, else attention
+ * alone; the expected outputs are the reference at the time of recording.
+ */
+function record(
+  encoder: GPUCommandEncoder,
+  batch: ReturnType<PagedKVCache['prepareAttention']>,
+  ids: number[],
+  logical: LogicalKv[][],
+  layer: number,
+  seed: number,
+  withKv: boolean,
+): Recorded {
+  const rows = ids.length;
+  const q = values(rows * Q_ROW, seed + 7);
+  const out = storage(new Float32Array(rows * Q_ROW));
+  if (withKv) {
+    const k = values(rows * KV_ROW, seed), v = values(rows * KV_ROW, seed + 3);
+    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out, k: storage(k), v: storage(v) });
+    ids.forEach((id, r) => logical[r]![layer]!.set(cache.length(id) - 1, k.subarray(r * KV_ROW, (r + 1) * KV_ROW), v.subarray(r * KV_ROW, (r + 1) * KV_ROW)));
+  } else {
+    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out });
+  }
+  const expected = ids.map((id, r) => logical[r]![layer]!.attend(q.subarray(r * Q_ROW, (r + 1) * Q_ROW), cache.length(id) - 1, Q_HEADS));
+  return { out, expected };
+}
+
+async function expectOutputs(recorded: Recorded[]): Promise<void> {
+  for (const { out, expected } of recorded) {
+    const got = await readF32(device, out);
+    expected.forEach((want, r) => expectClose(got.subarray(r * Q_ROW, (r + 1) * Q_ROW), want, ATOL, RTOL));
+  }
+}
+
+/** The pool holds exactly the logical K/V of every sequence in every layer (f16-rounded by both). */
+async function expectPool(ids: number[], logical: LogicalKv[][]): Promise<void> {
+  for (const [r, id] of ids.entries()) {
+    for (let l = 0; l < LAYERS; l++) {
+      const stored = await cache.readKV(l, id);
+      const want = logical[r]![l]!;
+      for (let h = 0; h < KV_HEADS; h++) {
+        for (let pos = 0; pos < cache.length(id); pos++) {
+          for (let d = 0; d < DIM; d++) {
+            expect(stored.k[(pos * KV_HEADS + h) * DIM + d], `seq ${r} layer ${l} head ${h} pos ${pos}`).toBe(want.k[h]![pos * DIM + d]);
+            expect(stored.v[(pos * KV_HEADS + h) * DIM + d], `seq ${r} layer ${l} head ${h} pos ${pos}`).toBe(want.v[h]![pos * DIM + d]);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Counts the dispatches recorded in compute passes `encoder` begins from now on. */
+function countDispatches(encoder: GPUCommandEncoder): () => number {
+  let dispatches = 0;
+  const begin = encoder.beginComputePass.bind(encoder);
+  encoder.beginComputePass = (descriptor?: GPUComputePassDescriptor) => {
+    const pass = begin(descriptor);
+    const dispatch = pass.dispatchWorkgroups.bind(pass);
+    pass.dispatchWorkgroups = (x: number, y?: number, z?: number) => {
+      dispatches++;
+      dispatch(x, y, z);
+    };
+    return pass;
+  };
+  return () => dispatches;
+}
+
+function step(ids: number[], token: number): ReturnType<PagedKVCache['prepareAttention']> {
+  ids.forEach((id, r) => cache.appendTokens(id, [token + r]));
+  return cache.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
+}
+
+describe('staged K/V', () => {
+  it('a staged layer attended again, and staged again, in the same encoder reads the staged token (flushed first)', async () => {
+    const { ids, logical } = await sequences([5, 9], 1);
+    const batch = step(ids, 7000);
+    const encoder = device.createCommandEncoder();
+    const dispatches = countDispatches(encoder);
+    const recorded: Recorded[] = [];
+    for (let l = 0; l < LAYERS; l++) recorded.push(record(encoder, batch, ids, logical, l, 100 + l, true));
+    expect(dispatches()).toBe(LAYERS); // one decode per layer, nothing flushed yet
+    // Layer 1 again without K/V: the staged layers are flushed first (one dispatch), then the decode.
+    recorded.push(record(encoder, batch, ids, logical, 1, 200, false));
+    expect(dispatches()).toBe(LAYERS + 2);
+    // Layer 2 staged again with other K/V: it replaces the position's K/V for the rest of the step.
+    recorded.push(record(encoder, batch, ids, logical, 2, 300, true));
+    recorded.push(record(encoder, batch, ids, logical, 0, 400, false));
+    await cache.submit([encoder.finish()]);
+    await expectOutputs(recorded);
+    await expectPool(ids, logical);
+  });
+
+  it('two encoders recorded side by side and submitted in the reverse order each store their own batch', async () => {
+    const first = await sequences([6, 3], 2);
+    const second = await sequences([11], 3);
+    const a = step(first.ids, 7100);
+    const b = step(second.ids, 7200);
+    const ea = device.createCommandEncoder(), eb = device.createCommandEncoder();
+    const recorded: Recorded[] = [];
+    for (let l = 0; l < LAYERS; l++) {
+      recorded.push(record(ea, a, first.ids, first.logical, l, 500 + l, true));
+      recorded.push(record(eb, b, second.ids, second.logical, l, 600 + l, true));
+    }
+    const [ca, cb] = [ea.finish(), eb.finish()];
+    await cache.submit([cb]);
+    await cache.submit([ca]);
+    await expectOutputs(recorded);
+    await expectPool(first.ids, first.logical);
+    await expectPool(second.ids, second.logical);
+  });
+
+  it('a batch larger than the staging while staged work awaits submission writes K/V with write-kv; a later step stages it', async () => {
+    const shared = cache;
+    cache = await PagedKVCache.create(device, {
+      numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
+    });
+    try {
+      const one = await sequences([4], 6);
+      const many = await sequences([5, 6, 7], 7);
+      const recorded: Recorded[] = [];
+      // The first staged batch (one row) sizes the fresh cache's staging.
+      const b1 = step(one.ids, 7300);
+      const e1 = device.createCommandEncoder();
+      for (let l = 0; l < LAYERS; l++) recorded.push(record(e1, b1, one.ids, one.logical, l, 700 + l, true));
+      // While e1 awaits submission the staging cannot grow for three rows: a write-kv dispatch and the decode per layer.
+      const b3 = step(many.ids, 7400);
+      const e3 = device.createCommandEncoder();
+      const count3 = countDispatches(e3);
+      for (let l = 0; l < LAYERS; l++) recorded.push(record(e3, b3, many.ids, many.logical, l, 800 + l, true));
+      const c3 = e3.finish();
+      expect(count3()).toBe(2 * LAYERS); // nothing staged, so nothing flushed at finish
+      await cache.submit([e1.finish(), c3]);
+      // With nothing awaiting submission the next step grows the staging: one decode per layer, one flush at finish.
+      const b4 = step(many.ids, 7500);
+      const e4 = device.createCommandEncoder();
+      const count4 = countDispatches(e4);
+      for (let l = 0; l < LAYERS; l++) recorded.push(record(e4, b4, many.ids, many.logical, l, 900 + l, true));
+      expect(count4()).toBe(LAYERS);
+      const c4 = e4.finish();
+      expect(count4()).toBe(LAYERS + 1);
+      await cache.submit([c4]);
+      await expectOutputs(recorded);
+      await expectPool(one.ids, one.logical);
+      await expectPool(many.ids, many.logical);
+      // An encoder recorded with staged K/V and dropped: the next step of other sequences stages and stores its own.
+      const dropped = device.createCommandEncoder();
+      const b5 = step(one.ids, 7600);
+      for (let l = 0; l < LAYERS; l++) record(dropped, b5, one.ids, one.logical, l, 1000 + l, true);
+      const b6 = step(many.ids, 7700);
+      const e6 = device.createCommandEncoder();
+      const later: Recorded[] = [];
+      for (let l = 0; l < LAYERS; l++) later.push(record(e6, b6, many.ids, many.logical, l, 1100 + l, true));
+      await cache.submit([e6.finish()]);
+      await expectOutputs(later);
+      await expectPool(many.ids, many.logical);
+    } finally {
+      liveIds.splice(0);
+      cache.destroy();
+      cache = shared;
+    }
+  });
+});
