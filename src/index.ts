@@ -41,6 +41,7 @@ export { describeTrial } from './tuning/tuning-search';
 export { defaultDecodeKnobs, defaultPrefillKnobs } from './tuning/tuning-knobs';
 export type { AttentionEntry } from './kernels/attention-types';
 export { WriteKvKernel } from './kernels/write-kv';
+export { FlushStagedKvKernel, stagedKvRowBytes, type FlushStagedKvArgs } from './kernels/flush-staged-kv';
 export { CopyBlocksKernel } from './kernels/copy-blocks';
 export { GatherKvKernel } from './kernels/gather-kv';
 export { f32ToF16Bits, f16BitsToF32, roundToF16 } from './kernels/f16';

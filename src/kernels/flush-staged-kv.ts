@@ -15,7 +15,7 @@
 //     maxStorageBuffersPerShaderStage allows (capped at MAX_FLUSH_LAYERS).
 import { InvalidArgumentError } from '../errors';
 import type { KvLayout } from '../pool/kv-layout';
-import { requireCount, requireWords, type BindingKind, type KvKernelOptions } from './kv-bindings';
+import { requireCount, requireWords, withComputePass, type BindingKind, type KvKernelOptions } from './kv-bindings';
 import { KvKernelCore } from './kv-kernel-core';
 
 const WORKGROUP_SIZE = 64;
@@ -137,15 +137,18 @@ export class FlushStagedKvKernel {
     requireWords('slots', args.slots, rows);
     requireWords('staged', args.staged, (stagedOffset + (count - 1) * stagedLayerStride + rows * rowBytes) / 4);
     const rowVecs = rowBytes / 16;
-    for (let first = 0; first < count; first += this.layersPerDispatch) {
-      const layers = Math.min(this.layersPerDispatch, count - first);
-      const buffers = this.buffers;
-      buffers.length = 0;
-      buffers.push(args.slots, args.staged);
-      for (let l = first; l < first + layers; l++) buffers.push(...args.layers[l]!);
-      const base = (stagedOffset + first * stagedLayerStride) / 16;
-      this.core(layers).dispatch(target, buffers, [rows, base, stagedLayerStride / 16], layers * rows * rowVecs, WORKGROUP_SIZE);
-    }
+    // Every dispatch of the call in one compute pass (the caller's, or one of its own).
+    withComputePass(target, (pass) => {
+      for (let first = 0; first < count; first += this.layersPerDispatch) {
+        const layers = Math.min(this.layersPerDispatch, count - first);
+        const buffers = this.buffers;
+        buffers.length = 0;
+        buffers.push(args.slots, args.staged);
+        for (let l = first; l < first + layers; l++) buffers.push(...args.layers[l]!);
+        const base = (stagedOffset + first * stagedLayerStride) / 16;
+        this.core(layers).dispatch(pass, buffers, [rows, base, stagedLayerStride / 16], layers * rows * rowVecs, WORKGROUP_SIZE);
+      }
+    }, { label: 'flush-staged-kv' });
   }
 
   private core(layers: number): KvKernelCore {
