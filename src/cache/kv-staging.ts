@@ -1,7 +1,7 @@
 // K/V that decodes stage in a caller's command encoder instead of writing the pool (PagedAttentionArgs
 // .write), and the flushes that store it into the pool before that encoder's command buffer ends.
 // Invariants:
-//   - One staging buffer of numLayers regions, layerStride bytes apart, each holding `rowsCapacity`
+//   - One staging buffer of numLayers regions, layerStride bytes apart (a multiple of the storage offset alignment), each holding `rowsCapacity`
 //     staged rows (stagedKvRowBytes). A decode of layer l stages into region l; the flush of an encoder
 //     reads them back in the same command buffer. Command buffers run one after another, so regions are
 //     private to the command buffer running: two encoders recorded side by side never need to share.
@@ -16,7 +16,7 @@
 //     (the caller says so: canGrow); the old one is destroyed once the work submitted so far has run.
 import type { KvLayout } from '../pool/kv-layout';
 import type { KvPool } from '../pool/kv-pool';
-import { flushLayersPerDispatch, FlushStagedKvKernel, stagedKvRowBytes } from '../kernels/flush-staged-kv';
+import { flushLayersPerDispatch, FlushStagedKvKernel, stagedLayerStride } from '../kernels/flush-staged-kv';
 
 interface StagedLayer {
   readonly layer: number;
@@ -30,7 +30,6 @@ export class KvStaging {
   private buffer: GPUBuffer | undefined;
   private rowsCapacity = 0;
   private layerStride = 0;
-  private readonly rowBytes: number;
   private readonly maxBytes: number;
   private readonly pending = new Map<GPUCommandEncoder, StagedLayer[]>();
   private flushKernel: FlushStagedKvKernel | undefined;
@@ -45,7 +44,6 @@ export class KvStaging {
     private readonly pool: KvPool,
   ) {
     this.available = flushLayersPerDispatch(device, layout) >= 1;
-    this.rowBytes = stagedKvRowBytes(layout);
     // The flush binds the whole buffer.
     this.maxBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
   }
@@ -58,8 +56,7 @@ export class KvStaging {
     if (!this.available) return false;
     if (rows <= this.rowsCapacity) return true;
     if (!canGrow) return false;
-    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
-    const strideFor = (capacity: number) => Math.ceil((capacity * this.rowBytes) / alignment) * alignment;
+    const strideFor = (capacity: number) => stagedLayerStride(this.device, this.layout, capacity);
     let capacity = Math.max(rows, Math.ceil(this.rowsCapacity * 1.5));
     if (strideFor(capacity) * this.layout.numLayers > this.maxBytes) capacity = rows;
     if (strideFor(capacity) * this.layout.numLayers > this.maxBytes) return false;

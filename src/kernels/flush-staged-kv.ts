@@ -5,8 +5,9 @@
 // Invariants:
 //   - Rows are whole vec4 words (head dims are multiples of 8), so one invocation moves 16 bytes.
 //   - Staged rows are in the pool's word format (f16 pairs packed, or f32 bits): row r's K for kv head h
-//     at vec4 ((r · numKvHeads + h) · 2) · vecsPerRow, its V right after; layer i of a dispatch at
-//     stagedOffset + i · stagedLayerStride bytes. The same slot rule as write-kv: slot = block ·
+//     at vec4 ((r · numKvHeads + h) · 2) · vecsPerRow, its V right after; layer i at stagedOffset + i ·
+//     stagedLayerStride bytes. A dispatch binds the range of its own layers, so its parameters (rows, the
+//     stride) are the same for every dispatch and step of one batch size: no upload after the first. The same slot rule as write-kv: slot = block ·
 //     blockSize + offset (global block id); a padding slot (0xffffffff) or a block ≥ numBlocks is skipped.
 //   - One invocation per vec4 of (layer, row, kv head, K|V); the WGSL is generated per layer count (its
 //     bindings are that many layers' chunks, read_write, after params, slots and the staged rows), so a
@@ -27,6 +28,12 @@ export function stagedKvRowBytes(layout: KvLayout): number {
   return layout.numKvHeads * 2 * layout.wordsPerRow * 4;
 }
 
+/** The smallest layer stride (bytes) for `rows` staged rows that encode accepts: their bytes, rounded up to the storage offset alignment. */
+export function stagedLayerStride(device: GPUDevice, layout: KvLayout, rows: number): number {
+  const alignment = device.limits.minStorageBufferOffsetAlignment;
+  return Math.ceil((rows * stagedKvRowBytes(layout)) / alignment) * alignment;
+}
+
 /** Layers one flush dispatch can store on `device` (0: not even one fits its storage-binding limit). */
 export function flushLayersPerDispatch(device: GPUDevice, layout: KvLayout): number {
   return Math.min(MAX_FLUSH_LAYERS, Math.floor((device.limits.maxStorageBuffersPerShaderStage - 2) / layout.numChunks));
@@ -39,9 +46,9 @@ export interface FlushStagedKvArgs {
   slots: GPUBuffer;
   rows: number;
   staged: GPUBuffer;
-  /** Bytes before the first layer's rows in `staged` (a multiple of 16). */
+  /** Bytes before the first layer's rows in `staged`: a multiple of the device's minStorageBufferOffsetAlignment. */
   stagedOffset: number;
-  /** Bytes from one layer's rows to the next's (a multiple of 16, at least rows · stagedKvRowBytes). */
+  /** Bytes from one layer's rows to the next's: at least rows · stagedKvRowBytes, a multiple of minStorageBufferOffsetAlignment. */
   stagedLayerStride: number;
 }
 
@@ -50,7 +57,7 @@ function flushShader(layers: number, numChunks: number): string {
   const lines = [
     `const LAYERS: u32 = ${layers}u;`,
     'const PADDING_SLOT: u32 = 0xffffffffu;',
-    'struct Params { rows: u32, stage_base: u32, stage_layer_vecs: u32, unused: u32 }',
+    'struct Params { rows: u32, stage_layer_vecs: u32, unused0: u32, unused1: u32 }',
     '@group(0) @binding(0) var<uniform> params: Params;',
     '@group(0) @binding(1) var<storage, read> slots: array<u32>;',
     '@group(0) @binding(2) var<storage, read> staged: array<vec4<u32>>;',
@@ -93,7 +100,7 @@ function flushShader(layers: number, numChunks: number): string {
     '  if (block >= NUM_BLOCKS) { return; }',
     '  let word = (block % BLOCKS_PER_CHUNK) * WORDS_PER_BLOCK + is_v * WORDS_PER_HALF + head * WORDS_PER_HEAD_BLOCK',
     '    + (slot % BLOCK_SIZE) * WORDS_PER_ROW + vec * 4u;',
-    '  store(layer, block / BLOCKS_PER_CHUNK, word / 4u, staged[params.stage_base + layer * params.stage_layer_vecs + within]);',
+    '  store(layer, block / BLOCKS_PER_CHUNK, word / 4u, staged[layer * params.stage_layer_vecs + within]);',
     '}',
   );
   return lines.join('\n');
@@ -103,8 +110,9 @@ export class FlushStagedKvKernel {
   /** Layers one dispatch stores; encode splits longer lists. */
   readonly layersPerDispatch: number;
   private readonly cores = new Map<number, KvKernelCore>();
-  /** The buffers of the next dispatch (slots, staged, then each layer's chunks), rewritten in place. */
-  private readonly buffers: GPUBuffer[] = [];
+  /** The bindings of the next dispatch (slots, its layers' staged range, then each layer's chunks), rewritten in place. */
+  private readonly buffers: (GPUBuffer | Required<GPUBufferBinding>)[] = [];
+  private readonly stagedRange: Required<GPUBufferBinding> = { buffer: undefined as unknown as GPUBuffer, offset: 0, size: 0 };
 
   constructor(
     private readonly device: GPUDevice,
@@ -124,9 +132,10 @@ export class FlushStagedKvKernel {
     requireCount('stagedOffset', stagedOffset);
     requireCount('stagedLayerStride', stagedLayerStride);
     const rowBytes = stagedKvRowBytes(this.layout);
-    if (stagedOffset % 16 !== 0 || stagedLayerStride % 16 !== 0 || stagedLayerStride < rows * rowBytes) {
+    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    if (stagedOffset % alignment !== 0 || stagedLayerStride % alignment !== 0 || stagedLayerStride < rows * rowBytes) {
       throw new InvalidArgumentError(
-        `stagedOffset and stagedLayerStride must be multiples of 16 bytes, the stride at least ${rows * rowBytes} (got ${stagedOffset}, ${stagedLayerStride})`,
+        `stagedOffset and stagedLayerStride must be multiples of ${alignment} bytes, the stride at least ${rows * rowBytes} (got ${stagedOffset}, ${stagedLayerStride})`,
       );
     }
     const count = args.layers.length;
@@ -141,12 +150,15 @@ export class FlushStagedKvKernel {
     withComputePass(target, (pass) => {
       for (let first = 0; first < count; first += this.layersPerDispatch) {
         const layers = Math.min(this.layersPerDispatch, count - first);
+        const staged = this.stagedRange;
+        staged.buffer = args.staged;
+        staged.offset = stagedOffset + first * stagedLayerStride;
+        staged.size = (layers - 1) * stagedLayerStride + rows * rowBytes;
         const buffers = this.buffers;
         buffers.length = 0;
-        buffers.push(args.slots, args.staged);
+        buffers.push(args.slots, staged);
         for (let l = first; l < first + layers; l++) buffers.push(...args.layers[l]!);
-        const base = (stagedOffset + first * stagedLayerStride) / 16;
-        this.core(layers).dispatch(pass, buffers, [rows, base, stagedLayerStride / 16], layers * rows * rowVecs, WORKGROUP_SIZE);
+        this.core(layers).dispatch(pass, buffers, [rows, stagedLayerStride / 16], layers * rows * rowVecs, WORKGROUP_SIZE);
       }
     }, { label: 'flush-staged-kv' });
   }

@@ -60,11 +60,12 @@ export class KvKernelCore {
 
   /**
    * Records one dispatch of `threads` invocations (workgroups of `workgroupSize`, wrapped into a 2D
-   * grid when needed) binding the parameter block [a, b, c, d] then `buffers` in binding order.
+   * grid when needed) binding the parameter block [a, b, c, d] then `buffers` in binding order (a whole
+   * buffer, or a range of one).
    */
   dispatch(
     target: GPUComputePassEncoder | GPUCommandEncoder,
-    buffers: readonly GPUBuffer[],
+    buffers: readonly (GPUBuffer | Required<GPUBufferBinding>)[],
     params: [number, number?, number?, number?],
     threads: number,
     workgroupSize: number,
@@ -74,7 +75,18 @@ export class KvKernelCore {
     if (buffers.length !== bindings.length - 1) {
       throw new Error(`${this.name} binds ${bindings.length - 1} buffers after its parameters, got ${buffers.length}`);
     }
-    for (let i = 0; i < buffers.length; i++) bindings[i + 1]!.buffer = buffers[i]!;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i]!;
+      const binding = bindings[i + 1]!;
+      if ('offset' in b) {
+        binding.buffer = b.buffer;
+        binding.offset = b.offset;
+        binding.size = b.size;
+      } else {
+        binding.buffer = b;
+        if (binding.size !== undefined) binding.offset = binding.size = undefined;
+      }
+    }
     let group = this.bindGroups.find(this, bindings);
     if (group === undefined) {
       group = this.device.createBindGroup({ label: this.name, layout: this.groupLayout, entries: groupEntries(bindings) });

@@ -15,7 +15,7 @@ import { uploadWords } from '../kernels/kv-bindings';
 import { maxChunkBytes } from '../pool/kv-pool';
 import type { AttentionEntry } from '../kernels/attention-types';
 import type { DecodeKvWrite, PagedAttentionArgs } from '../kernels/paged-attention';
-import { FlushStagedKvKernel, stagedKvRowBytes } from '../kernels/flush-staged-kv';
+import { FlushStagedKvKernel, stagedKvRowBytes, stagedLayerStride } from '../kernels/flush-staged-kv';
 import { SeededRandom } from '../sim/hash';
 
 /** Words of the random K/V pattern (4 MiB): larger pools repeat it. */
@@ -137,7 +137,7 @@ export function createAttentionWorkload(device: GPUDevice, spec: WorkloadSpec): 
     if (write === undefined) throw new Error('flushStaged needs a workload made with storesKv');
     if (flusher === undefined) owned.push((flusher = new FlushStagedKvKernel(device, layout)));
     const rows = newKv!.slots.length;
-    flusher.encode(target, { layers: [chunks], slots: write.slots, rows, staged: write.staged, stagedOffset: 0, stagedLayerStride: rows * stagedKvRowBytes(layout) });
+    flusher.encode(target, { layers: [chunks], slots: write.slots, rows, staged: write.staged, stagedOffset: 0, stagedLayerStride: stagedLayerStride(device, layout, rows) });
   };
   return {
     layout,

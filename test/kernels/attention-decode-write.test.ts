@@ -19,7 +19,7 @@ import {
   type KvFixtureOptions,
 } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning, type DecodeKvWrite } from '../../src/kernels/paged-attention';
-import { FlushStagedKvKernel, stagedKvRowBytes } from '../../src/kernels/flush-staged-kv';
+import { FlushStagedKvKernel, stagedKvRowBytes, stagedLayerStride as layerStride } from '../../src/kernels/flush-staged-kv';
 import { pagedAttentionRef } from '../../src/kernels/attention.ref';
 import { PADDING_SLOT, writeKvRef } from '../../src/kernels/write-kv.ref';
 import { InvalidArgumentError } from '../../src/errors';
@@ -115,7 +115,7 @@ describe.each(SHAPES)('decode storing its K/V: $name', ({ tuning, fixture }) => 
         expect(m.count, `splits ${forceSplits}: ${m.count} mismatches (max |Δ| ${m.maxError}):\n${m.lines.join('\n')}`).toBe(0);
         await expectPool(fx, fx.chunkWords, `splits ${forceSplits}, before the flush`);
         const flushing = gpu.device.createCommandEncoder();
-        const stagedLayerStride = rows * stagedKvRowBytes(fx.layout);
+        const stagedLayerStride = layerStride(gpu.device, fx.layout, rows);
         flush.encode(flushing, { layers: [fx.chunks], slots: fresh.write.slots, rows, staged: fresh.write.staged, stagedOffset: fresh.write.stagedOffset!, stagedLayerStride });
         gpu.device.queue.submit([flushing.finish()]);
         await expectPool(fx, written, `splits ${forceSplits}, after the flush`);

@@ -38,8 +38,9 @@ describe('flush-staged-kv matches flushStagedKvRef', () => {
       const layers = 2 * kernel.layersPerDispatch + 1;
       const rows = shape.rows;
       const rowBytes = stagedKvRowBytes(layout);
-      const offset = 256;
-      const stride = rows * rowBytes + 32;
+      const alignment = device.limits.minStorageBufferOffsetAlignment;
+      const offset = alignment;
+      const stride = Math.ceil((rows * rowBytes + 32) / alignment) * alignment;
       // Distinct random slots; row 1 is padding and row 2 names a block past the pool.
       const all = Array.from({ length: layout.numBlocks * layout.blockSize }, (_, i) => i);
       for (let i = all.length - 1; i > 0; i--) {
@@ -88,12 +89,13 @@ describe('flush-staged-kv arguments', () => {
     const rowBytes = stagedKvRowBytes(layout);
     const chunks = layout.chunkBytes.map((bytes) => device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE }));
     const slots = uploadWords(device, new Uint32Array([0, 9, 17]));
+    const alignment = device.limits.minStorageBufferOffsetAlignment;
     const staged = device.createBuffer({ size: rows * rowBytes, usage: GPUBufferUsage.STORAGE });
-    const ok = { layers: [chunks], slots, rows, staged, stagedOffset: 0, stagedLayerStride: rows * rowBytes };
+    const ok = { layers: [chunks], slots, rows, staged, stagedOffset: 0, stagedLayerStride: Math.ceil((rows * rowBytes) / alignment) * alignment };
     const encoder = device.createCommandEncoder();
     try {
       expect(() => kernel.encode(encoder, { ...ok, stagedLayerStride: rows * rowBytes - 16 })).toThrow(/stride at least/);
-      expect(() => kernel.encode(encoder, { ...ok, stagedOffset: 8 })).toThrow(/multiples of 16 bytes/);
+      expect(() => kernel.encode(encoder, { ...ok, stagedOffset: 16 })).toThrow(new RegExp(`multiples of ${alignment} bytes`));
       expect(() => kernel.encode(encoder, { ...ok, layers: [chunks.slice(1)] })).toThrow(/expected 3 chunk buffer\(s\) per layer/);
       expect(() => kernel.encode(encoder, { ...ok, layers: [chunks, chunks] })).toThrow(InvalidArgumentError);
       expect(() => kernel.encode(encoder, { ...ok, rows: -1 })).toThrow(InvalidArgumentError);
