@@ -12,9 +12,10 @@
 #     residency: workgroups resident per SM by workgroup memory, next to the decode variants' own
 #       (bench/workgroup-residency.ts);
 #     host: the host cost of a decode step on that machine's host: first how a layer's part splits
-#       between this library and Dawn's recording calls (bench/host-cost-split.ts), then with the whole
-#       heap, the young generation or nothing collected before each step, steps encoded only and
-#       submitted (bench/host-cost-collections.ts); both the two-dispatch step and decodeWritesKv;
+#       between this library and Dawn's recording calls (bench/host-cost-split.ts), then the two step
+#       forms taking turns in one process (--forms), then with the whole heap, the young generation or
+#       nothing collected before each step, steps encoded only and submitted
+#       (bench/host-cost-collections.ts); both the two-dispatch step and decodeWritesKv;
 #     serve: the serving simulation at the gpu preset on subgroup matrices, verified against the CPU.
 #       It needs more than 110 s (it printed nothing when cut there on the H100), so it is not in the
 #       default 10 minutes.
@@ -54,7 +55,7 @@ for step in $steps; do
     tests) run tests 150 vitest run test/kernels test/gpu --exclude test/kernels/attention-mma-emulated.test.ts ;;
     residency) run residency 60 tsx bench/workgroup-residency.ts --json "$out/residency.json" ;;
     occupancy) run occupancy 120 tsx bench/decode-occupancy.ts ${OCCUPANCY:+--variants "$OCCUPANCY"} --json "$out/occupancy.json" ;;
-    host) run host 200 bash -c 'for a in "" --writes-kv; do tsx bench/host-cost-split.ts --rounds 4 $a; done; for a in "" --writes-kv "--submit" "--submit --writes-kv"; do tsx bench/host-cost-collections.ts --rounds 4 $a; done' ;;
+    host) run host 200 bash -c 'for a in "" --writes-kv; do tsx bench/host-cost-split.ts --rounds 4 $a; done; for a in --forms "" --writes-kv "--submit" "--submit --writes-kv"; do tsx bench/host-cost-collections.ts --rounds 4 $a; done' ;;
     serve) run serve 120 node dist/cli.js serve --preset gpu --subgroup-matrix --no-progress ;;
     *) echo "unknown step $step (info, bench, sweep, prefill, tests, residency, occupancy, host, serve)" >&2; exit 2 ;;
   esac
