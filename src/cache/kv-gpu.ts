@@ -344,7 +344,7 @@ export class KvGpu {
 
   /**
    * Whether encodeStagingAttention can take a batch of `entries` (`rows` q rows) now: its decode can
-   * store K/V (attentionWritesKv) and the staging buffer holds `rows` rows, grown if needed and canGrow.
+   * take K/V (PagedAttentionKernel.writesKvFor) and the staging buffer holds `rows` rows, grown if needed and canGrow.
    */
   canStage(entries: readonly AttentionEntry[], rows: number, canGrow: boolean): boolean {
     return this.attention.writesKvFor(entries) && this.staging.reserve(rows, canGrow);
