@@ -331,6 +331,11 @@ export class KvGpu {
     return this.readbacks.read(readback, (data) => new Float32Array(data, 0, bytes / 4).slice());
   }
 
+  /**
+   * Attention of `entries` into `target`. With `staging` (only after canStage said yes) the decode also
+   * attends over the batch's new K/V (k, v at their q rows) and stages it for `slots`; the rows reach the
+   * pool by a flush recorded into `staging.encoder` (flushStagedBefore, or its finish()).
+   */
   encodeAttention(
     target: GPUCommandEncoder | GPUComputePassEncoder,
     layer: number,
@@ -338,37 +343,20 @@ export class KvGpu {
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
+    staging?: { encoder: GPUCommandEncoder; k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
   ): void {
-    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale });
+    const staged = staging && this.staging.layerBinding(layer);
+    const write = staging && { k: staging.k, v: staging.v, slots: staging.slots, staged: staged!.buffer, stagedOffset: staged!.offset };
+    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
+    if (staging) this.staging.noteStaged(staging.encoder, layer, staging.slots, staging.rows);
   }
 
   /**
-   * Whether encodeStagingAttention can take a batch of `entries` (`rows` q rows) now: its decode can
+   * Whether encodeAttention with `staging` can take a batch of `entries` (`rows` q rows) now: its decode can
    * take K/V (PagedAttentionKernel.writesKvFor) and the staging buffer holds `rows` rows, grown if needed and canGrow.
    */
   canStage(entries: readonly AttentionEntry[], rows: number, canGrow: boolean): boolean {
     return this.attention.writesKvFor(entries) && this.staging.reserve(rows, canGrow);
-  }
-
-  /**
-   * The decode of `entries` attending over their new K/V (k, v at their q rows) and staging it for
-   * `slots`; the rows reach the pool by a flush recorded into `encoder` (flushStagedBefore, or its
-   * finish()). Only after canStage said yes.
-   */
-  encodeStagingAttention(
-    encoder: GPUCommandEncoder,
-    target: GPUCommandEncoder | GPUComputePassEncoder,
-    layer: number,
-    entries: readonly AttentionEntry[],
-    q: GPUBuffer,
-    out: GPUBuffer,
-    scale: number,
-    kv: { k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
-  ): void {
-    const staged = this.staging.layerBinding(layer);
-    const write = { k: kv.k, v: kv.v, slots: kv.slots, staged: staged.buffer, stagedOffset: staged.offset };
-    this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
-    this.staging.noteStaged(encoder, layer, kv.slots, kv.rows);
   }
 
   /** Records into `target` the flush of what `encoder` staged, if that includes `layer` (before other work of the layer). */

@@ -546,7 +546,7 @@ export class PagedKVCache {
     if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows, !this.pins.hasUnsubmitted)) {
       const target = into ?? encoder;
       this.gpu.flushStagedBefore(encoder, target, layer);
-      this.gpu.encodeStagingAttention(encoder, target, layer, batch.entries, q, out, scale, { k, v, slots: writes.slots, rows: batch.rows });
+      this.gpu.encodeAttention(target, layer, batch.entries, q, out, scale, { encoder, k, v, slots: writes.slots, rows: batch.rows });
       this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
