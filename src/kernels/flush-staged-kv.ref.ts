@@ -3,21 +3,19 @@
 // words, its V right after) and are copied bit for bit; the slot rule is write-kv's (padding slot
 // 0xffffffff and blocks past numBlocks skipped). A decode staging rows and this flush equal writeKvRef.
 import type { KvLayout } from '../pool/kv-layout';
-import { chunkOf, rowWordOffset } from '../pool/kv-layout';
-import { PADDING_SLOT } from './write-kv.ref';
+import { rowWordOffset } from '../pool/kv-layout';
+import { slotTarget } from './write-kv.ref';
 
 export function flushStagedKvRef(layout: KvLayout, chunkWords: Uint32Array[], staged: Uint32Array, slots: ArrayLike<number>): void {
-  const { numKvHeads, blockSize, wordsPerRow } = layout;
+  const { numKvHeads, wordsPerRow } = layout;
   for (let row = 0; row < slots.length; row++) {
-    const slot = slots[row]!;
-    if (slot === PADDING_SLOT) continue;
-    const block = Math.floor(slot / blockSize);
-    if (block >= layout.numBlocks) continue;
-    const words = chunkWords[chunkOf(layout, block).chunk]!;
+    const target = slotTarget(layout, chunkWords, slots[row]!);
+    if (target === undefined) continue;
+    const { words, block, inBlock } = target;
     for (let head = 0; head < numKvHeads; head++) {
       for (const kv of [0, 1] as const) {
         const src = ((row * numKvHeads + head) * 2 + kv) * wordsPerRow;
-        words.set(staged.subarray(src, src + wordsPerRow), rowWordOffset(layout, block, kv, head, slot % blockSize));
+        words.set(staged.subarray(src, src + wordsPerRow), rowWordOffset(layout, block, kv, head, inBlock));
       }
     }
   }

@@ -644,8 +644,8 @@ export class PagedAttentionKernel {
       throw new InvalidArgumentError(`write.stagedOffset must be a non-negative multiple of ${alignment} bytes (got ${offset})`);
     }
     requireBytes('write.staged', write.staged, offset + rows * stagedKvRowBytes(this.layout));
-    const boundElsewhere = [write.k, write.v, write.slots, args.q, args.out, args.blockTable, ...args.chunks];
-    if (boundElsewhere.includes(write.staged)) {
+    const s = write.staged;
+    if (s === write.k || s === write.v || s === write.slots || s === args.q || s === args.out || s === args.blockTable || args.chunks.includes(s)) {
       throw new InvalidArgumentError('write.staged must be a buffer of its own (the decode writes it while reading every other binding)');
     }
   }

@@ -14,6 +14,14 @@ export interface WriteKvRefOptions {
   tokenStrideElements?: number;
 }
 
+/** Where `slot` lies (its chunk's words, block and offset in the block), or undefined for a slot the kernels skip. */
+export function slotTarget(layout: KvLayout, chunkWords: Uint32Array[], slot: number): { words: Uint32Array; block: number; inBlock: number } | undefined {
+  if (slot === PADDING_SLOT) return undefined;
+  const block = Math.floor(slot / layout.blockSize);
+  if (block >= layout.numBlocks) return undefined;
+  return { words: chunkWords[chunkOf(layout, block).chunk]!, block, inBlock: slot % layout.blockSize };
+}
+
 function bitsOf(values: Float32Array): Uint32Array {
   return new Uint32Array(values.buffer, values.byteOffset, values.length);
 }
@@ -26,24 +34,22 @@ export function writeKvRef(
   slots: ArrayLike<number>,
   options: WriteKvRefOptions = {},
 ): void {
-  const { numKvHeads, headDim, blockSize, wordsPerRow } = layout;
+  const { numKvHeads, headDim, wordsPerRow } = layout;
   const stride = options.tokenStrideElements ?? numKvHeads * headDim;
   const inputs: [Float32Array, number][] = [
     [k, options.kOffsetElements ?? 0],
     [v, options.vOffsetElements ?? 0],
   ];
   for (let token = 0; token < slots.length; token++) {
-    const slot = slots[token]!;
-    if (slot === PADDING_SLOT) continue;
-    const block = Math.floor(slot / blockSize);
-    if (block >= layout.numBlocks) continue;
-    const words = chunkWords[chunkOf(layout, block).chunk]!;
+    const target = slotTarget(layout, chunkWords, slots[token]!);
+    if (target === undefined) continue;
+    const { words, block, inBlock } = target;
     for (const kv of [0, 1] as const) {
       const [values, offset] = inputs[kv]!;
       const bits = bitsOf(values);
       for (let head = 0; head < numKvHeads; head++) {
         const src = offset + token * stride + head * headDim;
-        const dst = rowWordOffset(layout, block, kv, head, slot % blockSize);
+        const dst = rowWordOffset(layout, block, kv, head, inBlock);
         for (let w = 0; w < wordsPerRow; w++) {
           words[dst + w] =
             layout.kvDtype === 'f16'

@@ -9,6 +9,7 @@ import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { InvalidArgumentError, GpuValidationError } from '../../src/errors';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+import { countPasses } from '../helpers/count-passes';
 import { roundToF16 } from '../../src/kernels/f16';
 
 failOnUncapturedGpuErrors();
@@ -20,7 +21,7 @@ const ATOL = 2e-5, RTOL = 1e-4;
 
 let device: GPUDevice;
 let cache: PagedKVCache;
-/** The same cache shape with decodeWritesKv: the decode dispatch stores a decode batch's K/V itself. */
+/** The same cache shape with decodeWritesKv: the decode dispatch takes a decode batch's K/V itself (staged, then flushed). */
 let decodeWritesCache: PagedKVCache;
 const buffers: GPUBuffer[] = [];
 
@@ -62,23 +63,6 @@ async function writePrompt(id: number, logical: LogicalKv[], n: number, seed: nu
 
 const newKv = (): LogicalKv[] => Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
 
-/** Counts the compute passes begun on `encoder` from now on, and the dispatches recorded in them. */
-function countPasses(encoder: GPUCommandEncoder): { passes: () => number; dispatches: () => number } {
-  let passes = 0;
-  let dispatches = 0;
-  const begin = encoder.beginComputePass.bind(encoder);
-  encoder.beginComputePass = (descriptor?: GPUComputePassDescriptor) => {
-    passes++;
-    const pass = begin(descriptor);
-    const dispatch = pass.dispatchWorkgroups.bind(pass);
-    pass.dispatchWorkgroups = (x: number, y?: number, z?: number) => {
-      dispatches++;
-      dispatch(x, y, z);
-    };
-    return pass;
-  };
-  return { passes: () => passes, dispatches: () => dispatches };
-}
 
 describe('encodeWriteKV', () => {
   it.each([
@@ -150,7 +134,7 @@ describe('encodeWriteKV', () => {
       stepPass?.end();
       for (let l = 0; l < LAYERS; l++) encoder.copyBufferToBuffer(outs[l]!, 0, readback, l * rows * Q_ROW * 4, rows * Q_ROW * 4);
       expect(passes.passes()).toBe({ 'two-calls': 2 * LAYERS, 'one-call': LAYERS, 'step-pass': 1 }[form]);
-      // With decodeWritesKv, encodeAttention with k and v stores K/V from the decode dispatch (no split-K
+      // With decodeWritesKv, encodeAttention with k and v takes K/V into the decode dispatch (no split-K
       // at these lengths); otherwise a layer takes a write-kv dispatch and the decode.
       const oneCallLayers = decodeWrites ? { 'two-calls': 0, 'one-call': LAYERS, 'step-pass': LAYERS / 2 }[form] : 0;
       expect(passes.dispatches()).toBe(oneCallLayers + 2 * (LAYERS - oneCallLayers));

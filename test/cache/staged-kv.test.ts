@@ -11,6 +11,7 @@ import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { readF32 } from '../helpers/kv-fixture';
 import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
+import { countPasses } from '../helpers/count-passes';
 
 failOnUncapturedGpuErrors();
 
@@ -120,20 +121,7 @@ async function expectPool(ids: number[], logical: LogicalKv[][]): Promise<void> 
 }
 
 /** Counts the dispatches recorded in compute passes `encoder` begins from now on. */
-function countDispatches(encoder: GPUCommandEncoder): () => number {
-  let dispatches = 0;
-  const begin = encoder.beginComputePass.bind(encoder);
-  encoder.beginComputePass = (descriptor?: GPUComputePassDescriptor) => {
-    const pass = begin(descriptor);
-    const dispatch = pass.dispatchWorkgroups.bind(pass);
-    pass.dispatchWorkgroups = (x: number, y?: number, z?: number) => {
-      dispatches++;
-      dispatch(x, y, z);
-    };
-    return pass;
-  };
-  return () => dispatches;
-}
+const countDispatches = (encoder: GPUCommandEncoder): (() => number) => countPasses(encoder).dispatches;
 
 function step(ids: number[], token: number): ReturnType<PagedKVCache['prepareAttention']> {
   ids.forEach((id, r) => cache.appendTokens(id, [token + r]));
