@@ -4,7 +4,7 @@
 // — the ways taking turns, so a machine whose speed drifts over minutes (a shared VM) weighs on each
 // alike. With --forms the ways are instead the two step forms, each its own decode loop with the young
 // generation collected: K/V write + attention (two dispatches per layer) and decodeWritesKv (one
-// dispatch per layer, the staged K/V flushed at finish). Steps are encoded and not run (as in
+// dispatch per layer, the staged K/V flushed after each flush group's last layer). Steps are encoded and not run (as in
 // host-cost-alone.ts), or with --submit submitted and waited for, as the bench's own steps are (on a
 // software adapter, whose GPU work runs on the CPU, that takes more than 15 minutes at the default shape
 // on the 2-core VM). Prints per way the median of the target's part (prepare + every layer's encode +
@@ -34,7 +34,7 @@ const BLOCK_STEPS = 20;
 const SETTLE_STEPS = 2;
 const JIT_STEPS = 300;
 const COLLECTIONS = ['full', 'minor', false] as const;
-const FORM_NAMES = { false: 'K/V write + attention (two dispatches)', true: 'decodeWritesKv (one dispatch per layer, a flush at finish)' };
+const FORM_NAMES = { false: 'K/V write + attention (two dispatches)', true: 'decodeWritesKv (one dispatch per layer, a flush per flush group of layers)' };
 if (values.forms && values['writes-kv']) throw new Error('--forms compares both step forms: leave out --writes-kv');
 const encodeOnly = !values.submit;
 const rounds = Number(values.rounds);

@@ -34,7 +34,7 @@ export interface HostCostOptions {
   steps?: number;
   /** One compute pass for every layer of a step (`pass` option; default), or one pass per layer. */
   stepPass?: boolean;
-  /** The cache's decodeWritesKv: the decode dispatch stages K/V (one dispatch per layer, a flush for several at finish) instead of a write-kv dispatch before it. */
+  /** The cache's decodeWritesKv: the decode dispatch stages K/V (one dispatch per layer, a flush per group of up to 16 layers, after the group's last decode) instead of a write-kv dispatch before it. */
   decodeWritesKv?: boolean;
   /**
    * The measured steps are encoded and finished but not submitted (cache.markSubmitted then releases their
@@ -230,7 +230,7 @@ export interface StepTimes {
   layers: number[];
   /** Encoder creation, the step's compute pass begin and end, finish and cache.submit. */
   submit: number;
-  /** Of submit: the encoder's finish(), which records the flush of K/V staged by decodeWritesKv decodes. */
+  /** Of submit: the encoder's finish(), which records the flush of K/V staged by decodeWritesKv decodes still unflushed (none when the step runs every layer in order). */
   finish: number;
   tableEntries: number;
   heapBytes: number;

@@ -66,8 +66,9 @@ export interface EncodeAttentionArgs {
    * the attention in the same compute pass: what encodeWriteKV followed by encodeAttention records, with
    * one compute pass fewer per layer. A batch of decodes (one query each) on the streaming decode kernel
    * goes further with decodeWritesKv: its attention dispatch takes the K/V itself and stages it, one
-   * dispatch per layer instead of two, and a flush recorded into the same encoder (before other work of
-   * a staged layer, at the latest by finish()) stores several layers' staged rows into the pool at once.
+   * dispatch per layer instead of two, and a flush recorded into the same encoder stores several layers'
+   * staged rows into the pool at once: in this call's pass when its layer ends a flush group (up to 16
+   * consecutive layers), before other work of a staged layer, at the latest by finish().
    * Give both or neither; needs a batch from prepareAttention(entries, { writeKV: true }).
    */
   k?: GPUBuffer;

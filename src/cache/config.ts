@@ -34,8 +34,9 @@ export interface PagedKVCacheOptions {
   /**
    * Let the attention dispatch of a decode batch take the batch's new K/V itself (encodeAttention with
    * k and v, streaming decode kernel): it attends over them and stages them beside the pool, and one
-   * flush dispatch recorded into the same encoder (before anything else of a staged layer, at the
-   * latest by its finish()) stores up to 16 layers' staged rows: one dispatch per layer instead of a
+   * flush dispatch recorded into the same encoder stores up to 16 layers' staged rows (right after the
+   * decode of a flush group's last layer, in its pass; before anything else of a staged layer; at the
+   * latest by the encoder's finish()): one dispatch per layer instead of a
    * write-kv dispatch and the attention, so less host encoding per step, while the decode still reads
    * the pool read-only. Batches with prefill entries, devices whose decode runs without subgroup
    * shuffles (no subgroups, or the tile engine), and a batch larger than the staging buffer while

@@ -9,6 +9,10 @@
 //     a layer is staged at most once between flushes (the cache flushes an encoder's staged layers
 //     before anything else of that layer is recorded into it: its decodes and writes would otherwise
 //     run before the staged rows reach the pool).
+//   - Layers form flush groups: consecutive runs of `groupLayers` (the last one shorter when needed),
+//     balanced so that each group is one flush dispatch. Staging a group's last layer flushes what the
+//     encoder has staged right there, into the same pass as that decode: a step that runs its layers in
+//     order records its flushes among its own dispatches and needs no pass at finish.
 //   - The encoder's finish() flushes what is still staged (wrapped once, on its first staged layer), so
 //     every command buffer that stages also stores; an encoder never finished leaves nothing behind but
 //     its map entry, dropped with the cache.
@@ -27,6 +31,8 @@ interface StagedLayer {
 export class KvStaging {
   /** Whether this device and layout can stage at all (a flush of one layer fits the binding limit). */
   readonly available: boolean;
+  /** Layers per flush group (the last group may be shorter): as even as the flush's binding limit allows. */
+  readonly groupLayers: number;
   private buffer: GPUBuffer | undefined;
   private rowsCapacity = 0;
   private layerStride = 0;
@@ -43,7 +49,9 @@ export class KvStaging {
     private readonly layout: KvLayout,
     private readonly pool: KvPool,
   ) {
-    this.available = flushLayersPerDispatch(device, layout) >= 1;
+    const perDispatch = flushLayersPerDispatch(device, layout);
+    this.available = perDispatch >= 1;
+    this.groupLayers = this.available ? Math.ceil(layout.numLayers / Math.ceil(layout.numLayers / perDispatch)) : 0;
     // The flush binds the whole buffer.
     this.maxBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
   }
@@ -81,6 +89,11 @@ export class KvStaging {
     if (staged === undefined) return false;
     for (let i = 0; i < staged.length; i++) if (staged[i]!.layer === layer) return true;
     return false;
+  }
+
+  /** Whether `layer` is the last of its flush group (staging it flushes the encoder's staged layers). */
+  endsGroup(layer: number): boolean {
+    return (layer + 1) % this.groupLayers === 0 || layer === this.layout.numLayers - 1;
   }
 
   /** Whether `encoder` holds staged rows of any layer not flushed yet. */

@@ -1,13 +1,15 @@
 // A decode that stages its K/V (decodeWritesKv): each layer's decode attends over the new token's K/V
-// and stages it, and a flush recorded into the same encoder stores it into the pool — before anything
-// else of a staged layer is recorded into that encoder, and at the latest when the encoder is finished.
-// Checked against the CPU reference over the logical K/V (outputs within the attention tolerance, and
-// the pool read back exactly): a staged layer attended again, or staged again, in the same encoder;
-// two encoders recorded side by side and submitted in the reverse order; a batch larger than the
-// staging buffer while staged work awaits submission (it takes the write-kv dispatch instead, and the
-// buffer grows at a later step); an encoder recorded and dropped.
+// and stages it, and a flush recorded into the same encoder stores it into the pool — right after the
+// decode of a flush group's last layer, before anything else of a staged layer is recorded into that
+// encoder, and at the latest when the encoder is finished. Checked against the CPU reference over the
+// logical K/V (outputs within the attention tolerance, and the pool read back exactly): a staged layer
+// attended again, or staged again, in the same encoder; more layers than one flush dispatch takes, in
+// the caller's step pass; two encoders recorded side by side and submitted in the reverse order; a
+// batch larger than the staging buffer while staged work awaits submission (it takes the write-kv
+// dispatch instead, and the buffer grows at a later step); an encoder recorded and dropped.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
+import { flushLayersPerDispatch } from '../../src/kernels/flush-staged-kv';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { readF32 } from '../helpers/kv-fixture';
 import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
@@ -50,8 +52,8 @@ async function sequences(lengths: number[], seed: number): Promise<{ ids: number
   const logical: LogicalKv[][] = [];
   for (const [s, n] of lengths.entries()) {
     const id = cache.createSequence({ tokens: Array.from({ length: n }, (_, i) => seed * 1000 + s * 100 + i) }).id;
-    const perLayer = Array.from({ length: LAYERS }, () => new LogicalKv(KV_HEADS, DIM));
-    for (let l = 0; l < LAYERS; l++) {
+    const perLayer = Array.from({ length: cache.layout.numLayers }, () => new LogicalKv(KV_HEADS, DIM));
+    for (let l = 0; l < cache.layout.numLayers; l++) {
       const k = values(n * KV_ROW, seed + 10 * s + l), v = values(n * KV_ROW, seed + 10 * s + l + 500);
       await cache.writeKV(l, id, 0, k, v);
       for (let i = 0; i < n; i++) perLayer[l]!.set(i, k.subarray(i * KV_ROW, (i + 1) * KV_ROW), v.subarray(i * KV_ROW, (i + 1) * KV_ROW));
@@ -80,16 +82,17 @@ function record(
   layer: number,
   seed: number,
   withKv: boolean,
+  pass?: GPUComputePassEncoder,
 ): Recorded {
   const rows = ids.length;
   const q = values(rows * Q_ROW, seed + 7);
   const out = storage(new Float32Array(rows * Q_ROW));
   if (withKv) {
     const k = values(rows * KV_ROW, seed), v = values(rows * KV_ROW, seed + 3);
-    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out, k: storage(k), v: storage(v) });
+    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out, k: storage(k), v: storage(v), pass });
     ids.forEach((id, r) => logical[r]![layer]!.set(cache.length(id) - 1, k.subarray(r * KV_ROW, (r + 1) * KV_ROW), v.subarray(r * KV_ROW, (r + 1) * KV_ROW)));
   } else {
-    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out });
+    cache.encodeAttention(encoder, { layer, entries: batch, q: storage(q), out, pass });
   }
   const expected = ids.map((id, r) => logical[r]![layer]!.attend(q.subarray(r * Q_ROW, (r + 1) * Q_ROW), cache.length(id) - 1, Q_HEADS));
   return { out, expected };
@@ -105,7 +108,7 @@ async function expectOutputs(recorded: Recorded[]): Promise<void> {
 /** The pool holds exactly the logical K/V of every sequence in every layer (f16-rounded by both). */
 async function expectPool(ids: number[], logical: LogicalKv[][]): Promise<void> {
   for (const [r, id] of ids.entries()) {
-    for (let l = 0; l < LAYERS; l++) {
+    for (let l = 0; l < cache.layout.numLayers; l++) {
       const stored = await cache.readKV(l, id);
       const want = logical[r]![l]!;
       for (let h = 0; h < KV_HEADS; h++) {
@@ -123,6 +126,21 @@ async function expectPool(ids: number[], logical: LogicalKv[][]): Promise<void> 
 /** Counts the dispatches recorded in compute passes `encoder` begins from now on. */
 const countDispatches = (encoder: GPUCommandEncoder): (() => number) => countPasses(encoder).dispatches;
 
+/** A fresh staging cache of `layers` layers (the test's shape) for `body`, destroyed after it. */
+async function withCache(layers: number, body: () => Promise<void>): Promise<void> {
+  const shared = cache;
+  cache = await PagedKVCache.create(device, {
+    numLayers: layers, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
+  });
+  try {
+    await body();
+  } finally {
+    liveIds.splice(0);
+    cache.destroy();
+    cache = shared;
+  }
+}
+
 function step(ids: number[], token: number): ReturnType<PagedKVCache['prepareAttention']> {
   ids.forEach((id, r) => cache.appendTokens(id, [token + r]));
   return cache.prepareAttention(ids.map((seqId) => ({ seqId })), { writeKV: true });
@@ -133,19 +151,53 @@ describe('staged K/V', () => {
     const { ids, logical } = await sequences([5, 9], 1);
     const batch = step(ids, 7000);
     const encoder = device.createCommandEncoder();
-    const dispatches = countDispatches(encoder);
+    const passes = countPasses(encoder);
     const recorded: Recorded[] = [];
-    for (let l = 0; l < LAYERS; l++) recorded.push(record(encoder, batch, ids, logical, l, 100 + l, true));
-    expect(dispatches()).toBe(LAYERS); // one decode per layer, nothing flushed yet
+    // All layers form one flush group: all but the last staged, one decode each, nothing flushed yet.
+    for (let l = 0; l < LAYERS - 1; l++) recorded.push(record(encoder, batch, ids, logical, l, 100 + l, true));
+    expect(passes.dispatches()).toBe(LAYERS - 1);
     // Layer 1 again without K/V: the staged layers are flushed first (one dispatch), then the decode.
     recorded.push(record(encoder, batch, ids, logical, 1, 200, false));
-    expect(dispatches()).toBe(LAYERS + 2);
-    // Layer 2 staged again with other K/V: it replaces the position's K/V for the rest of the step.
-    recorded.push(record(encoder, batch, ids, logical, 2, 300, true));
+    expect(passes.dispatches()).toBe(LAYERS + 1);
+    // The group's last layer staged: its decode, then its flush in the same pass.
+    recorded.push(record(encoder, batch, ids, logical, LAYERS - 1, 250, true));
+    expect(passes.dispatches()).toBe(LAYERS + 3);
+    // Layer 0 staged, then staged again with other K/V (flushed first): it replaces the position's K/V
+    // for the rest of the step; then attended without K/V (flushed first again).
+    recorded.push(record(encoder, batch, ids, logical, 0, 300, true));
+    recorded.push(record(encoder, batch, ids, logical, 0, 350, true));
+    expect(passes.dispatches()).toBe(LAYERS + 6);
     recorded.push(record(encoder, batch, ids, logical, 0, 400, false));
+    expect(passes.dispatches()).toBe(LAYERS + 8);
+    const opened = passes.passes();
     await cache.submit([encoder.finish()]);
+    expect(passes.passes()).toBe(opened); // nothing left to flush at finish
     await expectOutputs(recorded);
     await expectPool(ids, logical);
+  });
+
+  it('more layers than one flush dispatch takes, in the caller\'s step pass: each flush group is flushed after its last decode', async () => {
+    const perDispatch = flushLayersPerDispatch(device, cache.layout);
+    const layers = 2 * perDispatch + 1;
+    await withCache(layers, async () => {
+      // As even as the limit allows: three groups of ceil(layers / 3) layers, the last one shorter.
+      const groups = Math.ceil(layers / perDispatch);
+      const { ids, logical } = await sequences([3, 10, 1], 4);
+      const recorded: Recorded[] = [];
+      for (let round = 0; round < 2; round++) {
+        const batch = step(ids, 7050 + 10 * round);
+        const encoder = device.createCommandEncoder();
+        const passes = countPasses(encoder);
+        const pass = encoder.beginComputePass();
+        for (let l = 0; l < layers; l++) recorded.push(record(encoder, batch, ids, logical, l, 150 + 100 * round + l, true, pass));
+        pass.end();
+        expect(passes.dispatches()).toBe(layers + groups);
+        await cache.submit([encoder.finish()]);
+        expect(passes.passes()).toBe(1); // the step's pass: nothing flushed at finish
+      }
+      await expectOutputs(recorded);
+      await expectPool(ids, logical);
+    });
   });
 
   it('two encoders recorded side by side and submitted in the reverse order each store their own batch', async () => {
@@ -168,11 +220,7 @@ describe('staged K/V', () => {
   });
 
   it('a batch larger than the staging while staged work awaits submission writes K/V with write-kv; a later step stages it', async () => {
-    const shared = cache;
-    cache = await PagedKVCache.create(device, {
-      numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
-    });
-    try {
+    await withCache(LAYERS, async () => {
       const one = await sequences([4], 6);
       const many = await sequences([5, 6, 7], 7);
       const recorded: Recorded[] = [];
@@ -188,14 +236,13 @@ describe('staged K/V', () => {
       const c3 = e3.finish();
       expect(count3()).toBe(2 * LAYERS); // nothing staged, so nothing flushed at finish
       await cache.submit([e1.finish(), c3]);
-      // With nothing awaiting submission the next step grows the staging: one decode per layer, one flush at finish.
+      // With nothing awaiting submission the next step grows the staging: one decode per layer, one flush after the last.
       const b4 = step(many.ids, 7500);
       const e4 = device.createCommandEncoder();
       const count4 = countDispatches(e4);
       for (let l = 0; l < LAYERS; l++) recorded.push(record(e4, b4, many.ids, many.logical, l, 900 + l, true));
-      expect(count4()).toBe(LAYERS);
-      const c4 = e4.finish();
       expect(count4()).toBe(LAYERS + 1);
+      const c4 = e4.finish();
       await cache.submit([c4]);
       await expectOutputs(recorded);
       await expectPool(one.ids, one.logical);
@@ -211,10 +258,6 @@ describe('staged K/V', () => {
       await cache.submit([e6.finish()]);
       await expectOutputs(later);
       await expectPool(many.ids, many.logical);
-    } finally {
-      liveIds.splice(0);
-      cache.destroy();
-      cache = shared;
-    }
+    });
   });
 });
