@@ -124,8 +124,11 @@ export type CacheStats = {
   /** Blocks registered in the prefix cache (evictable + protected). */
   blocksRegistered: number;
   blockSize: number;
+  /** Bytes of the pool's K/V blocks. */
   bytes: number;
   bytesPerBlock: number;
+  /** Bytes of the decode's K/V staging buffer (decodeWritesKv; 0 without it). */
+  stagingBytes: number;
   sequences: number;
   cowCopies: number;
   allocations: number;

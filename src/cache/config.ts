@@ -38,10 +38,12 @@ export interface PagedKVCacheOptions {
    * decode of a flush group's last layer, in its pass; before anything else of a staged layer; at the
    * latest by the encoder's finish()): one dispatch per layer instead of a
    * write-kv dispatch and the attention, so less host encoding per step, while the decode still reads
-   * the pool read-only. Batches with prefill entries, devices whose decode runs without subgroup
-   * shuffles (no subgroups, or the tile engine), and a batch larger than the staging buffer while
-   * staged work awaits submission (it grows only when none does) still get the write-kv dispatch.
-   * The staging buffer holds one token of K/V per batch row and layer. Default false until a GPU
+   * the pool read-only. Batches with prefill entries and devices whose decode runs without subgroup
+   * shuffles (no subgroups, or the tile engine) still get the write-kv dispatch. The staging buffer,
+   * allocated by create() (an out-of-memory there is its typed error), holds one token of K/V per
+   * sequence and layer: maxSequences × numLayers × numKvHeads × headDim × 2 (K and V) elements of the
+   * pool's dtype (fewer rows where one binding cannot hold them; larger batches then write K/V first
+   * too); recording a step never allocates. Default false until a GPU
    * measurement says the flush costs less than it saves; `npm run bench` times both forms.
    */
   decodeWritesKv?: boolean;

@@ -90,7 +90,7 @@ export class KvGpu {
     this.gatherKStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-k');
     this.gatherVStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-v');
     this.readbacks = new ReadbackPool(device);
-    this.staging = new KvStaging(device, this.layout, pool);
+    this.staging = new KvStaging(device, this.layout, pool, config.maxSequences);
   }
 
   static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
@@ -102,6 +102,17 @@ export class KvGpu {
         // its pair buffer is sized for the most copies one call can make, so that path never allocates.
         gpu.pairStage.ensure(config.maxBlocksPerSequence * 8);
       });
+      // The decode that stages its K/V records steps that cannot wait for an error scope either: its
+      // staging holds a row per sequence the cache can hold, so that path never allocates.
+      const staging = gpu!.staging;
+      if (config.attentionTuning.decodeWritesKv === true && gpu!.attention.storesKv && staging.rowsCapacity > 0) {
+        await guard.scoped(
+          `the decode K/V staging buffer (decodeWritesKv: one token of K/V per sequence and layer, ${staging.rowsCapacity} × ${config.layout.numLayers}; ` +
+            'lower maxSequences or leave decodeWritesKv off)',
+          () => staging.allocate(),
+          staging.bytes,
+        );
+      }
     } catch (error) {
       gpu?.destroy(); // whatever was allocated before the failure
       throw error;
@@ -355,11 +366,16 @@ export class KvGpu {
   }
 
   /**
-   * Whether encodeAttention with `staging` can take a batch of `entries` (`rows` q rows) now: its decode can
-   * take K/V (PagedAttentionKernel.writesKvFor) and the staging buffer holds `rows` rows, grown if needed and canGrow.
+   * Whether encodeAttention with `staging` can take a batch of `entries` (`rows` q rows): the staging
+   * buffer (allocated with the cache) holds `rows` rows and its decode can take K/V (PagedAttentionKernel.writesKvFor).
    */
-  canStage(entries: readonly AttentionEntry[], rows: number, canGrow: boolean): boolean {
-    return this.attention.writesKvFor(entries) && this.staging.reserve(rows, canGrow);
+  canStage(entries: readonly AttentionEntry[], rows: number): boolean {
+    return this.staging.fits(rows) && this.attention.writesKvFor(entries);
+  }
+
+  /** Bytes of the decode K/V staging buffer (0 where it was not allocated). */
+  get stagingBytes(): number {
+    return this.staging.fits(0) ? this.staging.bytes : 0;
   }
 
   /** Records into `target` the flush of what `encoder` staged, if that includes `layer` (before other work of the layer). */

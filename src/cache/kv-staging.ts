@@ -1,10 +1,15 @@
 // K/V that decodes stage in a caller's command encoder instead of writing the pool (PagedAttentionArgs
 // .write), and the flushes that store it into the pool before that encoder's command buffer ends.
 // Invariants:
-//   - One staging buffer of numLayers regions, layerStride bytes apart (a multiple of the storage offset alignment), each holding `rowsCapacity`
-//     staged rows (stagedKvRowBytes). A decode of layer l stages into region l; the flush of an encoder
-//     reads them back in the same command buffer. Command buffers run one after another, so regions are
-//     private to the command buffer running: two encoders recorded side by side never need to share.
+//   - One staging buffer of numLayers regions, layerStride bytes apart (a multiple of the storage offset
+//     alignment), each holding `rowsCapacity` staged rows (stagedKvRowBytes): a row per sequence the
+//     cache can hold (maxSequences), or as many as one binding allows. It is allocated once, by
+//     allocate() under the cache's creation error scope, and never grows: a decode batch has a row per
+//     sequence, so it always fits, and recording a step never allocates (an out-of-memory there could
+//     not be reported at the call, and the bind groups made over the invalid buffer would fail every
+//     later step). A decode of layer l stages into region l; the flush of an encoder reads them back in
+//     the same command buffer. Command buffers run one after another, so regions are private to the
+//     command buffer running: two encoders recorded side by side never need to share.
 //   - Per encoder, the layers staged and not flushed yet, each with its batch's slot map and row count;
 //     a layer is staged at most once between flushes (the cache flushes an encoder's staged layers
 //     before anything else of that layer is recorded into it: its decodes and writes would otherwise
@@ -16,11 +21,9 @@
 //   - The encoder's finish() flushes what is still staged (wrapped once, on its first staged layer), so
 //     every command buffer that stages also stores; an encoder never finished leaves nothing behind but
 //     its map entry, dropped with the cache.
-//   - The buffer grows only while no command buffer recorded with staged rows can still be submitted
-//     (the caller says so: canGrow); the old one is destroyed once the work submitted so far has run.
 import type { KvLayout } from '../pool/kv-layout';
 import type { KvPool } from '../pool/kv-pool';
-import { flushLayersPerDispatch, FlushStagedKvKernel, stagedLayerStride } from '../kernels/flush-staged-kv';
+import { flushLayersPerDispatch, FlushStagedKvKernel, stagedKvRowBytes, stagedLayerStride } from '../kernels/flush-staged-kv';
 
 interface StagedLayer {
   readonly layer: number;
@@ -29,14 +32,12 @@ interface StagedLayer {
 }
 
 export class KvStaging {
-  /** Whether this device and layout can stage at all (a flush of one layer fits the binding limit). */
-  readonly available: boolean;
   /** Layers per flush group (the last group may be shorter): as even as the flush's binding limit allows. */
   readonly groupLayers: number;
+  /** Rows each layer's region holds once allocated (0: this device and layout cannot stage). */
+  readonly rowsCapacity: number;
+  private readonly layerStride: number;
   private buffer: GPUBuffer | undefined;
-  private rowsCapacity = 0;
-  private layerStride = 0;
-  private readonly maxBytes: number;
   private readonly pending = new Map<GPUCommandEncoder, StagedLayer[]>();
   private flushKernel: FlushStagedKvKernel | undefined;
   /** The chunk lists of one flush's layers (reused). */
@@ -48,35 +49,35 @@ export class KvStaging {
     private readonly device: GPUDevice,
     private readonly layout: KvLayout,
     private readonly pool: KvPool,
+    maxRows: number,
   ) {
     const perDispatch = flushLayersPerDispatch(device, layout);
-    this.available = perDispatch >= 1;
-    this.groupLayers = this.available ? Math.ceil(layout.numLayers / Math.ceil(layout.numLayers / perDispatch)) : 0;
-    // The flush binds the whole buffer.
-    this.maxBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
+    this.groupLayers = perDispatch >= 1 ? Math.ceil(layout.numLayers / Math.ceil(layout.numLayers / perDispatch)) : 0;
+    // A binding (the flush's, of a layer group; the decode's, of a layer) must fit the limit; so must the buffer.
+    const maxBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
+    const alignment = device.limits.minStorageBufferOffsetAlignment;
+    const strideLimit = Math.floor(maxBytes / layout.numLayers / alignment) * alignment;
+    this.rowsCapacity = perDispatch >= 1 ? Math.min(maxRows, Math.floor(strideLimit / stagedKvRowBytes(layout))) : 0;
+    this.layerStride = this.rowsCapacity > 0 ? stagedLayerStride(device, layout, this.rowsCapacity) : 0;
   }
 
-  /**
-   * Whether `rows` rows of every layer can be staged now, growing the buffer where it is too small and
-   * canGrow (no recorded staged work can still be submitted); false means: write the K/V another way.
-   */
-  reserve(rows: number, canGrow: boolean): boolean {
-    if (!this.available) return false;
-    if (rows <= this.rowsCapacity) return true;
-    if (!canGrow) return false;
-    const strideFor = (capacity: number) => stagedLayerStride(this.device, this.layout, capacity);
-    let capacity = Math.max(rows, Math.ceil(this.rowsCapacity * 1.5));
-    if (strideFor(capacity) * this.layout.numLayers > this.maxBytes) capacity = rows;
-    if (strideFor(capacity) * this.layout.numLayers > this.maxBytes) return false;
-    const old = this.buffer;
-    this.layerStride = strideFor(capacity);
-    this.rowsCapacity = capacity;
-    this.buffer = this.device.createBuffer({ label: 'staged-kv', size: this.layerStride * this.layout.numLayers, usage: GPUBufferUsage.STORAGE });
-    if (old) this.device.queue.onSubmittedWorkDone().then(() => old.destroy(), () => old.destroy());
-    return true;
+  /** Bytes the staging buffer takes once allocated. */
+  get bytes(): number {
+    return this.layerStride * this.layout.numLayers;
   }
 
-  /** Where a decode of `layer` stages its rows (after a successful reserve). */
+  /** Creates the staging buffer (call under an error scope; once). */
+  allocate(): void {
+    if (this.rowsCapacity === 0 || this.buffer !== undefined) return;
+    this.buffer = this.device.createBuffer({ label: 'staged-kv', size: this.bytes, usage: GPUBufferUsage.STORAGE });
+  }
+
+  /** Whether `rows` rows of every layer can be staged (allocated, and they fit); false means: write the K/V another way. */
+  fits(rows: number): boolean {
+    return this.buffer !== undefined && rows <= this.rowsCapacity;
+  }
+
+  /** Where a decode of `layer` stages its rows (after fits said yes). */
   layerBinding(layer: number): { buffer: GPUBuffer; offset: number } {
     this.binding.buffer = this.buffer!;
     this.binding.offset = layer * this.layerStride;
@@ -151,6 +152,5 @@ export class KvStaging {
     this.flushKernel = undefined;
     this.buffer?.destroy();
     this.buffer = undefined;
-    this.rowsCapacity = 0;
   }
 }

@@ -541,10 +541,10 @@ export class PagedKVCache {
     this.syncRows(batch);
     // A decode batch: the attention's own dispatch attends over the new K/V and stages it, and a flush
     // in the same encoder stores it for several layers at once (it cannot read k or v from the buffer it
-    // writes). The staging grows only while no recorded staged work awaits submission. Nothing is
+    // writes). The staging was allocated with the cache (a row per sequence). Nothing is
     // recorded if it throws, so the pin and the note come after it. One pass holds the layer's flushes
     // (of an earlier staging of it, and of its flush group when it ends one) and its decode.
-    if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows, !this.pins.hasUnsubmitted)) {
+    if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows)) {
       withComputePass(into ?? encoder, (pass) => {
         this.gpu.flushStagedBefore(encoder, pass, layer);
         this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, { encoder, k, v, slots: writes.slots, rows: batch.rows });
@@ -698,6 +698,7 @@ export class PagedKVCache {
       blocksRegistered: p.registered,
       blockSize: this.layout.blockSize,
       bytes: this.pool.bytes,
+      stagingBytes: this.gpu.stagingBytes,
       bytesPerBlock: this.layout.bytesPerBlock * this.layout.numLayers,
       sequences: t.sequences,
       cowCopies: t.cowCopies,

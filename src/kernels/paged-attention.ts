@@ -353,17 +353,27 @@ export class PagedAttentionKernel {
   }
 
   /**
+   * Whether this kernel's decode can take a batch's new K/V at all (writesKvFor then asks the batch):
+   * the streaming kernel with subgroup reduction, within the device's storage-binding limit, and not
+   * turned off by the tuning (decodeWritesKv: false).
+   */
+  get storesKv(): boolean {
+    return (
+      this.decodeMmaConfig === undefined &&
+      this.streamDecodeConfig?.reduction === 'subgroup' &&
+      this.writeBindingsFit &&
+      this.tuning.decodeWritesKv !== false
+    );
+  }
+
+  /**
    * Whether encode can store the new K/V of `entries` in its decode dispatch (args.write): every entry is a
    * decode (one query), decode runs on the streaming kernel and the device allows its bindings (the
    * layer's chunks + 7 storage buffers). Answers for the same array again without looking at it.
    */
   writesKvFor(entries: readonly AttentionEntry[]): boolean {
     if (entries === this.writesKvEntries) return this.writesKvAnswer;
-    let answer =
-      this.decodeMmaConfig === undefined &&
-      this.streamDecodeConfig?.reduction === 'subgroup' &&
-      this.writeBindingsFit &&
-      this.tuning.decodeWritesKv !== false;
+    let answer = this.storesKv;
     let rows = 0;
     for (let i = 0; answer && i < entries.length; i++) {
       answer = entries[i]!.numQueries === 1;

@@ -5,11 +5,15 @@
 // logical K/V (outputs within the attention tolerance, and the pool read back exactly): a staged layer
 // attended again, or staged again, in the same encoder; more layers than one flush dispatch takes, in
 // the caller's step pass; two encoders recorded side by side and submitted in the reverse order; a
-// batch larger than the staging buffer while staged work awaits submission (it takes the write-kv
-// dispatch instead, and the buffer grows at a later step); an encoder recorded and dropped.
+// batch of every sequence the cache can hold (the staging, allocated with the cache, holds a row per
+// sequence; recording allocates nothing); an encoder recorded and dropped. The staging's size in
+// stats(), none without decodeWritesKv, and a staging buffer the device refuses (a typed error from
+// create).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
-import { flushLayersPerDispatch } from '../../src/kernels/flush-staged-kv';
+import type { PagedKVCacheOptions } from '../../src/cache/config';
+import { GpuValidationError } from '../../src/errors';
+import { flushLayersPerDispatch, stagedLayerStride } from '../../src/kernels/flush-staged-kv';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { readF32 } from '../helpers/kv-fixture';
 import { expectClose, LogicalKv, values } from '../helpers/logical-kv';
@@ -126,11 +130,11 @@ async function expectPool(ids: number[], logical: LogicalKv[][]): Promise<void> 
 /** Counts the dispatches recorded in compute passes `encoder` begins from now on. */
 const countDispatches = (encoder: GPUCommandEncoder): (() => number) => countPasses(encoder).dispatches;
 
-/** A fresh staging cache of `layers` layers (the test's shape) for `body`, destroyed after it. */
-async function withCache(layers: number, body: () => Promise<void>): Promise<void> {
+/** A fresh staging cache of `layers` layers (the test's shape, with `options`) for `body`, destroyed after it. */
+async function withCache(layers: number, body: () => Promise<void>, options: Partial<PagedKVCacheOptions> = {}): Promise<void> {
   const shared = cache;
   cache = await PagedKVCache.create(device, {
-    numLayers: layers, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
+    numLayers: layers, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true, ...options,
   });
   try {
     await body();
@@ -219,34 +223,38 @@ describe('staged K/V', () => {
     await expectPool(second.ids, second.logical);
   });
 
-  it('a batch larger than the staging while staged work awaits submission writes K/V with write-kv; a later step stages it', async () => {
+  it('the staging holds a row per sequence, allocated with the cache: a batch of every sequence stages, and recording makes no staging buffer', async () => {
+    const maxSequences = 4;
     await withCache(LAYERS, async () => {
+      expect(cache.stats().stagingBytes).toBe(LAYERS * stagedLayerStride(device, cache.layout, maxSequences));
       const one = await sequences([4], 6);
       const many = await sequences([5, 6, 7], 7);
+      const all = { ids: [...one.ids, ...many.ids], logical: [...one.logical, ...many.logical] };
       const recorded: Recorded[] = [];
-      // The first staged batch (one row) sizes the fresh cache's staging.
-      const b1 = step(one.ids, 7300);
-      const e1 = device.createCommandEncoder();
-      for (let l = 0; l < LAYERS; l++) recorded.push(record(e1, b1, one.ids, one.logical, l, 700 + l, true));
-      // While e1 awaits submission the staging cannot grow for three rows: a write-kv dispatch and the decode per layer.
-      const b3 = step(many.ids, 7400);
-      const e3 = device.createCommandEncoder();
-      const count3 = countDispatches(e3);
-      for (let l = 0; l < LAYERS; l++) recorded.push(record(e3, b3, many.ids, many.logical, l, 800 + l, true));
-      const c3 = e3.finish();
-      expect(count3()).toBe(2 * LAYERS); // nothing staged, so nothing flushed at finish
-      await cache.submit([e1.finish(), c3]);
-      // With nothing awaiting submission the next step grows the staging: one decode per layer, one flush after the last.
-      const b4 = step(many.ids, 7500);
-      const e4 = device.createCommandEncoder();
-      const count4 = countDispatches(e4);
-      for (let l = 0; l < LAYERS; l++) recorded.push(record(e4, b4, many.ids, many.logical, l, 900 + l, true));
-      expect(count4()).toBe(LAYERS + 1);
-      const c4 = e4.finish();
-      await cache.submit([c4]);
+      const created: string[] = [];
+      const createBuffer = device.createBuffer;
+      device.createBuffer = function (this: GPUDevice, descriptor: GPUBufferDescriptor) {
+        created.push(descriptor.label ?? '');
+        return createBuffer.call(this, descriptor);
+      };
+      try {
+        // Every sequence the cache can hold in one batch, then one alone: one decode per layer and a flush after the last.
+        for (const [n, { ids, logical }] of [all, one].entries()) {
+          const batch = step(ids, 7300 + 100 * n);
+          const encoder = device.createCommandEncoder();
+          const dispatches = countDispatches(encoder);
+          for (let l = 0; l < LAYERS; l++) recorded.push(record(encoder, batch, ids, logical, l, 700 + 100 * n + l, true));
+          expect(dispatches()).toBe(LAYERS + 1);
+          await cache.submit([encoder.finish()]);
+        }
+        // The cache's upload rings fill during the first steps; the staging is never made while recording.
+        expect(created).not.toContain('staged-kv');
+        expect(created).toContain('batch-slots'); // the count saw the cache's own buffers
+      } finally {
+        device.createBuffer = createBuffer;
+      }
       await expectOutputs(recorded);
-      await expectPool(one.ids, one.logical);
-      await expectPool(many.ids, many.logical);
+      await expectPool(all.ids, all.logical);
       // An encoder recorded with staged K/V and dropped: the next step of other sequences stages and stores its own.
       const dropped = device.createCommandEncoder();
       const b5 = step(one.ids, 7600);
@@ -258,6 +266,28 @@ describe('staged K/V', () => {
       await cache.submit([e6.finish()]);
       await expectOutputs(later);
       await expectPool(many.ids, many.logical);
-    });
+    }, { maxSequences });
+  });
+
+  it('without decodeWritesKv the cache allocates no staging', async () => {
+    await withCache(LAYERS, async () => expect(cache.stats().stagingBytes).toBe(0), { decodeWritesKv: false });
+  });
+
+  it('a staging buffer the device refuses fails create with a typed error naming decodeWritesKv, nothing left uncaptured', async () => {
+    const createBuffer = device.createBuffer;
+    device.createBuffer = function (this: GPUDevice, descriptor: GPUBufferDescriptor) {
+      // Over the size limit: a validation error, as an out-of-memory one would be an error of the same scope.
+      const refused = descriptor.label === 'staged-kv' ? { ...descriptor, size: this.limits.maxBufferSize + 4 } : descriptor;
+      return createBuffer.call(this, refused);
+    };
+    try {
+      const created = PagedKVCache.create(device, {
+        numLayers: LAYERS, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 64, decodeWritesKv: true,
+      });
+      await expect(created).rejects.toBeInstanceOf(GpuValidationError);
+      await expect(created).rejects.toThrow(/staging buffer \(decodeWritesKv/);
+    } finally {
+      device.createBuffer = createBuffer;
+    }
   });
 });
