@@ -21,7 +21,8 @@
 //     of a word are added in f16 and the words' sums in f32, so no f16 sum has more than 8 terms.
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
-//     K/V in one more step held by group 0 alone; head tile 0 then stages the key's K and V rows (the
+//     K/V in a one-key fold (key u = 0 only, live in group 0 alone: a quarter of a step at unroll 4);
+//     head tile 0 then stages the key's K and V rows (the
 //     pool is never written here: flush-staged-kv stores them after the dispatch).
 import type { StreamDecodeConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
@@ -95,11 +96,14 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
       `      }`,
     );
 
-  /** Folds the keys base + u·KEY_GROUPS + group (u < UNROLL) below `limit` held in k_u_w / v_u_w: scores, online softmax, accumulators. */
-  const fold = (base: string, limit: string) => {
+  /**
+   * Folds the keys base + u·KEY_GROUPS + group (u in `keys`: every u < UNROLL, or fewer) below `limit` held
+   * in k_u_w / v_u_w: scores, online softmax, accumulators.
+   */
+  const fold = (base: string, limit: string, keys: readonly number[] = U) => {
     add(`    {`);
     if (config.queryInSmem) declareQuery('    ');
-    for (const u of U) {
+    for (const u of keys) {
       add(`    let live_${u} = ${base} + ${u}u * KEY_GROUPS + group < ${limit};`);
       for (const w of W) {
         add(`    let kl_${u}_${w} = ${halfScores ? 'half_lo' : 'unpack_lo'}(k_${u}_${w});`);
@@ -114,17 +118,17 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     }
     if (config.reduction === 'subgroup') {
       add(`    for (var mask = 1u; mask < LANES; mask = mask << 1u) {`);
-      for (const u of U) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
+      for (const u of keys) for (const h of H) add(`      s_${u}_${h} += subgroupShuffleXor(s_${u}_${h}, mask);`);
       add(`    }`);
     } else {
       // Through workgroup memory: slot (u, h) of this group holds LANES partials = LANES / 4 vec4.
       const perSlot = config.lanes / 4;
       add(`    let scores_at = SMEM_SCORES + score_parity * SCORE_VECS + group * ${config.unroll * config.headsPerWorkgroup * perSlot}u;`);
-      for (const u of U) {
+      for (const u of keys) {
         for (const h of H) add(`    smem[scores_at + ${(u * config.headsPerWorkgroup + h) * perSlot}u + lane / 4u][lane % 4u] = bitcast<u32>(s_${u}_${h});`);
       }
       add(`    workgroupBarrier();`);
-      for (const u of U) {
+      for (const u of keys) {
         for (const h of H) {
           const parts = range(perSlot).map((k) => `sum4(smem[scores_at + ${(u * config.headsPerWorkgroup + h) * perSlot + k}u])`);
           add(`    s_${u}_${h} = ${parts.join(' + ')};`);
@@ -132,7 +136,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
       }
       add(`    score_parity = 1u - score_parity;`);
     }
-    for (const u of U) {
+    for (const u of keys) {
       for (const w of W) {
         add(`    let vl_${u}_${w} = unpack_lo(v_${u}_${w});`);
         if (f16) add(`    let vh_${u}_${w} = unpack_hi(v_${u}_${w});`);
@@ -140,12 +144,12 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     }
     const accumulators = (h: number) => W.flatMap((w) => halves.map((half) => ({ a: `a_${h}_${w}_${half}`, v: half === 'lo' ? 'vl' : 'vh', w })));
     for (const h of H) {
-      const maxTerms = U.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
-      const pSum = U.map((u) => `p_${u}_${h}`).join(' + ');
-      const pv = (v: string, w: number) => U.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ');
+      const maxTerms = keys.map((u) => `select(NEG_BIG, s_${u}_${h}, live_${u})`).reduce((a, b) => `max(${a}, ${b})`);
+      const pSum = keys.map((u) => `p_${u}_${h}`).join(' + ');
+      const pv = (v: string, w: number) => keys.map((u) => `p_${u}_${h} * ${v}_${u}_${w}`).join(' + ');
       if (lazyThreshold === undefined) {
         add(`    let mn_${h} = max(m_${h}, ${maxTerms});`, `    let alpha_${h} = exp(m_${h} - mn_${h});`);
-        for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
+        for (const u of keys) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - mn_${h}), live_${u});`);
         add(`    l_${h} = l_${h} * alpha_${h} + ${pSum};`, `    m_${h} = mn_${h};`);
         for (const { a, v, w } of accumulators(h)) add(`    ${a} = ${a} * alpha_${h} + ${pv(v, w)};`);
       } else {
@@ -153,7 +157,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
         add(`    let sm_${h} = ${maxTerms};`, `    if (sm_${h} > m_${h} + ${lazyThreshold}) {`, `      let alpha = exp(m_${h} - sm_${h});`, `      l_${h} = l_${h} * alpha;`);
         for (const { a } of accumulators(h)) add(`      ${a} = ${a} * alpha;`);
         add(`      m_${h} = sm_${h};`, `    }`);
-        for (const u of U) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - m_${h}), live_${u});`);
+        for (const u of keys) add(`    let p_${u}_${h} = select(0.0, exp(s_${u}_${h} - m_${h}), live_${u});`);
         add(`    l_${h} = l_${h} + ${pSum};`);
         for (const { a, v, w } of accumulators(h)) add(`    ${a} = ${a} + ${pv(v, w)};`);
       }
@@ -259,8 +263,10 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   if (writesKv) {
     // The query's own key, from the new K/V (shaders/paged-attention-decode-write.wgsl): group 0 holds it
     // as key u = 0 of one more step; every other (u, group) is past the limit and adds nothing.
+    // A fold of key u = 0 alone: every group runs it (the score reduction's shuffles need the whole
+    // subgroup), only group 0's key is live. A fold of all UNROLL keys would cost a whole step.
     add(`  if (own_key) {`);
-    for (const u of U) for (const w of W) add(`    k_${u}_${w} = vec4<u32>(0u);`, `    v_${u}_${w} = vec4<u32>(0u);`);
+    for (const w of W) add(`    k_0_${w} = vec4<u32>(0u);`, `    v_0_${w} = vec4<u32>(0u);`);
     add(`    if (group == 0u) {`);
     for (const w of W) {
       add(
@@ -269,7 +275,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
       );
     }
     add(`    }`);
-    fold('key_end', 'key_end + 1u');
+    fold('key_end', 'key_end + 1u', [0]);
     add(`  }`);
     storeNewKv();
   }
