@@ -545,10 +545,17 @@ export class PagedKVCache {
     // recorded if it throws, so the pin and the note come after it. One pass holds the layer's flushes
     // (of an earlier staging of it, and of its flush group when it ends one) and its decode.
     if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows)) {
-      withComputePass(into ?? encoder, (pass) => {
-        this.gpu.flushStagedBefore(encoder, pass, layer);
-        this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, { encoder, k, v, slots: writes.slots, rows: batch.rows });
-      }, { label: 'paged-attention' });
+      const staging = { encoder, k, v, slots: writes.slots, rows: batch.rows };
+      if (into !== undefined) {
+        // The step's pass (the hot path): no closure.
+        this.gpu.flushStagedBefore(encoder, into, layer);
+        this.gpu.encodeAttention(into, layer, batch.entries, q, out, scale, staging);
+      } else {
+        withComputePass(encoder, (pass) => {
+          this.gpu.flushStagedBefore(encoder, pass, layer);
+          this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, staging);
+        }, { label: 'paged-attention' });
+      }
       this.pinBatch(encoder, batch);
       this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
