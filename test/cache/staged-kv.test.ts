@@ -6,7 +6,7 @@
 // attended again, or staged again, in the same encoder; more layers than one flush dispatch takes, in
 // the caller's step pass; two encoders recorded side by side and submitted in the reverse order; a
 // batch of every sequence the cache can hold (the staging, allocated with the cache, holds a row per
-// sequence; recording allocates nothing); an encoder recorded and dropped. The staging's size in
+// sequence; recording makes no staging buffer); an encoder recorded and dropped. The staging's size in
 // stats(), none without decodeWritesKv, and a staging buffer the device refuses (a typed error from
 // create).
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
