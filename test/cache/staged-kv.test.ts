@@ -4,7 +4,7 @@
 // encoder, and at the latest when the encoder is finished. Checked against the CPU reference over the
 // logical K/V (outputs within the attention tolerance, and the pool read back exactly): a staged layer
 // attended again, or staged again, in the same encoder; more layers than one flush dispatch takes, in
-// the caller's step pass; two encoders recorded side by side and submitted in the reverse order; a
+// the caller's step pass, and in reverse order (flushes of runs that are not consecutive); two encoders recorded side by side and submitted in the reverse order; a
 // batch of every sequence the cache can hold (the staging, allocated with the cache, holds a row per
 // sequence; recording makes no staging buffer); an encoder recorded and dropped. The staging's size in
 // stats(), none without decodeWritesKv, and a staging buffer the device refuses (a typed error from
@@ -198,6 +198,23 @@ describe('staged K/V', () => {
         expect(passes.dispatches()).toBe(layers + groups);
         await cache.submit([encoder.finish()]);
         expect(passes.passes()).toBe(1); // the step's pass: nothing flushed at finish
+      }
+      await expectOutputs(recorded);
+      await expectPool(ids, logical);
+    });
+  });
+
+  it('layers staged in reverse order (the group\'s last first) are stored, whichever flush takes them', async () => {
+    const perDispatch = flushLayersPerDispatch(device, cache.layout);
+    const layers = perDispatch + 2; // two groups
+    await withCache(layers, async () => {
+      const { ids, logical } = await sequences([7, 2], 5);
+      const recorded: Recorded[] = [];
+      for (let round = 0; round < 2; round++) {
+        const batch = step(ids, 7080 + 10 * round);
+        const encoder = device.createCommandEncoder();
+        for (let l = layers - 1; l >= 0; l--) recorded.push(record(encoder, batch, ids, logical, l, 160 + 100 * round + l, true));
+        await cache.submit([encoder.finish()]);
       }
       await expectOutputs(recorded);
       await expectPool(ids, logical);
