@@ -67,6 +67,8 @@ export class KvGpu {
   private slotWords = new Uint32Array(64);
   /** Slot maps of prepared write batches: a ring, one buffer per batch that may await its submission. */
   private readonly batchSlotStages: GrowableBuffer[] = [];
+  /** Slot-map buffers set aside by discardKernels, destroyed with the cache. */
+  private readonly droppedSlotStages: GrowableBuffer[] = [];
   private nextBatchSlotStage = 0;
   private readonly retired: { destroy(): void }[] = [];
   private readonly staging: KvStaging;
@@ -189,12 +191,16 @@ export class KvGpu {
   /**
    * After a GPU error in a call: drops the kernels, whose scratch (parameters, work lists, partials)
    * may be an invalid allocation that would fail every later call; they are rebuilt on next use (the
-   * pipelines stay cached per device).
+   * pipelines stay cached per device). So is everything else a step's recording allocates without an
+   * error scope: the flush of staged K/V, and the ring of write batches' slot maps (set aside until
+   * destroy(), not destroyed now: a batch prepared before the error may still be encoded with its
+   * buffer; they are four bytes a row).
    */
   discardKernels(): void {
-    for (const kernel of [this.writeKernelOrUndefined, this.gatherKernelOrUndefined, this.copyKernelOrUndefined, this.attentionOrUndefined]) {
+    for (const kernel of [this.writeKernelOrUndefined, this.gatherKernelOrUndefined, this.copyKernelOrUndefined, this.attentionOrUndefined, this.staging.takeFlushKernel()]) {
       if (kernel) this.retired.push(kernel);
     }
+    this.droppedSlotStages.push(...this.batchSlotStages.splice(0));
     this.writeKernelOrUndefined = undefined;
     this.gatherKernelOrUndefined = undefined;
     this.copyKernelOrUndefined = undefined;
@@ -394,7 +400,7 @@ export class KvGpu {
     for (const b of [this.kStage, this.vStage, this.slotStage, this.pairStage, this.qStage, this.outStage, this.gatherKStage, this.gatherVStage]) {
       b.destroy();
     }
-    for (const b of this.batchSlotStages) b.destroy();
+    for (const b of [...this.batchSlotStages, ...this.droppedSlotStages]) b.destroy();
     this.readbacks.destroy();
   }
 

@@ -146,6 +146,13 @@ export class KvStaging {
     staged.length = 0;
   }
 
+  /** Hands over the flush kernel (its parameter ring may be an invalid allocation after a GPU error); a new one is made on next use. */
+  takeFlushKernel(): FlushStagedKvKernel | undefined {
+    const kernel = this.flushKernel;
+    this.flushKernel = undefined;
+    return kernel;
+  }
+
   destroy(): void {
     this.pending.clear();
     this.flushKernel?.destroy();

@@ -36,6 +36,11 @@ export function failOnUncapturedGpuErrors(): void {
   });
 }
 
+/** Takes the uncaptured WebGPU errors reported so far (for a test that expects some, before failOnUncapturedGpuErrors' check). */
+export function takeUncapturedGpuErrors(): string[] {
+  return uncaptured.splice(0);
+}
+
 /** True where the suite runs on a real GPU (GPU-scale test shapes are enabled there). */
 export async function onRealGpu(): Promise<boolean> {
   return !(await testGpu()).isFallback;

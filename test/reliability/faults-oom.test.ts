@@ -4,11 +4,14 @@
 // staging, query scratch, readback and gather buffers, attention work lists, copy-on-write pairs).
 // Each must surface as GpuOutOfMemoryError (never an uncaptured WebGPU error or an untyped rejection),
 // leave the cache usable with its contents intact, and leak nothing: after destroy() every buffer the
-// cache created has been destroyed.
+// cache created has been destroyed. A decode step recorded with encodeAttention allocates without error
+// scopes (recording cannot wait for one): a refusal there fails that step's submit with a typed GPU
+// error, and every later step works — the cache drops what it allocated that way.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
-import { GpuOutOfMemoryError } from '../../src/errors';
-import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
+import { GpuOutOfMemoryError, PagedAttentionError } from '../../src/errors';
+import { BATCH_SLOT_STAGES } from '../../src/cache/kv-gpu';
+import { failOnUncapturedGpuErrors, takeUncapturedGpuErrors, testGpu } from '../helpers/gpu';
 import { InstrumentedDevice } from './helpers/instrumented-device';
 import { queryRows } from './helpers/kv-content';
 import { mismatches, SequenceModel } from './helpers/sequence-model';
@@ -135,5 +138,84 @@ describe('GPU out of memory', () => {
     await expectIntact(cache, id, model);
     cache.destroy();
     expect(leaked()).toEqual([]);
+  });
+
+  describe('while a decode step is recorded (encodeAttention, no error scope)', () => {
+    /** A decode step of `seqs` through encodeAttention with k and v, each layer's new K/V from the model; the model follows only a step that lands. */
+    async function decodeStep(cache: PagedKVCache, seqs: { id: number; model: SequenceModel }[], salt: number): Promise<unknown> {
+      const token = 1000 + salt;
+      for (const s of seqs) {
+        cache.appendTokens(s.id, [token]);
+        s.model.append([token]);
+      }
+      const made: GPUBuffer[] = [];
+      const upload = (data: Float32Array<ArrayBuffer>): GPUBuffer => {
+        const b = gpu.device.createBuffer({ size: data.byteLength, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+        gpu.device.queue.writeBuffer(b, 0, data);
+        made.push(b);
+        return b;
+      };
+      const ids = seqs.map((s) => s.model.contentFor(s.model.length - 1, 1, salt));
+      try {
+        const batch = cache.prepareAttention(seqs.map((s) => ({ seqId: s.id })), { writeKV: true });
+        const encoder = gpu.device.createCommandEncoder();
+        for (let layer = 0; layer < 2; layer++) {
+          const rows = (which: 0 | 1) => {
+            const parts = seqs.map((s, r) => s.model.rows(layer, ids[r]!, which));
+            const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+            parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
+            return all;
+          };
+          const q = upload(Float32Array.from(queryRows(salt + layer, seqs.length, Q_ROW)));
+          const out = upload(new Float32Array(seqs.length * Q_ROW));
+          cache.encodeAttention(encoder, { layer, entries: batch, q, out, k: upload(rows(0)), v: upload(rows(1)) });
+        }
+        await cache.submit([encoder.finish()]);
+        for (const [r, s] of seqs.entries()) for (let layer = 0; layer < 2; layer++) s.model.write(layer, s.model.length - 1, ids[r]!);
+        return undefined;
+      } catch (error) {
+        // A rejected write counts as written nowhere from the start of its block on: write those
+        // positions again (what the model holds, then the step's new token), as a caller would.
+        for (const [r, s] of seqs.entries()) {
+          for (let layer = 0; layer < 2; layer++) {
+            const from = cache.writtenLength(s.id, layer);
+            const last = s.model.length - 1;
+            const rows = (which: 0 | 1) => Float32Array.from([...s.model.expectedRows(layer, from, last, which), ...s.model.rows(layer, ids[r]!, which)]);
+            await cache.writeKV(layer, s.id, from, rows(0), rows(1));
+            s.model.write(layer, last, ids[r]!);
+          }
+        }
+        return error;
+      } finally {
+        await gpu.device.queue.onSubmittedWorkDone();
+        for (const b of made) b.destroy();
+      }
+    }
+
+    it.each([
+      ['a write batch\'s slot map', /^batch-slots/, false, 1],
+      ['a write batch\'s slot map, decodeWritesKv', /^batch-slots/, true, 1],
+      ['the attention work list', /^paged-attention-work-items/, false, 0],
+      ['the flush of staged K/V (its parameters), decodeWritesKv', /^flush-staged-kv-.*-params/, true, 0],
+    ] as const)('%s → that step\'s submit rejects with a typed GPU error; every later step works', async (_, label, decodeWritesKv, failingStep) => {
+      const cache = await PagedKVCache.create(gpu.device, { ...options, numBlocks: 32, decodeWritesKv });
+      const seqs = [await withWrittenSequence(cache, [1, 2, 3]), await withWrittenSequence(cache, [4, 5, 6, 7, 8], 'other')];
+      const steps = BATCH_SLOT_STAGES + 3; // past the slot-map ring's reuse of the refused buffer
+      for (let step = 0; step < steps; step++) {
+        const injected = step === failingStep ? failOnce((l) => label.test(l)) : () => [];
+        const error = await decodeStep(cache, seqs, step);
+        if (step === failingStep) {
+          expect(injected(), 'the allocation was attempted').toHaveLength(1);
+          expect(gpu.uncapturedOoms.splice(0), 'outside any error scope').toHaveLength(1);
+          expect(error).toBeInstanceOf(PagedAttentionError);
+          expect(takeUncapturedGpuErrors().join('\n')).toMatch(/is invalid due to a previous error/);
+        } else {
+          expect(error, `step ${step}`).toBeUndefined();
+        }
+      }
+      for (const { id, model } of seqs) await expectIntact(cache, id, model);
+      cache.destroy();
+      expect(leaked()).toEqual([]);
+    });
   });
 });
