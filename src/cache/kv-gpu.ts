@@ -97,17 +97,20 @@ export class KvGpu {
 
   static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
     let gpu: KvGpu | undefined;
+    let stages = false;
     try {
       await guard.scoped('kernels and scratch buffers', () => {
         gpu = new KvGpu(guard, pool, config, rowStride);
         // Copy-on-write runs inside critical sections that cannot wait for an error scope (appendTokens):
         // its pair buffer is sized for the most copies one call can make, so that path never allocates.
         gpu.pairStage.ensure(config.maxBlocksPerSequence * 8);
+        // Whether the decode can stage K/V is the attention kernel's to say: it is made here, in the scope.
+        stages = config.attentionTuning.decodeWritesKv === true && gpu.staging.rowsCapacity > 0 && gpu.attention.storesKv;
       });
       // The decode that stages its K/V records steps that cannot wait for an error scope either: its
       // staging holds a row per sequence the cache can hold, so that path never allocates.
       const staging = gpu!.staging;
-      if (config.attentionTuning.decodeWritesKv === true && gpu!.attention.storesKv && staging.rowsCapacity > 0) {
+      if (stages) {
         await guard.scoped(
           `the decode K/V staging buffer (decodeWritesKv: one token of K/V per sequence and layer, ${staging.rowsCapacity} × ${config.layout.numLayers}; ` +
             'lower maxSequences or leave decodeWritesKv off)',

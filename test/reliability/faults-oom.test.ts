@@ -93,6 +93,15 @@ describe('GPU out of memory', () => {
     expect(leaked()).toEqual([]);
   });
 
+  it('creating the decode K/V staging (decodeWritesKv) → GpuOutOfMemoryError naming the option, nothing leaked', async () => {
+    const injected = failOnce((l) => l === 'staged-kv');
+    const error = await PagedKVCache.create(gpu.device, { ...options, decodeWritesKv: true }).catch((e: unknown) => e);
+    expect(injected()).toEqual(['staged-kv']);
+    expect(error).toBeInstanceOf(GpuOutOfMemoryError);
+    expect(String(error)).toMatch(/decodeWritesKv/);
+    expect(leaked()).toEqual([]);
+  });
+
   it.each([
     ['growing the K/V staging buffers (writeKV)', /staging$|^slot-staging/, 'write'],
     ['growing the query scratch (attend)', /^q-staging|^out-staging/, 'attend'],
