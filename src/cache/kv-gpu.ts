@@ -354,8 +354,8 @@ export class KvGpu {
   /**
    * Attention of `entries` into `target`. With `staging` (only after canStage said yes) the decode also
    * attends over the batch's new K/V (k, v at their q rows) and stages it for `slots`; the rows reach the
-   * pool by a flush recorded into `staging.encoder`: right after this decode, into `target`, when
-   * `layer` ends a flush group; else by flushStagedBefore or the encoder's finish().
+   * pool by a flush recorded into `staging.encoder`: flushStagedGroup right after this decode, when
+   * `layer` ends a flush group; else flushStagedBefore or the encoder's finish().
    */
   encodeAttention(
     target: GPUCommandEncoder | GPUComputePassEncoder,
@@ -369,9 +369,12 @@ export class KvGpu {
     const staged = staging && this.staging.layerBinding(layer);
     const write = staging && { k: staging.k, v: staging.v, slots: staging.slots, staged: staged!.buffer, stagedOffset: staged!.offset };
     this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
-    if (staging === undefined) return;
-    this.staging.noteStaged(staging.encoder, layer, staging.slots, staging.rows);
-    if (this.staging.endsGroup(layer)) this.staging.flush(staging.encoder, target);
+    if (staging) this.staging.noteStaged(staging.encoder, layer, staging.slots, staging.rows);
+  }
+
+  /** Records into `target` the flush of what `encoder` staged when `layer` (just staged) ends its flush group. */
+  flushStagedGroup(encoder: GPUCommandEncoder, target: GPUCommandEncoder | GPUComputePassEncoder, layer: number): void {
+    if (this.staging.endsGroup(layer)) this.staging.flush(encoder, target);
   }
 
   /**

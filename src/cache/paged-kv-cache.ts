@@ -541,23 +541,15 @@ export class PagedKVCache {
     this.syncRows(batch);
     // A decode batch: the attention's own dispatch attends over the new K/V and stages it, and a flush
     // in the same encoder stores it for several layers at once (it cannot read k or v from the buffer it
-    // writes). The staging was allocated with the cache (a row per sequence). Nothing is
-    // recorded if it throws, so the pin and the note come after it. One pass holds the layer's flushes
-    // (of an earlier staging of it, and of its flush group when it ends one) and its decode.
+    // writes). The staging was allocated with the cache (a row per sequence). One pass holds the
+    // layer's flushes (of an earlier staging of it, and of its flush group when it ends one) and its decode.
     if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows)) {
       const staging = { encoder, k, v, slots: writes.slots, rows: batch.rows };
       if (into !== undefined) {
-        // The step's pass (the hot path): no closure.
-        this.gpu.flushStagedBefore(encoder, into, layer);
-        this.gpu.encodeAttention(into, layer, batch.entries, q, out, scale, staging);
+        this.recordStagedLocked(encoder, into, layer, batch, writes, q, out, scale, staging); // the hot path: no closure
       } else {
-        withComputePass(encoder, (pass) => {
-          this.gpu.flushStagedBefore(encoder, pass, layer);
-          this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, staging);
-        }, { label: 'paged-attention' });
+        withComputePass(encoder, (pass) => this.recordStagedLocked(encoder, pass, layer, batch, writes, q, out, scale, staging), { label: 'paged-attention' });
       }
-      this.pinBatch(encoder, batch);
-      this.noteWriteRecorded(encoder, batch, writes, layer);
       return;
     }
     withComputePass(into ?? encoder, (pass) => {
@@ -569,6 +561,30 @@ export class PagedKVCache {
       this.noteWriteRecorded(encoder, batch, writes, layer);
       this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale);
     }, { label: 'write-kv+paged-attention' });
+  }
+
+  /**
+   * The staged form of encodeWriteAndAttentionLocked, into `pass`. Nothing of the layer is recorded if
+   * the decode throws, so the pin and the note come after it; the flush of its group (when the layer
+   * ends one) comes last: should it throw, the decode is pinned and noted, and its rows stay staged for
+   * the encoder's finish().
+   */
+  private recordStagedLocked(
+    encoder: GPUCommandEncoder,
+    pass: GPUComputePassEncoder,
+    layer: number,
+    batch: PreparedAttentionState,
+    writes: PreparedWrites,
+    q: GPUBuffer,
+    out: GPUBuffer,
+    scale: number,
+    staging: { encoder: GPUCommandEncoder; k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
+  ): void {
+    this.gpu.flushStagedBefore(encoder, pass, layer);
+    this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, staging);
+    this.pinBatch(encoder, batch);
+    this.noteWriteRecorded(encoder, batch, writes, layer);
+    this.gpu.flushStagedGroup(encoder, pass, layer);
   }
 
   /**

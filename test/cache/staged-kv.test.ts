@@ -4,7 +4,8 @@
 // encoder, and at the latest when the encoder is finished. Checked against the CPU reference over the
 // logical K/V (outputs within the attention tolerance, and the pool read back exactly): a staged layer
 // attended again, or staged again, in the same encoder; more layers than one flush dispatch takes, in
-// the caller's step pass, and in reverse order (flushes of runs that are not consecutive); two encoders recorded side by side and submitted in the reverse order; a
+// the caller's step pass, and in reverse order (flushes of runs that are not consecutive); a group
+// flush that throws after its decode (the decode stays noted, its rows are stored at finish); two encoders recorded side by side and submitted in the reverse order; a
 // batch of every sequence the cache can hold (the staging, allocated with the cache, holds a row per
 // sequence; recording makes no staging buffer); an encoder recorded and dropped. The staging's size in
 // stats(), none without decodeWritesKv, and a staging buffer the device refuses (a typed error from
@@ -219,6 +220,35 @@ describe('staged K/V', () => {
       await expectOutputs(recorded);
       await expectPool(ids, logical);
     });
+  });
+
+  it('a group flush that throws after its decode leaves that decode noted (and pinned); finish() stores the rows', async () => {
+    const { ids, logical } = await sequences([6, 3], 8);
+    const batch = step(ids, 7900);
+    const encoder = device.createCommandEncoder();
+    const recorded: Recorded[] = [];
+    for (let l = 0; l < LAYERS - 1; l++) recorded.push(record(encoder, batch, ids, logical, l, 900 + l, true));
+    const last = LAYERS - 1;
+    const createBindGroup = device.createBindGroup;
+    device.createBindGroup = function (this: GPUDevice, descriptor: GPUBindGroupDescriptor) {
+      if (descriptor.label?.startsWith('flush-staged-kv')) {
+        device.createBindGroup = createBindGroup;
+        throw new Error('injected: the flush cannot be recorded');
+      }
+      return createBindGroup.call(this, descriptor);
+    };
+    try {
+      expect(() => record(encoder, batch, ids, logical, last, 950, true)).toThrow(/injected/);
+    } finally {
+      device.createBindGroup = createBindGroup;
+    }
+    // The decode was recorded before the flush threw: its K/V (record's values for seed 950) reach the pool.
+    const k = values(ids.length * KV_ROW, 950), v = values(ids.length * KV_ROW, 953);
+    ids.forEach((id, r) => logical[r]![last]!.set(cache.length(id) - 1, k.subarray(r * KV_ROW, (r + 1) * KV_ROW), v.subarray(r * KV_ROW, (r + 1) * KV_ROW)));
+    await cache.submit([encoder.finish()]);
+    for (const id of ids) expect(cache.writtenLength(id, last)).toBe(cache.length(id));
+    await expectOutputs(recorded);
+    await expectPool(ids, logical);
   });
 
   it('two encoders recorded side by side and submitted in the reverse order each store their own batch', async () => {
