@@ -205,8 +205,7 @@ function benchKernel(gpu: Gpu, w: AttentionWorkload, choice: KernelChoice): Page
   return new PagedAttentionKernel(gpu.device, w.layout, { numQueryHeads: NUM_QUERY_HEADS, rowStride: w.rowStride, adapterInfo: gpu.adapter.info, ...choice });
 }
 
-/** Times `kernel` on the workload (storing the new K/V from the decode with storesKv); the caller destroys the kernel. */
-/** GPU time of one encode of `w` (storesKv: the decode staging its K/V, and a one-layer flush after it, as the tuner times it). */
+/** GPU time of one encode of `w` (storesKv: the decode staging its K/V, and a one-layer flush after it, as the tuner times it); the caller destroys the kernel. */
 async function timeAttention(gpu: Gpu, kernel: PagedAttentionKernel, w: AttentionWorkload, timing: TimingOptions, storesKv = false) {
   const args = w.args({ storesKv });
   const record = storesKv

@@ -34,6 +34,15 @@ import { ReadbackPool } from './readback-pool';
 import { TableUpload } from './table-upload';
 
 // GPUBufferUsage is a global only once a WebGPU implementation is loaded, so these are functions.
+/** A decode batch's new K/V that encodeAttention stages (k and v at the batch's q rows, `slots` their cache slots), recorded into `encoder`. */
+export interface StagedWrite {
+  encoder: GPUCommandEncoder;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  slots: GPUBuffer;
+  rows: number;
+}
+
 const STORAGE_IN = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
 const STORAGE_OUT = (): number => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
 
@@ -364,7 +373,7 @@ export class KvGpu {
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
-    staging?: { encoder: GPUCommandEncoder; k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
+    staging?: StagedWrite,
   ): void {
     const staged = staging && this.staging.layerBinding(layer);
     const write = staging && { k: staging.k, v: staging.v, slots: staging.slots, staged: staged!.buffer, stagedOffset: staged!.offset };
@@ -387,7 +396,7 @@ export class KvGpu {
 
   /** Bytes of the decode K/V staging buffer (0 where it was not allocated). */
   get stagingBytes(): number {
-    return this.staging.fits(0) ? this.staging.bytes : 0;
+    return this.staging.allocatedBytes;
   }
 
   /** Records into `target` the flush of what `encoder` staged, if that includes `layer` (before other work of the layer). */

@@ -66,6 +66,11 @@ export class KvStaging {
     return this.layerStride * this.layout.numLayers;
   }
 
+  /** Bytes of the staging buffer as allocated (0 before allocate()). */
+  get allocatedBytes(): number {
+    return this.buffer === undefined ? 0 : this.bytes;
+  }
+
   /** Creates the staging buffer (call under an error scope; once). */
   allocate(): void {
     if (this.rowsCapacity === 0 || this.buffer !== undefined) return;

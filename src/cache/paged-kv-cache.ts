@@ -46,7 +46,7 @@ import { probeParallelism } from '../gpu/parallelism-probe';
 import { BatchPreparer, type PreparedAttentionState, type PreparedWrites } from './batch-preparer';
 import { GpuPins } from './gpu-pins';
 import { checkComputePass, checkGpuBuffer, checkLayer, checkPosition, rowsOf } from './input-checks';
-import { KvGpu } from './kv-gpu';
+import { KvGpu, type StagedWrite } from './kv-gpu';
 import { WrittenState } from './written-state';
 import {
   DEFAULT_PREFIX_WAIT_MS,
@@ -544,11 +544,11 @@ export class PagedKVCache {
     // writes). The staging was allocated with the cache (a row per sequence). One pass holds the
     // layer's flushes (of an earlier staging of it, and of its flush group when it ends one) and its decode.
     if (k !== out && v !== out && this.gpu.canStage(batch.entries, batch.rows)) {
-      const staging = { encoder, k, v, slots: writes.slots, rows: batch.rows };
+      const staging: StagedWrite = { encoder, k, v, slots: writes.slots, rows: batch.rows };
       if (into !== undefined) {
-        this.recordStagedLocked(encoder, into, layer, batch, writes, q, out, scale, staging); // the hot path: no closure
+        this.recordStagedLocked(into, layer, batch, writes, q, out, scale, staging); // the hot path: no closure
       } else {
-        withComputePass(encoder, (pass) => this.recordStagedLocked(encoder, pass, layer, batch, writes, q, out, scale, staging), { label: 'paged-attention' });
+        withComputePass(encoder, (pass) => this.recordStagedLocked(pass, layer, batch, writes, q, out, scale, staging), { label: 'paged-attention' });
       }
       return;
     }
@@ -570,7 +570,6 @@ export class PagedKVCache {
    * the encoder's finish().
    */
   private recordStagedLocked(
-    encoder: GPUCommandEncoder,
     pass: GPUComputePassEncoder,
     layer: number,
     batch: PreparedAttentionState,
@@ -578,8 +577,9 @@ export class PagedKVCache {
     q: GPUBuffer,
     out: GPUBuffer,
     scale: number,
-    staging: { encoder: GPUCommandEncoder; k: GPUBuffer; v: GPUBuffer; slots: GPUBuffer; rows: number },
+    staging: StagedWrite,
   ): void {
+    const encoder = staging.encoder;
     this.gpu.flushStagedBefore(encoder, pass, layer);
     this.gpu.encodeAttention(pass, layer, batch.entries, q, out, scale, staging);
     this.pinBatch(encoder, batch);

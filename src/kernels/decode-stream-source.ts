@@ -22,8 +22,8 @@
 //   - With writesKv (shaders/paged-attention-decode-write.wgsl) a work item that owns its query's key
 //     stops the pool loop one key short (key_end = item.key_end − 1) and folds that key from the new
 //     K/V in a one-key fold (key u = 0 only, live in group 0 alone: a quarter of a step at unroll 4);
-//     head tile 0 then stages the key's K and V rows (the
-//     pool is never written here: flush-staged-kv stores them after the dispatch).
+//     head tile 0 then stages the key's K and V rows (the pool is never written here: flush-staged-kv
+//     stores them after the dispatch).
 import type { StreamDecodeConfig } from './attention-config';
 import { entryPreamble, range } from './generated-entry';
 
@@ -261,10 +261,10 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
   }
   add(`  }`);
   if (writesKv) {
-    // The query's own key, from the new K/V (shaders/paged-attention-decode-write.wgsl): group 0 holds it
-    // as key u = 0 of one more step; every other (u, group) is past the limit and adds nothing.
-    // A fold of key u = 0 alone: every group runs it (the score reduction's shuffles need the whole
-    // subgroup), only group 0's key is live. A fold of all UNROLL keys would cost a whole step.
+    // The query's own key, from the new K/V (shaders/paged-attention-decode-write.wgsl), in a fold of key
+    // u = 0 alone: group 0 holds it; every group runs the fold (the score reduction's shuffles need the
+    // whole subgroup), and the others' key is past the limit and adds nothing. A fold of all UNROLL keys
+    // would cost a whole step.
     add(`  if (own_key) {`);
     for (const w of W) add(`    k_0_${w} = vec4<u32>(0u);`, `    v_0_${w} = vec4<u32>(0u);`);
     add(`    if (group == 0u) {`);

@@ -7,8 +7,9 @@
 //   - Staged rows are in the pool's word format (f16 pairs packed, or f32 bits): row r's K for kv head h
 //     at vec4 ((r · numKvHeads + h) · 2) · vecsPerRow, its V right after; layer i at stagedOffset + i ·
 //     stagedLayerStride bytes. A dispatch binds the range of its own layers, so its parameters (rows, the
-//     stride) are the same for every dispatch and step of one batch size: no upload after the first. The same slot rule as write-kv: slot = block ·
-//     blockSize + offset (global block id); a padding slot (0xffffffff) or a block ≥ numBlocks is skipped.
+//     stride) are the same for every dispatch and step of one batch size: no upload after the first.
+//   - The same slot rule as write-kv: slot = block · blockSize + offset (global block id); a padding slot
+//     (0xffffffff) or a block ≥ numBlocks is skipped.
 //   - One invocation per vec4 of (layer, row, kv head, K|V); the WGSL is generated per layer count (its
 //     bindings are that many layers' chunks, read_write, after params, slots and the staged rows), so a
 //     pipeline exists per count used, built on first use.

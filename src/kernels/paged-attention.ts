@@ -103,8 +103,8 @@ export interface DecodeKvWrite {
   /** u32 per q row: the cache slot (block · blockSize + offset, global block id) of the entry's query position, or 0xffffffff. */
   slots: GPUBuffer;
   /**
-   * Where the decode stages each entry's K and V rows in the pool's word format (stagedKvBytes(layout,
-   * rows) from `stagedOffset`), for FlushStagedKvKernel to store into the slots afterwards; the decode
+   * Where the decode stages each entry's K and V rows in the pool's word format (rows · stagedKvRowBytes(layout)
+   * bytes from `stagedOffset`), for FlushStagedKvKernel to store into the slots afterwards; the decode
    * itself never writes the pool. No other binding of the dispatch may be this buffer.
    */
   staged: GPUBuffer;
