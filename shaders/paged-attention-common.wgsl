@@ -246,7 +246,7 @@ fn attend(item_index: u32, kv_head: u32, head_tile: u32, width: u32) {
     if (!window_loaded || block_of(tile_end - 1u) >= window_start + TABLE_WINDOW) {
       window_start = block_of(t0);
       window_loaded = true;
-      load_table_window(item.seq_slot, window_start);
+      load_table_window(item, window_start);
       workgroupBarrier();
     }
     stage_kv(kv_head, t0, tile_end, window_start);

@@ -18,6 +18,8 @@ const TABLE_WINDOW: u32 = 128u;
 const NEG_BIG: f32 = -1.0e30;
 /** Table-window code of a missing or out-of-range block id. */
 const NO_BLOCK: u32 = 0xffffffffu;
+/** WorkItem.tail_block of an item whose blocks all come from the block table. */
+const NO_TAIL: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> kv_chunk0: array<vec4<u32>>;
@@ -67,12 +69,21 @@ fn block_of(pos: u32) -> u32 {
   return pos / params.block_size;
 }
 
-fn load_table_window(seq_slot: u32, first_block: u32) {
+/**
+ * Loads logical blocks [first_block, first_block + TABLE_WINDOW) of the item's sequence into the window,
+ * the block of its last query position from the item when it carries it (tail_block), the others from
+ * the block table.
+ */
+fn load_table_window(item: WorkItem, first_block: u32) {
+  let tail = block_of(item.q_pos + item.num_q - 1u);
   for (var i = tid; i < TABLE_WINDOW; i += WG_SIZE) {
     let logical = first_block + i;
     var code = NO_BLOCK;
     if (logical < params.row_stride) {
-      let id = block_table[seq_slot * params.row_stride + logical];
+      var id = block_table[item.seq_slot * params.row_stride + logical];
+      if (logical == tail && item.tail_block != NO_TAIL) {
+        id = bitcast<i32>(item.tail_block);
+      }
       if (id >= 0 && u32(id) < params.num_blocks) {
         code = ((u32(id) % params.blocks_per_chunk) << 2u) | (u32(id) / params.blocks_per_chunk);
       }

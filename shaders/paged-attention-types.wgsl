@@ -25,7 +25,9 @@ struct Params {
 }
 
 // Work item: keys [key_start, key_end) of sequence seq_slot for num_q queries at positions q_pos..
-// stored at rows q_row..; aux = first partial slot (decode writing partials).
+// stored at rows q_row..; aux = first partial slot (decode writing partials); tail_block = the global id
+// of the block holding position q_pos + num_q - 1, which the block table's GPU copy may not hold yet,
+// or 0xffffffff to read that block from the table like the others.
 struct WorkItem {
   seq_slot: u32,
   q_row: u32,
@@ -34,5 +36,5 @@ struct WorkItem {
   key_start: u32,
   key_end: u32,
   aux: u32,
-  pad: u32,
+  tail_block: u32,
 }

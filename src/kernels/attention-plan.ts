@@ -4,6 +4,10 @@
 //   - A decode entry attends L = queryStart + 1 keys, cut into `splits` non-empty consecutive ranges
 //     (split-K); prefill entries are cut into tiles of queriesPerWorkgroup queries, each attending keys
 //     [0, last query position + 1).
+//   - An item whose last query lies in the block of the entry's last query position carries the entry's
+//     lastBlock (word 7; NO_TAIL when absent or another block): the kernels take the block of the item's
+//     last query from there instead of the block table (every decode item; the prefill tiles ending in
+//     that block, which all read it).
 //   - Work items are 8 u32 words (see WorkItem in the WGSL): decode items, then prefill items, then
 //     merge items (one per decode entry) when any decode entry has more than one split. With merging,
 //     decode item i writes partial slots i × numQueryHeads + head; the partial buffer holds `partialSlots`
@@ -47,6 +51,8 @@ export const STREAM_TARGET_DIVISOR = 2;
 export const MIN_KEYS_PER_SPLIT = 256;
 export const MAX_SPLITS = 128;
 export const WORK_ITEM_WORDS = 8;
+/** Work-item word 7 of an item whose blocks all come from the block table. */
+export const NO_TAIL = 0xffffffff;
 
 export interface PlanShape {
   numKvHeads: number;
@@ -56,6 +62,8 @@ export interface PlanShape {
   prefillHeadTiles: number;
   decodeKeyTile: number;
   prefillQueriesPerWorkgroup: number;
+  /** Tokens per KV block (which prefill tiles end in an entry's last block). */
+  blockSize: number;
   /** Workgroups the split heuristic aims for (default TARGET_WORKGROUPS). */
   targetWorkgroups?: number;
   /** Shortest split in keys (default MIN_KEYS_PER_SPLIT). */
@@ -124,6 +132,7 @@ export function planBatch(
   forceSplits?: number,
 ): BatchPlan {
   const qpw = shape.prefillQueriesPerWorkgroup;
+  const bs = shape.blockSize;
   let decodeEntries = 0;
   let prefillItems = 0;
   // Indexed loops: this runs once per step over every entry, and array iterators allocate until the
@@ -159,7 +168,7 @@ export function planBatch(
   const total = decodeItems + prefillItems + mergeItems;
   const items = growWords(scratch, total * WORK_ITEM_WORDS);
   let n = 0;
-  const put = (seqSlot: number, qRow: number, numQ: number, qPos: number, keyStart: number, keyEnd: number, aux: number) => {
+  const put = (seqSlot: number, qRow: number, numQ: number, qPos: number, keyStart: number, keyEnd: number, aux: number, tail: number) => {
     const o = n++ * WORK_ITEM_WORDS;
     items[o] = seqSlot;
     items[o + 1] = qRow;
@@ -168,7 +177,7 @@ export function planBatch(
     items[o + 4] = keyStart;
     items[o + 5] = keyEnd;
     items[o + 6] = aux;
-    items[o + 7] = 0;
+    items[o + 7] = tail;
   };
   d = 0;
   for (let i = 0; i < count; i++) {
@@ -178,16 +187,18 @@ export function planBatch(
     const splits = splitsPerEntry[d++]!;
     const length = splits === 1 ? keys : splitLength(keys);
     for (let s = 0; s < splits; s++) {
-      put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads);
+      put(e.seqSlot, e.qRow, 1, e.queryStart, s * length, Math.min(keys, (s + 1) * length), n * shape.numQueryHeads, e.lastBlock ?? NO_TAIL);
     }
   }
   for (let i = 0; i < count; i++) {
     const e = entries[i]!;
     if (e.numQueries === 1) continue;
+    const lastQueryBlock = Math.floor((e.queryStart + e.numQueries - 1) / bs);
     for (let first = 0; first < e.numQueries; first += qpw) {
       const numQ = Math.min(qpw, e.numQueries - first);
       const qPos = e.queryStart + first;
-      put(e.seqSlot, e.qRow + first, numQ, qPos, 0, qPos + numQ, 0);
+      const inLastBlock = Math.floor((qPos + numQ - 1) / bs) === lastQueryBlock;
+      put(e.seqSlot, e.qRow + first, numQ, qPos, 0, qPos + numQ, 0, inLastBlock ? e.lastBlock ?? NO_TAIL : NO_TAIL);
     }
   }
   if (split) {
@@ -197,7 +208,7 @@ export function planBatch(
       const e = entries[i]!;
       if (e.numQueries !== 1) continue;
       const splits = splitsPerEntry[d++]!;
-      put(e.seqSlot, e.qRow, splits, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads);
+      put(e.seqSlot, e.qRow, splits, e.queryStart, 0, 0, firstSplitItem * shape.numQueryHeads, NO_TAIL);
       firstSplitItem += splits;
     }
   }

@@ -16,6 +16,13 @@ export interface AttentionEntry {
   numQueries: number;
   /** First row of q / out used by this entry. */
   qRow: number;
+  /**
+   * Global id of the block holding position queryStart + numQueries − 1 (the entry's last query
+   * position). Given, the kernels take that block from here instead of the block table, whose copy on
+   * the GPU need not hold it yet (the cache defers uploading a row's last block: a decode step's new
+   * blocks reach the GPU in the entries' work list). Omitted, every block comes from the table.
+   */
+  lastBlock?: number;
 }
 
 export interface AttentionBatchShape {
@@ -48,6 +55,9 @@ export function validateEntries(entries: readonly AttentionEntry[], shape: Atten
     requireInt(i, 'queryStart', e.queryStart, 0);
     requireInt(i, 'contextLength', e.contextLength, 1);
     requireInt(i, 'qRow', e.qRow, 0);
+    if (e.lastBlock !== undefined && !(Number.isInteger(e.lastBlock) && e.lastBlock >= 0 && e.lastBlock < 0xffffffff)) {
+      throw new InvalidArgumentError(`entries[${i}].lastBlock must be a block id (an integer ≥ 0) or omitted (got ${e.lastBlock})`);
+    }
     if (e.seqSlot >= shape.maxSequences) {
       throw new InvalidArgumentError(`entries[${i}].seqSlot ${e.seqSlot} is outside the block table (${shape.maxSequences} rows)`);
     }

@@ -91,7 +91,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
       `      if (block_of(min(${next} + KEYS_PER_STEP, key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
       `        workgroupBarrier();`,
       `        window_start = block_of(${next});`,
-      `        load_table_window(item.seq_slot, window_start);`,
+      `        load_table_window(item, window_start);`,
       `        workgroupBarrier();`,
       `      }`,
     );
@@ -234,7 +234,7 @@ export function decodeStreamEntry(config: StreamDecodeConfig, f16: boolean, numC
     `  var window_start = 0u;`,
     `  if (item.key_start < key_end) {`,
     `    window_start = block_of(item.key_start);`,
-    `    load_table_window(item.seq_slot, window_start);`,
+    `    load_table_window(item, window_start);`,
     `  }`,
     `  workgroupBarrier();`,
   );

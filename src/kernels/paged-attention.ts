@@ -448,6 +448,7 @@ export class PagedAttentionKernel {
       prefillHeadTiles: this.groupSize / prefillShape.headsPerWorkgroup,
       decodeKeyTile: decodeShape.keyTile,
       prefillQueriesPerWorkgroup: prefillShape.queriesPerWorkgroup,
+      blockSize: this.layout.blockSize,
       targetWorkgroups: this.decodeSplitTarget,
       minKeysPerSplit: this.decodeMinKeysPerSplit,
     };

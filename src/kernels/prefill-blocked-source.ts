@@ -99,7 +99,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
     `    q_tile[row * ${qStride}u + col] = v;`,
     `  }`,
     `  var window_start = block_of(item.key_start);`,
-    `  load_table_window(item.seq_slot, window_start);`,
+    `  load_table_window(item, window_start);`,
     // Softmax thread (row sm_row, part sm_part): the row's last visible key + 1, its running max and share of the sum.
     `  let sm_row = tid % ${rows}u;`,
     `  let sm_part = tid / ${rows}u;`,
@@ -121,7 +121,7 @@ export function prefillBlockedEntry(config: BlockedPrefillConfig, headDim: numbe
     `    let n = tile_end - t0;`,
     `    if (block_of(tile_end - 1u) >= window_start + TABLE_WINDOW) {`,
     `      window_start = block_of(t0);`,
-    `      load_table_window(item.seq_slot, window_start);`,
+    `      load_table_window(item, window_start);`,
     `      workgroupBarrier();`,
     `    }`,
   );

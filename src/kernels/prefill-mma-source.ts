@@ -95,7 +95,7 @@ export function prefillMmaEntry(
   const qRows = n * rowTileCount;
   const roundRows = Math.min(qRows, kvRows);
   const rounds = Math.ceil(qRows / roundRows);
-  add(`  var window_start = block_of(item.key_start);`, `  load_table_window(item.seq_slot, window_start);`);
+  add(`  var window_start = block_of(item.key_start);`, `  load_table_window(item, window_start);`);
   const qLoad = (t: number, c: number, row0: string) =>
     `subgroupMatrixLoad<${left}, row_major>(&tiles, (tile_${t} * ${n}u - ${row0}) * HEAD_DIM + ${n * c}u, HEAD_DIM)`;
   if (rounds === 1) {
@@ -133,7 +133,7 @@ export function prefillMmaEntry(
     `  for (var t0 = item.key_start; t0 < item.key_end; t0 += KEY_TILE) {`,
     `    if (block_of(min(t0 + KEY_TILE, item.key_end) - 1u) >= window_start + TABLE_WINDOW) {`,
     `      window_start = block_of(t0);`,
-    `      load_table_window(item.seq_slot, window_start);`,
+    `      load_table_window(item, window_start);`,
     `      workgroupBarrier();`,
     `    }`,
     // A step holding keys past the tile's first query position (or past the item's keys: a decode split)

@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../helpers/gpu';
 import { buildKvFixture, checkAttention } from '../helpers/kv-fixture';
-import { planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, STREAM_TARGET_DIVISOR, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
+import { NO_TAIL, planBatch, splitPolicy, STREAM_MIN_STEPS_PER_SPLIT, STREAM_TARGET_DIVISOR, TARGET_WORKGROUPS, WORK_ITEM_WORDS } from '../../src/kernels/attention-plan';
 import { DEFAULT_RESIDENT_WORKGROUPS } from '../../src/gpu/parallelism-probe';
 import { mmaPrefillConfig, streamDecodeConfig, tileConfig, TABLE_WINDOW, WORKGROUP_SIZE } from '../../src/kernels/attention-config';
 import { PagedAttentionKernel, type AttentionTuning, type PagedAttentionArgs } from '../../src/kernels/paged-attention';
@@ -81,7 +81,7 @@ describe('work lists', () => {
       { seqSlot: 1, contextLength: 50, queryStart: 10, numQueries: 40, qRow: 1 },
       { seqSlot: 2, contextLength: 7, queryStart: 6, numQueries: 1, qRow: 41 },
     ];
-    const shape = { numKvHeads: 2, numQueryHeads: 8, decodeHeadTiles: 1, prefillHeadTiles: 1, decodeKeyTile: 32, prefillQueriesPerWorkgroup: 16 };
+    const shape = { numKvHeads: 2, numQueryHeads: 8, decodeHeadTiles: 1, prefillHeadTiles: 1, decodeKeyTile: 32, prefillQueriesPerWorkgroup: 16, blockSize: 16 };
     const plan = planBatch(entries, shape, new Uint32Array(0), 3);
     const item = (i: number) => Array.from(plan.items.subarray(i * WORK_ITEM_WORDS, (i + 1) * WORK_ITEM_WORDS));
     expect(plan.splitsPerEntry).toEqual([3, 3]);
@@ -89,13 +89,32 @@ describe('work lists', () => {
     expect(plan.prefill).toEqual({ base: 6, count: 3 });
     expect(plan.merge).toEqual({ base: 9, count: 2 });
     expect(plan.partialSlots).toBe(6 * 8);
-    // [seq, qRow, numQ, qPos, keyStart, keyEnd, aux]
+    // [seq, qRow, numQ, qPos, keyStart, keyEnd, aux, tail]
     expect([0, 1, 2].map((i) => item(i).slice(4, 6))).toEqual([[0, 34], [34, 68], [68, 100]]);
     expect(item(3).slice(0, 7)).toEqual([2, 41, 1, 6, 0, 3, 24]);
     expect(item(6).slice(0, 6)).toEqual([1, 1, 16, 10, 0, 26]);
     expect(item(8).slice(0, 6)).toEqual([1, 33, 8, 42, 0, 50]);
     expect(item(9).slice(0, 7)).toEqual([0, 0, 3, 99, 0, 0, 0]);
     expect(item(10).slice(0, 7)).toEqual([2, 41, 3, 6, 0, 0, 24]);
+    expect([...Array(11).keys()].map((i) => item(i)[7])).toEqual(Array(11).fill(NO_TAIL)); // no lastBlock given
+  });
+
+  it("carries an entry's lastBlock in every item whose last query lies in the entry's last block", () => {
+    const entries = [
+      { seqSlot: 0, contextLength: 100, queryStart: 99, numQueries: 1, qRow: 0, lastBlock: 7 },
+      { seqSlot: 1, contextLength: 50, queryStart: 10, numQueries: 40, qRow: 1, lastBlock: 9 },
+      { seqSlot: 2, contextLength: 7, queryStart: 6, numQueries: 1, qRow: 41 },
+    ];
+    const shape = { numKvHeads: 2, numQueryHeads: 8, decodeHeadTiles: 1, prefillHeadTiles: 1, decodeKeyTile: 32, prefillQueriesPerWorkgroup: 16 };
+    const tails = (blockSize: number) => {
+      const plan = planBatch(entries, { ...shape, blockSize }, new Uint32Array(0), 3);
+      return Array.from({ length: plan.words / WORK_ITEM_WORDS }, (_, i) => plan.items[i * WORK_ITEM_WORDS + 7]);
+    };
+    // Items: 3 splits of entry 0, 3 of entry 2, prefill tiles ending at queries 25, 41 and 49, 2 merges.
+    // Block size 16: only the tile ending at 49 lies in block 3 with the last query.
+    expect(tails(16)).toEqual([7, 7, 7, NO_TAIL, NO_TAIL, NO_TAIL, NO_TAIL, NO_TAIL, 9, NO_TAIL, NO_TAIL]);
+    // Block size 32: the tile ending at 41 reads block 1 too.
+    expect(tails(32)).toEqual([7, 7, 7, NO_TAIL, NO_TAIL, NO_TAIL, NO_TAIL, 9, 9, NO_TAIL, NO_TAIL]);
   });
 });
 

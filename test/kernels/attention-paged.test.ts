@@ -14,7 +14,7 @@
 //   or merge bug shows up as errors ≥ 1e-2.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { failOnUncapturedGpuErrors, testGpu } from '../helpers/gpu';
-import { buildKvFixture, checkAttention, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
+import { buildKvFixture, checkAttention, fixtureReference, type KvFixtureOptions, type SequenceSpec } from '../helpers/kv-fixture';
 import { PagedAttentionKernel, type AttentionTuning } from '../../src/kernels/paged-attention';
 import { pipelineCount } from '../../src/kernels/pipeline-cache';
 import { createGpu, type Gpu } from '../../src/gpu/create-gpu';
@@ -148,6 +148,44 @@ function scenarios(path: DecodePath): void {
     const sequences: SequenceSpec[] = [{ contextLength: 40 }, { contextLength: 30, numQueries: 6 }];
     const { layout } = await expectMatch(path, fixtureOptions(sequences, { blockSize: 8, blocksPerChunk: 3, seed: 7 }), 2);
     expect(layout.numChunks).toBe(4);
+  });
+
+  it("an entry's lastBlock stands in for the block table's entry of its last query position (a stale GPU row)", async () => {
+    const sequences: SequenceSpec[] = [
+      { contextLength: 1 },
+      { contextLength: 17 },
+      { contextLength: 300 },
+      { contextLength: 37, numQueries: 37 },
+      { contextLength: 70, numQueries: 17 },
+    ];
+    const matrix = path.runs === 'matrix';
+    const { device, adapter } = matrix ? matrixGpu : gpu;
+    const fx = buildKvFixture(device, fixtureOptions(sequences, { blockSize: 8, seed: 12 }));
+    try {
+      const kernel = new PagedAttentionKernel(device, fx.layout, {
+        numQueryHeads: fx.numQueryHeads, rowStride: fx.rowStride, subgroups: path.subgroups, tuning: path.tuning, adapterInfo: matrix ? adapter.info : undefined,
+      });
+      const bs = fx.layout.blockSize;
+      const reference = fixtureReference(fx); // over the true table
+      // The GPU table's entry of each entry's last query position names another block (in range).
+      const stale = fx.blockTable.slice();
+      const entries = fx.entries.map((e) => {
+        const at = e.seqSlot * fx.rowStride + Math.floor((e.queryStart + e.numQueries - 1) / bs);
+        stale[at] = (fx.blockTable[at]! + 1) % fx.layout.numBlocks;
+        return { ...e, lastBlock: fx.blockTable[at]! };
+      });
+      device.queue.writeBuffer(fx.blockTableBuffer, 0, stale);
+      const tol = matrix ? MATRIX_TOL : TOL;
+      for (const forceSplits of [undefined, 3]) {
+        const withLast = await checkAttention(device, kernel, fx, tol, { entries, reference, forceSplits });
+        expect(withLast.count, `${withLast.count} mismatches (max |Δ| ${withLast.maxError}):\n${withLast.lines.join('\n')}`).toBe(0);
+        // Without it the kernels read the stale entry, and the outputs differ from the reference.
+        const without = await checkAttention(device, kernel, fx, tol, { entries: fx.entries, reference, forceSplits });
+        expect(without.count).toBeGreaterThan(0);
+      }
+    } finally {
+      fx.destroy();
+    }
   });
 
   it('large scores (peaked softmax) stay finite and exact', async () => {
