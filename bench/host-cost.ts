@@ -84,6 +84,8 @@ export interface HostCostResult extends DecodeShape {
   uploadEncodeToGpu: number;
   /** Block-table entries uploaded per step (incremental upload). */
   tableEntriesPerStep: number;
+  /** Block-table writes (writeBuffer calls) per step. */
+  tableWritesPerStep: number;
   /** Block-table entries the step's batch spans (what uploading its rows whole would send). */
   tableEntriesPerBatch: number;
   /** GPU objects (buffers, bind groups, pipelines, …) one more step created after the measured ones. */
@@ -195,6 +197,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
       uploadEncodeMicros,
       uploadEncodeToGpu: uploadEncodeMicros / gpuMicros,
       tableEntriesPerStep: samples.reduce((sum, t) => sum + t.tableEntries, 0) / steps,
+      tableWritesPerStep: samples.reduce((sum, t) => sum + t.tableWrites, 0) / steps,
       tableEntriesPerBatch: shape.sequences * Math.ceil((shape.context + WARMUP_STEPS + steps) / BLOCK_SIZE),
       gpuObjectsPerStep: created,
       heapBytesPerStep: gc ? of((t) => t.heapBytes) : undefined,
@@ -233,6 +236,7 @@ export interface StepTimes {
   /** Of submit: the encoder's finish(), which records the flush of K/V staged by decodeWritesKv decodes still unflushed (none when the step runs every layer in order). */
   finish: number;
   tableEntries: number;
+  tableWrites: number;
   heapBytes: number;
 }
 
@@ -328,7 +332,7 @@ export class DecodeLoop {
   async step(token: number, encodeOnly = false, skipPassCalls = false): Promise<StepTimes> {
     if (skipPassCalls && !encodeOnly) throw new Error('a step whose pass calls are skipped cannot be submitted');
     const { cache, device } = this;
-    const before = cache.stats().tableEntriesUploaded;
+    const before = cache.stats();
     const heap0 = process.memoryUsage().heapUsed;
     const t0 = performance.now();
     for (const id of this.ids) cache.appendTokens(id, [token]);
@@ -360,7 +364,8 @@ export class DecodeLoop {
       layers,
       submit: t4 - t2 - layerTotal,
       finish,
-      tableEntries: cache.stats().tableEntriesUploaded - before,
+      tableEntries: cache.stats().tableEntriesUploaded - before.tableEntriesUploaded,
+      tableWrites: cache.stats().tableWrites - before.tableWrites,
       heapBytes: heap1 - heap0,
     };
   }

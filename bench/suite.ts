@@ -63,7 +63,8 @@ export async function runBenchSuite(gpu: Gpu, options: SuiteOptions): Promise<vo
       `${host.numQueryHeads}/${host.numKvHeads} heads × ${host.headDim}): ${host.stepMicros.toFixed(0)} µs per step ` +
       `(appends ${host.appendMicros.toFixed(0)}, prepare ${host.prepareMicros.toFixed(0)}, K/V write + attention ` +
       `${host.layerMicros.toFixed(1)} per layer into one compute pass for the step, encoder + submit ${host.submitMicros.toFixed(0)}), ` +
-      `${host.tableEntriesPerStep.toFixed(1)} of the batch's ${host.tableEntriesPerBatch} table entries uploaded per step, ` +
+      `${host.tableEntriesPerStep.toFixed(1)} of the batch's ${host.tableEntriesPerBatch} table entries uploaded per step ` +
+      `in ${host.tableWritesPerStep.toFixed(2)} writes, ` +
       `${describeCollection(host.collected)}, ` +
       `${host.gpuObjectsPerStep.total} GPU objects created by a further step` +
       (host.heapBytesPerStep === undefined ? '' : `, ${(host.heapBytesPerStep / 1024).toFixed(0)} KiB of JS heap allocated per step`),

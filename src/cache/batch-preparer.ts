@@ -3,6 +3,9 @@
 // write batch's queries made exclusive (copy-on-write) and its slot map uploaded. Nothing here walks a
 // batch's blocks but the row upload's comparison of entries it has not synced yet. Invariants:
 //   - Only a batch that passed every check touches the GPU copy of the block table or copies a block.
+//   - Each entry's lastBlock is the block of its last query position as the rows stand once prepared
+//     (read again by resync); the kernels take it from the work list, so its table entry may wait for a
+//     later write (TableUpload's deferLast) and a decode step's new blocks cost no write of their own.
 //   - A prepared batch remembers what it was checked against: the table's row-rewrite count (a write
 //     batch is refused once a row under its queries changed) and the written state's shrink count
 //     (written-length checks it passed, per layer, hold while lengths only grew).
@@ -20,6 +23,8 @@ import type { KvGpu } from './kv-gpu';
 import type { WrittenState } from './written-state';
 
 export interface PreparedAttentionState extends PreparedAttention {
+  /** Replaced (never changed in place) when a resync finds a row's last block changed. */
+  entries: readonly AttentionEntry[];
   /** The preparer (one per cache) that made the batch: a batch is usable only with its own cache. */
   readonly owner: BatchPreparer;
   readonly seqIds: readonly number[];
@@ -145,7 +150,7 @@ export class BatchPreparer {
       const qRow = e.qRow === undefined ? nextRow : checkPosition(`entries[${i}].qRow`, e.qRow);
       nextRow = qRow + numQueries;
       if (nextRow > rows) rows = nextRow;
-      kernelEntries[i] = { seqSlot: slot, contextLength, queryStart, numQueries, qRow };
+      kernelEntries[i] = { seqSlot: slot, contextLength, queryStart, numQueries, qRow, lastBlock: 0 }; // lastBlock: set once the rows are final, below
       slots[i] = slot;
       totalBlocks += Math.ceil(contextLength / bs);
     }
@@ -163,7 +168,9 @@ export class BatchPreparer {
       for (let i = 0; i < n; i++) {
         const e = kernelEntries[i]!;
         const numBlocks = Math.ceil(e.contextLength / bs);
-        this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites);
+        // The last block reaches the kernels through the work list: its table entry may wait (TableUpload).
+        e.lastBlock = view[e.seqSlot * stride + numBlocks - 1]!;
+        this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites, true);
         if (blockStart && queryBlocks) {
           blockStart[i] = at;
           for (let b = e.seqSlot * stride + Math.floor(e.queryStart / bs), end = e.seqSlot * stride + numBlocks; b < end; b++) queryBlocks[at++] = view[b]!;
@@ -208,12 +215,25 @@ export class BatchPreparer {
     }
     const view = this.table.blockTableView;
     const bs = this.layout.blockSize;
+    const stride = this.table.rowStride;
     const rowRewrites = this.table.rowRewrites;
+    let entries = batch.entries;
     try {
-      for (const e of batch.entries) this.gpu.stageTableRow(view, e.seqSlot, Math.ceil(e.contextLength / bs), rowRewrites);
+      for (let i = 0; i < n; i++) {
+        const e = entries[i]!;
+        const numBlocks = Math.ceil(e.contextLength / bs);
+        const lastBlock = view[e.seqSlot * stride + numBlocks - 1]!;
+        if (lastBlock !== e.lastBlock) {
+          // A new array, so that work planned from the old one (the kernel keeps its last plan) is planned again.
+          if (entries === batch.entries) entries = entries.map((entry) => ({ ...entry }));
+          (entries[i] as { lastBlock?: number }).lastBlock = lastBlock;
+        }
+        this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites, true);
+      }
     } finally {
       this.gpu.flushTable();
     }
+    batch.entries = entries;
     batch.rowsAt = rowRewrites;
   }
 

@@ -154,7 +154,10 @@ export type CacheStats = {
    */
   blocksDeferred: number;
   waiters: number;
+  /** Block-table entries written to the GPU since creation (changed entries and the short gaps merged between them). */
   tableEntriesUploaded: number;
+  /** Block-table writes (queue.writeBuffer calls) since creation. */
+  tableWrites: number;
   lock: LockStats;
 };
 

@@ -166,6 +166,10 @@ export class KvGpu {
     return this.tableUpload.uploadedEntries;
   }
 
+  get tableWrites(): number {
+    return this.tableUpload.writes;
+  }
+
   // ---- scratch sizing (async: may allocate, under error scopes) -----------------------------------
 
   async ensureStaging(tokens: number): Promise<void> {
@@ -240,8 +244,8 @@ export class KvGpu {
   }
 
   /** Stages what changed of row `slot` for flushTable(), which must follow before anything is encoded (TableUpload.stageRow). */
-  stageTableRow(view: Int32Array, slot: number, numBlocks: number, rowRewrites: number): void {
-    this.tableUpload.stageRow(view, slot, numBlocks, rowRewrites);
+  stageTableRow(view: Int32Array, slot: number, numBlocks: number, rowRewrites: number, deferLast = false): void {
+    this.tableUpload.stageRow(view, slot, numBlocks, rowRewrites, deferLast);
   }
 
   /** Uploads the staged rows, neighbouring ones in one write (TableUpload.flush). */

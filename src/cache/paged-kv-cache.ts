@@ -739,6 +739,7 @@ export class PagedKVCache {
       blocksDeferred: t.blocksDeferred,
       waiters: this.waiters.size,
       tableEntriesUploaded: this.gpu.tableEntriesUploaded,
+      tableWrites: this.gpu.tableWrites,
       lock: this.table.lockStats(),
     };
   }

@@ -51,7 +51,10 @@ describe('measureHostCost', () => {
     expect(result.uploadEncodeMicros).toBeLessThanOrEqual(result.stepMicros + 1e-6);
     expect(result.uploadEncodeToGpu).toBeCloseTo(result.uploadEncodeMicros / result.gpuMicros, 12);
     expect(result.gpuObjectsPerStep.total).toBe(0);
-    expect(result.tableEntriesPerStep).toBeLessThanOrEqual(TINY.sequences!);
+    // Uploads are incremental (never the batch's rows whole each step), and the new blocks of a step wait
+    // for a later step's write (TableUpload): fewer writes than steps.
+    expect(result.tableEntriesPerStep).toBeLessThan(result.tableEntriesPerBatch);
+    expect(result.tableWritesPerStep).toBeLessThan(1);
   });
 
   it("collects the whole heap before each step with collect: 'full'", async () => {

@@ -112,7 +112,7 @@ describe('a GPU call throwing inside a critical section', () => {
     const before = cache.stats();
     gpu.throwOnCall('createCommandEncoder', 1);
     await rejectsInjected(() => cache.attend(0, [{ seqId: id, q: queryRows(1, 1, Q_ROW) }]));
-    expect({ ...cache.stats(), lock: 0, tableEntriesUploaded: 0 }).toEqual({ ...before, lock: 0, tableEntriesUploaded: 0 });
+    expect({ ...cache.stats(), lock: 0, tableEntriesUploaded: 0, tableWrites: 0 }).toEqual({ ...before, lock: 0, tableEntriesUploaded: 0, tableWrites: 0 });
     const [out] = await cache.attend(0, [{ seqId: id, q: queryRows(1, 1, Q_ROW) }]);
     expect(out!.every(Number.isFinite)).toBe(true);
     expectNothingLost(cache);

@@ -55,8 +55,8 @@ export class CacheModel {
 }
 
 /** The stats without fields that legitimately change on a failed call (lock counters, table uploads). */
-export function comparableStats(cache: PagedKVCache): Omit<CacheStats, 'lock' | 'tableEntriesUploaded'> {
-  const { lock: _lock, tableEntriesUploaded: _uploaded, ...rest } = cache.stats();
+export function comparableStats(cache: PagedKVCache): Omit<CacheStats, 'lock' | 'tableEntriesUploaded' | 'tableWrites'> {
+  const { lock: _lock, tableEntriesUploaded: _uploaded, tableWrites: _writes, ...rest } = cache.stats();
   return rest;
 }
 
