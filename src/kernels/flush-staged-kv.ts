@@ -110,6 +110,8 @@ function flushShader(layers: number, numChunks: number): string {
 export class FlushStagedKvKernel {
   /** Layers one dispatch stores; encode splits longer lists. */
   readonly layersPerDispatch: number;
+  /** device.limits.minStorageBufferOffsetAlignment, read once (each read of device.limits is a native call). */
+  private readonly storageOffsetAlignment: number;
   private readonly cores = new Map<number, KvKernelCore>();
   /** The bindings of the next dispatch (slots, its layers' staged range, then each layer's chunks), rewritten in place. */
   private readonly buffers: (GPUBuffer | Required<GPUBufferBinding>)[] = [];
@@ -121,6 +123,7 @@ export class FlushStagedKvKernel {
     private readonly options: KvKernelOptions = {},
   ) {
     this.layersPerDispatch = flushLayersPerDispatch(device, layout);
+    this.storageOffsetAlignment = device.limits.minStorageBufferOffsetAlignment;
     if (this.layersPerDispatch < 1) {
       throw new InvalidArgumentError(`a flush binds 2 + ${layout.numChunks} storage buffers per layer; the device allows ${device.limits.maxStorageBuffersPerShaderStage}`);
     }
@@ -133,7 +136,7 @@ export class FlushStagedKvKernel {
     requireCount('stagedOffset', stagedOffset);
     requireCount('stagedLayerStride', stagedLayerStride);
     const rowBytes = stagedKvRowBytes(this.layout);
-    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    const alignment = this.storageOffsetAlignment;
     if (stagedOffset % alignment !== 0 || stagedLayerStride % alignment !== 0 || stagedLayerStride < rows * rowBytes) {
       throw new InvalidArgumentError(
         `stagedOffset and stagedLayerStride must be multiples of ${alignment} bytes, the stride at least ${rows * rowBytes} (got ${stagedOffset}, ${stagedLayerStride})`,

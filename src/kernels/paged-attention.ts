@@ -204,6 +204,8 @@ export class PagedAttentionKernel {
   private readonly params = new Uint32Array(PARAM_BLOCKS * PARAMS_WORDS);
   private readonly paramsFloat = new Float32Array(this.params.buffer);
   private readonly maxWorkgroupsPerDimension: number;
+  /** device.limits.minStorageBufferOffsetAlignment, read once (each read of device.limits is a native call; validateWrite runs per layer). */
+  private readonly storageOffsetAlignment: number;
   /** Bound to chunk bindings a layer does not use. */
   private readonly dummy: GPUBuffer;
   /** Reused binding lists (the bind-group cache compares them by identity and copies what it keeps). */
@@ -310,6 +312,7 @@ export class PagedAttentionKernel {
     this.resources = new AttentionResources(device);
     this.writeBindingsFit = layout.numChunks + DECODE_WRITE_STORAGE_BINDINGS <= device.limits.maxStorageBuffersPerShaderStage;
     this.maxWorkgroupsPerDimension = device.limits.maxComputeWorkgroupsPerDimension;
+    this.storageOffsetAlignment = device.limits.minStorageBufferOffsetAlignment;
     this.dummy = dummyStorageBuffer(device);
     const buffer = this.dummy;
     this.chunkBindings = Array.from({ length: MAX_KV_CHUNKS }, () => ({ buffer }));
@@ -650,7 +653,7 @@ export class PagedAttentionKernel {
       throw new InvalidArgumentError('write.k, write.v and write.slots must not be out or a KV chunk (the decode writes those)');
     }
     const offset = write.stagedOffset ?? 0;
-    const alignment = this.device.limits.minStorageBufferOffsetAlignment;
+    const alignment = this.storageOffsetAlignment;
     if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
       throw new InvalidArgumentError(`write.stagedOffset must be a non-negative multiple of ${alignment} bytes (got ${offset})`);
     }
