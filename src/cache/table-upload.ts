@@ -51,6 +51,9 @@ export class TableUpload {
   private readonly pendingSlots: Int32Array;
   private readonly pendingEnd: Int32Array;
   private pendingCount = 0;
+  /** Scratch of sortStaged: the staged ranges' starts, and each range's end indexed by its start. */
+  private sortScratch = new Int32Array(64);
+  private readonly rangeEnd: Int32Array;
 
   constructor(device: GPUDevice, maxSequences: number, rowStride: number) {
     this.device = device;
@@ -59,6 +62,7 @@ export class TableUpload {
     this.synced = new Int32Array(maxSequences);
     this.pendingSlots = new Int32Array(maxSequences);
     this.pendingEnd = new Int32Array(maxSequences);
+    this.rangeEnd = new Int32Array(this.mirror.length);
     this.buffer = device.createBuffer({
       label: 'block-table',
       size: Math.max(16, this.mirror.byteLength),
@@ -144,17 +148,11 @@ export class TableUpload {
     this.stagePending();
     const count = this.stagedCount;
     if (count === 0) return;
+    if (!this.stagedInOrder) this.sortStaged();
     const staged = this.staged;
-    let order: number[] | undefined;
-    if (!this.stagedInOrder) {
-      order = Array.from({ length: count }, (_, i) => i);
-      order.sort((a, b) => staged[2 * a]! - staged[2 * b]!);
-    }
-    const first = order === undefined ? 0 : 2 * order[0]!;
-    let runStart = staged[first]!;
-    let runEnd = staged[first + 1]!;
-    for (let i = 1; i < count; i++) {
-      const r = 2 * (order === undefined ? i : order[i]!);
+    let runStart = staged[0]!;
+    let runEnd = staged[1]!;
+    for (let r = 2; r < 2 * count; r += 2) {
       if (staged[r]! - runEnd < MERGE_GAP_ENTRIES) {
         runEnd = staged[r + 1]!;
         continue;
@@ -166,6 +164,29 @@ export class TableUpload {
     this.write(runStart, runEnd);
     this.stagedCount = 0;
     this.stagedInOrder = true;
+  }
+
+  /**
+   * Puts the staged ranges in increasing order. They never overlap, so their starts are distinct: the
+   * starts are sorted as numbers (a typed array's own sort, no comparator) and each end found again
+   * through `rangeEnd`, indexed by start.
+   */
+  private sortStaged(): void {
+    const count = this.stagedCount;
+    const staged = this.staged;
+    if (this.sortScratch.length < count) this.sortScratch = new Int32Array(Math.max(count, 2 * this.sortScratch.length));
+    const starts = this.sortScratch.subarray(0, count);
+    for (let i = 0; i < count; i++) {
+      const start = staged[2 * i]!;
+      starts[i] = start;
+      this.rangeEnd[start] = staged[2 * i + 1]!;
+    }
+    starts.sort();
+    for (let i = 0; i < count; i++) {
+      const start = starts[i]!;
+      staged[2 * i] = start;
+      staged[2 * i + 1] = this.rangeEnd[start]!;
+    }
   }
 
   /** Stages the pending entry of every row that has one where it differs (what the table holds there now). */
