@@ -226,7 +226,7 @@ export class BatchPreparer {
         if (lastBlock !== e.lastBlock) {
           // A new array, so that work planned from the old one (the kernel keeps its last plan) is planned again.
           if (entries === batch.entries) entries = entries.map((entry) => ({ ...entry }));
-          (entries[i] as { lastBlock?: number }).lastBlock = lastBlock;
+          entries[i]!.lastBlock = lastBlock;
         }
         this.gpu.stageTableRow(view, e.seqSlot, numBlocks, rowRewrites, true);
       }

@@ -1,8 +1,9 @@
 // Attention through the public cache API equals the CPU reference on the logical K/V that were written:
 // chunked prefill (queryStart > 0), decode, forked sequences sharing blocks, GQA, in mixed batches; and
 // encodeAttention (no readback) pins the blocks it reads until its submission completes (a table read of
-// its rows; an abandoned encoder's read turns into retains of its own blocks); the same on a device with
-// WebGPU's default limits.
+// its rows; an abandoned encoder's read turns into retains of its own blocks); a prepared batch whose
+// last block was copied after the prepare reads the copy (the block its work list carries is read again
+// and planned again); the same on a device with WebGPU's default limits.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagedKVCache } from '../../src/cache/paged-kv-cache';
 import { InvalidArgumentError } from '../../src/errors';
@@ -182,6 +183,44 @@ describe('attend', () => {
     expect(() => cache.encodeAttention(refused, { layer: 0, entries: stale, q: qBuffer, out })).toThrow(InvalidArgumentError);
     expect(cache.stats().pinnedBlocks).toBe(0);
     expect(cache.table.stats().readsOpen).toBe(0);
+    cache.free(a);
+    for (const buffer of [qBuffer, out, read]) buffer.destroy();
+    cache.checkInvariants();
+  });
+
+  it("a prepared batch whose last block was copied since reads the copy, not the old block (reused by then)", async () => {
+    const { device } = await testGpu();
+    const a = cache.createSequence({ tokens: [2, 6, 5, 3, 5, 8] }).id;
+    const la = newKv();
+    await write(a, la, 0, 6, 51);
+    const q = values(Q_ROW, 52);
+    const { qBuffer, out, read } = queryBuffers(device, q);
+    const batch = cache.prepareAttention([{ seqId: a }]); // its work list names a's last block
+    const oldLast = batch.entries[0]!.lastBlock;
+    // Encoded once as prepared (the kernel keeps that plan for the same entries).
+    const first = device.createCommandEncoder();
+    cache.encodeAttention(first, { layer: 0, entries: batch, q: qBuffer, out });
+    first.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+    await cache.submit([first.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
+    read.unmap();
+    // A fork shares that partial block: rewriting a's positions 4..5 copies it first. Freed with the fork,
+    // the old block goes back to the free list, and a sequence taking every free block overwrites it.
+    const fork = cache.fork(a);
+    await write(a, la, 4, 2, 53);
+    cache.free(fork);
+    const filler = cache.createSequence({ tokens: Array.from({ length: cache.stats().blocksFree * BLOCK }, (_, i) => 1000 + i) }).id;
+    await write(filler, newKv(), 0, cache.length(filler), 54);
+    const encoder = device.createCommandEncoder();
+    cache.encodeAttention(encoder, { layer: 0, entries: batch, q: qBuffer, out });
+    expect(batch.entries[0]!.lastBlock).not.toBe(oldLast); // read again when the rows were synced for the encode, and planned again
+    encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
+    await cache.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
+    read.unmap();
+    cache.free(filler);
     cache.free(a);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
