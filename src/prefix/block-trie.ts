@@ -5,8 +5,9 @@
 // linked; no two registered blocks have equal keys; find() returns a block only if its parentKey and
 // every token are equal to the query (the hash is never trusted); the tokens of a block are read from
 // the block table's token storage, which is immutable while the block is registered (frozen).
-// childHint[p] is -1 or a registered child of p (the latest registered): following a chain, findChild
-// tries it first and needs no hash when it matches — it is verified exactly like any candidate.
+// childHint[p] is -1 or a registered child of p (the latest registered): following a chain,
+// followHints tries it first and needs no hash when it matches — it is verified exactly like any
+// candidate; the caller asks find() where a hint misses.
 import type { BlockHash } from './block-hash';
 import { IndexCtrl, NOT_REGISTERED, type IndexViews } from './layout';
 
@@ -44,12 +45,35 @@ export class BlockTrie {
     return -1;
   }
 
-  /** The child of registered block `parent` holding query[offset ..], or -1: the hint first, then the hash. */
-  findChild(parent: number, query: ArrayLike<number>, offset: number): number {
-    const v = this.v;
-    const hint = v.childHint[parent];
-    if (hint >= 0 && v.parentKey[hint] === parent && this.holds(hint, query, offset)) return hint;
-    return this.find(this.hashOf(parent, query, offset), parent, query, offset);
+  /**
+   * Follows the hints from registered block `parent` while the hinted child holds the query's next
+   * block (verified token by token, as find() does): query block i (of query[i · blockSize ..]) for
+   * i = from, from + 1, … < maxBlocks, each match written to out[i]. Returns the first i not matched this
+   * way (from when the first hint misses). One loop over the shared arrays, no call per block: a prompt
+   * reusing a long prefix walks it here.
+   */
+  followHints(parent: number, query: ArrayLike<number>, from: number, maxBlocks: number, out: Int32Array): number {
+    const hints = this.v.childHint;
+    const keys = this.v.parentKey;
+    const store = this.tokens;
+    const bs = this.blockSize;
+    let i = from;
+    if (query instanceof Uint32Array) {
+      for (; i < maxBlocks; i++) {
+        const hint = hints[parent]!;
+        if (hint < 0 || keys[hint] !== parent || !sameTokens(store, hint * bs, query, i * bs, bs)) break;
+        out[i] = hint;
+        parent = hint;
+      }
+    } else {
+      for (; i < maxBlocks; i++) {
+        const hint = hints[parent]!;
+        if (hint < 0 || keys[hint] !== parent || !sameTokensArrayLike(store, hint * bs, query, i * bs, bs)) break;
+        out[i] = hint;
+        parent = hint;
+      }
+    }
+    return i;
   }
 
   /** Registers block `b` (not registered, no equal key registered) under `parentKey` with hash `h`. */

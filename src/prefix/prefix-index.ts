@@ -117,10 +117,15 @@ export class PrefixIndex implements Evictor {
     if (parent < 0) return 0;
     out[0] = parent;
     let i = 1;
-    for (; i < maxBlocks; i++) {
-      const b = trie.findChild(parent, tokens, i * bs);
+    while (i < maxBlocks) {
+      // The chain a prompt shares with one earlier prompt follows each block's hint; the hash is asked
+      // only where a hint misses (out[i - 1] is the current parent either way).
+      i = trie.followHints(parent, tokens, i, maxBlocks, out);
+      if (i === maxBlocks) break;
+      parent = out[i - 1]!;
+      const b = trie.find(trie.hashOf(parent, tokens, i * bs), parent, tokens, i * bs);
       if (b < 0) break;
-      out[i] = b;
+      out[i++] = b;
       parent = b;
     }
     return i;

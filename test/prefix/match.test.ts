@@ -162,6 +162,26 @@ describe('prefix matching', () => {
     cache.checkInvariants();
   });
 
+  it('matches a branch that is not the latest registered: the hash where the hint misses, the hints again after it', () => {
+    const cache = makeCache({ numBlocks: 64 });
+    const shared = range(8); // blocks 0 and 1
+    const older = [...shared, ...range(20, 100)]; // blocks 2..6 of its own
+    const newer = [...shared, ...range(20, 200)]; // registered last: block 1's hint points at its block 2
+    for (const p of [older, newer]) cache.free(createWritten(cache, p).id);
+    const queries = [
+      { tokens: [...older, 0], cached: 28 },
+      { tokens: [...newer, 0], cached: 28 },
+      { tokens: [...older.slice(0, 16), 999, ...older.slice(17), 0], cached: 16 }, // differs in block 4
+      { tokens: [...shared, ...range(20, 300), 0], cached: 8 },
+    ];
+    for (const { tokens, cached } of queries) {
+      // Both query forms take the same walk: typed array and plain array.
+      expect(cache.cachedPrefix(Uint32Array.from(tokens))).toBe(cached);
+      expect(cache.cachedPrefix(tokens)).toBe(cached);
+    }
+    cache.checkInvariants();
+  });
+
   it('forks share prefix blocks; each branch registers its own continuation', () => {
     const cache = makeCache();
     const model = new KvModel(cache);
