@@ -28,6 +28,12 @@ function queryBuffers(device: GPUDevice, q: Float32Array<ArrayBuffer>): { qBuffe
   return { qBuffer, out, read };
 }
 const newKv = (): LogicalKv => new LogicalKv(KV_HEADS, DIM);
+/** Maps `read` (the copied-out attention output), compares it with `expected`, unmaps it. */
+async function expectReadBack(read: GPUBuffer, expected: Float64Array): Promise<void> {
+  await read.mapAsync(GPUMapMode.READ);
+  expectClose(new Float32Array(read.getMappedRange().slice(0)), expected);
+  read.unmap();
+}
 
 describe('attend', () => {
   let cache: PagedKVCache;
@@ -100,9 +106,7 @@ describe('attend', () => {
     await cache.submit([encoder.finish()]);
     expect(cache.stats().pinnedBlocks).toBe(0);
     expect(reclaimable()).toBe(free0 + 2);
-    await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
-    read.unmap();
+    await expectReadBack(read, ref(la, q, 5));
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
     cache.checkInvariants();
   });
@@ -142,9 +146,7 @@ describe('attend', () => {
     expect(reclaimable()).toBe(free0 + 2);
     // The work reads the row as it was uploaded for it, so the replaced block — still held, not reused — with
     // the K/V from before the rewrite.
-    await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), expected);
-    read.unmap();
+    await expectReadBack(read, expected);
     cache.checkInvariants();
     await cache.submit([abandoned.finish()]);
     expect(cache.stats().pinnedBlocks).toBe(0);
@@ -171,9 +173,7 @@ describe('attend', () => {
     expect(cache.table.stats().readsOpen).toBe(1);
     encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5)); // the rewritten K/V, through the new row
-    read.unmap();
+    await expectReadBack(read, ref(la, q, 5)); // the rewritten K/V, through the new row
     const b = cache.createSequence({ tokens: [2, 7, 1, 8] }).id;
     await write(b, newKv(), 0, 4, 44);
     const stale = cache.prepareAttention([{ seqId: b }]);
@@ -202,9 +202,7 @@ describe('attend', () => {
     cache.encodeAttention(first, { layer: 0, entries: batch, q: qBuffer, out });
     first.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([first.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
-    read.unmap();
+    await expectReadBack(read, ref(la, q, 5));
     // A fork shares that partial block: rewriting a's positions 4..5 copies it first. Freed with the fork,
     // the old block goes back to the free list, and a sequence taking every free block overwrites it.
     const fork = cache.fork(a);
@@ -217,9 +215,7 @@ describe('attend', () => {
     expect(batch.entries[0]!.lastBlock).not.toBe(oldLast); // read again when the rows were synced for the encode, and planned again
     encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
     await cache.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 5));
-    read.unmap();
+    await expectReadBack(read, ref(la, q, 5));
     cache.free(filler);
     cache.free(a);
     for (const buffer of [qBuffer, out, read]) buffer.destroy();
@@ -243,9 +239,7 @@ describe('attend', () => {
       encoder.copyBufferToBuffer(out, 0, read, 0, q.byteLength);
       await cache.submit([encoder.finish()]);
       expect(cache.stats().pinnedBlocks).toBe(0);
-      await read.mapAsync(GPUMapMode.READ);
-      expectClose(new Float32Array(read.getMappedRange().slice(0)), ref(la, q, 4));
-      read.unmap();
+      await expectReadBack(read, ref(la, q, 4));
     }
     const other = await PagedKVCache.create(device, { numLayers: 1, numKvHeads: KV_HEADS, headDim: DIM, numQueryHeads: Q_HEADS, blockSize: BLOCK, numBlocks: 8 });
     expect(() => other.encodeAttention(device.createCommandEncoder(), { layer: 0, entries: batch, q: qBuffer, out })).toThrow(/prepareAttention/);
