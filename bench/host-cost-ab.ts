@@ -3,8 +3,8 @@
 // checkout's sources and one from `--base` (another checkout of the repository, e.g. a worktree of an
 // earlier commit, with node_modules reachable from it), take turns in blocks of BLOCK_STEPS steps, so
 // a machine whose speed drifts over minutes (a shared VM) weighs on both alike. Each checkout's code is
-// first warmed by JIT_WARMUP_STEPS steps of a tiny batch (as measureHostCost does: code that runs a few
-// times a step, such as a flush group's, is otherwise timed before the JIT optimises it). Steps are
+// first warmed by JIT_WARMUP_STEPS steps of a tiny batch, as measureHostCost does (code that runs a
+// few times a step, such as a flush group's, is otherwise timed before the JIT optimises it). Steps are
 // encoded and not run, the young generation collected before each (as the bench does; run with --expose-gc). The
 // first two steps of each block, which follow a change of loop, are not counted. Prints, per checkout,
 // the medians of prepare and of the target's part (prepare + every layer's encode + finish), and the
@@ -37,7 +37,6 @@ const { createGpu, describeGpu } = await import('../src/gpu/create-gpu');
 const { median } = await import('../src/gpu/gpu-timing');
 
 const BLOCK_STEPS = 16;
-const JIT_WARMUP_STEPS = 300;
 const SETTLE_STEPS = 2;
 const rounds = Number(values.rounds);
 const decodeWritesKv = !values['two-dispatch'];
@@ -45,8 +44,9 @@ const gpu = await createGpu();
 const shape = here.hostShapeFrom({ layers: '32', sequences: '256', context: '512' });
 const steps = rounds * (BLOCK_STEPS + SETTLE_STEPS);
 for (const module of [here, base]) {
-  const warm = await module.DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, true, decodeWritesKv);
-  for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step, true);
+  // Through each checkout's own DecodeLoop (an older checkout has no warm-up helper to call).
+  const warm = await module.DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, here.JIT_WARMUP_STEPS, true, decodeWritesKv);
+  for (let step = 0; step < here.JIT_WARMUP_STEPS; step++) await warm.step(step, true);
   warm.destroy();
 }
 const loops = {

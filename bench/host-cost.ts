@@ -136,12 +136,26 @@ const WARMUP_STEPS = 10;
  * Steps of a small batch run first so the host path is JIT-compiled as in a long-running decode loop
  * (a few dozen steps of the measured batch would still run partly interpreted).
  */
-const JIT_WARMUP_STEPS = 300;
+export const JIT_WARMUP_STEPS = 300;
 /** K/V write encodes (encodeWriteKV, or encodeAttention with k and v) one submission may hold (the write kernel's parameter ring, KvKernelOptions). */
 const WRITE_ENCODES_PER_SUBMIT = 256;
 /** Prompt K/V are written this many sequences at a time (bounds the staging buffers). */
 const PROMPT_CHUNK = 16;
 const BLOCK_SIZE = 16;
+
+/**
+ * Runs JIT_WARMUP_STEPS steps of a 4-sequence batch of `shape`'s layers and heads (submitted, or with
+ * `encodeOnly` encoded and not run), so that a decode loop timed next runs JIT-compiled code: code that
+ * runs a few times a step (a flush group's) is otherwise timed interpreted for the first hundred steps.
+ */
+async function warmHostPath(gpu: Gpu, shape: DecodeShape, stepPass: boolean, decodeWritesKv: boolean, encodeOnly = false): Promise<void> {
+  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass, decodeWritesKv);
+  try {
+    for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step, encodeOnly);
+  } finally {
+    warm.destroy();
+  }
+}
 
 export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): Promise<HostCostResult> {
   const shape: DecodeShape = {
@@ -158,12 +172,7 @@ export async function measureHostCost(gpu: Gpu, options: HostCostOptions = {}): 
   const encodeOnly = options.encodeOnly ?? false;
   const collect = options.collect ?? 'minor';
   const gc = collect === false ? undefined : collector(collect);
-  const warm = await DecodeLoop.create(gpu, { ...shape, sequences: 4, context: 16 }, JIT_WARMUP_STEPS, stepPass, decodeWritesKv);
-  try {
-    for (let step = 0; step < JIT_WARMUP_STEPS; step++) await warm.step(step);
-  } finally {
-    warm.destroy();
-  }
+  await warmHostPath(gpu, shape, stepPass, decodeWritesKv);
   const loop = await DecodeLoop.create(gpu, shape, WARMUP_STEPS + steps + 1, stepPass, decodeWritesKv);
   try {
     const samples: StepTimes[] = [];
