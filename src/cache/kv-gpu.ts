@@ -23,7 +23,7 @@ import type { KvLayout } from '../pool/kv-layout';
 import type { AttentionEntry } from '../kernels/attention-types';
 import { CopyBlocksKernel } from '../kernels/copy-blocks';
 import { GatherKvKernel } from '../kernels/gather-kv';
-import { PagedAttentionKernel } from '../kernels/paged-attention';
+import { PagedAttentionKernel, type DecodeKvWrite } from '../kernels/paged-attention';
 import { UPLOAD_SLOTS } from '../kernels/attention-resources';
 import { WriteKvKernel } from '../kernels/write-kv';
 import type { BlockCopy } from '../table/block-table';
@@ -81,6 +81,8 @@ export class KvGpu {
   private nextBatchSlotStage = 0;
   private readonly retired: { destroy(): void }[] = [];
   private readonly staging: KvStaging;
+  /** The staged decode's write argument, rewritten per layer (the attention kernel keeps no reference to it). */
+  private readonly stagedWrite: Required<DecodeKvWrite>;
 
   private constructor(private readonly guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number) {
     const device = guard.device;
@@ -102,6 +104,8 @@ export class KvGpu {
     this.gatherVStage = new GrowableBuffer(device, STORAGE_OUT(), 'read-v');
     this.readbacks = new ReadbackPool(device);
     this.staging = new KvStaging(device, this.layout, pool, config.maxSequences);
+    const unset = undefined as unknown as GPUBuffer;
+    this.stagedWrite = { k: unset, v: unset, slots: unset, staged: unset, stagedOffset: 0 };
   }
 
   static async create(guard: DeviceGuard, pool: KvPool, config: ResolvedConfig, rowStride: number): Promise<KvGpu> {
@@ -379,8 +383,16 @@ export class KvGpu {
     scale: number,
     staging?: StagedWrite,
   ): void {
-    const staged = staging && this.staging.layerBinding(layer);
-    const write = staging && { k: staging.k, v: staging.v, slots: staging.slots, staged: staged!.buffer, stagedOffset: staged!.offset };
+    let write: DecodeKvWrite | undefined;
+    if (staging) {
+      const staged = this.staging.layerBinding(layer);
+      write = this.stagedWrite;
+      write.k = staging.k;
+      write.v = staging.v;
+      write.slots = staging.slots;
+      write.staged = staged.buffer;
+      write.stagedOffset = staged.offset;
+    }
     this.attention.encode(target, { chunks: this.pool.chunks[layer]!, blockTable: this.tableUpload.buffer, q, out, entries, scale, write });
     if (staging) this.staging.noteStaged(staging.encoder, layer, staging.slots, staging.rows);
   }

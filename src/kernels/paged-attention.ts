@@ -650,7 +650,7 @@ export class PagedAttentionKernel {
     requireBytes('write.v', write.v, rows * kvRowBytes);
     requireBytes('write.slots', write.slots, rows * 4);
     if (writtenByDecode(write.k, args) || writtenByDecode(write.v, args) || writtenByDecode(write.slots, args)) {
-      throw new InvalidArgumentError('write.k, write.v and write.slots must not be out or a KV chunk (the decode writes those)');
+      throw new InvalidArgumentError('write.k, write.v and write.slots must not be out or a KV chunk (the decode writes out, and the staged rows are flushed into the chunks)');
     }
     const offset = write.stagedOffset ?? 0;
     const alignment = this.storageOffsetAlignment;
